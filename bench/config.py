@@ -1,0 +1,155 @@
+"""One validated, frozen RunConfig: defaults < YAML file < --set key=value < explicit CLI flags."""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+
+import yaml
+
+from bench.errors import BenchError, choices_error
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    method: str = "full"
+    model: str = "minilm"
+    task: str = "rte"
+    data_dir: str | None = None  # None: the Hugging Face hub
+    seed: int = 42
+    epochs: float = 3.0
+    max_steps: int | None = None  # stops training early; counts optimizer steps
+    lr: float | None = None  # None: the method's default (see `bench methods`)
+    batch_size: int = 32
+    eval_batch_size: int = 128
+    max_length: int = 128
+    warmup_ratio: float = 0.06
+    weight_decay: float = 0.01
+    max_grad_norm: float = 1.0
+    patience: int | None = None  # epochs without improvement before stopping; None: never
+    max_train_samples: int | None = None  # keep only the first N training examples (budgets)
+    eval_every_steps: int | None = None  # also evaluate every N steps; None: once per epoch
+    log_every: int = 20  # log loss and lr every N optimizer steps
+    precision: str = "auto"  # auto (bf16 on a GPU that has it, else fp32) | fp32 | bf16 | fp16
+    output_dir: str = "runs"
+    tracking_uri: str | None = None  # None: MLFLOW_TRACKING_URI, else sqlite:///mlflow.db
+    experiment: str | None = None  # None: one experiment per task, named bench-<task>
+    cache_dir: str | None = None  # tokenisation cache; None: $BENCH_CACHE or ~/.cache/bench
+    method_options: dict = field(default_factory=dict)  # the method's own knobs (`bench methods`)
+    tags: dict = field(default_factory=dict)  # extra MLflow tags (sweeps add study, trial, phase)
+
+    def replace(self, **changes) -> RunConfig:
+        return dataclasses.replace(self, **changes)
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    def run_name(self) -> str:
+        return f"{self.method}-{Path(self.model).name}-{self.task}-s{self.seed}"
+
+    def config_hash(self) -> str:
+        """Identifies the training configuration (seed and bookkeeping excluded)."""
+        skip = {"seed", "output_dir", "tracking_uri", "experiment", "cache_dir", "tags", "data_dir"}
+        body = {k: v for k, v in self.to_dict().items() if k not in skip}
+        return hashlib.sha1(json.dumps(body, sort_keys=True, default=str).encode()).hexdigest()[:12]
+
+
+FIELDS = {f.name: f for f in fields(RunConfig)}
+PRECISIONS = ("auto", "fp32", "bf16", "fp16")
+
+
+def parse_value(text: str):
+    """`--set` values are YAML scalars: 3e-4, true, null, [1, 2] all mean what they look like."""
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError:
+        return text
+
+
+def parse_set(items: list[str]) -> dict:
+    """['lr=1e-4', 'method.r=16'] -> {'lr': 1e-4, 'method_options': {'r': 16}}."""
+    out: dict = {}
+    for item in items or []:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise BenchError(f"malformed --set {item!r}: expected key=value (e.g. lr=3e-4 or method.r=16)")
+        key = key.strip()
+        if key.startswith("method."):
+            out.setdefault("method_options", {})[key[len("method."):]] = parse_value(value)
+        else:
+            out[key] = parse_value(value)
+    return out
+
+
+def load_yaml(path: str) -> dict:
+    p = Path(path)
+    if not p.is_file():
+        raise BenchError(f"config file not found: {path}")
+    try:
+        data = yaml.safe_load(p.read_text()) or {}
+    except yaml.YAMLError as e:
+        raise BenchError(f"config file {path} is not valid YAML: {str(e).splitlines()[0]}") from None
+    if not isinstance(data, dict):
+        raise BenchError(f"config file {path} must hold a mapping of options, got {type(data).__name__}")
+    return data
+
+
+def _coerce(name: str, value):
+    f = FIELDS[name]
+    if value is None or name in ("method_options", "tags"):
+        if name in ("method_options", "tags") and not isinstance(value or {}, dict):
+            raise BenchError(f"{name} must be a mapping, got {value!r}")
+        return value if value is not None else ({} if name in ("method_options", "tags") else None)
+    kind = str(f.type)
+    try:
+        if "int" in kind and "float" not in kind:
+            if isinstance(value, float) and not value.is_integer():
+                raise ValueError
+            return int(value)
+        if "float" in kind:
+            return float(value)
+        if "str" in kind:
+            return str(value)
+    except (TypeError, ValueError):
+        raise BenchError(f"option {name}={value!r} is not a valid {kind.replace(' | None', '')}") from None
+    return value
+
+
+def build_config(*layers: dict) -> RunConfig:
+    """Merge option layers (later wins; method_options merge key by key) and validate."""
+    merged: dict = {}
+    for layer in layers:
+        for key, value in (layer or {}).items():
+            if key not in FIELDS:
+                raise choices_error("option", key, FIELDS)
+            if key in ("method_options", "tags") and isinstance(value, dict):
+                merged[key] = {**merged.get(key, {}), **value}
+            else:
+                merged[key] = value
+    cfg = RunConfig(**{k: _coerce(k, v) for k, v in merged.items()})
+    return validate(cfg)
+
+
+def validate(cfg: RunConfig) -> RunConfig:
+    from bench.tasks import get_task
+    from methods import get_method
+
+    task = get_task(cfg.task)
+    method = get_method(cfg.method)
+    method.make_config(cfg.method_options)  # unknown or ill-typed method options fail here
+    if cfg.precision not in PRECISIONS:
+        raise choices_error("precision", cfg.precision, PRECISIONS)
+    for name in ("batch_size", "eval_batch_size", "max_length", "log_every"):
+        if getattr(cfg, name) < 1:
+            raise BenchError(f"option {name}={getattr(cfg, name)} must be at least 1")
+    if cfg.epochs <= 0 and not cfg.max_steps:
+        raise BenchError(f"option epochs={cfg.epochs} must be positive (or set max_steps)")
+    for name in ("max_steps", "patience", "max_train_samples", "eval_every_steps"):
+        if getattr(cfg, name) is not None and getattr(cfg, name) < 1:
+            raise BenchError(f"option {name}={getattr(cfg, name)} must be at least 1")
+    if cfg.lr is not None and cfg.lr <= 0:
+        raise BenchError(f"option lr={cfg.lr} must be positive")
+    return cfg.replace(task=task.name)

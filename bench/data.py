@@ -1,0 +1,177 @@
+"""Examples from three sources behind one function: the Hugging Face hub (default), a local GLUE
+directory in the original TSV layout, and local CoNLL-2003 column files."""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+from dataclasses import dataclass
+from pathlib import Path
+
+from bench.errors import BenchError
+from bench.tasks import GLUE_DIRS, REGRESSION, TAGGING, Task
+
+# CoNLL-2003's original file names, accepted beside train/dev/test.txt.
+CONLL_ALIASES = {"train": "eng.train", "dev": "eng.testa", "test": "eng.testb"}
+
+
+@dataclass
+class Examples:
+    """One split: texts[i] is (a,) or (a, b) for sentence tasks, a word list for tagging."""
+
+    texts: list
+    labels: list  # int class index | float score | list of BIO tag indices
+    source: str  # where it came from (file path or hub id)
+    fingerprint: str  # changes whenever the content does: keys the tokenisation cache
+
+
+def load_examples(task: Task, split: str, data_dir: str | None = None) -> Examples:
+    """Read `split` of `task` from `data_dir` if given, else from the Hugging Face hub."""
+    known = task.files if data_dir else task.hub_splits
+    if split not in known:
+        raise BenchError(f"task {task.name} has no split {split!r} (choices: {', '.join(known)})")
+    if data_dir is None:
+        ex = _from_hub(task, split)
+    else:
+        path = find_split_file(task, split, data_dir)
+        ex = _read_conll(task, path) if task.kind == TAGGING else _read_glue_tsv(task, path)
+    if not ex.texts:
+        raise BenchError(f"split {split!r} of {task.name} is empty ({ex.source})")
+    return ex
+
+
+def task_dir(task: Task, data_dir: str) -> Path:
+    """`data_dir` may be the task's own directory, the GLUE root, or a root holding glue/."""
+    root = Path(data_dir)
+    if not root.is_dir():
+        raise BenchError(f"data directory not found: {data_dir}")
+    sub = GLUE_DIRS[task.name]
+    for cand in (root, root / sub, root / "glue" / sub):
+        if any((cand / f).is_file() for f in task.files.values()):
+            return cand
+    raise BenchError(f"no {task.name} files ({', '.join(task.files.values())}) in {root}, {root / sub} "
+                     f"or {root / 'glue' / sub}")
+
+
+def find_split_file(task: Task, split: str, data_dir: str) -> Path:
+    d = task_dir(task, data_dir)
+    for name in (task.files[split], CONLL_ALIASES.get(split) if task.kind == TAGGING else None):
+        if name and (d / name).is_file():
+            return d / name
+    raise BenchError(f"missing {split} file for {task.name}: {d / task.files[split]}")
+
+
+def _file_fingerprint(path: Path) -> str:
+    return hashlib.sha1(path.read_bytes()).hexdigest()
+
+
+def _label_index(task: Task, value: str, where: str):
+    if task.kind == REGRESSION:
+        try:
+            return float(value)
+        except ValueError:
+            raise BenchError(f"{where}: score {value!r} is not a number") from None
+    if value not in task.labels:
+        raise BenchError(f"{where}: label {value!r} is not a {task.name} label "
+                         f"(choices: {', '.join(task.labels)})")
+    return task.labels.index(value)
+
+
+def _read_glue_tsv(task: Task, path: Path) -> Examples:
+    # GLUE TSVs are not CSV-quoted (stray quote characters abound): QUOTE_NONE keeps them verbatim.
+    # utf-8-sig drops MRPC's byte-order mark.
+    with open(path, encoding="utf-8-sig", newline="") as f:
+        rows = list(csv.reader(f, delimiter="\t", quoting=csv.QUOTE_NONE))
+    start = 0
+    if task.headerless:
+        cols = [*task.tsv_text, task.tsv_label]
+    else:
+        if not rows:
+            raise BenchError(f"split file is empty: {path}")
+        header, start = rows[0], 1
+        missing = [c for c in (*task.tsv_text, task.tsv_label) if c not in header]
+        if missing:
+            raise BenchError(f"{path}: missing column {missing[0]!r} (header: {', '.join(header)})")
+        cols = [header.index(c) for c in (*task.tsv_text, task.tsv_label)]
+    texts, labels = [], []
+    need = max(cols) + 1
+    for lineno, row in enumerate(rows[start:], start=start + 1):
+        if not row:
+            continue
+        if len(row) < need:
+            raise BenchError(f"{path}:{lineno}: {len(row)} columns, expected at least {need}")
+        *text_cols, label_col = cols
+        texts.append(tuple(row[c] for c in text_cols))
+        labels.append(_label_index(task, row[label_col].strip(), f"{path}:{lineno}"))
+    return Examples(texts, labels, str(path), _file_fingerprint(path))
+
+
+def iob1_to_bio(tags: list[str]) -> list[str]:
+    """IOB1 (an entity starts with I- unless it follows one of the same type) to BIO/IOB2.
+
+    Our own five lines: seqeval scores BIO but does not convert between schemes."""
+    out, prev = [], "O"
+    for tag in tags:
+        if tag.startswith("I-") and (prev == "O" or prev[2:] != tag[2:]):
+            tag = "B-" + tag[2:]
+        out.append(tag)
+        prev = tag
+    return out
+
+
+def _read_conll(task: Task, path: Path) -> Examples:
+    """CoNLL-2003 columns `token POS chunk NER`; blank lines end sentences; -DOCSTART- lines dropped
+    whatever their other columns say (test.txt spells them `-DOCSTART- -X- -X- O`)."""
+    sentences, tags, words, raw = [], [], [], []
+    lineno_of_sentence = []
+
+    def flush(lineno):
+        if words:
+            sentences.append(list(words))
+            tags.append(list(raw))
+            lineno_of_sentence.append(lineno)
+            words.clear()
+            raw.clear()
+
+    with open(path, encoding="utf-8") as f:
+        for lineno, line in enumerate(f, start=1):
+            fields = line.split()
+            if not fields:
+                flush(lineno)
+                continue
+            if fields[0] == "-DOCSTART-":
+                flush(lineno)
+                continue
+            if len(fields) < 2:
+                raise BenchError(f"{path}:{lineno}: expected `token ... tag`, got {line.strip()!r}")
+            words.append(fields[0])
+            raw.append(fields[-1])
+        flush(lineno)
+    labels = []
+    for sent_tags, lineno in zip(tags, lineno_of_sentence, strict=True):
+        bio = iob1_to_bio(sent_tags)
+        labels.append([_label_index(task, t, f"{path}: sentence ending line {lineno}") for t in bio])
+    return Examples(sentences, labels, str(path), _file_fingerprint(path))
+
+
+def _from_hub(task: Task, split: str) -> Examples:
+    try:
+        import datasets
+
+        if task.kind == TAGGING:
+            ds = datasets.load_dataset(task.hub_config, split=task.hub_splits[split])
+        else:
+            ds = datasets.load_dataset("nyu-mll/glue", task.hub_config, split=task.hub_splits[split])
+    except Exception as e:  # offline, unknown revision, auth...: one line for the user
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise BenchError(f"could not load {task.name}/{split} from the Hugging Face hub ({first}); "
+                         f"pass --data-dir with the local files") from None
+    source = f"hf:{task.hub_config}/{task.hub_splits[split]}"
+    if task.kind == TAGGING:
+        texts, labels = [list(t) for t in ds["tokens"]], [list(t) for t in ds["ner_tags"]]
+    else:
+        texts = list(zip(*(ds[c] for c in task.hub_text), strict=True))
+        labels = [float(x) for x in ds["label"]] if task.kind == REGRESSION else list(ds["label"])
+        if any(lab < 0 for lab in labels):  # GLUE test splits carry -1
+            raise BenchError(f"{source} has no labels")
+    return Examples(texts, labels, source, f"{source}@{ds._fingerprint}")

@@ -1,0 +1,10 @@
+"""The one error type users see: printed as a single line, exit code 2, no traceback."""
+
+
+class BenchError(Exception):
+    """Bad input or an unusable environment, explained in one line."""
+
+
+def choices_error(what: str, value, choices) -> BenchError:
+    """`unknown task 'rtee' (choices: cola, mnli, ...)`: the shape every choice error takes."""
+    return BenchError(f"unknown {what} {value!r} (choices: {', '.join(sorted(map(str, choices)))})")

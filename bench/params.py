@@ -1,0 +1,36 @@
+"""Parameter accounting, each number named for what it counts (see METHODS.md)."""
+
+from __future__ import annotations
+
+from bench.models import head_prefixes
+
+
+def count_parameters(model, backbone_numel: int, stored_names: set[str]) -> dict[str, int]:
+    """trainable: requires_grad, head included. method: trainable minus the task head (the papers'
+    %Param numerator). head: the task head. stored: what the adapter checkpoint holds (method + head
+    + anything newly initialised). backbone: the pretrained encoder as loaded for the task, before
+    the method was attached (the %Param denominator)."""
+    heads = head_prefixes(model)
+    trainable = method = head = stored = total = 0
+    for name, p in model.named_parameters():
+        n = p.numel()
+        total += n
+        is_head = name.startswith(heads)
+        head += n if is_head else 0
+        if p.requires_grad:
+            trainable += n
+            method += 0 if is_head else n
+        stored += n if name in stored_names else 0
+    return {"trainable": trainable, "method": method, "head": head, "stored": stored,
+            "backbone": backbone_numel, "total": total}
+
+
+def percent(part: int, whole: int) -> float:
+    return 100.0 * part / whole if whole else 0.0
+
+
+def describe(counts: dict[str, int]) -> str:
+    b = counts["backbone"]
+    return (f"params: method {counts['method']:,} ({percent(counts['method'], b):.4f}% of the {b:,}-param "
+            f"backbone, head excluded) | trainable {counts['trainable']:,} (head included) | "
+            f"head {counts['head']:,} | stored {counts['stored']:,}")

@@ -1,0 +1,245 @@
+"""`bench run` and `bench eval`: from a RunConfig to a tracked, evaluated, saved model."""
+
+from __future__ import annotations
+
+
+import dataclasses
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import yaml
+
+from bench.config import RunConfig
+from bench.errors import BenchError
+
+
+@dataclass
+class Built:
+    """A model with its method attached, and everything needed to train or evaluate it."""
+
+    model: object
+    tokenizer: object
+    method: object
+    method_config: object
+    stored_names: set
+    backbone_numel: int
+
+
+def quiet_transformers() -> None:
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.set_verbosity_error()
+    hf_logging.disable_progress_bar()
+
+
+def build_model(cfg: RunConfig, task) -> Built:
+    """Pretrained model + head, backbone frozen, method attached, head trainable."""
+    import torch
+
+    from bench.models import backbone, family, head_prefixes, load_model, load_tokenizer
+    from methods import AttachContext, get_method
+
+    method = get_method(cfg.method)
+    method_cfg = method.make_config(cfg.method_options)
+    tokenizer = load_tokenizer(cfg.model, task)
+    torch.manual_seed(cfg.seed)  # head and method initialisation follow the seed
+    model, new_names = load_model(cfg.model, task)
+    ctx = AttachContext(task=task, tokenizer=tokenizer, family=family(model))
+    method.check_supported(ctx)
+    backbone_numel = sum(p.numel() for p in backbone(model).parameters())
+    model.requires_grad_(False)
+    model = method.attach(model, method_cfg, ctx)
+    if method.trains_head:
+        for name, p in model.named_parameters():
+            if name.startswith(head_prefixes(model)):
+                p.requires_grad_(True)
+    # Stored with the adapter: what trains, plus anything newly initialised (so reload is exact).
+    stored = {n for n, p in model.named_parameters() if p.requires_grad or n in new_names}
+    return Built(model, tokenizer, method, method_cfg, stored, backbone_numel)
+
+
+def load_data(cfg: RunConfig, task, tokenizer, splits):
+    from bench.data import load_examples
+    from bench.encoding import cached_encode
+
+    out = {}
+    for split in splits:
+        ex = load_examples(task, split, cfg.data_dir)
+        if split == "train" and cfg.max_train_samples:
+            ex.texts, ex.labels = ex.texts[: cfg.max_train_samples], ex.labels[: cfg.max_train_samples]
+            ex.fingerprint += f"|first{cfg.max_train_samples}"
+        out[split] = cached_encode(task, split, ex, tokenizer, cfg.max_length, cfg.cache_dir)
+    return out
+
+
+def check_output_dir(path: str) -> Path:
+    out = Path(path)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=out):
+            pass
+    except OSError as e:
+        raise BenchError(f"output directory {path} is not writable ({e.strerror or e})") from None
+    return out
+
+
+def make_accelerator(precision: str):
+    import torch
+    from accelerate import Accelerator
+
+    cuda = torch.cuda.is_available()
+    if precision == "auto":
+        precision = "bf16" if cuda and torch.cuda.is_bf16_supported() else "fp32"
+    if precision in ("bf16", "fp16") and not cuda:
+        raise BenchError(f"precision {precision} needs a GPU (this machine has none); use fp32 or auto")
+    return Accelerator(mixed_precision="no" if precision == "fp32" else precision, cpu=not cuda), precision
+
+
+def run(cfg: RunConfig, progress: bool = True, parent_run_id: str | None = None, on_eval=None,
+        echo=print) -> dict:
+    """Train and evaluate one configuration, tracked in MLflow. Everything that bad input can break
+    is checked before the MLflow run is created, so bad input leaves nothing behind."""
+    import torch
+    from transformers import set_seed
+
+    from bench import checkpoint, tracking
+    from bench.environment import environment
+    from bench.metrics import trivial_baseline
+    from bench.params import count_parameters, describe
+    from bench.tasks import get_task
+    from bench.train import Prepared, train
+
+    quiet_transformers()
+    task = get_task(cfg.task)
+    out_root = check_output_dir(cfg.output_dir)
+    uri = tracking.resolve_uri(cfg.tracking_uri)
+    tracking.check_reachable(uri)
+    set_seed(cfg.seed)
+    built = build_model(cfg, task)
+    lr = cfg.lr if cfg.lr is not None else built.method.default_lr
+    cfg = cfg.replace(lr=lr)
+    data = load_data(cfg, task, built.tokenizer, ["train", *task.dev_splits])
+    prep = Prepared(task, data["train"], {s: data[s] for s in task.dev_splits}, built.tokenizer.pad_token_id,
+                    keep_special_mask=built.method.uses_special_tokens_mask)
+    accelerator, precision = make_accelerator(cfg.precision)
+    counts = count_parameters(built.model, built.backbone_numel, built.stored_names)
+    main_split = task.dev_splits[0]
+    baseline = trivial_baseline(task, data["train"]["labels"], data[main_split]["labels"])
+    echo(f"{cfg.run_name()}: {len(data['train']['labels'])} train examples, "
+         + ", ".join(f"{len(data[s]['labels'])} {s}" for s in task.dev_splits) + f"; lr {lr:g}; {precision}")
+    echo(describe(counts))
+
+    tags = {"method": cfg.method, "model": cfg.model, "task": task.name, "seed": cfg.seed,
+            "config_hash": cfg.config_hash(), "phase": cfg.tags.get("phase", "single"), **cfg.tags}
+    experiment = cfg.experiment or f"bench-{task.name}"
+    with tracking.tracked_run(uri, experiment, cfg.run_name(), tags, parent_run_id) as tracker:
+        run_dir = out_root / f"{cfg.run_name()}-{tracker.run_id[:8]}"
+        config_dict = {**cfg.to_dict(), "tracking_uri": tracking.redact(uri)}
+        tracker.log_params({**config_dict, "method_config": dataclasses.asdict(built.method_config),
+                            "precision_resolved": precision})
+        tracker.log_text(yaml.safe_dump(config_dict, sort_keys=False), "config.yaml")
+        tracker.set_tags({**environment(), "run_dir": str(run_dir.resolve())})
+        tracker.log_metrics({f"params_{k}": v for k, v in counts.items()}
+                            | {f"baseline_{main_split}_{k}": v for k, v in baseline.items()})
+        t0 = time.perf_counter()
+        result = train(built.model, prep, cfg, accelerator, built.stored_names, tracker.log_metrics,
+                       on_eval=on_eval, progress=progress)
+        wall = time.perf_counter() - t0
+        meta = {"format": 1, "method": cfg.method, "method_options": cfg.method_options, "model": cfg.model,
+                "task": task.name, "config": config_dict, "counts": counts,
+                "best_epoch": result.best_epoch, "best_metrics": result.best_metrics}
+        size = checkpoint.save(run_dir / "adapter", built.model, built.stored_names, meta)
+        tracker.log_artifacts(str(run_dir / "adapter"), "adapter")
+        final = {f"best_{s}_{k}": v for s, m in result.best_metrics.items() for k, v in m.items()}
+        final |= {"best_epoch": result.best_epoch, "wall_seconds": wall, "train_seconds": result.train_seconds,
+                  "train_samples_per_s": result.train_samples / max(result.train_seconds, 1e-9),
+                  "eval_seconds": result.eval_seconds,
+                  "eval_samples_per_s": result.eval_samples / max(result.eval_seconds, 1e-9),
+                  "steps": result.steps, "epochs_run": result.epochs_run, "adapter_file_bytes": size,
+                  **{f"time_{k}_seconds": v for k, v in result.timings.items()}}
+        tracker.log_metrics(final, result.steps)
+        tracker.set_tags({"stopped": result.stopped, "state": "finished"})
+        tracker.flush()
+        final["tracking_seconds"] = tracker.seconds
+        tracker.log_metrics({"tracking_seconds": tracker.seconds}, result.steps)
+        run_id = tracker.run_id
+    summary = {"run_id": run_id, "run_name": cfg.run_name(), "task": task, "cfg": cfg, "counts": counts,
+               "result": result, "baseline": baseline, "final": final, "run_dir": run_dir,
+               "adapter_bytes": size, "tracking_uri": tracking.redact(uri), "experiment": experiment}
+    echo(format_summary(summary))
+    return summary
+
+
+def format_summary(s: dict) -> str:
+    task, res, cfg = s["task"], s["result"], s["cfg"]
+    lines = [f"\n== {s['run_name']} (MLflow run {s['run_id']}, experiment {s['experiment']}) ==",
+             f"best epoch {res.best_epoch} of {res.epochs_run:.2f} run ({res.steps} steps, stopped by {res.stopped};"
+             f" best = highest {task.main_metric} on {task.dev_splits[0]}, earliest wins ties), seed {cfg.seed}",
+             f"{'split':<16}{'metric':<12}{'best epoch':>12}{'majority baseline':>20}"]
+    main = task.dev_splits[0]
+    for split, metrics in res.best_metrics.items():
+        for k, v in metrics.items():
+            base = s["baseline"].get(k) if split == main else None
+            lines.append(f"{split:<16}{k:<12}{v:>12.4f}{'' if base is None else f'{base:>20.4f}'}")
+    f, c = s["final"], s["counts"]
+    lines.append(f"method params {c['method']:,} of backbone {c['backbone']:,} "
+                 f"({100 * c['method'] / c['backbone']:.4f}%), trainable {c['trainable']:,}, "
+                 f"adapter file {s['adapter_bytes']:,} bytes")
+    lines.append(f"wall {f['wall_seconds']:.1f}s: train {f['train_seconds']:.1f}s "
+                 f"({f['train_samples_per_s']:.1f} samples/s), eval {f['eval_seconds']:.1f}s "
+                 f"({f['eval_samples_per_s']:.1f} samples/s), tracking {f['tracking_seconds']:.2f}s")
+    lines.append(f"adapter checkpoint: {s['run_dir'] / 'adapter'}  |  tracking: {s['tracking_uri']}")
+    return "\n".join(lines)
+
+
+def evaluate_checkpoint(directory: Path, data_dir: str | None = None, echo=print) -> dict:
+    """Rebuild the backbone, attach the method, load the adapter, evaluate on every dev split."""
+    from bench import checkpoint
+    from bench.config import build_config
+    from bench.tasks import get_task
+    from bench.train import Prepared, evaluate
+
+    quiet_transformers()
+    meta = checkpoint.read_meta(directory)
+    conf = {k: v for k, v in meta["config"].items() if k != "tracking_uri"}
+    if data_dir:
+        conf["data_dir"] = data_dir
+    cfg = build_config(conf)
+    task = get_task(cfg.task)
+    built = build_model(cfg, task)
+    checkpoint.load_into(built.model, directory)
+    data = load_data(cfg, task, built.tokenizer, task.dev_splits)
+    prep = Prepared(task, {}, {s: data[s] for s in task.dev_splits}, built.tokenizer.pad_token_id,
+                    keep_special_mask=built.method.uses_special_tokens_mask)
+    accelerator, _ = make_accelerator(cfg.precision)
+    model = accelerator.prepare(built.model)
+    metrics = evaluate(model, prep, cfg.eval_batch_size, accelerator.autocast)
+    logged = meta.get("best_metrics", {})
+    echo(f"{'split':<16}{'metric':<12}{'now':>10}{'logged':>10}")
+    for split, m in metrics.items():
+        for k, v in m.items():
+            old = logged.get(split, {}).get(k)
+            echo(f"{split:<16}{k:<12}{v:>10.4f}{'' if old is None else f'{old:>10.4f}'}")
+    return {"metrics": metrics, "logged": logged}
+
+
+def download_run_checkpoint(run_id: str, tracking_uri: str | None) -> Path:
+    from bench import tracking
+
+    uri = tracking.resolve_uri(tracking_uri)
+    tracking.check_reachable(uri)
+    c = tracking.client(uri)
+    try:
+        c.get_run(run_id)
+    except Exception:
+        raise BenchError(f"no MLflow run {run_id!r} in {tracking.redact(uri)}") from None
+    dst = Path(tempfile.mkdtemp(prefix="bench-eval-"))
+    try:
+        return Path(c.download_artifacts(run_id, "adapter", str(dst)))
+    except Exception as e:
+        raise BenchError(f"run {run_id} has no adapter artifact ({type(e).__name__})") from None
+
+
+

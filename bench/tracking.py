@@ -1,0 +1,180 @@
+"""MLflow tracking: one run per configuration, metrics buffered off the hot path, never left RUNNING."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import time
+from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
+
+from bench.errors import BenchError
+
+DEFAULT_DB = "mlflow.db"
+
+
+def resolve_uri(uri: str | None) -> str:
+    """--tracking-uri, else MLFLOW_TRACKING_URI, else a SQLite file in the working directory."""
+    uri = uri or os.environ.get("MLFLOW_TRACKING_URI")
+    if not uri:
+        return f"sqlite:///{Path(DEFAULT_DB).resolve()}"
+    if "://" not in uri:  # a bare path means a SQLite file
+        return f"sqlite:///{Path(uri).resolve()}"
+    return uri
+
+
+def redact(uri: str) -> str:
+    """Hide the password of a database URL before it is printed or logged."""
+    parts = urlsplit(uri)
+    if parts.password:
+        netloc = parts.netloc.replace(f":{parts.password}@", ":***@")
+        return urlunsplit(parts._replace(netloc=netloc))
+    return uri
+
+
+def check_reachable(uri: str) -> None:
+    """Fail fast, before anything is created, on a tracking store we cannot use."""
+    scheme = urlsplit(uri).scheme
+    if scheme == "sqlite":
+        db = Path(uri.split(":///", 1)[-1])
+        if not db.parent.is_dir() or not os.access(db.parent, os.W_OK):
+            raise BenchError(f"tracking URI {uri} is not usable: {db.parent} is not a writable directory")
+        return
+    if scheme in ("http", "https"):
+        import urllib.request
+
+        try:
+            urllib.request.urlopen(uri.rstrip("/") + "/health", timeout=5)
+        except Exception as e:
+            raise BenchError(f"tracking URI {redact(uri)} is unreachable ({type(e).__name__}: {e})") from None
+        return
+    if scheme.startswith(("postgresql", "mysql", "mssql")):
+        import sqlalchemy
+
+        try:
+            engine = sqlalchemy.create_engine(uri, connect_args={"connect_timeout": 5})
+            with engine.connect():
+                pass
+        except Exception as e:
+            first = str(e).strip().splitlines()[0]
+            raise BenchError(f"tracking URI {redact(uri)} is unreachable ({first})") from None
+        return
+    if scheme == "file":
+        return
+    raise BenchError(f"unsupported tracking URI scheme {scheme!r} in {redact(uri)} "
+                     f"(choices: sqlite, postgresql, mysql, http, https, file)")
+
+
+def client(uri: str):
+    from mlflow.tracking import MlflowClient
+
+    return MlflowClient(tracking_uri=uri)
+
+
+def experiment_id(mlflow_client, name: str, uri: str) -> str:
+    exp = mlflow_client.get_experiment_by_name(name)
+    if exp is not None:
+        return exp.experiment_id
+    location = None
+    if uri.startswith("sqlite:///"):  # artifacts beside the database, not wherever the cwd is
+        location = (Path(uri.split(":///", 1)[1]).parent / "mlartifacts" / name).as_uri()
+    try:
+        return mlflow_client.create_experiment(name, artifact_location=location)
+    except Exception:  # another worker created it first
+        return mlflow_client.get_experiment_by_name(name).experiment_id
+
+
+def flatten(d: dict, prefix: str = "") -> dict:
+    out = {}
+    for k, v in d.items():
+        key = f"{prefix}{k}"
+        if isinstance(v, dict):
+            out.update(flatten(v, key + "."))
+        else:
+            out[key] = v
+    return out
+
+
+class Tracker:
+    """One MLflow run. Metrics are buffered and sent in batches (log_batch) so tracking stays off the
+    training hot path; flush() at every evaluation and at the end."""
+
+    def __init__(self, uri: str, run_id: str):
+        self.uri = uri
+        self.client = client(uri)
+        self.run_id = run_id
+        self._buffer = []
+        self.seconds = 0.0  # time spent talking to MLflow
+
+    @contextlib.contextmanager
+    def _timed(self):
+        t = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.seconds += time.perf_counter() - t
+
+    def log_params(self, params: dict) -> None:
+        from mlflow.entities import Param
+
+        items = [Param(k, str(v)[:6000]) for k, v in flatten(params).items()]
+        with self._timed():
+            for i in range(0, len(items), 100):
+                self.client.log_batch(self.run_id, params=items[i:i + 100])
+
+    def set_tags(self, tags: dict) -> None:
+        from mlflow.entities import RunTag
+
+        with self._timed():
+            self.client.log_batch(self.run_id, tags=[RunTag(k, str(v)[:5000]) for k, v in tags.items()])
+
+    def log_metrics(self, metrics: dict, step: int = 0) -> None:
+        from mlflow.entities import Metric
+
+        now = int(time.time() * 1000)
+        self._buffer += [Metric(k, float(v), now, step) for k, v in metrics.items() if v is not None]
+        if len(self._buffer) >= 500:
+            self.flush()
+
+    def flush(self) -> None:
+        with self._timed():
+            while self._buffer:
+                chunk, self._buffer = self._buffer[:1000], self._buffer[1000:]
+                self.client.log_batch(self.run_id, metrics=chunk)
+
+    def log_artifacts(self, local_dir: str, artifact_path: str | None = None) -> None:
+        with self._timed():
+            self.client.log_artifacts(self.run_id, local_dir, artifact_path)
+
+    def log_text(self, text: str, artifact_file: str) -> None:
+        with self._timed():
+            self.client.log_text(self.run_id, text, artifact_file)
+
+
+@contextlib.contextmanager
+def tracked_run(uri: str, experiment: str, run_name: str, tags: dict, parent_run_id: str | None = None):
+    """Yields a Tracker. The run ends FINISHED, FAILED (error tag set) or KILLED (interrupted):
+    never left RUNNING by an exception or a SIGTERM/Ctrl-C."""
+    from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID, MLFLOW_RUN_NAME
+
+    c = client(uri)
+    exp_id = experiment_id(c, experiment, uri)
+    all_tags = {MLFLOW_RUN_NAME: run_name, **tags}
+    if parent_run_id:  # explicit parent id: nesting that works across processes and machines
+        all_tags[MLFLOW_PARENT_RUN_ID] = parent_run_id
+    run = c.create_run(exp_id, run_name=run_name, tags={k: str(v) for k, v in all_tags.items()})
+    tracker = Tracker(uri, run.info.run_id)
+    try:
+        yield tracker
+    except BaseException as e:
+        status = "KILLED" if isinstance(e, KeyboardInterrupt) else "FAILED"
+        with contextlib.suppress(Exception):
+            tracker.flush()
+            msg = (str(e).strip().splitlines() or [""])[0] or type(e).__name__
+            tracker.set_tags({"error": f"{type(e).__name__}: {msg}"[:5000], "state": status.lower()})
+        with contextlib.suppress(Exception):
+            c.set_terminated(run.info.run_id, status)
+        raise
+    else:
+        tracker.flush()
+        c.set_terminated(run.info.run_id, "FINISHED")

@@ -1,0 +1,193 @@
+"""The one training loop every method shares: AdamW, linear warmup/decay, clipping, per-epoch
+evaluation on every dev split, best epoch by the task's main metric, early stopping."""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import torch
+
+from bench.batching import collate, length_grouped_batches, sorted_batches
+from bench.metrics import compute_metrics
+from bench.tasks import REGRESSION, TAGGING, Task
+
+
+class NonFiniteLoss(RuntimeError):
+    pass
+
+
+@dataclass
+class Prepared:
+    """Tokenised splits ready for batching."""
+
+    task: Task
+    train: dict
+    dev: dict[str, dict]  # split name -> encoded columns; the first one picks the best epoch
+    pad_id: int
+    keep_special_mask: bool  # PASTA reads special_tokens_mask; other models must not receive it
+
+
+@dataclass
+class TrainResult:
+    best_epoch: int
+    best_step: int
+    best_metrics: dict[str, dict[str, float]]  # split -> metrics at the best epoch
+    history: list[dict] = field(default_factory=list)
+    steps: int = 0
+    epochs_run: float = 0.0
+    train_seconds: float = 0.0
+    train_samples: int = 0
+    eval_seconds: float = 0.0
+    eval_samples: int = 0
+    stopped: str = "budget"  # budget | patience
+    timings: dict[str, float] = field(default_factory=dict)
+
+
+def batch_for(prep: Prepared, data: dict, indices: list[int], device) -> dict:
+    batch = collate(data, indices, prep.pad_id, float_labels=prep.task.kind == REGRESSION)
+    if not prep.keep_special_mask:
+        batch.pop("special_tokens_mask", None)
+    return {k: v.to(device, non_blocking=True) for k, v in batch.items()}
+
+
+@torch.inference_mode()
+def predict(model, prep: Prepared, data: dict, batch_size: int, autocast) -> list:
+    """Predictions in input order: class ids, scores, or per-token class ids."""
+    model.eval()
+    device = next(model.parameters()).device
+    lengths = [len(x) for x in data["input_ids"]]
+    out: list = [None] * len(lengths)
+    for indices in sorted_batches(lengths, batch_size):
+        batch = batch_for(prep, data, indices, device)
+        batch.pop("labels")
+        with autocast():
+            logits = model(**batch).logits.float()
+        if prep.task.kind == REGRESSION:
+            preds = logits.squeeze(-1).tolist()
+        elif prep.task.kind == TAGGING:
+            preds = [row[: lengths[i]] for row, i in zip(logits.argmax(-1).tolist(), indices, strict=True)]
+        else:
+            preds = logits.argmax(-1).tolist()
+        for i, p in zip(indices, preds, strict=True):
+            out[i] = p
+    return out
+
+
+def evaluate(model, prep: Prepared, batch_size: int, autocast) -> dict[str, dict[str, float]]:
+    return {split: compute_metrics(prep.task, predict(model, prep, data, batch_size, autocast), data["labels"])
+            for split, data in prep.dev.items()}
+
+
+def param_groups(model, weight_decay: float) -> list[dict]:
+    """Decay matrices only: biases, LayerNorm gains and the 1-D/added vectors are not decayed."""
+    decay, no_decay = [], []
+    for name, p in model.named_parameters():
+        if p.requires_grad:
+            (no_decay if p.ndim < 2 or "LayerNorm" in name else decay).append(p)
+    return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+
+
+def train(model, prep: Prepared, cfg, accelerator, stored_names: set[str], log: Callable[[dict, int], None],
+          on_eval: Callable[[int, dict], None] | None = None, progress: bool = True) -> TrainResult:
+    """Trains `model` in place and leaves it holding the weights of the best evaluation.
+
+    Best = highest main metric on the first dev split; ties keep the earlier evaluation.
+    `on_eval(epoch, metrics)` may raise to stop (Optuna pruning)."""
+    from tqdm.auto import tqdm
+    from transformers import get_linear_schedule_with_warmup
+
+    task = prep.task
+    main_split = next(iter(prep.dev))
+    device = accelerator.device
+    optimizer = torch.optim.AdamW(param_groups(model, cfg.weight_decay), lr=cfg.lr)
+    lengths = [len(x) for x in prep.train["input_ids"]]
+    steps_per_epoch = math.ceil(len(lengths) / cfg.batch_size)
+    total = cfg.max_steps or math.ceil(cfg.epochs * steps_per_epoch)
+    if cfg.max_steps:
+        total = min(total, math.ceil(cfg.epochs * steps_per_epoch)) if cfg.epochs else total
+    scheduler = get_linear_schedule_with_warmup(optimizer, int(cfg.warmup_ratio * total), total)
+    model, optimizer = accelerator.prepare(model, optimizer)
+    generator = torch.Generator().manual_seed(cfg.seed)
+
+    res = TrainResult(best_epoch=0, best_step=0, best_metrics={})
+    t = {"data": 0.0, "compute": 0.0, "eval": 0.0}
+    best_value, best_state, bad_epochs, step, epoch = -math.inf, None, 0, 0, 0
+    bar = tqdm(total=total, desc="train", unit="step", disable=not progress, leave=False)
+    running_loss, running_n = 0.0, 0
+
+    def run_eval(tag_epoch: int):
+        nonlocal best_value, best_state, bad_epochs
+        t0 = time.perf_counter()
+        metrics = evaluate(model, prep, cfg.eval_batch_size, accelerator.autocast)
+        dt = time.perf_counter() - t0
+        t["eval"] += dt
+        res.eval_seconds += dt
+        res.eval_samples += sum(len(d["labels"]) for d in prep.dev.values())
+        flat = {f"{split}_{k}": v for split, m in metrics.items() for k, v in m.items()}
+        log({**flat, "epoch": step / steps_per_epoch}, step)
+        res.history.append({"epoch": tag_epoch, "step": step, **flat})
+        value = metrics[main_split][task.main_metric]
+        if value > best_value:  # strict: ties keep the earlier evaluation
+            best_value, bad_epochs = value, 0
+            best_state = {n: p.detach().clone() for n, p in model.named_parameters() if n in stored_names}
+            res.best_epoch, res.best_step, res.best_metrics = tag_epoch, step, metrics
+        else:
+            bad_epochs += 1
+        if on_eval is not None:
+            on_eval(tag_epoch, metrics)
+        model.train()
+
+    model.train()
+    t_start = time.perf_counter()
+    while step < total:
+        epoch += 1
+        t0 = time.perf_counter()
+        batches = length_grouped_batches(lengths, cfg.batch_size, generator)
+        t["data"] += time.perf_counter() - t0
+        for indices in batches:
+            t0 = time.perf_counter()
+            batch = batch_for(prep, prep.train, indices, device)
+            t1 = time.perf_counter()
+            with accelerator.autocast():
+                loss = model(**batch).loss
+            if not torch.isfinite(loss):
+                raise NonFiniteLoss(f"loss became {loss.item()} at step {step + 1}")
+            accelerator.backward(loss)
+            if cfg.max_grad_norm:
+                accelerator.clip_grad_norm_(model.parameters(), cfg.max_grad_norm)
+            optimizer.step()
+            scheduler.step()
+            optimizer.zero_grad(set_to_none=True)
+            step += 1
+            res.train_samples += len(indices)
+            running_loss += loss.item()
+            running_n += 1
+            t2 = time.perf_counter()
+            t["data"] += t1 - t0
+            t["compute"] += t2 - t1
+            bar.update(1)
+            if step % cfg.log_every == 0:
+                log({"train_loss": running_loss / running_n, "lr": scheduler.get_last_lr()[0]}, step)
+                bar.set_postfix(loss=f"{running_loss / running_n:.4f}")
+                running_loss, running_n = 0.0, 0
+            if cfg.eval_every_steps and step % cfg.eval_every_steps == 0 and step < total:
+                run_eval(epoch)
+            if step >= total:
+                break
+        run_eval(epoch)
+        if cfg.patience and bad_epochs >= cfg.patience:
+            res.stopped = "patience"
+            break
+    bar.close()
+    res.steps, res.epochs_run = step, step / steps_per_epoch
+    res.train_seconds = time.perf_counter() - t_start - t["eval"]
+    res.timings = t
+    if best_state is not None:
+        with torch.no_grad():
+            params = dict(model.named_parameters())
+            for n, v in best_state.items():
+                params[n].copy_(v)
+    return res

@@ -1,0 +1,49 @@
+"""BitFit (Ben Zaken et al. 2022): train bias terms only; nested subsets for curves."""
+
+from dataclasses import dataclass
+
+from methods import register
+from methods.base import Method
+
+# Nested subsets, smallest first: each includes the ones before it. The last is the paper's
+# BitFit: q,k,v, attention-output, FFN intermediate/output biases, every LayerNorm beta
+# (embedding LayerNorm included) and the pooler bias.
+SUBSETS = {
+    "query": ("attention.self.query.bias",),
+    "query_intermediate": ("intermediate.dense.bias",),
+    "attention": ("attention.self.key.bias", "attention.self.value.bias",
+                  "attention.output.dense.bias", "attention.output.LayerNorm.bias"),
+    "all": ("output.dense.bias", "output.LayerNorm.bias", "embeddings.LayerNorm.bias", "pooler.dense.bias"),
+}
+ORDER = list(SUBSETS)
+
+
+def bias_suffixes(subset: str) -> tuple[str, ...]:
+    upto = ORDER[: ORDER.index(subset) + 1]
+    return tuple(s for name in upto for s in SUBSETS[name])
+
+
+@dataclass(frozen=True)
+class BitFitConfig:
+    subset: str = "all"  # query < query_intermediate < attention < all
+
+    def __post_init__(self):
+        if self.subset not in SUBSETS:
+            raise ValueError(f"subset {self.subset!r} (choices: {', '.join(ORDER)})")
+
+
+@register
+class BitFit(Method):
+    name = "bitfit"
+    summary = "bias terms only (all biases + LayerNorm betas + pooler bias)"
+    config_cls = BitFitConfig
+    knob = "subset"
+    default_lr = 1e-3
+
+    def attach(self, model, cfg, ctx):
+        suffixes = bias_suffixes(cfg.subset)
+        base = model.base_model
+        for name, p in base.named_parameters():
+            if name.endswith(suffixes):
+                p.requires_grad_(True)
+        return model

@@ -1,0 +1,24 @@
+"""Full fine-tuning: every parameter trains."""
+
+from dataclasses import dataclass
+
+from methods import register
+from methods.base import Method
+
+
+@dataclass(frozen=True)
+class FullConfig:
+    pass
+
+
+@register
+class Full(Method):
+    name = "full"
+    summary = "full fine-tuning: all parameters"
+    config_cls = FullConfig
+    families = ()  # any encoder transformers can load
+    default_lr = 2e-5
+
+    def attach(self, model, cfg, ctx):
+        model.requires_grad_(True)
+        return model

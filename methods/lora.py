@@ -1,0 +1,42 @@
+"""LoRA (Hu et al. 2021) through peft: W + (alpha/r) B A on the chosen projections."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from methods import register
+from methods.base import Method
+
+
+@dataclass(frozen=True)
+class LoraOptions:
+    r: int = 8
+    alpha: int = 16
+    dropout: float = 0.1
+    target_modules: str = "query,value"  # comma-separated module names
+
+    def __post_init__(self):
+        if self.r < 1:
+            raise ValueError(f"r {self.r} must be at least 1")
+
+
+@register
+class Lora(Method):
+    name = "lora"
+    summary = "low-rank updates on W_q, W_v via peft (L*2*2*H*r params)"
+    config_cls = LoraOptions
+    knob = "r"
+    default_lr = 5e-4
+
+    def attach(self, model, cfg: LoraOptions, ctx):
+        from peft import LoraConfig, inject_adapter_in_model
+
+        targets = [t.strip() for t in cfg.target_modules.split(",") if t.strip()]
+        # inject_adapter_in_model keeps the HF model class (no PeftModel wrapper, no duplicated
+        # "modules_to_save" head copy): the head is trained and counted exactly once.
+        config = LoraConfig(r=cfg.r, lora_alpha=cfg.alpha, lora_dropout=cfg.dropout,
+                            target_modules=targets, bias="none")
+        model = inject_adapter_in_model(config, model)
+        for name, p in model.named_parameters():
+            p.requires_grad_("lora_" in name)
+        return model

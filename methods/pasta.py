@@ -1,0 +1,108 @@
+"""PASTA (Yang et al., EACL 2023): one trainable vector per special-token position per layer,
+added to the hidden state at that position at the input of each encoder layer.
+
+Our own module: no maintained library implements it, and the reference code hard-codes BERT's
+token ids 101/102. Positions here come from the tokenizer's special-tokens mask of each batch."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+from torch import nn
+
+from bench.errors import BenchError
+from methods import register
+from methods.base import Method, encoder_layers
+
+
+@dataclass(frozen=True)
+class PastaConfig:
+    layers: str = "all"  # all | last:K | first:K | a list such as "0,3,5"
+    tokens: str = "all"  # all special positions | cls (the first position only)
+    dropout: float | None = None  # None: the model's hidden_dropout_prob (0.1)
+    init_std: float | None = None  # None: the model's initializer_range (0.02)
+    last_k: int | None = None  # knob for curves: shorthand for layers="last:K"
+
+    def __post_init__(self):
+        if self.tokens not in ("all", "cls"):
+            raise ValueError(f"tokens {self.tokens!r} (choices: all, cls)")
+        parse_layers(self.layers if self.last_k is None else f"last:{self.last_k}", 10**6)
+
+
+def parse_layers(spec, n_layers: int) -> list[int]:
+    spec = str(spec).strip()
+    try:
+        if spec == "all":
+            ids = list(range(n_layers))
+        elif spec.startswith(("last:", "first:")):
+            k = int(spec.split(":", 1)[1])
+            if not 1 <= k <= n_layers:
+                raise ValueError
+            ids = list(range(n_layers - k, n_layers)) if spec.startswith("last:") else list(range(k))
+        else:
+            ids = sorted({int(x) for x in spec.strip("[]").split(",") if x.strip()})
+    except ValueError:
+        raise ValueError(f"layers {spec!r} (choices: all, last:K, first:K, comma-separated indices)") from None
+    if not ids or ids[0] < 0 or ids[-1] >= n_layers:
+        raise ValueError(f"layers {spec!r} out of range for {n_layers} layers")
+    return ids
+
+
+class PastaVectors(nn.Module):
+    """vectors[j, k] is added at the k-th special position of the input of layer layer_ids[j]."""
+
+    def __init__(self, layer_ids: list[int], positions: int, hidden: int, dropout: float, std: float,
+                 cls_only: bool):
+        super().__init__()
+        self.layer_ids = layer_ids
+        self.positions = 1 if cls_only else positions
+        self.vectors = nn.Parameter(torch.randn(len(layer_ids), self.positions, hidden) * std)
+        self.dropout = nn.Dropout(dropout)
+        self._ordinal: torch.Tensor | None = None  # (B, T): k at the k-th special token, else -1
+
+    def capture_positions(self, module, args, kwargs):
+        mask = kwargs.pop("special_tokens_mask", None)
+        if mask is None:
+            raise BenchError("PASTA needs the batch's special_tokens_mask (tokenise with "
+                             "return_special_tokens_mask=True)")
+        mask = mask.bool()
+        ordinal = torch.where(mask, mask.long().cumsum(1) - 1, -1)
+        self._ordinal = torch.where(ordinal < self.positions, ordinal, -1)
+        return args, kwargs
+
+    def layer_hook(self, j: int):
+        def add_vectors(module, args, kwargs):
+            hidden, *rest = args
+            ordinal = self._ordinal
+            delta = self.dropout(self.vectors[j])  # (M, H): dropout on the added vector only
+            added = delta[ordinal.clamp(min=0)] * (ordinal >= 0).unsqueeze(-1).to(delta.dtype)
+            return (hidden + added.to(hidden.dtype), *rest), kwargs
+
+        return add_vectors
+
+
+@register
+class Pasta(Method):
+    name = "pasta"
+    summary = "special-token vectors added at every layer's input (L*M*H params)"
+    config_cls = PastaConfig
+    knob = "last_k"
+    default_lr = 3e-3
+    uses_special_tokens_mask = True
+
+    def attach(self, model, cfg: PastaConfig, ctx):
+        layers = encoder_layers(model)
+        conf = model.config
+        ids = parse_layers(cfg.layers if cfg.last_k is None else f"last:{cfg.last_k}", len(layers))
+        pasta = PastaVectors(
+            ids, ctx.special_positions(), conf.hidden_size,
+            conf.hidden_dropout_prob if cfg.dropout is None else cfg.dropout,
+            conf.initializer_range if cfg.init_std is None else cfg.init_std,
+            cls_only=cfg.tokens == "cls",
+        )
+        model.base_model.pasta = pasta  # registered as a submodule: saved, moved, counted with the model
+        model.register_forward_pre_hook(pasta.capture_positions, with_kwargs=True)
+        for j, layer_id in enumerate(ids):
+            layers[layer_id].register_forward_pre_hook(pasta.layer_hook(j), with_kwargs=True)
+        return model
