@@ -99,7 +99,10 @@ def cmd_ui(args) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from bench import __version__
+
     parser = argparse.ArgumentParser(prog="bench", description="PEFT benchmark harness tracked in MLflow")
+    parser.add_argument("--version", action="version", version=f"bench {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("run", help="train and evaluate one configuration",
@@ -138,6 +141,13 @@ def main(argv=None) -> int:
     except BenchError as e:
         print(f"bench: error: {e}", file=sys.stderr)
         return 2
+    except Exception as e:  # noqa: BLE001 - a training failure: the run is already marked FAILED
+        from bench.train import NonFiniteLoss
+
+        if not isinstance(e, NonFiniteLoss):
+            raise
+        print(f"bench: run failed: {e}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         print("bench: interrupted", file=sys.stderr)
         return 130

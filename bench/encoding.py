@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import pickle
 import tempfile
@@ -21,7 +22,14 @@ def default_cache_dir() -> Path:
 
 def tokenizer_fingerprint(tokenizer) -> str:
     backend = getattr(tokenizer, "backend_tokenizer", None)
-    body = backend.to_str() if backend is not None else repr(sorted(tokenizer.get_vocab().items()))
+    if backend is not None:
+        # Truncation/padding state changes with every call: it is not part of the tokenizer's identity.
+        spec = json.loads(backend.to_str())
+        spec.pop("truncation", None)
+        spec.pop("padding", None)
+        body = json.dumps(spec, sort_keys=True)
+    else:
+        body = repr(sorted(tokenizer.get_vocab().items()))
     extra = f"{type(tokenizer).__name__}|{getattr(tokenizer, 'add_prefix_space', None)}"
     return hashlib.sha1((body + extra).encode()).hexdigest()
 

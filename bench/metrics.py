@@ -18,7 +18,10 @@ def compute_metrics(task: Task, predictions, labels) -> dict[str, float]:
         from scipy.stats import pearsonr, spearmanr
 
         p, y = np.asarray(predictions, dtype=float), np.asarray(labels, dtype=float)
-        out = {"pearson": float(pearsonr(p, y)[0]), "spearman": float(spearmanr(p, y)[0])}
+        if p.std() == 0 or y.std() == 0:  # constant predictions: correlation undefined, scored as 0
+            out = {"pearson": 0.0, "spearman": 0.0}
+        else:
+            out = {"pearson": float(pearsonr(p, y)[0]), "spearman": float(spearmanr(p, y)[0])}
     else:
         from sklearn.metrics import accuracy_score, f1_score, matthews_corrcoef
 
@@ -28,7 +31,6 @@ def compute_metrics(task: Task, predictions, labels) -> dict[str, float]:
             out["f1"] = float(f1_score(y, p, pos_label=1, average="binary"))
         if "mcc" in task.metrics:
             out["mcc"] = float(matthews_corrcoef(y, p))
-    out = {k: (0.0 if np.isnan(v) else v) for k, v in out.items()}  # constant predictions: r is NaN
     out["glue_score"] = float(np.mean([out[m] for m in task.glue_score]))
     return out
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-
 import dataclasses
 import tempfile
 import time
@@ -101,7 +100,6 @@ def run(cfg: RunConfig, progress: bool = True, parent_run_id: str | None = None,
         echo=print) -> dict:
     """Train and evaluate one configuration, tracked in MLflow. Everything that bad input can break
     is checked before the MLflow run is created, so bad input leaves nothing behind."""
-    import torch
     from transformers import set_seed
 
     from bench import checkpoint, tracking

@@ -6,7 +6,7 @@ token ids 101/102. Positions here come from the tokenizer's special-tokens mask 
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import torch
 from torch import nn

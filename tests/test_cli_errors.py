@@ -1,0 +1,93 @@
+"""Every bad input: one line naming the value (and the choices), exit code 2, no traceback, and
+no MLflow run left behind RUNNING."""
+
+import os
+import subprocess
+import sys
+
+import pytest
+
+from bench.cli import main
+
+from conftest import all_runs
+
+
+def _run(argv, capsys):
+    code = main(argv)
+    err = capsys.readouterr().err.strip()
+    return code, err
+
+
+def base(tiny_models, glue_dir, tmp_path, uri, **over):
+    args = {"--method": "full", "--model": tiny_models["bert"], "--task": "rte", "--data-dir": str(glue_dir),
+            "--max-steps": "1", "--output-dir": str(tmp_path / "out"), "--tracking-uri": uri}
+    args.update(over)
+    argv = ["run", "--no-progress"]
+    for k, v in args.items():
+        if v is not None:
+            argv += [k, v]
+    return argv
+
+
+@pytest.mark.parametrize("over, expected", [
+    ({"--method": "pasat"}, "unknown method 'pasat' (choices: adapter, bitfit, full, lora, pasta, ptuning)"),
+    ({"--task": "rtee"}, "unknown task 'rtee' (choices: cola, conll2003, mnli, mrpc, qnli, qqp, rte, sst2, stsb)"),
+    ({"--model": "robrta-large"}, "unknown model 'robrta-large' (choices: "),
+    ({"--data-dir": "/nonexistent/glue"}, "data directory not found: /nonexistent/glue"),
+    ({"--task": "qnli"}, "no qnli files"),
+    ({"--set": "lr"}, "malformed --set 'lr': expected key=value"),
+    ({"--set": "learning_rate=1"}, "unknown option 'learning_rate' (choices: "),
+    ({"--set": "method.rank=4", "--method": "lora"}, "unknown option for method lora: 'rank' (choices: "),
+    ({"--set": "precision=fp8"}, "unknown precision 'fp8' (choices: auto, bf16, fp16, fp32)"),
+    ({"--tracking-uri": "postgresql://nobody@127.0.0.1:1/none"}, "tracking URI postgresql://nobody@127.0.0.1:1/none is unreachable"),
+    ({"--tracking-uri": "ftp://x"}, "unsupported tracking URI scheme 'ftp'"),
+])
+def test_bad_input_one_line_exit_2(tiny_models, glue_dir, tmp_path, tracking_uri, capsys, over, expected):
+    code, err = _run(base(tiny_models, glue_dir, tmp_path, tracking_uri, **over), capsys)
+    assert code == 2
+    assert err.count("\n") == 0 and expected in err, err
+    assert "Traceback" not in err
+    if os.path.exists(tracking_uri.split(":///")[1]):
+        assert all_runs(tracking_uri) == []  # nothing created, so nothing half-written
+
+
+def test_bad_files_one_line_exit_2(tiny_models, tmp_path, tracking_uri, capsys):
+    d = tmp_path / "RTE"
+    d.mkdir()
+    (d / "train.tsv").write_text("index\tsentence1\tsentence2\tlabel\n0\ta\tb\tperhaps\n")
+    (d / "dev.tsv").write_text("index\tsentence1\tlabel\n0\ta\tentailment\n")
+    code, err = _run(base(tiny_models, tmp_path, tmp_path, tracking_uri), capsys)
+    assert code == 2 and "label 'perhaps' is not a rte label (choices: entailment, not_entailment)" in err
+    (d / "train.tsv").write_text("index\tsentence1\tsentence2\tlabel\n")
+    code, err = _run(base(tiny_models, tmp_path, tmp_path, tracking_uri), capsys)
+    assert code == 2 and "is empty" in err
+    (d / "train.tsv").write_text("index\tsentence1\tsentence2\tlabel\n0\ta\tb\tentailment\n")
+    code, err = _run(base(tiny_models, tmp_path, tmp_path, tracking_uri), capsys)
+    assert code == 2 and "missing column 'sentence2'" in err
+
+
+def test_unwritable_output_dir(tiny_models, glue_dir, tmp_path, tracking_uri, capsys):
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    code, err = _run(base(tiny_models, glue_dir, tmp_path, tracking_uri, **{"--output-dir": str(blocker / "x")}),
+                     capsys)
+    assert code == 2 and f"output directory {blocker / 'x'} is not writable" in err
+
+
+def test_failure_during_training_ends_failed_not_running(tiny_models, glue_dir, tmp_path, tracking_uri, capsys):
+    # lr so large the loss overflows: the run must end FAILED with the reason as a tag.
+    argv = base(tiny_models, glue_dir, tmp_path, tracking_uri, **{"--lr": "1e30", "--max-steps": "40",
+                                                                   "--batch-size": "4"})
+    code, err = _run(argv, capsys)
+    assert code == 1 and err.startswith("bench: run failed: loss became")
+    runs = all_runs(tracking_uri)
+    assert len(runs) == 1 and runs[0].info.status == "FAILED"
+    assert "NonFiniteLoss" in runs[0].data.tags["error"]
+
+
+def test_subprocess_no_traceback(tmp_path):
+    proc = subprocess.run([sys.executable, "-m", "bench.cli", "run", "--task", "nope"], capture_output=True,
+                          text=True, cwd=tmp_path, timeout=120)
+    assert proc.returncode == 2
+    assert proc.stderr.strip().splitlines() == [
+        "bench: error: unknown task 'nope' (choices: cola, conll2003, mnli, mrpc, qnli, qqp, rte, sst2, stsb)"]

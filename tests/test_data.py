@@ -1,0 +1,93 @@
+import pytest
+
+from bench.data import load_examples
+from bench.encoding import IGNORE_INDEX, cached_encode, encode
+from bench.errors import BenchError
+from bench.tasks import get_task
+
+
+def test_glue_readers_handle_each_quirk(glue_dir):
+    cola = load_examples(get_task("cola"), "train", str(glue_dir))  # headerless
+    assert cola.texts[0] == (cola.texts[0][0],) and cola.labels[:2] == [0, 1]
+    mrpc = load_examples(get_task("mrpc"), "dev", str(glue_dir / "MRPC"))  # BOM before "Quality"
+    assert len(mrpc.texts) == 12 and len(mrpc.texts[0]) == 2
+    rte = load_examples(get_task("rte"), "train", str(glue_dir))  # stray quote kept verbatim
+    assert rte.texts[0][1].endswith(' "quoted') and len(rte.texts) == 24
+    mnli = get_task("mnli")
+    assert mnli.dev_splits == ("dev_matched", "dev_mismatched")
+    assert len(load_examples(mnli, "dev_mismatched", str(glue_dir)).labels) == 9
+    stsb = load_examples(get_task("stsb"), "train", str(glue_dir))
+    assert isinstance(stsb.labels[1], float)
+
+
+def test_conll_reader_drops_docstart_and_converts_iob1(glue_dir):
+    task = get_task("conll2003")
+    test = load_examples(task, "test", str(glue_dir))  # -DOCSTART- -X- -X- O spelling
+    assert len(test.texts) == 6 and "-DOCSTART-" not in test.texts[0]
+    train = load_examples(task, "train", str(glue_dir))
+    first = [task.labels[i] for i in train.labels[0]]
+    assert first[0] == "B-PER"  # IOB1 I-PER at sentence start becomes B-PER
+    assert "I-LOC" in [task.labels[i] for s in train.labels for i in s]
+
+
+def test_conll_real_file_counts():
+    from conftest import SHARED_DATA
+
+    if not (SHARED_DATA / "conll2003" / "dev.txt").is_file():
+        pytest.skip("shared CoNLL-2003 data absent")
+    dev = load_examples(get_task("conll2003"), "dev", str(SHARED_DATA))
+    assert len(dev.texts) == 3250 and sum(map(len, dev.texts)) == 51362
+
+
+def _write(path, text, bom=False):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(("\ufeff" if bom else "") + text)
+
+
+@pytest.mark.parametrize("content, message", [
+    ("index\tsentence1\tlabel\n0\ta\tentailment\n", "missing column 'sentence2'"),
+    ("index\tsentence1\tsentence2\tlabel\n0\ta\tb\tmaybe\n", "label 'maybe' is not a rte label"),
+    ("index\tsentence1\tsentence2\tlabel\n", "is empty"),
+    ("", "is empty"),
+])
+def test_bad_files_give_clear_errors(tmp_path, content, message):
+    _write(tmp_path / "RTE" / "train.tsv", content)
+    with pytest.raises(BenchError, match=message):
+        load_examples(get_task("rte"), "train", str(tmp_path))
+
+
+def test_missing_directory_and_split_file(tmp_path):
+    with pytest.raises(BenchError, match="data directory not found"):
+        load_examples(get_task("rte"), "train", str(tmp_path / "nope"))
+    _write(tmp_path / "RTE" / "train.tsv", "index\tsentence1\tsentence2\tlabel\n0\ta\tb\tentailment\n")
+    with pytest.raises(BenchError, match="missing dev file"):
+        load_examples(get_task("rte"), "dev", str(tmp_path))
+
+
+def test_first_subtoken_labelled_only(tiny_models, glue_dir):
+    from transformers import AutoTokenizer
+
+    task = get_task("conll2003")
+    tok = AutoTokenizer.from_pretrained(tiny_models["bert"])
+    ex = load_examples(task, "dev", str(glue_dir))
+    ex.texts[0] = ["zzyzx", *ex.texts[0][1:]]  # an out-of-vocabulary word splits into several pieces
+    enc = encode(task, ex, tok, 64)
+    word_ids = tok(ex.texts[0], is_split_into_words=True).word_ids()
+    labels = enc["labels"][0]
+    assert labels[0] == IGNORE_INDEX and labels[-1] == IGNORE_INDEX  # [CLS], [SEP]
+    assert word_ids[1] == word_ids[2] == 0 and labels[1] == ex.labels[0][0] and labels[2] == IGNORE_INDEX
+    assert sum(lab != IGNORE_INDEX for lab in labels) == len(ex.texts[0])
+
+
+def test_tokenisation_cache_hit_returns_same_data(tiny_models, glue_dir, tmp_path, monkeypatch):
+    from transformers import AutoTokenizer
+
+    import bench.encoding as enc_mod
+
+    task = get_task("rte")
+    tok = AutoTokenizer.from_pretrained(tiny_models["bert"])
+    ex = load_examples(task, "train", str(glue_dir))
+    first = cached_encode(task, "train", ex, tok, 64, tmp_path)
+    monkeypatch.setattr(enc_mod, "encode", lambda *a, **k: pytest.fail("cache missed"))
+    assert cached_encode(task, "train", ex, tok, 64, tmp_path) == first
+    assert list(tmp_path.glob("encoded/rte-train-*.pkl"))

@@ -1,0 +1,81 @@
+"""Tiny locally built BERT and RoBERTa run every task shape end to end, tracked in MLflow."""
+
+import pytest
+import yaml
+
+from bench.cli import main
+
+from conftest import all_runs
+
+SHAPES = {"rte": "pair", "sst2": "single", "stsb": "regression", "conll2003": "tagging", "mnli": "two dev splits"}
+
+
+@pytest.fixture(scope="module")
+def uri(tmp_path_factory):
+    return f"sqlite:///{tmp_path_factory.mktemp('mlflow') / 'mlflow.db'}"
+
+
+@pytest.mark.parametrize("family", ["bert", "roberta"])
+@pytest.mark.parametrize("task", list(SHAPES))
+def test_tiny_run_every_task_shape(tiny_models, glue_dir, tmp_path, uri, family, task):
+    from mlflow.tracking import MlflowClient
+
+    from bench.tasks import get_task
+
+    code = main(["run", "--method", "full", "--model", tiny_models[family], "--task", task, "--data-dir",
+                 str(glue_dir), "--max-steps", "3", "--batch-size", "8", "--output-dir", str(tmp_path),
+                 "--tracking-uri", uri, "--seed", "1", "--no-progress"])
+    assert code == 0
+    run = [r for r in all_runs(uri) if r.data.tags["task"] == task and r.data.tags["model"] == tiny_models[family]]
+    assert len(run) == 1 and run[0].info.status == "FINISHED"
+    run = run[0]
+    t = get_task(task)
+    for split in t.dev_splits:
+        for metric in t.metrics:
+            assert f"best_{split}_{metric}" in run.data.metrics
+    assert run.data.tags["method"] == "full" and run.data.tags["seed"] == "1"
+    assert run.info.run_name == f"full-tiny-{family}-{task}-s1"
+    assert run.data.params["max_steps"] == "3" and run.data.params["lr"] == "2e-05"
+    for key in ("params_trainable", "params_method", "params_backbone", "wall_seconds", "train_samples_per_s"):
+        assert key in run.data.metrics
+    assert {"git_sha", "git_dirty", "version.torch", "device"} <= set(run.data.tags)
+    history = MlflowClient(uri).get_metric_history(run.info.run_id, f"{t.dev_splits[0]}_{t.main_metric}")
+    assert len(history) == 1  # 3 steps < one epoch of 24 examples -> one evaluation
+    artifacts = {a.path for a in MlflowClient(uri).list_artifacts(run.info.run_id)}
+    assert {"config.yaml", "adapter"} <= artifacts
+
+
+def test_config_file_set_and_flags_layer_in_order(tiny_models, glue_dir, tmp_path, uri):
+    from bench.cli import build_parser, config_from_args
+
+    cfg_file = tmp_path / "run.yaml"
+    cfg_file.write_text(yaml.safe_dump({"method": "lora", "lr": 1e-3, "batch_size": 4,
+                                        "method_options": {"r": 4, "alpha": 8}}))
+    args = build_parser().parse_args(["run", "--config", str(cfg_file), "--set", "lr=5e-4", "--set", "method.r=2",
+                                      "--batch-size", "16", "--task", "mrpc"])
+    cfg = config_from_args(args)
+    assert (cfg.method, cfg.lr, cfg.batch_size, cfg.task) == ("lora", 5e-4, 16, "mrpc")
+    assert cfg.method_options == {"r": 2, "alpha": 8}
+
+
+def test_run_help_shows_every_option_with_default(capsys):
+    with pytest.raises(SystemExit):
+        main(["run", "--help"])
+    out = capsys.readouterr().out
+    for flag in ("--method", "--model", "--task", "--data-dir", "--config", "--set", "--epochs", "--max-steps",
+                 "--lr", "--batch-size", "--max-length", "--seed", "--output-dir", "--tracking-uri"):
+        assert flag in out
+    assert "(default: 32)" in out and "(default: 'minilm')" in out
+
+
+def test_patience_stops_early_and_best_epoch_is_restored(tiny_models, glue_dir, tmp_path, uri):
+    from bench.config import build_config
+    from bench.runner import run
+
+    cfg = build_config({"method": "full", "model": tiny_models["bert"], "task": "rte", "data_dir": str(glue_dir),
+                        "epochs": 30, "lr": 1e-9, "patience": 2, "batch_size": 8, "output_dir": str(tmp_path),
+                        "tracking_uri": uri, "warmup_ratio": 0.0})
+    out = run(cfg, progress=False, echo=lambda *a: None)
+    res = out["result"]
+    assert res.stopped == "patience" and len(res.history) < 30
+    assert res.best_epoch == 1  # lr 1e-9: nothing changes, ties keep the earliest epoch
