@@ -67,6 +67,9 @@ class PastaVectors(nn.Module):
             raise BenchError("PASTA needs the batch's special_tokens_mask (tokenise with "
                              "return_special_tokens_mask=True)")
         mask = mask.bool()
+        attention = kwargs.get("attention_mask")
+        if attention is not None:  # HF tokenizers mark padding as special when they pad
+            mask = mask & attention.bool()
         ordinal = torch.where(mask, mask.long().cumsum(1) - 1, -1)
         self._ordinal = torch.where(ordinal < self.positions, ordinal, -1)
         return args, kwargs

@@ -1,0 +1,99 @@
+"""The method matrix: every method x {tiny BERT, tiny RoBERTa} x {pair, single, regression, tagging}."""
+
+import pytest
+import torch
+
+from bench import checkpoint
+from bench.config import build_config
+from bench.params import count_parameters
+from bench.runner import build_model, load_data
+from bench.tasks import get_task
+from bench.train import Prepared, batch_for, param_groups
+from methods import REGISTRY
+
+SHAPES = ["rte", "sst2", "stsb", "conll2003"]  # pair, single, regression, token tagging
+OPTIONS = {"lora": {"r": 2}, "adapter": {"size": 4}, "ptuning": {"prefix_length": 3}}
+
+
+def setup(tiny_models, glue_dir, method, family, task_name, seed=0):
+    cfg = build_config({"method": method, "model": tiny_models[family], "task": task_name, "data_dir": str(glue_dir),
+                        "seed": seed, "method_options": OPTIONS.get(method, {}), "max_length": 32})
+    task = get_task(task_name)
+    built = build_model(cfg, task)
+    data = load_data(cfg, task, built.tokenizer, ["train", "dev"])
+    prep = Prepared(task, data["train"], {"dev": data["dev"]}, built.tokenizer.pad_token_id,
+                    built.method.uses_special_tokens_mask)
+    return cfg, task, built, prep
+
+
+def expected_method_params(method, model, task, family, opts):
+    c = model.config
+    L, H, I = c.num_hidden_layers, c.hidden_size, c.intermediate_size  # noqa: E741
+    pooler = family == "bert" and task.kind != "tagging"  # HF builds no pooler for RoBERTa heads / tagging
+    if method == "pasta":
+        M = 2 if not task.is_pair or task.kind == "tagging" else (3 if family == "bert" else 4)
+        return L * M * H
+    if method == "bitfit":
+        return L * (7 * H + I) + H + (H if pooler else 0)
+    if method == "lora":
+        return L * 2 * 2 * H * opts["r"]
+    if method == "adapter":
+        m = opts["size"]
+        return 2 * L * (2 * H * m + m + H) + 4 * L * H + 2 * H
+    if method == "ptuning":
+        return opts["prefix_length"] * L * 2 * H
+    return None  # full: the whole backbone
+
+
+def expected_head(model, task, family):
+    H, C = model.config.hidden_size, task.num_labels
+    if family == "roberta" and task.kind != "tagging":
+        return H * H + H + H * C + C  # RobertaClassificationHead: dense + out_proj
+    return H * C + C
+
+
+@pytest.mark.parametrize("task_name", SHAPES)
+@pytest.mark.parametrize("family", ["bert", "roberta"])
+@pytest.mark.parametrize("method", list(REGISTRY))
+def test_method_matrix(tiny_models, glue_dir, tmp_path, method, family, task_name):
+    cfg, task, built, prep = setup(tiny_models, glue_dir, method, family, task_name)
+    model = built.model
+    trainable = {n for n, p in model.named_parameters() if p.requires_grad}
+
+    # Counts equal the formulas, and the head is counted apart from the method.
+    counts = count_parameters(model, built.backbone_numel, built.stored_names)
+    assert counts["head"] == expected_head(model, task, family)
+    expected = expected_method_params(method, model, task, family, OPTIONS.get(method, {}))
+    assert counts["method"] == (built.backbone_numel if expected is None else expected)
+    assert counts["trainable"] == counts["method"] + counts["head"]
+    assert counts["stored"] == counts["trainable"]  # nothing new beyond what trains (head is trained)
+
+    # Two training steps (LoRA's A only gets a gradient once B has moved off zero).
+    before = {n: p.detach().clone() for n, p in model.named_parameters()}
+    opt = torch.optim.AdamW(param_groups(model, 0.0), lr=1e-2)
+    assert sum(len(g["params"]) for g in opt.param_groups) == len(trainable)  # optimizer sees only these
+    model.train()
+    for step in range(2):
+        batch = batch_for(prep, prep.train, list(range(step * 8, step * 8 + 8)), torch.device("cpu"))
+        loss = model(**batch).loss
+        loss.backward()
+        opt.step()
+        opt.zero_grad(set_to_none=False)
+    changed = {n for n, p in model.named_parameters() if not torch.equal(p.detach(), before[n])}
+    assert changed == trainable, (sorted(changed - trainable)[:3], sorted(trainable - changed)[:3])
+    assert all(p.grad is None for p in model.parameters() if not p.requires_grad)  # no wasted gradients
+
+    # Save -> reload into a fresh backbone (another seed: different method init) -> identical predictions.
+    checkpoint.save(tmp_path / "adapter", model, built.stored_names, {})
+    dev_batch = batch_for(prep, prep.dev["dev"], list(range(len(prep.dev["dev"]["labels"]))), torch.device("cpu"))
+    logits = dev_logits(model, dev_batch)
+    _, _, fresh, _ = setup(tiny_models, glue_dir, method, family, task_name, seed=123)
+    assert not torch.equal(dev_logits(fresh.model, dev_batch), logits)
+    checkpoint.load_into(fresh.model, tmp_path / "adapter")
+    assert torch.equal(dev_logits(fresh.model, dev_batch), logits)
+
+
+def dev_logits(model, batch):
+    model.eval()
+    with torch.inference_mode():
+        return model(**{k: v for k, v in batch.items() if k != "labels"}).logits
