@@ -87,6 +87,23 @@ def cmd_methods(args) -> int:
     return 0
 
 
+def cmd_params(args) -> int:
+    from bench.param_table import method_rows, published_rows, render_method_rows, render_published
+    from bench.tasks import get_task
+    from methods import REGISTRY, get_method
+
+    if args.published:
+        print(render_published(published_rows(), args.format), end="")
+        return 0
+    task = get_task(args.task)
+    names = args.methods.split(",") if args.methods else list(REGISTRY)
+    for name in names:
+        get_method(name)
+    models = [m.strip() for m in args.model.split(",") if m.strip()]
+    print(render_method_rows(method_rows(models, task, names), task, args.format), end="")
+    return 0
+
+
 def cmd_ui(args) -> int:
     import subprocess
 
@@ -121,6 +138,17 @@ def build_parser() -> argparse.ArgumentParser:
 
     sub.add_parser("tasks", help="list tasks").set_defaults(func=cmd_tasks)
     sub.add_parser("methods", help="list methods, their knobs and defaults").set_defaults(func=cmd_methods)
+
+    p = sub.add_parser("params", help="parameter counts of every method on an architecture (no weights needed)")
+    p.add_argument("--model", default="bert-large-cased",
+                   help="one or more comma-separated models: shipped architectures (bert-base-cased, ..., "
+                        "roberta-large), minilm or a local dir (default: bert-large-cased)")
+    p.add_argument("--task", default="rte", help="fixes the input layout and the head (default: rte)")
+    p.add_argument("--methods", default=None, help="comma-separated (default: all)")
+    p.add_argument("--format", default="text", choices=["text", "md", "latex", "csv"])
+    p.add_argument("--published", action="store_true",
+                   help="the published %%Param figures of METHODS.md beside ours, with the configuration of each")
+    p.set_defaults(func=cmd_params)
 
     p = sub.add_parser("ui", help="serve the MLflow UI on 127.0.0.1")
     p.add_argument("--tracking-uri", default=None)

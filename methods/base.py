@@ -15,13 +15,15 @@ class AttachContext:
     """What a method may need to know beyond the model: the task and the tokenizer."""
 
     task: Task
-    tokenizer: Any
+    tokenizer: Any  # None when counting on the meta device without the model's files
     family: str  # bert | roberta
 
     def special_positions(self) -> int:
         """M: special-token positions in one input of this task's layout, from the tokenizer's own
         template (BERT 2 single / 3 pair, RoBERTa 2 / 4); never from hard-coded ids."""
         pair = self.task.is_pair and self.task.kind != TAGGING
+        if self.tokenizer is None:  # architecture-only counting (`bench params`): the families' templates
+            return {"bert": (2, 3), "roberta": (2, 4)}[self.family][pair]
         enc = self.tokenizer("a", "b" if pair else None, return_special_tokens_mask=True)
         return int(sum(enc["special_tokens_mask"]))
 
