@@ -20,6 +20,8 @@ def resolve_uri(uri: str | None) -> str:
         return f"sqlite:///{Path(DEFAULT_DB).resolve()}"
     if "://" not in uri:  # a bare path means a SQLite file
         return f"sqlite:///{Path(uri).resolve()}"
+    if uri.startswith("sqlite:///"):  # relative SQLite paths are relative to the cwd: pin them down
+        return f"sqlite:///{Path(uri[len('sqlite:///'):]).resolve()}"
     return uri
 
 

@@ -91,3 +91,15 @@ def test_subprocess_no_traceback(tmp_path):
     assert proc.returncode == 2
     assert proc.stderr.strip().splitlines() == [
         "bench: error: unknown task 'nope' (choices: cola, conll2003, mnli, mrpc, qnli, qqp, rte, sst2, stsb)"]
+
+
+def test_tracking_uri_resolution(tmp_path, monkeypatch):
+    from bench.tracking import redact, resolve_uri
+
+    monkeypatch.chdir(tmp_path)
+    assert resolve_uri(None) == f"sqlite:///{tmp_path / 'mlflow.db'}"
+    assert resolve_uri("sqlite:///rel.db") == f"sqlite:///{tmp_path / 'rel.db'}"
+    assert resolve_uri("runs.db") == f"sqlite:///{tmp_path / 'runs.db'}"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "postgresql://u:secret@db/x")
+    assert resolve_uri(None) == "postgresql://u:secret@db/x"
+    assert redact(resolve_uri(None)) == "postgresql://u:***@db/x"

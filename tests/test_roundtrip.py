@@ -1,0 +1,32 @@
+"""The adapter-only checkpoint reloads into a fresh backbone and gives exactly the logged metric."""
+
+import pytest
+
+from bench.cli import main
+from bench.runner import download_run_checkpoint, evaluate_checkpoint
+from conftest import all_runs
+
+
+@pytest.mark.parametrize("method, family, task", [("pasta", "roberta", "rte"), ("lora", "bert", "conll2003"),
+                                                  ("ptuning", "bert", "stsb"), ("full", "roberta", "sst2")])
+def test_eval_run_reproduces_logged_metrics(tiny_models, glue_dir, tmp_path, tracking_uri, capsys, method, family,
+                                            task):
+    assert main(["run", "--method", method, "--model", tiny_models[family], "--task", task, "--data-dir",
+                 str(glue_dir), "--epochs", "2", "--batch-size", "8", "--lr", "1e-2", "--output-dir",
+                 str(tmp_path / "out"), "--tracking-uri", tracking_uri, "--no-progress"]) == 0
+    (run,) = all_runs(tracking_uri)
+    directory = download_run_checkpoint(run.info.run_id, tracking_uri)
+    result = evaluate_checkpoint(directory, echo=lambda *a: None)
+    for split, metrics in result["metrics"].items():
+        for name, value in metrics.items():
+            assert value == run.data.metrics[f"best_{split}_{name}"], (split, name)
+    capsys.readouterr()
+    assert main(["eval", "--run", run.info.run_id, "--tracking-uri", tracking_uri]) == 0
+    assert "logged" in capsys.readouterr().out
+
+
+def test_eval_bad_input(tracking_uri, tmp_path, capsys):
+    assert main(["eval", "--run", "0123abc", "--tracking-uri", tracking_uri]) == 2
+    assert "no MLflow run '0123abc'" in capsys.readouterr().err
+    assert main(["eval", "--checkpoint", str(tmp_path)]) == 2
+    assert "not a bench checkpoint" in capsys.readouterr().err
