@@ -17,6 +17,18 @@ TYPES = {"epochs": float, "lr": float, "max_steps": int, "batch_size": int, "max
          "patience": int, "max_train_samples": int}
 
 
+HELP = {
+    "method": "PEFT method (see `bench methods`)", "model": "alias, hub id or local model directory",
+    "task": "task (see `bench tasks`)", "data_dir": "local GLUE/CoNLL directory instead of the hub",
+    "epochs": "training epochs (may be fractional)", "max_steps": "stop after this many optimizer steps",
+    "lr": "peak learning rate", "batch_size": "training batch size", "max_length": "truncate inputs to this many tokens",
+    "seed": "seed for data order, head and method init", "output_dir": "where adapter checkpoints are written",
+    "tracking_uri": "MLflow tracking URI", "experiment": "MLflow experiment name",
+    "precision": "auto | fp32 | bf16 | fp16", "patience": "epochs without improvement before stopping",
+    "max_train_samples": "train on the first N examples only",
+}
+
+
 def _default_text(name: str) -> str:
     default = RunConfig().__getattribute__(name)
     notes = {"lr": "the method's default, see `bench methods`", "data_dir": "the Hugging Face hub",
@@ -28,9 +40,8 @@ def _default_text(name: str) -> str:
 def add_run_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--config", metavar="FILE", help="YAML file of options (same keys as --set)")
     for name in RUN_FLAGS:
-        comment = FIELDS[name].metadata.get("help", "")
         p.add_argument(f"--{name.replace('_', '-')}", dest=name, type=TYPES.get(name, str), default=None,
-                       help=f"{comment} (default: {_default_text(name)})".strip())
+                       help=f"{HELP[name]} (default: {_default_text(name)})")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="any option, e.g. --set warmup_ratio=0.1 --set method.r=16 (repeatable; "
                         "all keys: " + ", ".join(FIELDS) + ")")

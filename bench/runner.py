@@ -73,6 +73,15 @@ def load_data(cfg: RunConfig, task, tokenizer, splits):
     return out
 
 
+def prepare_data(cfg: RunConfig, task, built: Built, train: bool = True):
+    """Tokenised train (optional) and dev splits, ready for the training loop."""
+    from bench.train import Prepared
+
+    data = load_data(cfg, task, built.tokenizer, (["train"] if train else []) + list(task.dev_splits))
+    return Prepared(task, data.get("train", {}), {s: data[s] for s in task.dev_splits},
+                    built.tokenizer.pad_token_id, keep_special_mask=built.method.uses_special_tokens_mask)
+
+
 def check_output_dir(path: str) -> Path:
     out = Path(path)
     try:
@@ -107,7 +116,7 @@ def run(cfg: RunConfig, progress: bool = True, parent_run_id: str | None = None,
     from bench.metrics import trivial_baseline
     from bench.params import count_parameters, describe
     from bench.tasks import get_task
-    from bench.train import Prepared, train
+    from bench.train import train
 
     quiet_transformers()
     task = get_task(cfg.task)
@@ -118,15 +127,13 @@ def run(cfg: RunConfig, progress: bool = True, parent_run_id: str | None = None,
     built = build_model(cfg, task)
     lr = cfg.lr if cfg.lr is not None else built.method.default_lr
     cfg = cfg.replace(lr=lr)
-    data = load_data(cfg, task, built.tokenizer, ["train", *task.dev_splits])
-    prep = Prepared(task, data["train"], {s: data[s] for s in task.dev_splits}, built.tokenizer.pad_token_id,
-                    keep_special_mask=built.method.uses_special_tokens_mask)
+    prep = prepare_data(cfg, task, built)
     accelerator, precision = make_accelerator(cfg.precision)
     counts = count_parameters(built.model, built.backbone_numel, built.stored_names)
     main_split = task.dev_splits[0]
-    baseline = trivial_baseline(task, data["train"]["labels"], data[main_split]["labels"])
-    echo(f"{cfg.run_name()}: {len(data['train']['labels'])} train examples, "
-         + ", ".join(f"{len(data[s]['labels'])} {s}" for s in task.dev_splits) + f"; lr {lr:g}; {precision}")
+    baseline = trivial_baseline(task, prep.train["labels"], prep.dev[main_split]["labels"])
+    echo(f"{cfg.run_name()}: {len(prep.train['labels'])} train examples, "
+         + ", ".join(f"{len(d['labels'])} {s}" for s, d in prep.dev.items()) + f"; lr {lr:g}; {precision}")
     echo(describe(counts))
 
     tags = {"method": cfg.method, "model": cfg.model, "task": task.name, "seed": cfg.seed,
@@ -197,7 +204,7 @@ def evaluate_checkpoint(directory: Path, data_dir: str | None = None, echo=print
     from bench import checkpoint
     from bench.config import build_config
     from bench.tasks import get_task
-    from bench.train import Prepared, evaluate
+    from bench.train import evaluate
 
     quiet_transformers()
     meta = checkpoint.read_meta(directory)
@@ -208,9 +215,7 @@ def evaluate_checkpoint(directory: Path, data_dir: str | None = None, echo=print
     task = get_task(cfg.task)
     built = build_model(cfg, task)
     checkpoint.load_into(built.model, directory)
-    data = load_data(cfg, task, built.tokenizer, task.dev_splits)
-    prep = Prepared(task, {}, {s: data[s] for s in task.dev_splits}, built.tokenizer.pad_token_id,
-                    keep_special_mask=built.method.uses_special_tokens_mask)
+    prep = prepare_data(cfg, task, built, train=False)
     accelerator, _ = make_accelerator(cfg.precision)
     model = accelerator.prepare(built.model)
     metrics = evaluate(model, prep, cfg.eval_batch_size, accelerator.autocast)

@@ -6,9 +6,9 @@ import torch
 from bench import checkpoint
 from bench.config import build_config
 from bench.params import count_parameters
-from bench.runner import build_model, load_data
+from bench.runner import build_model, prepare_data
 from bench.tasks import get_task
-from bench.train import Prepared, batch_for, param_groups
+from bench.train import batch_for, param_groups
 from methods import REGISTRY
 
 SHAPES = ["rte", "sst2", "stsb", "conll2003"]  # pair, single, regression, token tagging
@@ -20,10 +20,7 @@ def setup(tiny_models, glue_dir, method, family, task_name, seed=0):
                         "seed": seed, "method_options": OPTIONS.get(method, {}), "max_length": 32})
     task = get_task(task_name)
     built = build_model(cfg, task)
-    data = load_data(cfg, task, built.tokenizer, ["train", "dev"])
-    prep = Prepared(task, data["train"], {"dev": data["dev"]}, built.tokenizer.pad_token_id,
-                    built.method.uses_special_tokens_mask)
-    return cfg, task, built, prep
+    return cfg, task, built, prepare_data(cfg, task, built)
 
 
 def expected_method_params(method, model, task, family, opts):

@@ -4,6 +4,7 @@ import pytest
 
 from bench.cli import main
 from bench.runner import download_run_checkpoint, evaluate_checkpoint
+
 from conftest import all_runs
 
 
