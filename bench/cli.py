@@ -20,7 +20,7 @@ TYPES = {"epochs": float, "lr": float, "max_steps": int, "batch_size": int, "max
 HELP = {
     "method": "PEFT method (see `bench methods`)", "model": "alias, hub id or local model directory",
     "task": "task (see `bench tasks`)", "data_dir": "local GLUE/CoNLL directory instead of the hub",
-    "epochs": "training epochs (may be fractional)", "max_steps": "stop after this many optimizer steps",
+    "epochs": "training epochs (may be fractional)", "max_steps": "train this many optimizer steps (overrides --epochs)",
     "lr": "peak learning rate", "batch_size": "training batch size", "max_length": "truncate inputs to this many tokens",
     "seed": "seed for data order, head and method init", "output_dir": "where adapter checkpoints are written",
     "tracking_uri": "MLflow tracking URI", "experiment": "MLflow experiment name",

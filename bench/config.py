@@ -21,7 +21,7 @@ class RunConfig:
     data_dir: str | None = None  # None: the Hugging Face hub
     seed: int = 42
     epochs: float = 3.0
-    max_steps: int | None = None  # stops training early; counts optimizer steps
+    max_steps: int | None = None  # optimizer steps; overrides epochs when set
     lr: float | None = None  # None: the method's default (see `bench methods`)
     batch_size: int = 32
     eval_batch_size: int = 128

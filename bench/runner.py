@@ -26,9 +26,15 @@ class Built:
     backbone_numel: int
 
 
-def quiet_transformers() -> None:
+def quiet_libraries() -> None:
+    """Keep the terminal for bench's own lines: no load reports, weight bars or MLflow schema notices."""
+    import logging
+    import os
+
     from transformers.utils import logging as hf_logging
 
+    os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")  # read when mlflow configures its loggers
+    logging.getLogger("mlflow").setLevel(logging.WARNING)
     hf_logging.set_verbosity_error()
     hf_logging.disable_progress_bar()
 
@@ -118,7 +124,7 @@ def run(cfg: RunConfig, progress: bool = True, parent_run_id: str | None = None,
     from bench.tasks import get_task
     from bench.train import train
 
-    quiet_transformers()
+    quiet_libraries()
     task = get_task(cfg.task)
     out_root = check_output_dir(cfg.output_dir)
     uri = tracking.resolve_uri(cfg.tracking_uri)
@@ -206,7 +212,7 @@ def evaluate_checkpoint(directory: Path, data_dir: str | None = None, echo=print
     from bench.tasks import get_task
     from bench.train import evaluate
 
-    quiet_transformers()
+    quiet_libraries()
     meta = checkpoint.read_meta(directory)
     conf = {k: v for k, v in meta["config"].items() if k != "tracking_uri"}
     if data_dir:

@@ -105,9 +105,7 @@ def train(model, prep: Prepared, cfg, accelerator, stored_names: set[str], log: 
     optimizer = torch.optim.AdamW(param_groups(model, cfg.weight_decay), lr=cfg.lr)
     lengths = [len(x) for x in prep.train["input_ids"]]
     steps_per_epoch = math.ceil(len(lengths) / cfg.batch_size)
-    total = cfg.max_steps or math.ceil(cfg.epochs * steps_per_epoch)
-    if cfg.max_steps:
-        total = min(total, math.ceil(cfg.epochs * steps_per_epoch)) if cfg.epochs else total
+    total = cfg.max_steps or math.ceil(cfg.epochs * steps_per_epoch)  # max_steps overrides epochs (as in HF)
     scheduler = get_linear_schedule_with_warmup(optimizer, int(cfg.warmup_ratio * total), total)
     model, optimizer = accelerator.prepare(model, optimizer)
     generator = torch.Generator().manual_seed(cfg.seed)

@@ -8,7 +8,7 @@ import time
 import torch
 
 from bench.config import build_config
-from bench.runner import build_model, make_accelerator, prepare_data, quiet_transformers
+from bench.runner import build_model, make_accelerator, prepare_data, quiet_libraries
 from bench.tasks import get_task
 from bench.train import train
 
@@ -16,7 +16,7 @@ LR = {"full": 5e-5, "pasta": 1e-2, "adapter": 1e-3, "bitfit": 3e-3, "lora": 1e-3
 
 
 def main(model_dir, data_dir, steps=300):
-    quiet_transformers()
+    quiet_libraries()
     task = get_task("rte")
     print(f"device {torch.cuda.get_device_name(0)}; torch {torch.__version__}; MiniLM (fp16 copy, loaded fp32); "
           f"RTE, {steps} steps, batch 32, bf16 autocast; dev = 277 RTE dev pairs; 1 seed")

@@ -103,3 +103,33 @@ def test_tracking_uri_resolution(tmp_path, monkeypatch):
     monkeypatch.setenv("MLFLOW_TRACKING_URI", "postgresql://u:secret@db/x")
     assert resolve_uri(None) == "postgresql://u:secret@db/x"
     assert redact(resolve_uri(None)) == "postgresql://u:***@db/x"
+
+
+def test_sigterm_mid_run_ends_killed_not_running(tiny_models, glue_dir, tmp_path, tracking_uri):
+    import signal
+    import time
+
+    argv = base(tiny_models, glue_dir, tmp_path, tracking_uri, **{"--max-steps": None, "--epochs": "100000"})
+    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    all_runs(tracking_uri)  # create the store first: two processes migrating one SQLite file race
+    proc = subprocess.Popen([sys.executable, "-m", "bench.cli", *argv], env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.time() + 120
+        while time.time() < deadline:
+            runs = all_runs(tracking_uri)
+            if runs and runs[0].info.status == "RUNNING":
+                break
+            if proc.poll() is not None:
+                pytest.fail(f"bench exited early: {proc.communicate()[1]}")
+            time.sleep(0.5)
+        else:
+            pytest.fail("the run never started")
+        time.sleep(2)  # mid-training
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=60)
+    finally:
+        proc.kill()
+    assert proc.returncode == 130 and "bench: interrupted" in err
+    (run,) = all_runs(tracking_uri)
+    assert run.info.status == "KILLED" and "terminated (SIGTERM)" in run.data.tags["error"]
