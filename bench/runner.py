@@ -112,7 +112,7 @@ def make_accelerator(precision: str):
 
 
 def run(cfg: RunConfig, progress: bool = True, parent_run_id: str | None = None, on_eval=None,
-        echo=print) -> dict:
+        on_start=None, echo=print) -> dict:
     """Train and evaluate one configuration, tracked in MLflow. Everything that bad input can break
     is checked before the MLflow run is created, so bad input leaves nothing behind."""
     from transformers import set_seed
@@ -146,6 +146,8 @@ def run(cfg: RunConfig, progress: bool = True, parent_run_id: str | None = None,
             "config_hash": cfg.config_hash(), "phase": cfg.tags.get("phase", "single"), **cfg.tags}
     experiment = cfg.experiment or f"bench-{task.name}"
     with tracking.tracked_run(uri, experiment, cfg.run_name(), tags, parent_run_id) as tracker:
+        if on_start is not None:  # sweeps record the run id at once: a killed worker's run can be closed
+            on_start(tracker.run_id)
         run_dir = out_root / f"{cfg.run_name()}-{tracker.run_id[:8]}"
         config_dict = {**cfg.to_dict(), "tracking_uri": tracking.redact(uri)}
         tracker.log_params({**config_dict, "method_config": dataclasses.asdict(built.method_config),

@@ -169,11 +169,16 @@ def tracked_run(uri: str, experiment: str, run_name: str, tags: dict, parent_run
     try:
         yield tracker
     except BaseException as e:
-        status = "KILLED" if isinstance(e, KeyboardInterrupt) else "FAILED"
+        from bench.train import StopRun
+
+        stopped = isinstance(e, (KeyboardInterrupt, StopRun))
+        status = "KILLED" if stopped else "FAILED"
         with contextlib.suppress(Exception):
             tracker.flush()
             msg = (str(e).strip().splitlines() or [""])[0] or type(e).__name__
-            tracker.set_tags({"error": f"{type(e).__name__}: {msg}"[:5000], "state": status.lower()})
+            state = getattr(e, "state", status.lower())
+            tracker.set_tags({"error" if not isinstance(e, StopRun) else "stopped_by": f"{type(e).__name__}: {msg}"[:5000],
+                              "state": state})
         with contextlib.suppress(Exception):
             c.set_terminated(run.info.run_id, status)
         raise

@@ -19,6 +19,13 @@ class NonFiniteLoss(RuntimeError):
     pass
 
 
+class StopRun(Exception):
+    """Raised by an on_eval callback to stop training early (Optuna pruning); the MLflow run then ends
+    KILLED with its `state` tag set to `state` below."""
+
+    state = "stopped"
+
+
 @dataclass
 class Prepared:
     """Tokenised splits ready for batching."""

@@ -1,0 +1,331 @@
+"""Optuna sweeps: create / work / finalize / status / ls on a study shared through its storage.
+
+One study per (method, model, task, search-space hash); one MLflow parent run per study (its id in the
+study's user attrs) and one child run per trial and per final seed, created with an explicit parent id
+so nesting works across processes and machines. Workers share nothing but the storage: any number of
+`bench sweep work STUDY` processes on any number of machines."""
+
+from __future__ import annotations
+
+import contextlib
+import statistics
+import time
+from pathlib import Path
+
+from bench.errors import BenchError
+
+STORAGE_SCHEMES = ("sqlite", "postgresql", "mysql")
+PRUNERS = ("median", "halving", "none")
+
+
+def storage_url(storage: str | None, output_dir: str = "runs") -> str:
+    """Default: a SQLite file under the output directory (zero setup, several local workers)."""
+    if storage:
+        return storage
+    Path(output_dir).mkdir(parents=True, exist_ok=True)
+    return f"sqlite:///{(Path(output_dir) / 'sweeps.db').resolve()}"
+
+
+def open_storage(url: str, heartbeat: int = 10):
+    """RDB storage with a heartbeat: a trial whose worker stops beating for 3 intervals is failed, its
+    MLflow run closed, and the trial re-queued (up to 3 times)."""
+    import optuna
+
+    from bench.tracking import redact
+
+    scheme = url.split(":", 1)[0].split("+", 1)[0]
+    if scheme not in STORAGE_SCHEMES:
+        raise BenchError(f"unsupported sweep storage {redact(url)!r} (choices: {', '.join(STORAGE_SCHEMES)} URLs)")
+    engine = {"connect_args": {"timeout": 60}} if scheme == "sqlite" else {"pool_pre_ping": True}
+    try:
+        return optuna.storages.RDBStorage(url, engine_kwargs=engine, heartbeat_interval=heartbeat,
+                                          grace_period=3 * heartbeat, heartbeat_stale_trial_callback=_on_stale)
+    except Exception as e:
+        first = (str(e).strip().splitlines() or [type(e).__name__])[0]
+        raise BenchError(f"sweep storage {redact(url)} is unreachable ({first})") from None
+
+
+def _on_stale(study, trial) -> None:
+    """A worker died mid-trial (SIGKILL, lost machine): close its MLflow run, then retry the trial."""
+    import optuna
+
+    run_id = trial.user_attrs.get("mlflow_run_id")
+    if run_id:
+        with contextlib.suppress(Exception):
+            from bench.tracking import client
+
+            c = client(study.user_attrs["tracking_uri"])
+            if c.get_run(run_id).info.status == "RUNNING":
+                c.set_tag(run_id, "state", "lost")
+                c.set_tag(run_id, "error", "worker lost: no heartbeat; the trial was failed and retried")
+                c.set_terminated(run_id, "KILLED")
+    optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=3)(study, trial)
+
+
+def make_pruner(name: str):
+    import optuna
+
+    if name == "median":
+        return optuna.pruners.MedianPruner(n_startup_trials=2, n_warmup_steps=0)
+    if name == "halving":
+        return optuna.pruners.SuccessiveHalvingPruner()
+    if name == "none":
+        return optuna.pruners.NopPruner()
+    raise BenchError(f"unknown pruner {name!r} (choices: {', '.join(PRUNERS)})")
+
+
+def load(name: str, storage_obj, pruner: str | None = None):
+    import optuna
+
+    names = optuna.get_all_study_names(storage=storage_obj)
+    if name not in names:
+        raise BenchError(f"no study {name!r} in this storage (choices: {', '.join(sorted(names)) or 'none'})")
+    attrs = optuna.load_study(study_name=name, storage=storage_obj).user_attrs
+    return optuna.load_study(study_name=name, storage=storage_obj,
+                             pruner=make_pruner(pruner or attrs.get("pruner", "median")))
+
+
+def create(method: str, model: str, task: str, base: dict, space_file: str | None = None,
+           storage: str | None = None, trials: int = 20, seeds_final: int = 3, search_seed: int = 1,
+           pruner: str = "median", name: str | None = None, echo=print) -> str:
+    """Create the study (or find it, if it exists: create is idempotent) and its MLflow parent run.
+    Options fixed in `base` (--set) are removed from the search space."""
+    import optuna
+    import yaml
+
+    from bench import tracking
+    from bench.config import build_config
+    from sweeps.space import default_space_file, load_space, space_hash
+
+    if trials < 1 or seeds_final < 1:
+        raise BenchError(f"--trials {trials} and --seeds-final {seeds_final} must be at least 1")
+    make_pruner(pruner)
+    cfg = build_config(base, {"method": method, "model": model, "task": task})
+    space = load_space(space_file or default_space_file(cfg.method), cfg.method)
+    fixed = set(base) | {f"method.{k}" for k in base.get("method_options", {})}
+    space = {k: v for k, v in space.items() if k not in fixed}
+    name = name or f"{cfg.method}-{Path(cfg.model).name}-{cfg.task}-{space_hash(space)}"
+    url = storage_url(storage, cfg.output_dir)
+    st = open_storage(url)
+    if name in optuna.get_all_study_names(storage=st):
+        echo(f"study {name} exists: resuming it")
+        return name
+    uri = tracking.resolve_uri(cfg.tracking_uri)
+    tracking.check_reachable(uri)
+    experiment = cfg.experiment or f"bench-{cfg.task}"
+    budget = {"trials": trials, "seeds_final": seeds_final, "search_seed": search_seed, "pruner": pruner}
+    c = tracking.client(uri)
+    parent = c.create_run(tracking.experiment_id(c, experiment, uri), run_name=f"sweep-{name}",
+                          tags={"study": name, "phase": "study", "method": cfg.method, "model": cfg.model,
+                                "task": cfg.task, "mlflow.runName": f"sweep-{name}"})
+    t = tracking.Tracker(uri, parent.info.run_id)
+    t.log_params({"study": name, "storage": tracking.redact(url), "space_hash": space_hash(space),
+                  "budget": budget, "base": {k: v for k, v in base.items() if k != "tracking_uri"}})
+    t.log_text(yaml.safe_dump(space, sort_keys=True), "search_space.yaml")
+    c.set_terminated(parent.info.run_id, "FINISHED")  # a container: children attach by explicit parent id
+    try:
+        study = optuna.create_study(study_name=name, storage=st, direction="maximize")
+    except optuna.exceptions.DuplicatedStudyError:  # another process created it a moment ago
+        c.delete_run(parent.info.run_id)
+        return name
+    for key, value in {"method": cfg.method, "model": cfg.model, "task": cfg.task, "space": space,
+                       "space_hash": space_hash(space), "base": base, "n_trials": trials,
+                       "seeds_final": seeds_final, "search_seed": search_seed, "pruner": pruner,
+                       "mlflow_parent_run_id": parent.info.run_id, "tracking_uri": uri, "experiment": experiment,
+                       "created": time.strftime("%Y-%m-%d %H:%M:%S")}.items():
+        study.set_user_attr(key, value)
+    echo(f"created study {name} ({trials} trials, {seeds_final} final seeds, pruner {pruner}) in "
+         f"{tracking.redact(url)}; MLflow parent run {parent.info.run_id}")
+    return name
+
+
+def _counts(study, exclude: int | None = None) -> dict:
+
+    out = {s: 0 for s in ("COMPLETE", "RUNNING", "WAITING", "PRUNED", "FAIL", "surplus")}
+    for t in study.get_trials(deepcopy=False):
+        if t.number == exclude:
+            continue
+        key = "surplus" if t.user_attrs.get("surplus") else t.state.name
+        out[key] = out.get(key, 0) + 1
+    return out
+
+
+def _run_config(study, layer: dict, seed: int, phase: str, extra_tags: dict):
+    from bench.config import build_config
+
+    a = study.user_attrs
+    tags = {"study": study.study_name, "phase": phase, **extra_tags}
+    return build_config(a["base"], {"method": a["method"], "model": a["model"], "task": a["task"]}, layer,
+                        {"seed": seed, "tracking_uri": a["tracking_uri"], "experiment": a["experiment"],
+                         "tags": tags})
+
+
+def _finished_run(cfg, study_name: str, phase: str):
+    """The FINISHED run of this (config hash, seed) in this study and phase, if any."""
+    from bench import tracking
+
+    c = tracking.client(cfg.tracking_uri)
+    exp = c.get_experiment_by_name(cfg.experiment)
+    if exp is None:
+        return None
+    runs = c.search_runs([exp.experiment_id], max_results=1, filter_string=(
+        f"tags.study = '{study_name}' and tags.phase = '{phase}' and tags.config_hash = '{cfg.config_hash()}' "
+        f"and tags.seed = '{cfg.seed}' and attributes.status = 'FINISHED'"))
+    return runs[0] if runs else None
+
+
+def _main_metric(cfg):
+    from bench.tasks import get_task
+
+    task = get_task(cfg.task)
+    return task.dev_splits[0], task.main_metric
+
+
+def objective_for(study, force: bool = False, echo=print):
+    import optuna
+
+    from bench.runner import run
+    from bench.train import StopRun
+    from sweeps.space import sample
+
+    a = study.user_attrs
+
+    class Pruned(StopRun):
+        state = "pruned"
+
+    def objective(trial):
+        c = _counts(study, exclude=trial.number)
+        if c["COMPLETE"] + c["RUNNING"] >= a["n_trials"]:
+            trial.set_user_attr("surplus", True)  # another worker took the last slot a moment ago
+            raise optuna.TrialPruned("budget reached")
+        cfg = _run_config(study, sample(trial, a["space"]), a["search_seed"], "trial", {"trial": trial.number})
+        split, metric = _main_metric(cfg)
+        trial.set_user_attr("config_hash", cfg.config_hash())
+        previous = None if force else _finished_run(cfg, study.study_name, "trial")
+        if previous is not None:  # the same (config hash, seed) already finished: reuse, do not retrain
+            trial.set_user_attr("reused_run", previous.info.run_id)
+            echo(f"trial {trial.number}: config {cfg.config_hash()} seed {cfg.seed} already finished "
+                 f"(run {previous.info.run_id}); reusing it")
+            return previous.data.metrics[f"best_{split}_{metric}"]
+
+        def on_eval(epoch, metrics):
+            trial.report(metrics[split][metric], epoch)
+            if trial.should_prune():
+                raise Pruned(f"pruned at epoch {epoch}: {split} {metric} {metrics[split][metric]:.4f}")
+
+        try:
+            out = run(cfg, progress=False, parent_run_id=a["mlflow_parent_run_id"], on_eval=on_eval,
+                      on_start=lambda run_id: trial.set_user_attr("mlflow_run_id", run_id), echo=echo)
+        except Pruned as e:
+            raise optuna.TrialPruned(str(e)) from None
+        return out["result"].best_metrics[split][metric]
+
+    return objective
+
+
+def work(name: str, storage: str | None = None, n_trials: int | None = None, heartbeat: int = 10,
+         output_dir: str = "runs", force: bool = False, echo=print) -> int:
+    """Run trials until the study has its budget of COMPLETE trials (or this worker ran n_trials).
+    Trials of dead workers are failed after 3 missed heartbeats and retried by whoever is working."""
+    import optuna
+
+    from bench.runner import quiet_libraries
+    from bench.train import NonFiniteLoss
+
+    quiet_libraries()
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    study = load(name, open_storage(storage_url(storage, output_dir), heartbeat))
+    objective = objective_for(study, force, echo)
+    ran = 0
+    while n_trials is None or ran < n_trials:
+        optuna.storages.fail_stale_trials(study)
+        c = _counts(study)
+        if c["COMPLETE"] >= study.user_attrs["n_trials"]:
+            break
+        if c["FAIL"] >= 2 * study.user_attrs["n_trials"]:  # a broken configuration, not bad luck: stop
+            raise BenchError(f"study {name}: {c['FAIL']} trials failed (see their MLflow `error` tags); "
+                             f"fix the search space or base options")
+        if c["COMPLETE"] + c["RUNNING"] >= study.user_attrs["n_trials"] and not c["WAITING"]:
+            time.sleep(heartbeat)  # the rest are running elsewhere; wait in case one of them dies
+            continue
+        study.optimize(objective, n_trials=1, catch=(NonFiniteLoss,))
+        ran += 1
+    return ran
+
+
+def finalize(name: str, storage: str | None = None, seeds: int | None = None, output_dir: str = "runs",
+             force: bool = False, echo=print) -> dict:
+    """Re-run the best trial's configuration on seeds 1..K (phase=final). A seed that already finished
+    is skipped unless forced. Only final runs feed the report tables."""
+    from bench.runner import quiet_libraries, run
+    from sweeps.space import put
+
+    quiet_libraries()
+    study = load(name, open_storage(storage_url(storage, output_dir)))
+    a = study.user_attrs
+    complete = [t for t in study.trials if t.state.name == "COMPLETE"]
+    if not complete:
+        raise BenchError(f"study {name} has no complete trial yet: run `bench sweep work {name}` first")
+    best = study.best_trial
+    layer: dict = {}
+    for key, value in best.params.items():
+        put(layer, key, value)
+    seeds = seeds or a["seeds_final"]
+    values = []
+    for seed in range(1, seeds + 1):
+        cfg = _run_config(study, layer, seed, "final", {"best_trial": best.number})
+        split, metric = _main_metric(cfg)
+        previous = None if force else _finished_run(cfg, name, "final")
+        if previous is not None:
+            echo(f"final seed {seed}: already finished (run {previous.info.run_id}); skipped")
+            values.append(previous.data.metrics[f"best_{split}_{metric}"])
+            continue
+        out = run(cfg, progress=False, parent_run_id=a["mlflow_parent_run_id"], echo=echo)
+        values.append(out["result"].best_metrics[split][metric])
+    summary = {"study": name, "best_trial": best.number, "params": best.params, "metric": f"{split} {metric}",
+               "values": values, "mean": statistics.mean(values),
+               "std": statistics.stdev(values) if len(values) > 1 else 0.0, "n": len(values)}
+    from bench import tracking
+
+    c = tracking.client(a["tracking_uri"])
+    for k, v in {"final_metric": summary["metric"], "final_mean": f"{summary['mean']:.4f}",
+                 "final_std": f"{summary['std']:.4f}", "final_n": len(values), "best_trial": best.number}.items():
+        c.set_tag(a["mlflow_parent_run_id"], k, str(v))
+    echo(f"{name}: best trial {best.number} {best.params}\n  final {summary['metric']} over {len(values)} seeds: "
+         f"{summary['mean']:.4f} ± {summary['std']:.4f} (sample std) [{', '.join(f'{v:.4f}' for v in values)}]")
+    return summary
+
+
+def status(name: str, storage: str | None = None, output_dir: str = "runs") -> str:
+    from bench.tracking import redact
+
+    url = storage_url(storage, output_dir)
+    study = load(name, open_storage(url))
+    a, c = study.user_attrs, _counts(study)
+    lines = [f"study {name} ({a['method']} / {a['model']} / {a['task']}) in {redact(url)}",
+             f"budget: {c['COMPLETE']}/{a['n_trials']} complete trials; final seeds {a['seeds_final']}; "
+             f"pruner {a['pruner']}; search seed {a['search_seed']}",
+             "trials: " + ", ".join(f"{k.lower()} {v}" for k, v in c.items() if v),
+             f"MLflow: experiment {a['experiment']}, parent run {a['mlflow_parent_run_id']}"]
+    done = [t for t in study.trials if t.state.name == "COMPLETE"]
+    if done:
+        split, metric = _main_metric(_run_config(study, {}, 1, "trial", {}))
+        best = study.best_trial
+        lines.append(f"best so far: trial {best.number}, {split} {metric} {best.value:.4f}, {best.params}")
+    return "\n".join(lines)
+
+
+def list_studies(storage: str | None = None, output_dir: str = "runs") -> str:
+    import optuna
+
+    from bench.tracking import redact
+
+    url = storage_url(storage, output_dir)
+    summaries = optuna.get_all_study_summaries(storage=open_storage(url))
+    if not summaries:
+        return f"no studies in {redact(url)}"
+    lines = [f"{'study':<44}{'trials':>8}{'budget':>8}  best"]
+    for s in summaries:
+        best = f"{s.best_trial.value:.4f}" if s.best_trial else "-"
+        lines.append(f"{s.study_name:<44}{s.n_trials:>8}{s.user_attrs.get('n_trials', '?'):>8}  {best}")
+    return "\n".join(lines)

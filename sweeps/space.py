@@ -1,0 +1,86 @@
+"""Search spaces are data: one YAML file per method (sweeps/spaces/<method>.yaml) mapping a RunConfig
+option or `method.<option>` to a distribution."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+import yaml
+
+from bench.config import FIELDS
+from bench.errors import BenchError
+
+SPACES_DIR = Path(__file__).parent / "spaces"
+TYPES = ("float", "int", "categorical")
+NOT_SEARCHABLE = {"method", "model", "task", "seed", "data_dir", "output_dir", "tracking_uri", "experiment",
+                  "cache_dir", "method_options", "tags"}
+
+
+def default_space_file(method: str) -> Path:
+    return SPACES_DIR / f"{method}.yaml"
+
+
+def load_space(path: str | Path, method: str) -> dict:
+    path = Path(path)
+    if not path.is_file():
+        raise BenchError(f"search space file not found: {path}")
+    try:
+        space = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as e:
+        raise BenchError(f"search space {path} is not valid YAML: {str(e).splitlines()[0]}") from None
+    if not isinstance(space, dict):
+        raise BenchError(f"search space {path} must map option names to distributions")
+    validate_space(space, method, str(path))
+    return space
+
+
+def validate_space(space: dict, method: str, where: str = "search space") -> None:
+    from methods import get_method
+
+    option_names = set(get_method(method).defaults())
+    for key, spec in space.items():
+        if key.startswith("method."):
+            if key[len("method."):] not in option_names:
+                raise BenchError(f"{where}: bad key {key!r}: method {method} has no option "
+                                 f"{key[len('method.'):]!r} (choices: {', '.join(sorted(option_names))})")
+        elif key not in FIELDS or key in NOT_SEARCHABLE:
+            raise BenchError(f"{where}: bad key {key!r} (choices: "
+                             f"{', '.join(sorted(set(FIELDS) - NOT_SEARCHABLE))}, method.<option>)")
+        if not isinstance(spec, dict) or spec.get("type") not in TYPES:
+            raise BenchError(f"{where}: bad key {key!r}: needs a mapping with type one of {', '.join(TYPES)}")
+        if spec["type"] == "categorical":
+            if not isinstance(spec.get("choices"), list) or not spec["choices"]:
+                raise BenchError(f"{where}: bad key {key!r}: categorical needs a non-empty list `choices`")
+        else:
+            low, high = spec.get("low"), spec.get("high")
+            if not isinstance(low, (int, float)) or not isinstance(high, (int, float)) or not low < high:
+                raise BenchError(f"{where}: bad key {key!r}: needs numbers low < high, got {low!r}, {high!r}")
+            if spec.get("log") and low <= 0:
+                raise BenchError(f"{where}: bad key {key!r}: a log scale needs low > 0")
+
+
+def space_hash(space: dict) -> str:
+    return hashlib.sha1(json.dumps(space, sort_keys=True).encode()).hexdigest()[:8]
+
+
+def sample(trial, space: dict) -> dict:
+    """Draw one configuration from an Optuna trial: {'lr': .., 'method_options': {'r': ..}}."""
+    out: dict = {}
+    for key, spec in space.items():
+        if spec["type"] == "float":
+            value = trial.suggest_float(key, spec["low"], spec["high"], log=bool(spec.get("log")))
+        elif spec["type"] == "int":
+            value = trial.suggest_int(key, int(spec["low"]), int(spec["high"]), log=bool(spec.get("log")))
+        else:
+            value = trial.suggest_categorical(key, spec["choices"])
+        put(out, key, value)
+    return out
+
+
+def put(layer: dict, key: str, value) -> None:
+    if key.startswith("method."):
+        layer.setdefault("method_options", {})[key[len("method."):]] = value
+    else:
+        layer[key] = value

@@ -1,0 +1,204 @@
+"""Sweeps: many workers on one study (local SQLite store and PostgreSQL), SIGKILL + restart, pruning,
+finalize, bad spaces."""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+
+import optuna
+import pytest
+import yaml
+
+from bench.errors import BenchError
+from sweeps import driver
+from sweeps.space import load_space
+
+POSTGRES = os.environ.get("BENCH_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/test")
+ENV = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONUNBUFFERED": "1"}
+
+
+def postgres_or_skip():
+    import sqlalchemy
+
+    try:
+        with sqlalchemy.create_engine(POSTGRES, connect_args={"connect_timeout": 3}).connect():
+            return POSTGRES
+    except Exception as e:
+        pytest.skip(f"no PostgreSQL at {POSTGRES}: {type(e).__name__}")
+
+
+def space_file(tmp_path, space):
+    path = tmp_path / "space.yaml"
+    path.write_text(yaml.safe_dump(space))
+    return str(path)
+
+
+def make_study(tiny_models, glue_dir, tmp_path, storage, trials, space, task="rte", pruner="median", **base):
+    base = {"data_dir": str(glue_dir), "output_dir": str(tmp_path / "runs"), "batch_size": 8,
+            "tracking_uri": f"sqlite:///{tmp_path / 'mlflow.db'}", **base}
+    return driver.create("full", tiny_models["bert"], task, base, space_file(tmp_path, space), storage, trials,
+                         seeds_final=2, pruner=pruner, name=f"test-{uuid.uuid4().hex[:8]}", echo=lambda *a: None)
+
+
+def worker(name, storage, tmp_path, heartbeat=1):
+    cmd = [sys.executable, "-m", "bench.cli", "sweep", "work", name, "--heartbeat", str(heartbeat),
+           "--output-dir", str(tmp_path / "runs")] + (["--storage", storage] if storage else [])
+    return subprocess.Popen(cmd, env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+
+
+def child_runs(tmp_path, study):
+    from mlflow.tracking import MlflowClient
+
+    c = MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    exps = [e.experiment_id for e in c.search_experiments()]
+    return [r for r in c.search_runs(exps) if r.data.tags.get("study") == study.study_name
+            and r.data.tags.get("phase") != "study"]
+
+
+SPACE = {"lr": {"type": "float", "low": 1e-4, "high": 1e-3, "log": True}, "epochs": {"type": "categorical",
+                                                                                     "choices": [1, 2]}}
+
+
+@pytest.mark.parametrize("backend", ["local", "postgresql"])
+def test_three_workers_share_one_study(tiny_models, glue_dir, tmp_path, backend):
+    storage = postgres_or_skip() if backend == "postgresql" else None
+    n = 6
+    name = make_study(tiny_models, glue_dir, tmp_path, storage, n, SPACE, pruner="none")
+    procs = [worker(name, storage, tmp_path) for _ in range(3)]
+    for p in procs:
+        _, err = p.communicate(timeout=600)
+        assert p.returncode == 0, err
+    study = driver.load(name, driver.open_storage(driver.storage_url(storage, str(tmp_path / "runs"))))
+    complete = [t for t in study.trials if t.state.name == "COMPLETE"]
+    assert len(complete) == n
+    run_ids = [t.user_attrs["mlflow_run_id"] for t in complete]
+    assert len(set(run_ids)) == n  # none duplicated
+    runs = child_runs(tmp_path, study)
+    parent = study.user_attrs["mlflow_parent_run_id"]
+    assert {r.info.run_id for r in runs if r.info.status == "FINISHED"} == set(run_ids)
+    assert all(r.data.tags["mlflow.parentRunId"] == parent for r in runs)
+    assert all(r.info.status != "RUNNING" for r in runs)
+    assert sorted(int(r.data.tags["trial"]) for r in runs if r.info.status == "FINISHED") == \
+        sorted(t.number for t in complete)
+
+
+def test_sigkill_mid_trial_then_restart(tiny_models, glue_dir, tmp_path):
+    n = 3
+    name = make_study(tiny_models, glue_dir, tmp_path, None, n,
+                      {"lr": {"type": "categorical", "choices": [1e-3]}}, pruner="none", epochs=400)
+    st = driver.open_storage(driver.storage_url(None, str(tmp_path / "runs")), heartbeat=1)
+    p = worker(name, None, tmp_path)
+    deadline = time.time() + 180
+    while time.time() < deadline:  # wait until a trial is training (its MLflow run exists)
+        running = [t for t in optuna.load_study(study_name=name, storage=st).trials
+                   if t.state.name == "RUNNING" and "mlflow_run_id" in t.user_attrs]
+        if running:
+            break
+        time.sleep(0.5)
+    else:
+        pytest.fail("no trial started")
+    time.sleep(1)
+    p.send_signal(signal.SIGKILL)
+    p.wait()
+    killed = running[0]
+    # Restart with a budget of short trials: the killed trial must be failed, its run closed, retried.
+    study = optuna.load_study(study_name=name, storage=st)
+    base = dict(study.user_attrs["base"], epochs=1)
+    study.set_user_attr("base", base)
+    p = worker(name, None, tmp_path)
+    _, err = p.communicate(timeout=600)
+    assert p.returncode == 0, err
+    study = driver.load(name, st)
+    states = {t.number: t.state.name for t in study.trials}
+    assert states[killed.number] == "FAIL"
+    assert sum(s == "COMPLETE" for s in states.values()) == n
+    retried = [t for t in study.trials if t.system_attrs.get("failed_trial") == killed.number]
+    assert retried and retried[0].state.name == "COMPLETE"
+    runs = {r.info.run_id: r for r in child_runs(tmp_path, study)}
+    lost = runs[killed.user_attrs["mlflow_run_id"]]
+    assert lost.info.status == "KILLED" and lost.data.tags["state"] == "lost"
+    assert all(r.info.status != "RUNNING" for r in runs.values())
+
+
+def test_pruning_stops_hopeless_trials(tiny_models, tmp_path):
+    # A task the tiny model can learn: "good" -> 1, "bad" -> 0.
+    d = tmp_path / "SST-2"
+    d.mkdir()
+    words = "the a cat dog sat ran on mat".split()
+    for split, size in (("train", 64), ("dev", 16)):
+        rows = ["sentence\tlabel"] + [f"{words[i % 8]} {words[(i * 3) % 8]} {'good' if i % 2 else 'bad'}\t{i % 2}"
+                                      for i in range(size)]
+        (d / f"{split}.tsv").write_text("\n".join(rows) + "\n")
+    space = {"lr": {"type": "categorical", "choices": [3e-3, 1e-9]}}  # 1e-9 can learn nothing
+    name = make_study(tiny_models, tmp_path, tmp_path, None, 4, space, task="sst2", epochs=8, warmup_ratio=0.0)
+    st = driver.open_storage(driver.storage_url(None, str(tmp_path / "runs")))
+    study = optuna.load_study(study_name=name, storage=st)
+    for lr in (3e-3, 3e-3, 1e-9, 1e-9, 3e-3, 3e-3):
+        study.enqueue_trial({"lr": lr})
+    driver.work(name, None, output_dir=str(tmp_path / "runs"), echo=lambda *a: None)
+    study = driver.load(name, st)
+    hopeless = [t for t in study.trials if t.params["lr"] == 1e-9]
+    assert hopeless and all(t.state.name == "PRUNED" for t in hopeless)
+    assert all(len(t.intermediate_values) < 8 for t in hopeless)  # stopped early
+    good = [t for t in study.trials if t.state.name == "COMPLETE"]
+    assert len(good) == 4 and all(t.params["lr"] == 3e-3 for t in good)
+    assert max(t.value for t in good) > 0.9
+    runs = {r.info.run_id: r for r in child_runs(tmp_path, study)}
+    for t in hopeless:
+        run = runs[t.user_attrs["mlflow_run_id"]]
+        assert run.info.status == "KILLED" and run.data.tags["state"] == "pruned"
+
+    summary = driver.finalize(name, None, 2, output_dir=str(tmp_path / "runs"), echo=lambda *a: None)
+    assert summary["n"] == 2 and summary["params"] == {"lr": 3e-3}
+    finals = [r for r in child_runs(tmp_path, study) if r.data.tags["phase"] == "final"]
+    assert sorted(r.data.tags["seed"] for r in finals) == ["1", "2"]
+    again = driver.finalize(name, None, 2, output_dir=str(tmp_path / "runs"), echo=lambda *a: None)
+    assert again["values"] == summary["values"]
+    assert len([r for r in child_runs(tmp_path, study) if r.data.tags["phase"] == "final"]) == 2  # skipped
+
+
+def test_nan_trial_fails_with_reason_and_sweep_goes_on(tiny_models, glue_dir, tmp_path):
+    name = make_study(tiny_models, glue_dir, tmp_path, None, 2, {"lr": {"type": "categorical",
+                                                                       "choices": [1e-3, 1e30]}},
+                      pruner="none", epochs=3, batch_size=4)
+    st = driver.open_storage(driver.storage_url(None, str(tmp_path / "runs")))
+    study = optuna.load_study(study_name=name, storage=st)
+    for lr in (1e30, 1e-3, 1e-3):
+        study.enqueue_trial({"lr": lr})
+    driver.work(name, None, output_dir=str(tmp_path / "runs"), echo=lambda *a: None)
+    study = driver.load(name, st)
+    assert [t.state.name for t in study.trials] == ["FAIL", "COMPLETE", "COMPLETE"]
+    run = {r.info.run_id: r for r in child_runs(tmp_path, study)}[study.trials[0].user_attrs["mlflow_run_id"]]
+    assert run.info.status == "FAILED" and "loss became" in run.data.tags["error"]
+
+
+@pytest.mark.parametrize("space, message", [
+    ({"learning_rate": {"type": "float", "low": 1e-4, "high": 1e-3}}, "bad key 'learning_rate'"),
+    ({"lr": {"type": "float", "low": 1e-3, "high": 1e-4}}, "bad key 'lr': needs numbers low < high"),
+    ({"lr": {"type": "gaussian"}}, "bad key 'lr': needs a mapping with type"),
+    ({"method.rank": {"type": "categorical", "choices": [4]}}, "bad key 'method.rank': method lora has no option"),
+    ({"seed": {"type": "categorical", "choices": [1, 2]}}, "bad key 'seed'"),
+])
+def test_malformed_space_names_the_bad_key(tmp_path, space, message):
+    with pytest.raises(BenchError, match=message):
+        load_space(space_file(tmp_path, space), "lora")
+
+
+def test_shipped_spaces_are_valid():
+    from methods import REGISTRY
+    from sweeps.space import default_space_file
+
+    for name in REGISTRY:
+        assert load_space(default_space_file(name), name)
+
+
+def test_sweep_cli_bad_input(tmp_path, capsys):
+    from bench.cli import main
+
+    assert main(["sweep", "status", "nope", "--output-dir", str(tmp_path)]) == 2
+    assert "no study 'nope' in this storage (choices: none)" in capsys.readouterr().err
+    assert main(["sweep", "ls", "--storage", "redis://x"]) == 2
+    assert "unsupported sweep storage" in capsys.readouterr().err
