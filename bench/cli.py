@@ -201,6 +201,29 @@ def add_sweep_parsers(sub) -> None:
     p.set_defaults(func=cmd_sweep)
 
 
+def cmd_report(args) -> int:
+    from reports.render import standalone_latex
+
+    if args.report_command == "params":
+        return cmd_params(args)
+    from reports.runs import aggregate, load_runs, sweep_budgets
+    from reports.tables import build, render_results
+
+    df = load_runs(args.tracking_uri, phase=None if args.all_runs else "final")
+    t = build(aggregate(df), args.model, _split(args.tasks), _split(args.methods))
+    studies = {s for x in t["sel"]["studies"] for s in x.split(",") if s}
+    budgets = sweep_budgets(load_runs(args.tracking_uri, phase=None), studies) if studies else {}
+    budget = (f"Sweep budget: {', '.join(sorted(set(budgets.values())))} trials per method." if budgets
+              else "Runs not from sweeps (no search budget).")
+    out = render_results(t, args.format, args.published, budget)
+    print(standalone_latex(out) if args.format == "latex" and args.standalone else out, end="")
+    return 0
+
+
+def _split(text):
+    return [x.strip() for x in text.split(",") if x.strip()] if text else None
+
+
 def cmd_ui(args) -> int:
     import subprocess
 
@@ -248,6 +271,25 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_params)
 
     add_sweep_parsers(sub)
+
+    p = sub.add_parser("report", help="tables from tracked runs: results (paper layout) and parameter counts")
+    rs = p.add_subparsers(dest="report_command", required=True)
+    q = rs.add_parser("table", help="methods x tasks, mean ± std over seeds, best in bold")
+    q.add_argument("--model", required=True, help="the model tag of the runs (as given to bench run)")
+    q.add_argument("--tasks", default=None, help="comma-separated (default: all with runs)")
+    q.add_argument("--methods", default=None, help="comma-separated (default: all with runs)")
+    q.add_argument("--format", default="md", choices=["text", "md", "latex", "csv"])
+    q.add_argument("--published", action="store_true", help="add METHODS.md's published rows, marked as such")
+    q.add_argument("--all-runs", action="store_true", help="use every FINISHED run, not only sweeps' final seeds")
+    q.add_argument("--standalone", action="store_true", help="LaTeX: a complete document for pdflatex")
+    q.add_argument("--tracking-uri", default=None)
+    q = rs.add_parser("params", help="parameter-count table (same as `bench params`)")
+    q.add_argument("--model", default="bert-large-cased")
+    q.add_argument("--task", default="rte")
+    q.add_argument("--methods", default=None)
+    q.add_argument("--format", default="latex", choices=["text", "md", "latex", "csv"])
+    q.add_argument("--published", action="store_true")
+    p.set_defaults(func=cmd_report)
 
     p = sub.add_parser("ui", help="serve the MLflow UI on 127.0.0.1")
     p.add_argument("--tracking-uri", default=None)

@@ -45,3 +45,9 @@ def render(header: list[str], rows: list[list[str]], fmt: str, caption: str = ""
                                   for i, (c, w) in enumerate(zip(r, widths, strict=False)))
     lines = [fmt_row(header), "  ".join("-" * w for w in widths)] + [fmt_row(r) for r in rows]
     return "\n".join(lines) + (f"\n{caption}" if caption else "") + "\n"
+
+
+def standalone_latex(table: str) -> str:
+    """A complete document around a table, for pdflatex."""
+    return ("\\documentclass{article}\n\\usepackage{booktabs}\n\\usepackage[margin=1cm,landscape]{geometry}\n"
+            "\\begin{document}\n" + table + "\\end{document}\n")
