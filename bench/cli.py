@@ -201,11 +201,68 @@ def add_sweep_parsers(sub) -> None:
     p.set_defaults(func=cmd_sweep)
 
 
+def parse_lr_grid(text: str | None) -> dict[str, list[float]]:
+    """'pasta=1e-3,3e-3;full=2e-5' -> {'pasta': [0.001, 0.003], 'full': [2e-05]}."""
+    grid: dict[str, list[float]] = {}
+    for part in (text or "").split(";"):
+        if not part.strip():
+            continue
+        method, sep, values = part.partition("=")
+        try:
+            grid[method.strip()] = [float(v) for v in values.split(",") if v.strip()]
+        except ValueError:
+            sep = ""
+        if not sep or not grid.get(method.strip()):
+            raise BenchError(f"malformed --lr-grid part {part!r}: expected method=lr1,lr2 (e.g. pasta=1e-3,3e-3)")
+    return grid
+
+
+def cmd_intrinsic(args) -> int:
+    from sweeps.intrinsic import run_intrinsic
+
+    base = _sweep_base(args)
+    run_intrinsic(args.model, args.task, _split(args.methods), args.seeds, args.points, base,
+                  parse_lr_grid(args.lr_grid))
+    return 0
+
+
+def report_intrinsic(args) -> int:
+    from pathlib import Path
+
+    from bench.tasks import get_task
+    from reports.intrinsic import analyse, d90_table, plot, points_table
+    from reports.runs import load_runs
+
+    task = get_task(args.task)
+    name = f"intrinsic-{args.model.rstrip('/').split('/')[-1]}-{task.name}"
+    df = load_runs(args.tracking_uri, phase="intrinsic")
+    df = df[df.get("tags.intrinsic") == name] if "tags.intrinsic" in df else df.iloc[0:0]
+    if df.empty:
+        raise BenchError(f"no finished runs of {name}: run `bench intrinsic --model {args.model} --task {task.name}`")
+    a = analyse(df, task.name, args.metric)
+    seeds = sorted(df["tags.seed"].unique())
+    n_train = str(df["params.max_train_samples"].iloc[0])
+    n_train = "all" if n_train in ("None", "nan") else f"the first {n_train}"
+    budget = (f"Budget: {len(seeds)} seeds per point, {df['params.epochs'].iloc[0]} epochs on {n_train} "
+              f"training examples, {len(df)} runs.")
+    out = Path(args.out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    files = plot(a, str(out / name), f"{args.model} on {task.name}: {a['metric']} vs trainable parameters. {budget}")
+    (out / f"{name}-d90.md").write_text(d90_table(a, "md", budget) + "\n" + points_table(a, "md"))
+    (out / f"{name}-d90.tex").write_text(d90_table(a, "latex", budget))
+    print(d90_table(a, args.format, budget))
+    print(points_table(a, args.format))
+    print("wrote " + ", ".join(files + [str(out / f"{name}-d90.md"), str(out / f"{name}-d90.tex")]))
+    return 0
+
+
 def cmd_report(args) -> int:
     from reports.render import standalone_latex
 
     if args.report_command == "params":
         return cmd_params(args)
+    if args.report_command == "intrinsic":
+        return report_intrinsic(args)
     from reports.runs import aggregate, load_runs, sweep_budgets
     from reports.tables import build, render_results
 
@@ -283,6 +340,14 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--all-runs", action="store_true", help="use every FINISHED run, not only sweeps' final seeds")
     q.add_argument("--standalone", action="store_true", help="LaTeX: a complete document for pdflatex")
     q.add_argument("--tracking-uri", default=None)
+    q = rs.add_parser("intrinsic", help="d90 per method, curves (PNG + PDF) and tables from `bench intrinsic` runs")
+    q.add_argument("--model", required=True)
+    q.add_argument("--task", required=True)
+    q.add_argument("--metric", default=None, help="e.g. dev_accuracy (default: the task's main metric; MRPC: "
+                                                   "accuracy)")
+    q.add_argument("--format", default="md", choices=["text", "md", "latex", "csv"])
+    q.add_argument("--out-dir", default="docs", help="where the plot and tables are written (default: docs)")
+    q.add_argument("--tracking-uri", default=None)
     q = rs.add_parser("params", help="parameter-count table (same as `bench params`)")
     q.add_argument("--model", default="bert-large-cased")
     q.add_argument("--task", default="rte")
@@ -290,6 +355,23 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--format", default="latex", choices=["text", "md", "latex", "csv"])
     q.add_argument("--published", action="store_true")
     p.set_defaults(func=cmd_report)
+
+    p = sub.add_parser("intrinsic", help="intrinsic-dimension curves: each method's size knob on a log grid")
+    p.add_argument("--model", default="minilm")
+    p.add_argument("--task", required=True)
+    p.add_argument("--methods", default="pasta,lora,bitfit,adapter,ptuning",
+                   help="comma-separated; full FT and head-only anchors are always added")
+    p.add_argument("--seeds", type=int, default=3, help="seeds per point, the same for every method (default: 3)")
+    p.add_argument("--points", type=int, default=5, help="knob values per method (default: 5)")
+    p.add_argument("--lr-grid", default=None, help="per-method learning rates, e.g. 'pasta=1e-3,3e-3;full=2e-5' "
+                                                   "(default: each method's default lr); best mean per point wins")
+    p.add_argument("--data-dir", default=None)
+    p.add_argument("--tracking-uri", default=None)
+    p.add_argument("--experiment", default=None)
+    p.add_argument("--output-dir", default=None)
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="options for every run, e.g. --set epochs=2 --set max_train_samples=2000")
+    p.set_defaults(func=cmd_intrinsic)
 
     p = sub.add_parser("ui", help="serve the MLflow UI on 127.0.0.1")
     p.add_argument("--tracking-uri", default=None)

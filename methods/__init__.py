@@ -20,6 +20,6 @@ def get_method(name: str) -> Method:
 
 
 # Import for registration (order = the order of `bench methods` and of tables).
-from methods import adapter, bitfit, full, lora, pasta, ptuning  # noqa: E402,F401
+from methods import adapter, bitfit, full, head, lora, pasta, ptuning  # noqa: E402,F401
 
 __all__ = ["REGISTRY", "AttachContext", "Method", "encoder_layers", "get_method", "register"]

@@ -58,6 +58,7 @@ class Adapter(Method):
     summary = "Houlsby bottleneck adapters after attention and FFN outputs (+ LayerNorms)"
     config_cls = AdapterConfig
     knob = "size"
+    knob_values = (1, 2, 4, 8, 16, 32, 64, 128, 256)
     default_lr = 1e-3
 
     def attach(self, model, cfg: AdapterConfig, ctx):

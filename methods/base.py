@@ -61,6 +61,24 @@ class Method:
         if ctx.task.kind not in self.task_kinds:
             raise choices_error(f"task kind for method {self.name}:", ctx.task.kind, self.task_kinds)
 
+    knob_values: ClassVar[tuple] = ()  # candidate knob values, smallest first
+
+    def knob_points(self, model_config, n: int) -> list[dict]:
+        """n method-option sets spread log-evenly over knob_values: the points of a curve."""
+        values = list(self.knob_values)
+        if not self.knob or not values:
+            return [{}]
+        if n >= len(values):
+            return [{self.knob: v} for v in values]
+        import numpy as np
+
+        if all(isinstance(v, (int, float)) for v in values):  # nearest candidate to log-even targets
+            logs = np.log(values)
+            idx = sorted({int(np.abs(logs - t).argmin()) for t in np.linspace(logs[0], logs[-1], n)})
+        else:  # ordered names (BitFit subsets): evenly by position
+            idx = sorted({int(round(x)) for x in np.linspace(0, len(values) - 1, n)})
+        return [{self.knob: values[i]} for i in idx]
+
     def defaults(self) -> dict:
         return dataclasses.asdict(self.config_cls())
 

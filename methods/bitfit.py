@@ -9,6 +9,7 @@ from methods.base import Method
 # BitFit: q,k,v, attention-output, FFN intermediate/output biases, every LayerNorm beta
 # (embedding LayerNorm included) and the pooler bias.
 SUBSETS = {
+    "query_last": (),  # b_q of the last layer only (the smallest point of a curve)
     "query": ("attention.self.query.bias",),
     "query_intermediate": ("intermediate.dense.bias",),
     "attention": ("attention.self.key.bias", "attention.self.value.bias",
@@ -25,7 +26,7 @@ def bias_suffixes(subset: str) -> tuple[str, ...]:
 
 @dataclass(frozen=True)
 class BitFitConfig:
-    subset: str = "all"  # query < query_intermediate < attention < all
+    subset: str = "all"  # query_last < query < query_intermediate < attention < all
 
     def __post_init__(self):
         if self.subset not in SUBSETS:
@@ -38,11 +39,16 @@ class BitFit(Method):
     summary = "bias terms only (all biases + LayerNorm betas + pooler bias)"
     config_cls = BitFitConfig
     knob = "subset"
+    knob_values = tuple(ORDER)
     default_lr = 1e-3
 
     def attach(self, model, cfg, ctx):
-        suffixes = bias_suffixes(cfg.subset)
         base = model.base_model
+        if cfg.subset == "query_last":
+            last = model.config.num_hidden_layers - 1
+            base.encoder.layer[last].attention.self.query.bias.requires_grad_(True)
+            return model
+        suffixes = bias_suffixes(cfg.subset)
         for name, p in base.named_parameters():
             if name.endswith(suffixes):
                 p.requires_grad_(True)

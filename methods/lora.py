@@ -26,6 +26,7 @@ class Lora(Method):
     summary = "low-rank updates on W_q, W_v via peft (L*2*2*H*r params)"
     config_cls = LoraOptions
     knob = "r"
+    knob_values = (1, 2, 4, 8, 16, 32, 64)
     default_lr = 5e-4
 
     def attach(self, model, cfg: LoraOptions, ctx):

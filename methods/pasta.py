@@ -94,6 +94,15 @@ class Pasta(Method):
     default_lr = 3e-3
     uses_special_tokens_mask = True
 
+    def knob_points(self, model_config, n: int) -> list[dict]:
+        """[CLS] only in the last layer, then vectors at every special position of the last k layers,
+        k log-spaced up to all layers."""
+        import numpy as np
+
+        layers = model_config.num_hidden_layers
+        ks = sorted({int(round(k)) for k in np.geomspace(1, layers, max(n - 1, 1))})
+        return [{"last_k": 1, "tokens": "cls"}] + [{"last_k": k} for k in ks]
+
     def attach(self, model, cfg: PastaConfig, ctx):
         layers = encoder_layers(model)
         conf = model.config

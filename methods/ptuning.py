@@ -77,6 +77,7 @@ class Ptuning(Method):
     summary = "deep prefix (P-tuning v2): p keys+values at every layer (p*L*2H params)"
     config_cls = PtuningConfig
     knob = "prefix_length"
+    knob_values = (1, 2, 4, 8, 16, 32, 64, 128)
     default_lr = 1e-2
 
     def attach(self, model, cfg: PtuningConfig, ctx):

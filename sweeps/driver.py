@@ -160,16 +160,17 @@ def _run_config(study, layer: dict, seed: int, phase: str, extra_tags: dict):
                          "tags": tags})
 
 
-def _finished_run(cfg, study_name: str, phase: str):
-    """The FINISHED run of this (config hash, seed) in this study and phase, if any."""
+def _finished_run(cfg, study_name: str, phase: str, extra: str = ""):
+    """The FINISHED run of this (config hash, seed) in this study (or other scope, `extra`) and phase."""
     from bench import tracking
 
     c = tracking.client(cfg.tracking_uri)
     exp = c.get_experiment_by_name(cfg.experiment)
     if exp is None:
         return None
+    scope = extra or f"tags.study = '{study_name}'"
     runs = c.search_runs([exp.experiment_id], max_results=1, filter_string=(
-        f"tags.study = '{study_name}' and tags.phase = '{phase}' and tags.config_hash = '{cfg.config_hash()}' "
+        f"{scope} and tags.phase = '{phase}' and tags.config_hash = '{cfg.config_hash()}' "
         f"and tags.seed = '{cfg.seed}' and attributes.status = 'FINISHED'"))
     return runs[0] if runs else None
 

@@ -39,6 +39,8 @@ def expected_method_params(method, model, task, family, opts):
         return 2 * L * (2 * H * m + m + H) + 4 * L * H + 2 * H
     if method == "ptuning":
         return opts["prefix_length"] * L * 2 * H
+    if method == "head":
+        return 0
     return None  # full: the whole backbone
 
 

@@ -1,0 +1,23 @@
+"""Head only (linear probe): the frozen encoder under a trained task head. The smallest anchor of an
+intrinsic-dimension curve."""
+
+from dataclasses import dataclass
+
+from methods import register
+from methods.base import Method
+
+
+@dataclass(frozen=True)
+class HeadConfig:
+    pass
+
+
+@register
+class Head(Method):
+    name = "head"
+    summary = "task head only (linear probe): the encoder stays frozen"
+    config_cls = HeadConfig
+    default_lr = 1e-3
+
+    def attach(self, model, cfg, ctx):
+        return model  # the backbone is already frozen; the runner trains the head

@@ -1,0 +1,186 @@
+"""Intrinsic-dimension curves and d90 (INTRINSIC.md): metric against trainable parameters, one line per
+method; d90 = the fewest parameters reaching 90% of full fine-tuning's mean metric."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from bench.errors import BenchError
+
+BELOW, ABOVE = "at or below the smallest point", "above the largest point"
+
+
+@dataclass
+class Point:
+    knob_value: str
+    lr: float
+    params_method: int  # the method's own, head excluded
+    params_trainable: int  # head included
+    values: np.ndarray  # the metric, one per seed
+
+
+def primary_metric(task: str) -> str:
+    """MRPC's F1 passes 90% of full FT by always answering 'paraphrase': use accuracy there."""
+    from bench.tasks import get_task
+
+    t = get_task(task)
+    return f"{t.dev_splits[0]}_{'accuracy' if t.name == 'mrpc' else t.main_metric}"
+
+
+def load_points(df: pd.DataFrame, metric: str) -> dict[str, list[Point]]:
+    """method -> points sorted by size; at each knob value the lr with the best mean wins (the same rule
+    for every method, full FT included)."""
+    col = f"metrics.best_{metric}"
+    if col not in df:
+        raise BenchError(f"runs have no metric best_{metric}")
+    curves: dict[str, list[Point]] = {}
+    for (method, knob_value), g in df.groupby(["tags.method", "tags.knob_value"]):
+        best = None
+        for lr, h in g.groupby("params.lr"):
+            p = Point(knob_value, float(lr), int(h["metrics.params_method"].iloc[0]),
+                      int(h["metrics.params_trainable"].iloc[0]), h[col].to_numpy(dtype=float))
+            if best is None or p.values.mean() > best.values.mean():
+                best = p
+        curves.setdefault(method, []).append(best)
+    for pts in curves.values():
+        pts.sort(key=lambda p: p.params_trainable)
+    return curves
+
+
+def d90(sizes, means, tau: float) -> tuple[float, str]:
+    """Monotone curve (running max over increasing size); crossing of tau interpolated in log10(size)."""
+    sizes, ys = np.asarray(sizes, dtype=float), np.maximum.accumulate(np.asarray(means, dtype=float))
+    hit = np.nonzero(ys >= tau)[0]
+    if len(hit) == 0:
+        return float(sizes[-1]), ABOVE
+    i = hit[0]
+    if i == 0:
+        return float(sizes[0]), BELOW
+    x0, x1 = np.log10(sizes[i - 1]), np.log10(sizes[i])
+    frac = (tau - ys[i - 1]) / (ys[i] - ys[i - 1])
+    return float(10 ** (x0 + frac * (x1 - x0))), "interpolated"
+
+
+def bootstrap_d90(sizes, point_values: list[np.ndarray], full_values: np.ndarray, n: int = 1000,
+                  seed: int = 0) -> tuple[float, float]:
+    """95% interval over seeds: resample each point's seeds and full FT's seeds with replacement.
+    Runs that never cross count as +inf (an open interval prints as '>')."""
+    rng = np.random.default_rng(seed)
+    out = []
+    for _ in range(n):
+        tau = 0.9 * rng.choice(full_values, len(full_values)).mean()
+        means = [rng.choice(v, len(v)).mean() for v in point_values]
+        value, status = d90(sizes, means, tau)
+        out.append(np.inf if status == ABOVE else value)
+    return float(np.percentile(out, 2.5)), float(np.percentile(out, 97.5))
+
+
+def analyse(df: pd.DataFrame, task: str, metric: str | None = None) -> dict:
+    metric = metric or primary_metric(task)
+    curves = load_points(df, metric)
+    if "full" not in curves:
+        raise BenchError("no full fine-tuning runs: the 90% target needs them (run `bench intrinsic` first)")
+    full = curves["full"][0]
+    tau = 0.9 * full.values.mean()
+    trivial = float(df[f"metrics.baseline_{metric}"].dropna().iloc[0]) if f"metrics.baseline_{metric}" in df else None
+    rows = []
+    for method, pts in curves.items():
+        if method == "full":
+            continue
+        means = [p.values.mean() for p in pts]
+        for with_head in (True, False):
+            sizes = [p.params_trainable if with_head else p.params_method for p in pts]
+            keep = [i for i, s in enumerate(sizes) if s > 0]  # head-only has no method parameters
+            if not keep:
+                continue
+            s, m, v = [sizes[i] for i in keep], [means[i] for i in keep], [pts[i].values for i in keep]
+            value, status = d90(s, m, tau)
+            lo, hi = bootstrap_d90(s, v, full.values)
+            rows.append({"method": method, "head": with_head, "d90": value, "status": status, "lo": lo, "hi": hi,
+                         "points": len(keep), "seeds": min(len(x) for x in v)})
+    return {"metric": metric, "tau": tau, "full": full, "curves": curves, "rows": rows, "trivial": trivial}
+
+
+def chance_corrected(m: float, trivial: float | None, full: float) -> float | None:
+    """g = (m - m_trivial) / (m_full - m_trivial)."""
+    if trivial is None or full == trivial:
+        return None
+    return (m - trivial) / (full - trivial)
+
+
+def d90_table(a: dict, fmt: str, budget: str) -> str:
+    from reports.render import render
+
+    def fmt_n(x):
+        return "inf" if not np.isfinite(x) else f"{x:,.0f}"
+
+    header = ["method", "counted", "d90 (params)", "95% bootstrap interval", "how", "points", "seeds"]
+    body = []
+    for r in sorted(a["rows"], key=lambda r: (r["method"], not r["head"])):
+        interval = f"[{fmt_n(r['lo'])}, {fmt_n(r['hi'])}]" if np.isfinite(r["hi"]) else f"[{fmt_n(r['lo'])}, >]"
+        shown = (f"> {r['d90']:,.0f}" if r["status"] == ABOVE else
+                 f"<= {r['d90']:,.0f}" if r["status"] != "interpolated" else f"{r['d90']:,.0f}")
+        body.append([r["method"], "with head" if r["head"] else "without head", shown, interval, r["status"],
+                     str(r["points"]), str(r["seeds"])])
+    f = a["full"]
+    caption = (f"d90 on {a['metric']}: fewest trainable parameters reaching 90% of full fine-tuning's mean "
+               f"({f.values.mean():.4f} over {len(f.values)} seeds, target {a['tau']:.4f}); curves made monotone, "
+               f"crossing interpolated in log10(params), interval from 1000 bootstrap resamples of seeds. {budget}")
+    return render(header, body, fmt, caption)
+
+
+def points_table(a: dict, fmt: str) -> str:
+    from reports.render import render
+
+    full = a["full"].values.mean()
+    header = ["method", "knob", "lr", "params (with head)", "params (method)", a["metric"], "rel. to full",
+              "chance-corrected g"]
+    body = []
+    for method, pts in sorted(a["curves"].items()):
+        for p in pts:
+            m = p.values.mean()
+            g = chance_corrected(m, a["trivial"], full)
+            sd = f" ± {p.values.std(ddof=1):.4f}" if len(p.values) > 1 else ""
+            body.append([method, p.knob_value, f"{p.lr:g}", f"{p.params_trainable:,}", f"{p.params_method:,}",
+                         f"{m:.4f}{sd}", f"{m / full:.3f}", "-" if g is None else f"{g:.3f}"])
+    caption = (f"Every curve point: mean ± sample std over seeds of {a['metric']}; g = (m - trivial) / (full - "
+               f"trivial) with the majority-class trivial score {a['trivial'] if a['trivial'] is not None else '-'}.")
+    return render(header, body, fmt, caption)
+
+
+def plot(a: dict, path_stem: str, title: str) -> list[str]:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    full = a["full"].values.mean()
+    fig, axes = plt.subplots(1, 2, figsize=(12, 4.5))
+    for ax, relative in zip(axes, (False, True), strict=True):
+        for method, pts in sorted(a["curves"].items()):
+            xs = [p.params_trainable for p in pts]
+            ys = np.array([p.values.mean() for p in pts]) / (full if relative else 1)
+            err = np.array([p.values.std(ddof=1) if len(p.values) > 1 else 0 for p in pts]) / (full if relative else 1)
+            if method == "full":
+                ax.errorbar(xs, ys, yerr=err, fmt="k*", ms=12, label="full FT")
+            elif method == "head":
+                ax.errorbar(xs, ys, yerr=err, fmt="ks", ms=7, label="head only")
+            else:
+                ax.errorbar(xs, ys, yerr=err, marker="o", capsize=2, label=method)
+        ax.axhline(0.9 if relative else a["tau"], color="gray", ls="--", lw=1, label="90% of full FT")
+        ax.set_xscale("log")
+        ax.set_xlabel("trainable parameters (head included, log scale)")
+        ax.set_ylabel(f"{a['metric']} / full FT" if relative else a["metric"])
+        ax.grid(alpha=0.3)
+    axes[0].legend(fontsize=8)
+    fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    out = []
+    for ext in ("png", "pdf"):
+        fig.savefig(f"{path_stem}.{ext}", dpi=130)
+        out.append(f"{path_stem}.{ext}")
+    plt.close(fig)
+    return out

@@ -1,0 +1,83 @@
+"""`bench intrinsic`: each method's size knob over a log-spaced grid, plus full fine-tuning and head-only
+anchors, on the same seeds and the same learning-rate selection rule, all under one MLflow parent run.
+Resumable: a (configuration, seed) already FINISHED under the parent is skipped."""
+
+from __future__ import annotations
+
+from bench.errors import BenchError
+
+
+def plan(model: str, task: str, methods: list[str], points: int, lr_grid: dict[str, list[float]]) -> list[tuple]:
+    """[(method, method_options, lr)] for every curve point and anchor."""
+    from bench.param_table import arch_config
+    from bench.tasks import get_task
+    from methods import get_method
+
+    config = arch_config(model, get_task(task))
+    out = []
+    for name in ["full", "head", *[m for m in methods if m not in ("full", "head")]]:
+        method = get_method(name)
+        for opts in method.knob_points(config, points):
+            for lr in lr_grid.get(name) or [method.default_lr]:
+                out.append((name, opts, lr))
+    return out
+
+
+def parent_run(uri: str, experiment: str, name: str, budget: dict) -> str:
+    from bench import tracking
+
+    c = tracking.client(uri)
+    exp_id = tracking.experiment_id(c, experiment, uri)
+    found = c.search_runs([exp_id], filter_string=f"tags.intrinsic = '{name}' and tags.phase = 'intrinsic-study'",
+                          max_results=1)
+    if found:
+        return found[0].info.run_id
+    run = c.create_run(exp_id, run_name=name, tags={"intrinsic": name, "phase": "intrinsic-study",
+                                                    "mlflow.runName": name})
+    tracking.Tracker(uri, run.info.run_id).log_params(budget)
+    c.set_terminated(run.info.run_id, "FINISHED")  # a container for the point runs
+    return run.info.run_id
+
+
+def run_intrinsic(model: str, task: str, methods: list[str], seeds: int, points: int, base: dict,
+                  lr_grid: dict[str, list[float]] | None = None, echo=print) -> str:
+    from bench import tracking
+    from bench.config import build_config
+    from bench.runner import quiet_libraries, run
+    from methods import get_method
+    from sweeps.driver import _finished_run
+
+    quiet_libraries()
+    if seeds < 1 or points < 2:
+        raise BenchError(f"--seeds {seeds} must be at least 1 and --points {points} at least 2")
+    for m in methods:
+        if not get_method(m).knob and m not in ("full", "head"):
+            raise BenchError(f"method {m} has no size knob for a curve")
+    probe = build_config(base, {"model": model, "task": task})
+    name = f"intrinsic-{probe.model.rstrip('/').split('/')[-1]}-{probe.task}"
+    uri = tracking.resolve_uri(probe.tracking_uri)
+    tracking.check_reachable(uri)
+    experiment = probe.experiment or f"bench-{probe.task}"
+    steps = plan(model, probe.task, methods, points, lr_grid or {})
+    budget = {"seeds": seeds, "points": points, "methods": ",".join(methods), "base": base,
+              "lr_grid": {m: [lr for mm, _, lr in steps if mm == m] for m in {s[0] for s in steps}}}
+    parent = parent_run(uri, experiment, name, budget)
+    total = len(steps) * seeds
+    done = 0
+    for method, opts, lr in steps:
+        knob = get_method(method).knob
+        for seed in range(1, seeds + 1):
+            done += 1
+            tags = {"phase": "intrinsic", "intrinsic": name, "knob": knob or "-",
+                    "knob_value": str(opts.get(knob, "-")) + ("/cls" if opts.get("tokens") == "cls" else "")}
+            cfg = build_config(base, {"method": method, "model": model, "task": task, "method_options": opts,
+                                      "lr": lr, "seed": seed, "tracking_uri": uri, "experiment": experiment,
+                                      "tags": tags})
+            if _finished_run(cfg, "", "intrinsic", extra=f"tags.intrinsic = '{name}'") is not None:
+                echo(f"[{done}/{total}] {method} {opts} lr {lr:g} seed {seed}: already finished, skipped")
+                continue
+            echo(f"[{done}/{total}] {method} {opts} lr {lr:g} seed {seed}")
+            run(cfg, progress=False, parent_run_id=parent, echo=lambda *a: None)
+    echo(f"{name}: {total} point runs under MLflow parent {parent}; see `bench report intrinsic --model {model} "
+         f"--task {probe.task}`")
+    return name

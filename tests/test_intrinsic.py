@@ -1,0 +1,57 @@
+"""Intrinsic-dimension curves: d90 arithmetic, and the grid end to end on a tiny model (resumable)."""
+
+import numpy as np
+import pytest
+
+from bench.cli import main
+from reports.intrinsic import ABOVE, BELOW, bootstrap_d90, chance_corrected, d90
+
+
+def test_d90_interpolates_in_log_params():
+    value, how = d90([10, 100, 1000], [0.5, 0.7, 0.9], 0.8)
+    assert how == "interpolated" and value == pytest.approx(10 ** 2.5)
+
+
+def test_d90_uses_the_monotone_curve():
+    # The dip at 1000 does not matter; the crossing is between 10 and 100 at 3/4 of the way in log10.
+    value, _ = d90([10, 100, 1000], [0.5, 0.9, 0.7], 0.8)
+    assert value == pytest.approx(10 ** 1.75)
+
+
+def test_d90_never_or_always_crosses():
+    assert d90([10, 100], [0.9, 0.95], 0.8) == (10.0, BELOW)
+    assert d90([10, 100], [0.5, 0.6], 0.8) == (100.0, ABOVE)
+
+
+def test_bootstrap_interval_brackets_the_estimate():
+    rng = np.random.default_rng(0)
+    pts = [rng.normal(m, 0.01, 5) for m in (0.5, 0.7, 0.9)]
+    lo, hi = bootstrap_d90([10, 100, 1000], pts, rng.normal(0.9, 0.01, 5), n=300)
+    est, _ = d90([10, 100, 1000], [p.mean() for p in pts], 0.9 * 0.9)
+    assert lo <= est <= hi and np.isfinite(hi)
+
+
+def test_chance_corrected_score():
+    assert chance_corrected(0.75, 0.5, 1.0) == 0.5
+    assert chance_corrected(0.8, None, 1.0) is None
+
+
+def test_intrinsic_grid_end_to_end_and_resume(tiny_models, glue_dir, tmp_path, capsys):
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    argv = ["intrinsic", "--model", tiny_models["bert"], "--task", "rte", "--methods", "lora,bitfit", "--seeds", "2",
+            "--points", "2", "--data-dir", str(glue_dir), "--tracking-uri", uri, "--output-dir", str(tmp_path / "o"),
+            "--set", "epochs=1", "--set", "batch_size=8", "--lr-grid", "full=1e-3;head=1e-2,1e-3"]
+    assert main(argv) == 0
+    out = capsys.readouterr().out
+    assert out.count("already finished") == 0
+    assert main(argv) == 0  # resumable: every point is skipped the second time
+    assert capsys.readouterr().out.count("already finished") == 14  # (full + 2 head lrs + 2 lora + 2 bitfit) x 2
+    assert main(["report", "intrinsic", "--model", tiny_models["bert"], "--task", "rte", "--tracking-uri", uri,
+                 "--out-dir", str(tmp_path / "docs")]) == 0
+    out = capsys.readouterr().out
+    assert "d90 on dev_accuracy" in out and "| lora | with head |" in out and "| bitfit | without head |" in out
+    assert "Budget: 2 seeds per point, 1.0 epochs on all training examples, 14 runs." in out
+    for ext in ("png", "pdf", "d90.md", "d90.tex"):
+        sep = "." if ext in ("png", "pdf") else "-"
+        assert (tmp_path / "docs" / f"intrinsic-tiny-bert-rte{sep}{ext}").stat().st_size > 0
+    assert main(["intrinsic", "--task", "rte", "--lr-grid", "pasta"]) == 2
