@@ -142,8 +142,10 @@ def run(cfg: RunConfig, progress: bool = True, parent_run_id: str | None = None,
          + ", ".join(f"{len(d['labels'])} {s}" for s, d in prep.dev.items()) + f"; lr {lr:g}; {precision}")
     echo(describe(counts))
 
+    knob = built.method.knob
     tags = {"method": cfg.method, "model": cfg.model, "task": task.name, "seed": cfg.seed,
-            "config_hash": cfg.config_hash(), "phase": cfg.tags.get("phase", "single"), **cfg.tags}
+            "config_hash": cfg.config_hash(), "phase": "single", "knob": knob or "-",
+            "knob_value": getattr(built.method_config, knob) if knob else "-", **cfg.tags}
     experiment = cfg.experiment or f"bench-{task.name}"
     with tracking.tracked_run(uri, experiment, cfg.run_name(), tags, parent_run_id) as tracker:
         if on_start is not None:  # sweeps record the run id at once: a killed worker's run can be closed
