@@ -281,6 +281,21 @@ def _split(text):
     return [x.strip() for x in text.split(",") if x.strip()] if text else None
 
 
+def cmd_perf(args) -> int:
+    from pathlib import Path
+
+    from bench.perf import compare
+
+    cfg = config_from_args(args)
+    text = compare(cfg, args.steps, args.repeats, _split(args.methods) or [], echo=lambda m: print(m, file=sys.stderr))
+    print(text)
+    if args.out:
+        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+        with open(args.out, "a") as f:
+            f.write(text + "\n\n")
+    return 0
+
+
 def cmd_ui(args) -> int:
     import subprocess
 
@@ -372,6 +387,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="options for every run, e.g. --set epochs=2 --set max_train_samples=2000")
     p.set_defaults(func=cmd_intrinsic)
+
+    p = sub.add_parser("perf", help="side-by-side speed benchmark: bench's loop vs the HF Trainer")
+    add_run_options(p)
+    p.add_argument("--steps", type=int, default=40, help="optimizer steps per variant (default: 40)")
+    p.add_argument("--repeats", type=int, default=3, help="alternated repetitions (default: 3)")
+    p.add_argument("--methods", default="pasta,adapter,bitfit,lora,ptuning",
+                   help="methods timed against full FT on the same batches")
+    p.add_argument("--out", default=None, help="append the tables to this Markdown file")
+    p.set_defaults(func=cmd_perf)
 
     p = sub.add_parser("ui", help="serve the MLflow UI on 127.0.0.1")
     p.add_argument("--tracking-uri", default=None)

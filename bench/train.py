@@ -50,6 +50,7 @@ class TrainResult:
     eval_seconds: float = 0.0
     eval_samples: int = 0
     stopped: str = "budget"  # budget | patience
+    train_tokens: int = 0
     timings: dict[str, float] = field(default_factory=dict)
 
 
@@ -118,7 +119,9 @@ def train(model, prep: Prepared, cfg, accelerator, stored_names: set[str], log: 
     generator = torch.Generator().manual_seed(cfg.seed)
 
     res = TrainResult(best_epoch=0, best_step=0, best_metrics={})
-    t = {"data": 0.0, "compute": 0.0, "eval": 0.0}
+    t = {"data": 0.0, "forward": 0.0, "backward": 0.0, "optimizer": 0.0, "eval": 0.0}
+    sync = torch.cuda.synchronize if device.type == "cuda" and cfg.tags.get("profile") else (lambda: None)
+    tokens = 0  # real (non-pad) training tokens, for FLOP/s
     best_value, best_state, bad_epochs, step, epoch = -math.inf, None, 0, 0, 0
     bar = tqdm(total=total, desc="train", unit="step", disable=not progress, leave=False)
     running_loss, running_n = 0.0, 0
@@ -155,24 +158,33 @@ def train(model, prep: Prepared, cfg, accelerator, stored_names: set[str], log: 
         for indices in batches:
             t0 = time.perf_counter()
             batch = batch_for(prep, prep.train, indices, device)
+            tokens += int(batch["attention_mask"].sum())
+            sync()
             t1 = time.perf_counter()
             with accelerator.autocast():
                 loss = model(**batch).loss
-            if not torch.isfinite(loss):
-                raise NonFiniteLoss(f"loss became {loss.item()} at step {step + 1}")
+            loss_value = loss.item()  # one host sync per step, shared by the NaN check and the log
+            if not math.isfinite(loss_value):
+                raise NonFiniteLoss(f"loss became {loss_value} at step {step + 1}")
+            t2 = time.perf_counter()
             accelerator.backward(loss)
+            sync()
+            t3 = time.perf_counter()
             if cfg.max_grad_norm:
                 accelerator.clip_grad_norm_(model.parameters(), cfg.max_grad_norm)
             optimizer.step()
             scheduler.step()
             optimizer.zero_grad(set_to_none=True)
+            sync()
+            t4 = time.perf_counter()
             step += 1
             res.train_samples += len(indices)
-            running_loss += loss.item()
+            running_loss += loss_value
             running_n += 1
-            t2 = time.perf_counter()
             t["data"] += t1 - t0
-            t["compute"] += t2 - t1
+            t["forward"] += t2 - t1
+            t["backward"] += t3 - t2
+            t["optimizer"] += t4 - t3
             bar.update(1)
             if step % cfg.log_every == 0:
                 log({"train_loss": running_loss / running_n, "lr": scheduler.get_last_lr()[0]}, step)
@@ -190,6 +202,7 @@ def train(model, prep: Prepared, cfg, accelerator, stored_names: set[str], log: 
     res.steps, res.epochs_run = step, step / steps_per_epoch
     res.train_seconds = time.perf_counter() - t_start - t["eval"]
     res.timings = t
+    res.train_tokens = tokens
     if best_state is not None:
         with torch.no_grad():
             params = dict(model.named_parameters())

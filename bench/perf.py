@@ -1,0 +1,237 @@
+"""`bench perf`: the same (model, method, task, hyperparameters, batch, seed, steps) through bench's own
+loop and through the HF Trainer configured as users do it — (a) run_glue style, every example padded to
+max length 128; (b) dynamic padding + group_by_length — alternated over repetitions, medians and ratios
+printed side by side. All numbers come from this one invocation on this machine."""
+
+from __future__ import annotations
+
+import contextlib
+import platform
+import statistics
+import sys
+import tempfile
+import threading
+import time
+
+import psutil
+import torch
+
+from bench.config import RunConfig
+from bench.encoding import IGNORE_INDEX
+from bench.metrics import compute_metrics
+from bench.runner import build_model, make_accelerator, prepare_data, quiet_libraries
+from bench.tasks import REGRESSION, TAGGING, get_task
+
+
+@contextlib.contextmanager
+def peak_memory():
+    """Peak RSS (CPU) or peak CUDA allocation during the block, and its rise over the start."""
+    out = {}
+    if torch.cuda.is_available():
+        torch.cuda.synchronize()
+        torch.cuda.reset_peak_memory_stats()
+        start = torch.cuda.memory_allocated()
+        yield out
+        torch.cuda.synchronize()
+        out.update(kind="CUDA peak allocated", peak=torch.cuda.max_memory_allocated(),
+                   rise=torch.cuda.max_memory_allocated() - start)
+        return
+    proc, stop, peak = psutil.Process(), threading.Event(), [0]
+    start = proc.memory_info().rss
+
+    def sample():
+        while not stop.is_set():
+            peak[0] = max(peak[0], proc.memory_info().rss)
+            time.sleep(0.005)
+
+    th = threading.Thread(target=sample, daemon=True)
+    th.start()
+    try:
+        yield out
+    finally:
+        stop.set()
+        th.join()
+        out.update(kind="peak RSS", peak=peak[0], rise=peak[0] - start)
+
+
+def matmul_peak() -> float:
+    """FLOP/s of a large fp32 (CPU) or bf16 (GPU) matrix product on this machine, best of 5."""
+    cuda = torch.cuda.is_available()
+    n = 4096 if cuda else 1024
+    a = torch.randn(n, n, device="cuda" if cuda else "cpu", dtype=torch.bfloat16 if cuda else torch.float32)
+    best = 0.0
+    for _ in range(5):
+        if cuda:
+            torch.cuda.synchronize()
+        t = time.perf_counter()
+        for _ in range(10):
+            a @ a
+        if cuda:
+            torch.cuda.synchronize()
+        best = max(best, 10 * 2 * n**3 / (time.perf_counter() - t))
+    return best
+
+
+def flops_per_token(model, full_finetune: bool) -> float:
+    """Training FLOPs per token: 6N with weight gradients (full FT), 4N without (frozen backbone:
+    forward 2N + activation gradients 2N), N = encoder parameters without embeddings."""
+    n = sum(p.numel() for name, p in model.base_model.named_parameters() if "embeddings" not in name)
+    return (6 if full_finetune else 4) * n
+
+
+def run_bench(cfg: RunConfig, steps: int) -> dict:
+    from bench.train import train
+
+    task = get_task(cfg.task)
+    cfg = cfg.replace(max_steps=steps, tags={**cfg.tags, "profile": True})
+    built = build_model(cfg, task)
+    t0 = time.perf_counter()
+    prep = prepare_data(cfg, task, built)  # cached after the first repetition
+    data_s = time.perf_counter() - t0
+    accelerator, _ = make_accelerator(cfg.precision)
+    with peak_memory() as mem:
+        res = train(built.model, prep, cfg, accelerator, built.stored_names, lambda *a: None, progress=False)
+    main = task.dev_splits[0]
+    return {"train_s": res.train_seconds, "samples": res.train_samples, "tokens": res.train_tokens,
+            "eval_s": res.eval_seconds, "eval_n": res.eval_samples, "metric": res.best_metrics[main][task.main_metric],
+            "timings": res.timings, "mem": mem, "load_data_s": data_s, "steps": res.steps,
+            "flops_per_token": flops_per_token(built.model, cfg.method == "full")}
+
+
+def run_trainer(cfg: RunConfig, steps: int, pad_to_max: bool) -> dict:
+    """The reference: transformers.Trainer on the same model (our method attached: LoRA is peft's own),
+    users' defaults otherwise (eval batch 8)."""
+    from datasets import Dataset
+    from transformers import (
+        DataCollatorForTokenClassification,
+        DataCollatorWithPadding,
+        Trainer,
+        TrainingArguments,
+        default_data_collator,
+    )
+
+    task = get_task(cfg.task)
+    built = build_model(cfg, task)
+    prep = prepare_data(cfg, task, built)
+    tok = built.tokenizer
+    keep = [k for k in ("input_ids", "token_type_ids", "labels") if k in prep.train]
+
+    def dataset(cols):
+        ds = Dataset.from_dict({k: cols[k] for k in keep})
+        if pad_to_max:  # run_glue's --pad_to_max_length (its default): every row padded to max_length
+            def pad(row):
+                n = cfg.max_length - len(row["input_ids"])
+                out = {"input_ids": row["input_ids"] + [tok.pad_token_id] * n,
+                       "attention_mask": [1] * len(row["input_ids"]) + [0] * n}
+                if "token_type_ids" in row:
+                    out["token_type_ids"] = row["token_type_ids"] + [0] * n
+                if task.kind == TAGGING:
+                    out["labels"] = row["labels"] + [IGNORE_INDEX] * n
+                return out
+            ds = ds.map(pad)
+        return ds
+
+    collator = (default_data_collator if pad_to_max else
+                DataCollatorForTokenClassification(tok) if task.kind == TAGGING else DataCollatorWithPadding(tok))
+    cuda = torch.cuda.is_available()
+    with tempfile.TemporaryDirectory() as tmp:
+        args = TrainingArguments(
+            output_dir=tmp, per_device_train_batch_size=cfg.batch_size, per_device_eval_batch_size=8,
+            max_steps=steps, learning_rate=cfg.lr, weight_decay=cfg.weight_decay, warmup_steps=int(cfg.warmup_ratio * steps),
+            max_grad_norm=cfg.max_grad_norm, lr_scheduler_type="linear", logging_strategy="no", save_strategy="no",
+            eval_strategy="no", report_to=[], seed=cfg.seed,
+            train_sampling_strategy="random" if pad_to_max else "group_by_length",
+            dataloader_num_workers=0, use_cpu=not cuda, bf16=cuda and torch.cuda.is_bf16_supported(),
+            disable_tqdm=True)
+        trainer = Trainer(model=built.model, args=args, train_dataset=dataset(prep.train), data_collator=collator)
+        with peak_memory() as mem, contextlib.redirect_stdout(sys.stderr):  # Trainer prints its metrics
+            t = time.perf_counter()
+            trainer.train()
+            train_s = time.perf_counter() - t
+        dev = prep.dev[task.dev_splits[0]]
+        t = time.perf_counter()
+        out = trainer.predict(dataset(dev))
+        eval_s = time.perf_counter() - t
+    logits = out.predictions[0] if isinstance(out.predictions, tuple) else out.predictions
+    if task.kind == REGRESSION:
+        preds = logits.squeeze(-1).tolist()
+    elif task.kind == TAGGING:
+        preds = [row[: len(ids)].tolist() for row, ids in zip(logits.argmax(-1), dev["input_ids"], strict=True)]
+    else:
+        preds = logits.argmax(-1).tolist()
+    metric = compute_metrics(task, preds, dev["labels"])[task.main_metric]
+    return {"train_s": train_s, "samples": steps * cfg.batch_size, "eval_s": eval_s, "eval_n": len(dev["labels"]),
+            "metric": metric, "mem": mem}
+
+
+def compare(cfg: RunConfig, steps: int, repeats: int, methods: list[str], echo=print) -> str:
+    import scipy.stats  # noqa: F401 - imported before timing: bench scores inside its eval time
+    import seqeval.metrics  # noqa: F401
+    import sklearn.metrics  # noqa: F401
+
+    quiet_libraries()
+    task = get_task(cfg.task)
+    cfg = cfg.replace(lr=cfg.lr if cfg.lr is not None else 5e-5)
+    n_train = len(prepare_data(cfg, task, build_model(cfg, task)).train["labels"])  # warms the cache too
+    steps_per_epoch = -(-n_train // cfg.batch_size)
+    results = {"bench": [], "trainer_pad128": [], "trainer_dynamic": []}
+    for r in range(repeats):  # alternate, so drift in machine speed hits every variant alike
+        for name in results:
+            echo(f"repetition {r + 1}/{repeats}: {name}")
+            results[name].append(run_bench(cfg, steps) if name == "bench" else
+                                 run_trainer(cfg, steps, pad_to_max=name == "trainer_pad128"))
+    med = {name: {k: statistics.median(x[k] for x in runs) for k in ("train_s", "eval_s", "metric")}
+           | {"samples_s": statistics.median(x["samples"] / x["train_s"] for x in runs),
+              "eval_samples_s": statistics.median(x["eval_n"] / x["eval_s"] for x in runs),
+              "mem": statistics.median(x["mem"]["peak"] for x in runs), "mem_kind": runs[0]["mem"]["kind"]}
+           for name, runs in results.items()}
+    for m in med.values():
+        m["epoch_s"] = m["train_s"] / steps * steps_per_epoch
+    device = (torch.cuda.get_device_name(0) if torch.cuda.is_available() else
+              f"{platform.processor() or platform.machine()}, {psutil.cpu_count()} cores, torch threads "
+              f"{torch.get_num_threads()}")
+    lines = [f"## {cfg.method} / {cfg.model} / {task.name}: bench vs the HF Trainer",
+             f"Machine: {device}; torch {torch.__version__}. Same model init, lr {cfg.lr:g}, batch {cfg.batch_size}, "
+             f"seed {cfg.seed}, {steps} optimizer steps per variant, {repeats} repetitions alternated; medians. "
+             f"Epoch time = step time x {steps_per_epoch} steps ({n_train} training examples). Dev metric: "
+             f"{task.dev_splits[0]} {task.main_metric} after {steps} steps (data order differs between loops). "
+             f"Trainer eval batch 8 (its default); bench eval batch {cfg.eval_batch_size}.", "",
+             "| variant | epoch s | train samples/s | eval samples/s | " + med["bench"]["mem_kind"] + " MiB | dev "
+             + task.main_metric + " | bench speed-up per epoch |", "|---|---|---|---|---|---|---|"]
+    for name, m in med.items():
+        ratio = m["epoch_s"] / med["bench"]["epoch_s"]
+        lines.append(f"| {name} | {m['epoch_s']:.1f} | {m['samples_s']:.1f} | {m['eval_samples_s']:.1f} | "
+                     f"{m['mem'] / 2**20:.0f} | {m['metric']:.4f} | {'-' if name == 'bench' else f'{ratio:.2f}x'} |")
+    lines += ["", methods_table(cfg, steps, methods, echo)]
+    return "\n".join(lines)
+
+
+def methods_table(cfg: RunConfig, steps: int, methods: list[str], echo=print) -> str:
+    """Step time of each method relative to full FT on the same batches, the time split, FLOP/s."""
+    from methods import get_method
+
+    peak = matmul_peak()
+    rows, full_step, full_mem = [], None, None
+    for name in ["full", *[m for m in methods if m != "full"]]:
+        echo(f"method {name}")
+        c = cfg.replace(method=name, lr=get_method(name).default_lr if name != "full" else cfg.lr, method_options={})
+        r = run_bench(c, steps)
+        step = r["train_s"] / r["steps"]
+        full_step = full_step or step
+        full_mem = full_mem or r["mem"]["rise"]
+        t = r["timings"]
+        total = r["train_s"] + r["eval_s"]
+        split = {k: t[k] / total for k in ("data", "forward", "backward", "optimizer")} | {"eval": r["eval_s"] / total}
+        flops = r["flops_per_token"] * r["tokens"] / r["train_s"]
+        rows.append(f"| {name} | {1000 * step:.0f} | {step / full_step:.2f} | "
+                    + " | ".join(f"{100 * v:.0f}%" for v in split.values())
+                    + f" | {r['mem']['rise'] / 2**20:.0f} "
+                    + (f"({r['mem']['rise'] / full_mem:.2f}x)" if full_mem > 2**20 else "(-)") + " | "
+                    f"{flops / 1e9:.1f} ({100 * flops / peak:.0f}%) |")
+    return "\n".join([
+        f"### Methods on the same batches ({steps} steps; matmul peak measured here: {peak / 1e9:.0f} GFLOP/s)",
+        "Step ms = train time / steps. Split = share of train + eval wall time. Memory = rise of the peak over "
+        "the start of training. FLOP/s counts 6N (full FT) or 4N (frozen backbone) per real token, N = encoder "
+        "parameters without embeddings.", "",
+        "| method | step ms | x full FT | data | forward | backward | optimizer | eval | memory rise MiB | "
+        "model GFLOP/s (of peak) |", "|---|---|---|---|---|---|---|---|---|---|", *rows])

@@ -1,0 +1,27 @@
+"""`bench perf` runs on a tiny model and its accounting adds up (no timing assertions)."""
+
+import re
+
+from bench.cli import main
+
+
+def test_perf_runs_and_accounting_adds_up(tiny_models, glue_dir, tmp_path, capsys):
+    out_file = tmp_path / "perf.md"
+    assert main(["perf", "--model", tiny_models["roberta"], "--task", "sst2", "--data-dir", str(glue_dir),
+                 "--steps", "2", "--repeats", "1", "--batch-size", "8", "--methods", "lora,pasta",
+                 "--out", str(out_file)]) == 0
+    text = capsys.readouterr().out
+    assert text.strip() == out_file.read_text().strip()
+    rows = {r.split("|")[1].strip(): [c.strip() for c in r.split("|")[2:-1]]
+            for r in text.splitlines() if r.startswith("| ") and not r.startswith("| variant")
+            and not r.startswith("| method")}
+    assert {"bench", "trainer_pad128", "trainer_dynamic", "full", "lora", "pasta"} <= set(rows)
+    bench_epoch = float(rows["bench"][0])
+    for ref in ("trainer_pad128", "trainer_dynamic"):  # speed-up = reference epoch time / bench epoch time
+        assert float(rows[ref][5].rstrip("x")) == round(float(rows[ref][0]) / bench_epoch, 2) or \
+            abs(float(rows[ref][5].rstrip("x")) - float(rows[ref][0]) / bench_epoch) < 0.06
+    for name in ("full", "lora", "pasta"):
+        shares = [float(c.rstrip("%")) for c in rows[name][2:7]]
+        assert 0 < sum(shares) <= 101  # data + forward + backward + optimizer + eval <= wall time
+    assert rows["full"][1] == "1.00"
+    assert re.search(r"Machine: .+; torch ", text) and "1 repetitions alternated; medians" in text
