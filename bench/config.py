@@ -84,16 +84,17 @@ def parse_set(items: list[str]) -> dict:
     return out
 
 
-def load_yaml(path: str) -> dict:
+def load_yaml(path: str | Path, what: str = "config file") -> dict:
+    """A YAML file holding a mapping (run configs, search spaces), or a one-line error."""
     p = Path(path)
     if not p.is_file():
-        raise BenchError(f"config file not found: {path}")
+        raise BenchError(f"{what} not found: {path}")
     try:
         data = yaml.safe_load(p.read_text()) or {}
     except yaml.YAMLError as e:
-        raise BenchError(f"config file {path} is not valid YAML: {str(e).splitlines()[0]}") from None
+        raise BenchError(f"{what} {path} is not valid YAML: {str(e).splitlines()[0]}") from None
     if not isinstance(data, dict):
-        raise BenchError(f"config file {path} must hold a mapping of options, got {type(data).__name__}")
+        raise BenchError(f"{what} {path} must hold a mapping of options, got {type(data).__name__}")
     return data
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import statistics
 import time
+import warnings
 from pathlib import Path
 
 from bench.errors import BenchError
@@ -239,7 +240,9 @@ def work(name: str, storage: str | None = None, n_trials: int | None = None, hea
     objective = objective_for(study, force, echo)
     ran = 0
     while n_trials is None or ran < n_trials:
-        optuna.storages.fail_stale_trials(study)
+        with warnings.catch_warnings():  # fail_stale_trials is marked experimental; its behaviour is what we need
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            optuna.storages.fail_stale_trials(study)
         c = _counts(study)
         if c["COMPLETE"] >= study.user_attrs["n_trials"]:
             break

@@ -7,9 +7,7 @@ import hashlib
 import json
 from pathlib import Path
 
-import yaml
-
-from bench.config import FIELDS
+from bench.config import FIELDS, load_yaml
 from bench.errors import BenchError
 
 SPACES_DIR = Path(__file__).parent / "spaces"
@@ -23,15 +21,7 @@ def default_space_file(method: str) -> Path:
 
 
 def load_space(path: str | Path, method: str) -> dict:
-    path = Path(path)
-    if not path.is_file():
-        raise BenchError(f"search space file not found: {path}")
-    try:
-        space = yaml.safe_load(path.read_text()) or {}
-    except yaml.YAMLError as e:
-        raise BenchError(f"search space {path} is not valid YAML: {str(e).splitlines()[0]}") from None
-    if not isinstance(space, dict):
-        raise BenchError(f"search space {path} must map option names to distributions")
+    space = load_yaml(path, "search space file")
     validate_space(space, method, str(path))
     return space
 
