@@ -164,11 +164,34 @@ def run_trainer(cfg: RunConfig, steps: int, pad_to_max: bool) -> dict:
             "metric": metric, "mem": mem}
 
 
-def compare(cfg: RunConfig, steps: int, repeats: int, methods: list[str], echo=print) -> str:
+def measure(kind: str, cfg: RunConfig, steps: int) -> dict:
+    """One measurement in a fresh process: memory peaks and allocator caches of earlier measurements
+    must not leak into this one."""
+    import json
+    import subprocess
+
+    proc = subprocess.run([sys.executable, "-m", "bench.perf", kind, str(steps), json.dumps(cfg.to_dict())],
+                          capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise RuntimeError(f"perf measurement {kind} failed: {proc.stderr.strip().splitlines()[-1:]}")
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def _measure_here(kind: str, steps: int, cfg_json: str) -> None:
+    import json
+
     import scipy.stats  # noqa: F401 - imported before timing: bench scores inside its eval time
     import seqeval.metrics  # noqa: F401
     import sklearn.metrics  # noqa: F401
 
+    quiet_libraries()
+    cfg = RunConfig(**json.loads(cfg_json))
+    out = run_bench(cfg, steps) if kind == "bench" else run_trainer(cfg, steps, pad_to_max=kind == "trainer_pad128")
+    print(json.dumps(out, default=float))
+
+
+
+def compare(cfg: RunConfig, steps: int, repeats: int, methods: list[str], echo=print) -> str:
     quiet_libraries()
     task = get_task(cfg.task)
     cfg = cfg.replace(lr=cfg.lr if cfg.lr is not None else 5e-5)
@@ -178,8 +201,7 @@ def compare(cfg: RunConfig, steps: int, repeats: int, methods: list[str], echo=p
     for r in range(repeats):  # alternate, so drift in machine speed hits every variant alike
         for name in results:
             echo(f"repetition {r + 1}/{repeats}: {name}")
-            results[name].append(run_bench(cfg, steps) if name == "bench" else
-                                 run_trainer(cfg, steps, pad_to_max=name == "trainer_pad128"))
+            results[name].append(measure(name, cfg, steps))
     med = {name: {k: statistics.median(x[k] for x in runs) for k in ("train_s", "eval_s", "metric")}
            | {"samples_s": statistics.median(x["samples"] / x["train_s"] for x in runs),
               "eval_samples_s": statistics.median(x["eval_n"] / x["eval_s"] for x in runs),
@@ -215,23 +237,26 @@ def methods_table(cfg: RunConfig, steps: int, methods: list[str], echo=print) ->
     for name in ["full", *[m for m in methods if m != "full"]]:
         echo(f"method {name}")
         c = cfg.replace(method=name, lr=get_method(name).default_lr if name != "full" else cfg.lr, method_options={})
-        r = run_bench(c, steps)
+        r = measure("bench", c, steps)
         step = r["train_s"] / r["steps"]
         full_step = full_step or step
-        full_mem = full_mem or r["mem"]["rise"]
+        full_mem = full_mem or r["mem"]["peak"]
         t = r["timings"]
         total = r["train_s"] + r["eval_s"]
         split = {k: t[k] / total for k in ("data", "forward", "backward", "optimizer")} | {"eval": r["eval_s"] / total}
         flops = r["flops_per_token"] * r["tokens"] / r["train_s"]
         rows.append(f"| {name} | {1000 * step:.0f} | {step / full_step:.2f} | "
                     + " | ".join(f"{100 * v:.0f}%" for v in split.values())
-                    + f" | {r['mem']['rise'] / 2**20:.0f} "
-                    + (f"({r['mem']['rise'] / full_mem:.2f}x)" if full_mem > 2**20 else "(-)") + " | "
+                    + f" | {r['mem']['peak'] / 2**20:.0f} ({r['mem']['peak'] / full_mem:.2f}x) | "
                     f"{flops / 1e9:.1f} ({100 * flops / peak:.0f}%) |")
     return "\n".join([
         f"### Methods on the same batches ({steps} steps; matmul peak measured here: {peak / 1e9:.0f} GFLOP/s)",
-        "Step ms = train time / steps. Split = share of train + eval wall time. Memory = rise of the peak over "
-        "the start of training. FLOP/s counts 6N (full FT) or 4N (frozen backbone) per real token, N = encoder "
+        "Step ms = train time / steps. Split = share of train + eval wall time. Memory = peak during training, "
+        "each method in a fresh process (CPU: RSS, weights included; GPU: CUDA allocated). FLOP/s counts 6N (full FT) or 4N (frozen backbone) per real token, N = encoder "
         "parameters without embeddings.", "",
-        "| method | step ms | x full FT | data | forward | backward | optimizer | eval | memory rise MiB | "
+        "| method | step ms | x full FT | data | forward | backward | optimizer | eval | peak memory MiB | "
         "model GFLOP/s (of peak) |", "|---|---|---|---|---|---|---|---|---|---|", *rows])
+
+
+if __name__ == "__main__":
+    _measure_here(sys.argv[1], int(sys.argv[2]), sys.argv[3])
