@@ -287,7 +287,8 @@ def cmd_perf(args) -> int:
     from bench.perf import compare
 
     cfg = config_from_args(args)
-    text = compare(cfg, args.steps, args.repeats, _split(args.methods) or [], echo=lambda m: print(m, file=sys.stderr))
+    methods = [] if args.methods == "none" else _split(args.methods) or []
+    text = compare(cfg, args.steps, args.repeats, methods, echo=lambda m: print(m, file=sys.stderr))
     print(text)
     if args.out:
         Path(args.out).parent.mkdir(parents=True, exist_ok=True)
@@ -393,7 +394,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--steps", type=int, default=40, help="optimizer steps per variant (default: 40)")
     p.add_argument("--repeats", type=int, default=3, help="alternated repetitions (default: 3)")
     p.add_argument("--methods", default="pasta,adapter,bitfit,lora,ptuning",
-                   help="methods timed against full FT on the same batches")
+                   help="methods timed against full FT on the same batches ('none': skip that table)")
     p.add_argument("--out", default=None, help="append the tables to this Markdown file")
     p.set_defaults(func=cmd_perf)
 

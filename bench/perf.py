@@ -224,7 +224,8 @@ def compare(cfg: RunConfig, steps: int, repeats: int, methods: list[str], echo=p
         ratio = m["epoch_s"] / med["bench"]["epoch_s"]
         lines.append(f"| {name} | {m['epoch_s']:.1f} | {m['samples_s']:.1f} | {m['eval_samples_s']:.1f} | "
                      f"{m['mem'] / 2**20:.0f} | {m['metric']:.4f} | {'-' if name == 'bench' else f'{ratio:.2f}x'} |")
-    lines += ["", methods_table(cfg, steps, methods, echo)]
+    if methods:
+        lines += ["", methods_table(cfg, steps, methods, echo)]
     return "\n".join(lines)
 
 
