@@ -222,7 +222,7 @@ def compare(cfg: RunConfig, steps: int, repeats: int, methods: list[str], echo=p
              + task.main_metric + " | bench speed-up per epoch |", "|---|---|---|---|---|---|---|"]
     for name, m in med.items():
         ratio = m["epoch_s"] / med["bench"]["epoch_s"]
-        lines.append(f"| {name} | {m['epoch_s']:.1f} | {m['samples_s']:.1f} | {m['eval_samples_s']:.1f} | "
+        lines.append(f"| {name} | {m['epoch_s']:.2f} | {m['samples_s']:.1f} | {m['eval_samples_s']:.1f} | "
                      f"{m['mem'] / 2**20:.0f} | {m['metric']:.4f} | {'-' if name == 'bench' else f'{ratio:.2f}x'} |")
     if methods:
         lines += ["", methods_table(cfg, steps, methods, echo)]
