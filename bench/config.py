@@ -10,7 +10,7 @@ from pathlib import Path
 
 import yaml
 
-from bench.errors import BenchError, choices_error
+from bench.errors import BenchError, choices_error, first_line
 
 
 @dataclass(frozen=True)
@@ -92,7 +92,7 @@ def load_yaml(path: str | Path, what: str = "config file") -> dict:
     try:
         data = yaml.safe_load(p.read_text()) or {}
     except yaml.YAMLError as e:
-        raise BenchError(f"{what} {path} is not valid YAML: {str(e).splitlines()[0]}") from None
+        raise BenchError(f"{what} {path} is not valid YAML: {first_line(e)}") from None
     if not isinstance(data, dict):
         raise BenchError(f"{what} {path} must hold a mapping of options, got {type(data).__name__}")
     return data

@@ -8,7 +8,7 @@ import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 
-from bench.errors import BenchError
+from bench.errors import BenchError, first_line
 from bench.tasks import GLUE_DIRS, REGRESSION, TAGGING, Task
 
 # CoNLL-2003's original file names, accepted beside train/dev/test.txt.
@@ -163,8 +163,7 @@ def _from_hub(task: Task, split: str) -> Examples:
         else:
             ds = datasets.load_dataset("nyu-mll/glue", task.hub_config, split=task.hub_splits[split])
     except Exception as e:  # offline, unknown revision, auth...: one line for the user
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise BenchError(f"could not load {task.name}/{split} from the Hugging Face hub ({first}); "
+        raise BenchError(f"could not load {task.name}/{split} from the Hugging Face hub ({first_line(e)}); "
                          f"pass --data-dir with the local files") from None
     source = f"hf:{task.hub_config}/{task.hub_splits[split]}"
     if task.kind == TAGGING:

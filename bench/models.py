@@ -5,7 +5,7 @@ from __future__ import annotations
 import importlib.util
 from pathlib import Path
 
-from bench.errors import BenchError, choices_error
+from bench.errors import BenchError, choices_error, first_line
 from bench.tasks import REGRESSION, TAGGING, Task
 
 HUB_ALIASES = {
@@ -46,8 +46,7 @@ def _load(what, fn, ref):
     try:
         return fn()
     except (OSError, ValueError, KeyError) as e:
-        first = (str(e).strip().splitlines() or [type(e).__name__])[0]
-        raise BenchError(f"could not load {what} {ref!r}: {first}") from None
+        raise BenchError(f"could not load {what} {ref!r}: {first_line(e)}") from None
 
 
 def load_tokenizer(ref: str, task: Task):

@@ -8,7 +8,7 @@ import time
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
-from bench.errors import BenchError
+from bench.errors import BenchError, first_line
 
 DEFAULT_DB = "mlflow.db"
 
@@ -58,8 +58,7 @@ def check_reachable(uri: str) -> None:
             with engine.connect():
                 pass
         except Exception as e:
-            first = str(e).strip().splitlines()[0]
-            raise BenchError(f"tracking URI {redact(uri)} is unreachable ({first})") from None
+            raise BenchError(f"tracking URI {redact(uri)} is unreachable ({first_line(e)})") from None
         return
     if scheme == "file":
         return
@@ -171,14 +170,13 @@ def tracked_run(uri: str, experiment: str, run_name: str, tags: dict, parent_run
     except BaseException as e:
         from bench.train import StopRun
 
-        stopped = isinstance(e, (KeyboardInterrupt, StopRun))
-        status = "KILLED" if stopped else "FAILED"
+        # Interrupted (Ctrl-C, SIGTERM) or stopped on purpose (pruning): KILLED. Anything else: FAILED.
+        status = "KILLED" if isinstance(e, (KeyboardInterrupt, StopRun)) else "FAILED"
         with contextlib.suppress(Exception):
             tracker.flush()
-            msg = (str(e).strip().splitlines() or [""])[0] or type(e).__name__
-            state = getattr(e, "state", status.lower())
-            tracker.set_tags({"error" if not isinstance(e, StopRun) else "stopped_by": f"{type(e).__name__}: {msg}"[:5000],
-                              "state": state})
+            reason = "stopped_by" if isinstance(e, StopRun) else "error"
+            tracker.set_tags({reason: f"{type(e).__name__}: {first_line(e)}"[:5000],
+                              "state": getattr(e, "state", status.lower())})
         with contextlib.suppress(Exception):
             c.set_terminated(run.info.run_id, status)
         raise

@@ -13,7 +13,7 @@ import time
 import warnings
 from pathlib import Path
 
-from bench.errors import BenchError
+from bench.errors import BenchError, first_line
 
 STORAGE_SCHEMES = ("sqlite", "postgresql", "mysql")
 PRUNERS = ("median", "halving", "none")
@@ -42,8 +42,7 @@ def open_storage(url: str, heartbeat: int = 10):
         return optuna.storages.RDBStorage(url, engine_kwargs=engine, heartbeat_interval=heartbeat,
                                           grace_period=3 * heartbeat, heartbeat_stale_trial_callback=_on_stale)
     except Exception as e:
-        first = (str(e).strip().splitlines() or [type(e).__name__])[0]
-        raise BenchError(f"sweep storage {redact(url)} is unreachable ({first})") from None
+        raise BenchError(f"sweep storage {redact(url)} is unreachable ({first_line(e)})") from None
 
 
 def _on_stale(study, trial) -> None:
