@@ -27,4 +27,8 @@ def test_perf_runs_and_accounting_adds_up(tiny_models, glue_dir, tmp_path, capsy
         shares = [float(c.rstrip("%")) for c in rows[name][2:7]]
         assert 0 < sum(shares) <= 101  # data + forward + backward + optimizer + eval <= wall time
     assert rows["full"][1] == "1.00"
+    for target in ("epoch speed-up vs run_glue padding to 128", "data + tracking share of wall time",
+                   "cached tokenisation speed-up on a rerun", "`bench --help`",
+                   "slowest frozen-backbone step / full FT step", "largest PEFT peak memory / full FT"):
+        assert rows[target][2] in ("met", "MISSED")
     assert re.search(r"Machine: .+; torch ", text) and "1 repetitions alternated; medians" in text
