@@ -39,8 +39,10 @@ def open_storage(url: str, heartbeat: int = 10):
         raise BenchError(f"unsupported sweep storage {redact(url)!r} (choices: {', '.join(STORAGE_SCHEMES)} URLs)")
     engine = {"connect_args": {"timeout": 60}} if scheme == "sqlite" else {"pool_pre_ping": True}
     try:
-        return optuna.storages.RDBStorage(url, engine_kwargs=engine, heartbeat_interval=heartbeat,
-                                          grace_period=3 * heartbeat, heartbeat_stale_trial_callback=_on_stale)
+        with warnings.catch_warnings():  # Optuna marks the heartbeat options experimental
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            return optuna.storages.RDBStorage(url, engine_kwargs=engine, heartbeat_interval=heartbeat,
+                                              grace_period=3 * heartbeat, heartbeat_stale_trial_callback=_on_stale)
     except Exception as e:
         raise BenchError(f"sweep storage {redact(url)} is unreachable ({first_line(e)})") from None
 
@@ -59,7 +61,9 @@ def _on_stale(study, trial) -> None:
                 c.set_tag(run_id, "state", "lost")
                 c.set_tag(run_id, "error", "worker lost: no heartbeat; the trial was failed and retried")
                 c.set_terminated(run_id, "KILLED")
-    optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=3)(study, trial)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=3)(study, trial)
 
 
 def make_pruner(name: str):
