@@ -6,6 +6,7 @@ printed side by side. All numbers come from this one invocation on this machine.
 from __future__ import annotations
 
 import contextlib
+import os
 import platform
 import statistics
 import sys
@@ -21,6 +22,10 @@ from bench.encoding import IGNORE_INDEX
 from bench.metrics import compute_metrics
 from bench.runner import build_model, make_accelerator, prepare_data, quiet_libraries
 from bench.tasks import REGRESSION, TAGGING, get_task
+
+# `python -m` would put the working directory first on sys.path, where a folder named like one of our
+# packages (methods/, reports/) would shadow it.
+SAFE_ENV = {**os.environ, "PYTHONSAFEPATH": "1"}
 
 
 @contextlib.contextmanager
@@ -171,7 +176,7 @@ def measure(kind: str, cfg: RunConfig, steps: int) -> dict:
     import subprocess
 
     proc = subprocess.run([sys.executable, "-m", "bench.perf", kind, str(steps), json.dumps(cfg.to_dict())],
-                          capture_output=True, text=True)
+                          capture_output=True, text=True, env=SAFE_ENV)
     if proc.returncode != 0:
         raise RuntimeError(f"perf measurement {kind} failed: {proc.stderr.strip().splitlines()[-1:]}")
     return json.loads(proc.stdout.strip().splitlines()[-1])
@@ -254,7 +259,7 @@ def side_measurements(cfg: RunConfig, task, bench_runs: list[dict], steps: int) 
     helps = []
     for _ in range(5):
         t = time.perf_counter()
-        subprocess.run([sys.executable, "-m", "bench.cli", "--help"], capture_output=True, check=True)
+        subprocess.run([sys.executable, "-m", "bench.cli", "--help"], capture_output=True, check=True, env=SAFE_ENV)
         helps.append(time.perf_counter() - t)
     # Tracking: what a real run of `steps` steps logs, sent to a real MLflow SQLite store.
     with tempfile.TemporaryDirectory() as tmp:
