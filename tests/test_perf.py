@@ -7,7 +7,9 @@ import pytest
 from bench.cli import main
 
 
-def test_perf_runs_and_accounting_adds_up(tiny_models, glue_dir, tmp_path, capsys):
+def test_perf_runs_and_accounting_adds_up(tiny_models, glue_dir, tmp_path, capsys, monkeypatch):
+    (tmp_path / "methods").mkdir()  # a user's folder named like our package must not shadow it
+    monkeypatch.chdir(tmp_path)
     out_file = tmp_path / "perf.md"
     assert main(["perf", "--model", tiny_models["roberta"], "--task", "sst2", "--data-dir", str(glue_dir),
                  "--steps", "2", "--repeats", "1", "--batch-size", "8", "--methods", "lora,pasta",
