@@ -240,7 +240,6 @@ def compare(cfg: RunConfig, steps: int, repeats: int, methods: list[str], echo=p
 
 def side_measurements(cfg: RunConfig, task, bench_runs: list[dict], steps: int) -> dict:
     """Tokenisation cache speed-up, `bench --help` time, data and tracking shares of a bench run."""
-    import json
     import subprocess
 
     from bench import tracking
@@ -276,7 +275,7 @@ def side_measurements(cfg: RunConfig, task, bench_runs: list[dict], steps: int) 
     wall = statistics.median(r["train_s"] + r["eval_s"] for r in bench_runs)
     data = statistics.median(r["timings"]["data"] for r in bench_runs)
     return {"tok_fresh": fresh, "tok_cached": cached, "help_s": statistics.median(helps), "data_share": data / wall,
-            "tracking_share": track_s / wall, "note": json.dumps({"examples": len(ex.texts)})}
+            "tracking_share": track_s / wall}
 
 
 def targets_table(med: dict, extra: dict, method_rows: list[dict]) -> str:

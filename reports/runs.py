@@ -51,9 +51,7 @@ def aggregate(df: pd.DataFrame) -> pd.DataFrame:
 
 def sweep_budgets(df_all: pd.DataFrame, studies: set[str]) -> dict[str, str]:
     """study -> its trial budget, from the parent runs' params."""
-    out = {}
-    parents = df_all[df_all.get("tags.phase", pd.Series(dtype=str)) == "study"] if "tags.phase" in df_all else []
-    for _, r in (parents.iterrows() if len(parents) else []):
-        if r.get("tags.study") in studies:
-            out[r["tags.study"]] = str(r.get("params.budget.trials", "?"))
-    return out
+    if "tags.phase" not in df_all or "tags.study" not in df_all:
+        return {}
+    parents = df_all[(df_all["tags.phase"] == "study") & df_all["tags.study"].isin(studies)]
+    return {r["tags.study"]: str(r.get("params.budget.trials", "?")) for _, r in parents.iterrows()}
