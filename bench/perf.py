@@ -88,14 +88,15 @@ def run_bench(cfg: RunConfig, steps: int) -> dict:
     from bench.train import train
 
     task = get_task(cfg.task)
-    cfg = cfg.replace(max_steps=steps, tags={**cfg.tags, "profile": True})
+    cfg = cfg.replace(max_steps=steps)
     built = build_model(cfg, task)
     t0 = time.perf_counter()
     prep = prepare_data(cfg, task, built)  # cached after the first repetition
     data_s = time.perf_counter() - t0
     accelerator, _ = make_accelerator(cfg.precision)
     with peak_memory() as mem:
-        res = train(built.model, prep, cfg, accelerator, built.stored_names, lambda *a: None, progress=False)
+        res = train(built.model, prep, cfg, accelerator, built.stored_names, lambda *a: None, progress=False,
+                    sync_timers=True)
     main = task.dev_splits[0]
     return {"train_s": res.train_seconds, "samples": res.train_samples, "tokens": res.train_tokens,
             "eval_s": res.eval_seconds, "eval_n": res.eval_samples, "metric": res.best_metrics[main][task.main_metric],

@@ -99,11 +99,13 @@ def param_groups(model, weight_decay: float) -> list[dict]:
 
 
 def train(model, prep: Prepared, cfg, accelerator, stored_names: set[str], log: Callable[[dict, int], None],
-          on_eval: Callable[[int, dict], None] | None = None, progress: bool = True) -> TrainResult:
+          on_eval: Callable[[int, dict], None] | None = None, progress: bool = True,
+          sync_timers: bool = False) -> TrainResult:
     """Trains `model` in place and leaves it holding the weights of the best evaluation.
 
     Best = highest main metric on the first dev split; ties keep the earlier evaluation.
-    `on_eval(epoch, metrics)` may raise to stop (Optuna pruning)."""
+    `on_eval(epoch, metrics)` may raise to stop (Optuna pruning). `sync_timers` synchronises CUDA around
+    each timed phase (exact time split for `bench perf`, at some cost in speed)."""
     from tqdm.auto import tqdm
     from transformers import get_linear_schedule_with_warmup
 
@@ -120,7 +122,7 @@ def train(model, prep: Prepared, cfg, accelerator, stored_names: set[str], log: 
 
     res = TrainResult(best_epoch=0, best_step=0, best_metrics={})
     t = {"data": 0.0, "forward": 0.0, "backward": 0.0, "optimizer": 0.0, "eval": 0.0}
-    sync = torch.cuda.synchronize if device.type == "cuda" and cfg.tags.get("profile") else (lambda: None)
+    sync = torch.cuda.synchronize if device.type == "cuda" and sync_timers else (lambda: None)
     tokens = 0  # real (non-pad) training tokens, for FLOP/s
     best_value, best_state, bad_epochs, step, epoch = -math.inf, None, 0, 0, 0
     bar = tqdm(total=total, desc="train", unit="step", disable=not progress, leave=False)
