@@ -222,7 +222,7 @@ def cmd_intrinsic(args) -> int:
 
     base = _sweep_base(args)
     run_intrinsic(args.model, args.task, _split(args.methods), args.seeds, args.points, base,
-                  parse_lr_grid(args.lr_grid))
+                  parse_lr_grid(args.lr_grid), args.workers)
     return 0
 
 
@@ -379,6 +379,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="comma-separated; full FT and head-only anchors are always added")
     p.add_argument("--seeds", type=int, default=3, help="seeds per point, the same for every method (default: 3)")
     p.add_argument("--points", type=int, default=5, help="knob values per method (default: 5)")
+    p.add_argument("--workers", type=int, default=1,
+                   help="point runs at a time, each in its own process (default: 1); several small-model "
+                        "runs share one GPU")
     p.add_argument("--lr-grid", default=None, help="per-method learning rates, e.g. 'pasta=1e-3,3e-3;full=2e-5' "
                                                    "(default: each method's default lr); best mean per point wins")
     p.add_argument("--data-dir", default=None)

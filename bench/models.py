@@ -80,15 +80,20 @@ def model_class(task: Task):
     return AutoModelForTokenClassification if task.kind == TAGGING else AutoModelForSequenceClassification
 
 
-def load_model(ref: str, task: Task, dtype=None):
-    """The pretrained encoder with the task's head. Returns (model, names of newly initialised
-    parameters): those are stored with the adapter so a reload reproduces them exactly."""
+def load_model(ref: str, task: Task):
+    """The pretrained encoder with the task's head, in float32 whatever the checkpoint's dtype:
+    transformers 5 keeps a half-precision checkpoint in half precision, and AdamW on fp16/bf16
+    master weights loses small updates; bf16/fp16 training is autocast over fp32 weights.
+    Returns (model, names of newly initialised parameters): those are stored with the adapter
+    so a reload reproduces them exactly."""
+    import torch
+
     path = resolve(ref)
     cls = model_class(task)
     model, info = _load(
         "model",
         lambda: cls.from_pretrained(path, output_loading_info=True, attn_implementation="sdpa",
-                                    **({"dtype": dtype} if dtype else {}), **head_kwargs(task)),
+                                    dtype=torch.float32, **head_kwargs(task)),
         ref,
     )
     return model, sorted(info.get("missing_keys", []))

@@ -40,16 +40,17 @@ def parent_run(uri: str, experiment: str, name: str, budget: dict) -> str:
 
 
 def run_intrinsic(model: str, task: str, methods: list[str], seeds: int, points: int, base: dict,
-                  lr_grid: dict[str, list[float]] | None = None, echo=print) -> str:
+                  lr_grid: dict[str, list[float]] | None = None, workers: int = 1, echo=print) -> str:
     from bench import tracking
     from bench.config import build_config
-    from bench.runner import quiet_libraries, run
+    from bench.runner import quiet_libraries
     from methods import get_method
     from sweeps.driver import _finished_run
 
     quiet_libraries()
-    if seeds < 1 or points < 2:
-        raise BenchError(f"--seeds {seeds} must be at least 1 and --points {points} at least 2")
+    if seeds < 1 or points < 2 or workers < 1:
+        raise BenchError(f"--seeds {seeds} and --workers {workers} must be at least 1 and --points {points} "
+                         "at least 2")
     for m in methods:
         if not get_method(m).knob and m not in ("full", "head"):
             raise BenchError(f"method {m} has no size knob for a curve")
@@ -62,22 +63,70 @@ def run_intrinsic(model: str, task: str, methods: list[str], seeds: int, points:
     budget = {"seeds": seeds, "points": points, "methods": ",".join(methods), "base": base,
               "lr_grid": {m: [lr for mm, _, lr in steps if mm == m] for m in {s[0] for s in steps}}}
     parent = parent_run(uri, experiment, name, budget)
+    todo = []
     total = len(steps) * seeds
-    done = 0
     for method, opts, lr in steps:
         knob = get_method(method).knob
         for seed in range(1, seeds + 1):
-            done += 1
             tags = {"phase": "intrinsic", "intrinsic": name, "knob": knob or "-",
                     "knob_value": str(opts.get(knob, "-")) + ("/cls" if opts.get("tokens") == "cls" else "")}
             cfg = build_config(base, {"method": method, "model": model, "task": task, "method_options": opts,
                                       "lr": lr, "seed": seed, "tracking_uri": uri, "experiment": experiment,
                                       "tags": tags})
-            if _finished_run(cfg, "", "intrinsic", extra=f"tags.intrinsic = '{name}'") is not None:
-                echo(f"[{done}/{total}] {method} {opts} lr {lr:g} seed {seed}: already finished, skipped")
-                continue
-            echo(f"[{done}/{total}] {method} {opts} lr {lr:g} seed {seed}")
-            run(cfg, progress=False, parent_run_id=parent, echo=lambda *a: None)
-    echo(f"{name}: {total} point runs under MLflow parent {parent}; see `bench report intrinsic --model {model} "
-         f"--task {probe.task}`")
+            if _finished_run(cfg, "", "intrinsic", extra=f"tags.intrinsic = '{name}'") is None:
+                todo.append(cfg)
+    echo(f"{name}: {total} point runs, {total - len(todo)} already finished, {len(todo)} to run"
+         + (f" in {workers} worker processes" if workers > 1 and todo else ""))
+    failed = _run_points(todo, parent, workers, echo)
+    echo(f"{name}: {total - len(failed)} of {total} point runs finished under MLflow parent {parent}"
+         + (f"; {len(failed)} failed (rerun the same command to retry them)" if failed else "")
+         + f"; see `bench report intrinsic --model {model} --task {probe.task}`")
     return name
+
+
+def _run_point(cfg, parent: str, threads: int | None = None) -> str | None:
+    """One point; returns the failure message of a run whose loss diverged (it is tracked as FAILED,
+    and the rest of the grid goes on), None when it finished."""
+    from bench.runner import run
+    from bench.train import NonFiniteLoss
+
+    if threads:
+        import torch
+
+        torch.set_num_threads(threads)
+    try:
+        run(cfg, progress=False, parent_run_id=parent, echo=lambda *a: None)
+    except NonFiniteLoss as e:
+        return str(e)
+    return None
+
+
+def _run_points(todo: list, parent: str, workers: int, echo) -> list[str]:
+    """Runs the points one by one, or `workers` at a time in spawned processes (CUDA cannot fork):
+    small models leave a GPU mostly idle, so several runs share it; on a CPU the cores are split."""
+    def label(i, cfg):
+        return f"[{i}/{len(todo)}] {cfg.method} {cfg.method_options} lr {cfg.lr:g} seed {cfg.seed}"
+
+    failed = []
+    if workers == 1:
+        for i, cfg in enumerate(todo, 1):
+            echo(label(i, cfg))
+            if (err := _run_point(cfg, parent)) is not None:
+                echo(f"  failed: {err}")
+                failed.append(err)
+        return failed
+    import multiprocessing
+    import os
+    from concurrent.futures import ProcessPoolExecutor, as_completed
+
+    import torch
+
+    threads = None if torch.cuda.is_available() else max(1, (os.cpu_count() or 1) // workers)
+    with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
+        futures = {pool.submit(_run_point, cfg, parent, threads): (i, cfg) for i, cfg in enumerate(todo, 1)}
+        for future in as_completed(futures):
+            err = future.result()
+            echo(label(*futures[future]) + (f": failed: {err}" if err else ": finished"))
+            if err is not None:
+                failed.append(err)
+    return failed

@@ -5,6 +5,7 @@ import pytest
 
 from bench.cli import main
 from reports.intrinsic import ABOVE, BELOW, bootstrap_d90, chance_corrected, d90
+from reports.runs import load_runs
 
 
 def test_d90_interpolates_in_log_params():
@@ -36,16 +37,21 @@ def test_chance_corrected_score():
     assert chance_corrected(0.8, None, 1.0) is None
 
 
-def test_intrinsic_grid_end_to_end_and_resume(tiny_models, glue_dir, tmp_path, capsys):
+def test_intrinsic_grid_parallel_resume_and_report(tiny_models, glue_dir, tmp_path, capsys):
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     argv = ["intrinsic", "--model", tiny_models["bert"], "--task", "rte", "--methods", "lora,bitfit", "--seeds", "2",
             "--points", "2", "--data-dir", str(glue_dir), "--tracking-uri", uri, "--output-dir", str(tmp_path / "o"),
             "--set", "epochs=1", "--set", "batch_size=8", "--lr-grid", "full=1e-3;head=1e-2,1e-3"]
-    assert main(argv) == 0
+    assert main([*argv, "--workers", "2"]) == 0  # two spawned worker processes share one SQLite store
     out = capsys.readouterr().out
-    assert out.count("already finished") == 0
+    # (full + 2 head lrs + 2 lora + 2 bitfit) x 2 seeds
+    assert "14 point runs, 0 already finished, 14 to run in 2 worker processes" in out
+    assert out.count(": finished") == 14 and "14 of 14 point runs finished" in out
     assert main(argv) == 0  # resumable: every point is skipped the second time
-    assert capsys.readouterr().out.count("already finished") == 14  # (full + 2 head lrs + 2 lora + 2 bitfit) x 2
+    assert "14 point runs, 14 already finished, 0 to run" in capsys.readouterr().out
+    runs = load_runs(uri, phase="intrinsic")
+    assert len(runs) == 14 and runs["tags.mlflow.parentRunId"].nunique() == 1
+    assert runs.groupby(["tags.config_hash", "tags.seed"]).size().max() == 1  # no point ran twice
     assert main(["report", "intrinsic", "--model", tiny_models["bert"], "--task", "rte", "--tracking-uri", uri,
                  "--out-dir", str(tmp_path / "docs")]) == 0
     out = capsys.readouterr().out

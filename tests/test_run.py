@@ -79,3 +79,21 @@ def test_patience_stops_early_and_best_epoch_is_restored(tiny_models, glue_dir, 
     res = out["result"]
     assert res.stopped == "patience" and len(res.history) < 30
     assert res.best_epoch == 1  # lr 1e-9: nothing changes, ties keep the earliest epoch
+
+
+def test_half_precision_checkpoint_trains_in_float32(tiny_models, tmp_path):
+    """transformers 5 would keep a bf16 checkpoint in bf16; AdamW needs float32 master weights."""
+    import shutil
+
+    import torch
+    from transformers import AutoModel
+
+    from bench.models import load_model
+    from bench.tasks import get_task
+
+    half = tmp_path / "bf16"
+    shutil.copytree(tiny_models["bert"], half)
+    AutoModel.from_pretrained(tiny_models["bert"], dtype=torch.bfloat16).save_pretrained(half)
+    assert {p.dtype for p in AutoModel.from_pretrained(half).parameters()} == {torch.bfloat16}
+    model, _ = load_model(str(half), get_task("mrpc"))
+    assert {p.dtype for p in model.parameters()} == {torch.float32}
