@@ -408,13 +408,13 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _sigterm(signum, frame):
+def sigterm_as_interrupt(signum, frame):
     raise KeyboardInterrupt("terminated (SIGTERM)")
 
 
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
-    signal.signal(signal.SIGTERM, _sigterm)  # a killed run still ends KILLED in MLflow, not RUNNING
+    signal.signal(signal.SIGTERM, sigterm_as_interrupt)  # a killed run still ends KILLED in MLflow, not RUNNING
     try:
         return args.func(args)
     except BenchError as e:

@@ -84,21 +84,30 @@ def run_intrinsic(model: str, task: str, methods: list[str], seeds: int, points:
     return name
 
 
-def _run_point(cfg, parent: str, threads: int | None = None) -> str | None:
+def _run_point(cfg, parent: str) -> str | None:
     """One point; returns the failure message of a run whose loss diverged (it is tracked as FAILED,
     and the rest of the grid goes on), None when it finished."""
     from bench.runner import run
     from bench.train import NonFiniteLoss
 
-    if threads:
-        import torch
-
-        torch.set_num_threads(threads)
     try:
         run(cfg, progress=False, parent_run_id=parent, echo=lambda *a: None)
     except NonFiniteLoss as e:
         return str(e)
     return None
+
+
+def _init_worker(threads: int) -> None:
+    """A worker shares the cores with its siblings, and a SIGTERM (timeout, scheduler) ends its run
+    KILLED in MLflow rather than leaving it RUNNING, as in `bench run`."""
+    import signal
+
+    import torch
+
+    from bench.cli import sigterm_as_interrupt
+
+    torch.set_num_threads(threads)
+    signal.signal(signal.SIGTERM, sigterm_as_interrupt)
 
 
 def _run_points(todo: list, parent: str, workers: int, echo) -> list[str]:
@@ -119,11 +128,10 @@ def _run_points(todo: list, parent: str, workers: int, echo) -> list[str]:
     import os
     from concurrent.futures import ProcessPoolExecutor, as_completed
 
-    import torch
-
-    threads = None if torch.cuda.is_available() else max(1, (os.cpu_count() or 1) // workers)
-    with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
-        futures = {pool.submit(_run_point, cfg, parent, threads): (i, cfg) for i, cfg in enumerate(todo, 1)}
+    threads = max(1, (os.cpu_count() or 1) // workers)
+    with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"), initializer=_init_worker,
+                             initargs=(threads,)) as pool:
+        futures = {pool.submit(_run_point, cfg, parent): (i, cfg) for i, cfg in enumerate(todo, 1)}
         for future in as_completed(futures):
             err = future.result()
             echo(label(*futures[future]) + (f": failed: {err}" if err else ": finished"))
