@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 
-from bench.encoding import IGNORE_INDEX
+from bench.encoding import IGNORE_INDEX, Ragged
 
 
 def length_grouped_batches(lengths: list[int], batch_size: int, generator: torch.Generator,
@@ -28,28 +29,22 @@ def sorted_batches(lengths: list[int], batch_size: int) -> list[list[int]]:
 
 
 def collate(data: dict, indices: list[int], pad_id: int, float_labels: bool = False) -> dict:
-    rows = [data["input_ids"][i] for i in indices]
-    width = max(map(len, rows))
-    n = len(rows)
-    input_ids = torch.full((n, width), pad_id, dtype=torch.long)
-    attention = torch.zeros((n, width), dtype=torch.long)
-    batch = {"input_ids": input_ids, "attention_mask": attention}
+    """Pads the rows at `indices` to their longest: each column is one masked fill of a numpy array."""
+    lengths = data["input_ids"].lengths[indices]
+    mask = np.arange(lengths.max()) < lengths[:, None]  # row-major True cells = the rows, in order
+
+    def padded(col, fill):
+        out = np.full(mask.shape, fill, dtype=np.int64)
+        out[mask] = col.take(indices)
+        return torch.from_numpy(out)
+
+    batch = {"input_ids": padded(data["input_ids"], pad_id), "attention_mask": torch.from_numpy(mask.astype(np.int64))}
     for key in ("token_type_ids", "special_tokens_mask"):
         if key in data:
-            batch[key] = torch.zeros((n, width), dtype=torch.long)
-    token_labels = isinstance(data["labels"][0], list)
-    if token_labels:
-        batch["labels"] = torch.full((n, width), IGNORE_INDEX, dtype=torch.long)
-    for r, i in enumerate(indices):
-        length = len(data["input_ids"][i])
-        input_ids[r, :length] = torch.tensor(data["input_ids"][i])
-        attention[r, :length] = 1
-        for key in ("token_type_ids", "special_tokens_mask"):
-            if key in data:
-                batch[key][r, :length] = torch.tensor(data[key][i])
-        if token_labels:
-            batch["labels"][r, :length] = torch.tensor(data["labels"][i])
-    if not token_labels:
-        dtype = torch.float if float_labels else torch.long
-        batch["labels"] = torch.tensor([data["labels"][i] for i in indices], dtype=dtype)
+            batch[key] = padded(data[key], 0)
+    labels = data["labels"]
+    if isinstance(labels, Ragged):  # per-token labels
+        batch["labels"] = padded(labels, IGNORE_INDEX)
+    else:
+        batch["labels"] = torch.as_tensor(labels[indices], dtype=torch.float if float_labels else torch.long)
     return batch

@@ -3,16 +3,18 @@
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 import os
-import pickle
 import tempfile
 from pathlib import Path
 
-from bench.data import Examples
-from bench.tasks import TAGGING, Task
+import numpy as np
 
-CACHE_VERSION = 2  # bump when the encoded layout changes
+from bench.data import Examples
+from bench.tasks import REGRESSION, TAGGING, Task
+
+CACHE_VERSION = 3  # bump when the encoded layout changes
 IGNORE_INDEX = -100  # label of sub-tokens after the first and of special tokens (token tasks)
 
 
@@ -21,41 +23,116 @@ def default_cache_dir() -> Path:
 
 
 def tokenizer_fingerprint(tokenizer) -> str:
+    """Hash of the tokenizer's full definition, computed once per tokenizer object (serialising a
+    30k-entry vocabulary costs more than loading a cached split)."""
+    cached = getattr(tokenizer, "_bench_fingerprint", None)
+    if cached is not None:
+        return cached
     backend = getattr(tokenizer, "backend_tokenizer", None)
     if backend is not None:
         # Truncation/padding state changes with every call: it is not part of the tokenizer's identity.
-        spec = json.loads(backend.to_str())
-        spec.pop("truncation", None)
-        spec.pop("padding", None)
-        body = json.dumps(spec, sort_keys=True)
+        # Cut those two values out of the compact JSON instead of re-serialising it sorted (25x slower);
+        # should the layout ever differ, the state stays in and only costs a cache miss.
+        body = backend.to_str()
+        spec = json.loads(body)
+        for key in ("truncation", "padding"):
+            body = body.replace(f'"{key}":' + json.dumps(spec.get(key), separators=(",", ":")), "", 1)
     else:
         body = repr(sorted(tokenizer.get_vocab().items()))
     extra = f"{type(tokenizer).__name__}|{getattr(tokenizer, 'add_prefix_space', None)}"
-    return hashlib.sha1((body + extra).encode()).hexdigest()
+    fingerprint = hashlib.sha1((body + extra).encode()).hexdigest()
+    tokenizer._bench_fingerprint = fingerprint
+    return fingerprint
+
+
+class Ragged:
+    """Rows of different lengths stored flat: one int32 array and row offsets. A split then loads
+    from the cache as a few array copies and batches are cut by slicing (nested Python lists, the
+    first cache format, unpickled as slowly as the tokenizer ran)."""
+
+    __slots__ = ("flat", "offsets")
+
+    def __init__(self, flat: np.ndarray, offsets: np.ndarray):
+        self.flat, self.offsets = flat, offsets
+
+    @classmethod
+    def from_rows(cls, rows) -> Ragged:
+        offsets = np.zeros(len(rows) + 1, dtype=np.int64)
+        np.cumsum([len(r) for r in rows], out=offsets[1:])
+        flat = np.fromiter(itertools.chain.from_iterable(rows), dtype=np.int32, count=int(offsets[-1]))
+        return cls(flat, offsets)
+
+    def __len__(self) -> int:
+        return len(self.offsets) - 1
+
+    def __getitem__(self, i: int) -> np.ndarray:
+        return self.flat[self.offsets[i]:self.offsets[i + 1]]
+
+    def __iter__(self):
+        return (self[i] for i in range(len(self)))
+
+    def __eq__(self, other) -> bool:
+        return (isinstance(other, Ragged) and np.array_equal(self.flat, other.flat)
+                and np.array_equal(self.offsets, other.offsets))
+
+    @property
+    def lengths(self) -> np.ndarray:
+        return np.diff(self.offsets)
+
+    def take(self, indices) -> np.ndarray:
+        """The rows at `indices`, concatenated."""
+        return np.concatenate([self[i] for i in indices])
+
+    def tolist(self) -> list[list[int]]:
+        return [row.tolist() for row in self]
 
 
 def encode(task: Task, examples: Examples, tokenizer, max_length: int) -> dict:
-    """Returns columns: input_ids, special_tokens_mask, labels, and token_type_ids when the
-    tokenizer makes them (BERT). Unpadded: the collator pads each batch to its own length."""
+    """Returns columns (Ragged): input_ids, special_tokens_mask, token_type_ids when the tokenizer
+    makes them (BERT), and labels (an array; Ragged per token for tagging). Unpadded: the collator
+    pads each batch to its own length."""
     common = dict(truncation=True, max_length=max_length, return_special_tokens_mask=True,
                   return_attention_mask=False)
     if task.kind == TAGGING:
         enc = tokenizer(examples.texts, is_split_into_words=True, **common)
-        labels = []
+        rows = []
         for i, word_tags in enumerate(examples.labels):
             row, prev = [], None
             for w in enc.word_ids(i):
                 # The first sub-token of each word carries the word's tag; the rest are ignored.
                 row.append(word_tags[w] if w is not None and w != prev else IGNORE_INDEX)
                 prev = w
-            labels.append(row)
+            rows.append(row)
+        labels = Ragged.from_rows(rows)
     else:
         columns = list(zip(*examples.texts, strict=True))
         enc = tokenizer(*columns, **common)
-        labels = list(examples.labels)
-    out = {k: list(v) for k, v in enc.items() if k in ("input_ids", "token_type_ids", "special_tokens_mask")}
+        labels = np.asarray(examples.labels, dtype=np.float32 if task.kind == REGRESSION else np.int64)
+    out = {k: Ragged.from_rows(v) for k, v in enc.items()
+           if k in ("input_ids", "token_type_ids", "special_tokens_mask")}
     out["labels"] = labels
     return out
+
+
+def _to_arrays(data: dict) -> dict[str, np.ndarray]:
+    arrays = {}
+    for key, col in data.items():
+        if isinstance(col, Ragged):
+            arrays[f"{key}.flat"], arrays[f"{key}.offsets"] = col.flat, col.offsets
+        else:
+            arrays[key] = col
+    return arrays
+
+
+def _from_arrays(arrays: dict[str, np.ndarray]) -> dict:
+    data = {}
+    for key, arr in arrays.items():
+        name, _, part = key.partition(".")
+        if part == "flat":
+            data[name] = Ragged(arr, arrays[f"{name}.offsets"])
+        elif not part:
+            data[name] = arr
+    return data
 
 
 def cached_encode(task: Task, split: str, examples: Examples, tokenizer, max_length: int,
@@ -65,16 +142,16 @@ def cached_encode(task: Task, split: str, examples: Examples, tokenizer, max_len
         f"{CACHE_VERSION}|{tokenizer_fingerprint(tokenizer)}|{task.name}|{split}|{examples.fingerprint}"
         f"|{max_length}".encode()
     ).hexdigest()
-    path = cache_dir / "encoded" / f"{task.name}-{split}-{key[:16]}.pkl"
+    path = cache_dir / "encoded" / f"{task.name}-{split}-{key[:16]}.npz"
     if path.is_file():
-        with open(path, "rb") as f:
-            return pickle.load(f)
+        with np.load(path, allow_pickle=False) as z:
+            return _from_arrays({k: z[k] for k in z.files})
     data = encode(task, examples, tokenizer, max_length)
     try:  # write-then-rename: a crash never leaves a half-written cache entry
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
         with os.fdopen(fd, "wb") as f:
-            pickle.dump(data, f, protocol=pickle.HIGHEST_PROTOCOL)
+            np.savez(f, **_to_arrays(data))
         os.replace(tmp, path)
     except OSError:
         pass  # an unwritable cache only costs speed

@@ -66,7 +66,7 @@ def predict(model, prep: Prepared, data: dict, batch_size: int, autocast) -> lis
     """Predictions in input order: class ids, scores, or per-token class ids."""
     model.eval()
     device = next(model.parameters()).device
-    lengths = [len(x) for x in data["input_ids"]]
+    lengths = data["input_ids"].lengths.tolist()
     out: list = [None] * len(lengths)
     for indices in sorted_batches(lengths, batch_size):
         batch = batch_for(prep, data, indices, device)
@@ -112,8 +112,12 @@ def train(model, prep: Prepared, cfg, accelerator, stored_names: set[str], log: 
     task = prep.task
     main_split = next(iter(prep.dev))
     device = accelerator.device
-    optimizer = torch.optim.AdamW(param_groups(model, cfg.weight_decay), lr=cfg.lr)
-    lengths = [len(x) for x in prep.train["input_ids"]]
+    # Fused: one kernel over all tensors (the Trainer's default too); `bench perf` showed the per-tensor
+    # AdamW at 8% of a full fine-tuning step on CPU.
+    optimizer = torch.optim.AdamW(param_groups(model, cfg.weight_decay), lr=cfg.lr, fused=True)
+    trainable = [p for p in model.parameters() if p.requires_grad]
+    lengths_np = prep.train["input_ids"].lengths
+    lengths = lengths_np.tolist()
     steps_per_epoch = math.ceil(len(lengths) / cfg.batch_size)
     total = cfg.max_steps or math.ceil(cfg.epochs * steps_per_epoch)  # max_steps overrides epochs (as in HF)
     scheduler = get_linear_schedule_with_warmup(optimizer, int(cfg.warmup_ratio * total), total)
@@ -160,7 +164,7 @@ def train(model, prep: Prepared, cfg, accelerator, stored_names: set[str], log: 
         for indices in batches:
             t0 = time.perf_counter()
             batch = batch_for(prep, prep.train, indices, device)
-            tokens += int(batch["attention_mask"].sum())
+            tokens += int(lengths_np[indices].sum())  # from the host copy: no device sync
             sync()
             t1 = time.perf_counter()
             with accelerator.autocast():
@@ -173,7 +177,7 @@ def train(model, prep: Prepared, cfg, accelerator, stored_names: set[str], log: 
             sync()
             t3 = time.perf_counter()
             if cfg.max_grad_norm:
-                accelerator.clip_grad_norm_(model.parameters(), cfg.max_grad_norm)
+                accelerator.clip_grad_norm_(trainable, cfg.max_grad_norm)
             optimizer.step()
             scheduler.step()
             optimizer.zero_grad(set_to_none=True)

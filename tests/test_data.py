@@ -1,3 +1,4 @@
+import numpy as np
 import pytest
 
 from bench.data import load_examples
@@ -89,5 +90,46 @@ def test_tokenisation_cache_hit_returns_same_data(tiny_models, glue_dir, tmp_pat
     ex = load_examples(task, "train", str(glue_dir))
     first = cached_encode(task, "train", ex, tok, 64, tmp_path)
     monkeypatch.setattr(enc_mod, "encode", lambda *a, **k: pytest.fail("cache missed"))
-    assert cached_encode(task, "train", ex, tok, 64, tmp_path) == first
-    assert list(tmp_path.glob("encoded/rte-train-*.pkl"))
+    again = cached_encode(task, "train", ex, tok, 64, tmp_path)
+    assert again.keys() == first.keys() and again["input_ids"] == first["input_ids"]
+    assert np.array_equal(again["labels"], first["labels"]) and again["labels"].dtype == first["labels"].dtype
+    assert list(tmp_path.glob("encoded/rte-train-*.npz"))
+
+
+def test_tokenizer_fingerprint_ignores_call_state_only(tiny_models):
+    from transformers import AutoTokenizer
+
+    from bench.encoding import tokenizer_fingerprint
+
+    bert = AutoTokenizer.from_pretrained(tiny_models["bert"])
+    used = AutoTokenizer.from_pretrained(tiny_models["bert"])
+    used("a b", "c d", truncation=True, max_length=7, padding="max_length")  # leaves state in the backend
+    assert tokenizer_fingerprint(bert) == tokenizer_fingerprint(used)
+    assert tokenizer_fingerprint(bert) != tokenizer_fingerprint(AutoTokenizer.from_pretrained(tiny_models["roberta"]))
+
+
+@pytest.mark.parametrize("task_name", ["mrpc", "stsb", "conll2003"])
+def test_collate_matches_the_tokenizers_own_padding(tiny_models, glue_dir, tmp_path, task_name):
+    from transformers import AutoTokenizer
+
+    from bench.batching import collate
+
+    task = get_task(task_name)
+    tok = AutoTokenizer.from_pretrained(tiny_models["bert"])
+    ex = load_examples(task, "train", str(glue_dir))
+    cached_encode(task, "train", ex, tok, 16, tmp_path)
+    data = cached_encode(task, "train", ex, tok, 16, tmp_path)  # from the cache
+    rows = [5, 0, 3]
+    batch = collate(data, rows, tok.pad_token_id, float_labels=task_name == "stsb")
+    if task.kind == "tagging":
+        ref = tok([ex.texts[i] for i in rows], is_split_into_words=True, truncation=True, max_length=16,
+                  padding=True, return_tensors="pt")
+        first = data["labels"][rows[1]]
+        assert batch["labels"][1, : len(first)].tolist() == first.tolist()
+        assert (batch["labels"][1, len(first):] == IGNORE_INDEX).all()
+    else:
+        ref = tok(*zip(*[ex.texts[i] for i in rows], strict=True), truncation=True, max_length=16, padding=True,
+                  return_tensors="pt")
+        assert batch["labels"].tolist() == pytest.approx([ex.labels[i] for i in rows])
+    for key in ("input_ids", "attention_mask", "token_type_ids"):
+        assert batch[key].tolist() == ref[key].tolist(), key

@@ -28,9 +28,10 @@ def test_perf_runs_and_accounting_adds_up(tiny_models, glue_dir, tmp_path, capsy
     for name in ("full", "lora", "pasta"):
         shares = [float(c.rstrip("%")) for c in rows[name][2:7]]
         assert 0 < sum(shares) <= 101  # data + forward + backward + optimizer + eval <= wall time
-    assert rows["full"][1] == "1.00"
+    assert rows["full"][1] == "1.00" and rows["full"][7].endswith("(1.00x)") and rows["full"][8].endswith("(1.00x)")
     for target in ("epoch speed-up vs run_glue padding to 128", "data + tracking share of wall time",
                    "cached tokenisation speed-up on a rerun", "`bench --help`",
-                   "slowest frozen-backbone step / full FT step", "largest PEFT peak memory / full FT"):
+                   "slowest frozen-backbone step / full FT step", "largest PEFT peak memory / full FT",
+                   "largest PEFT training memory (peak above the loaded model) / full FT"):
         assert rows[target][2] in ("met", "MISSED")
     assert re.search(r"Machine: .+; torch ", text) and "1 repetitions alternated; medians" in text
