@@ -34,6 +34,7 @@ class RunConfig:
     eval_every_steps: int | None = None  # also evaluate every N steps; None: once per epoch
     log_every: int = 20  # log loss and lr every N optimizer steps
     precision: str = "auto"  # auto (bf16 on a GPU that has it, else fp32) | fp32 | bf16 | fp16
+    compile: bool = False  # torch.compile the model (a GPU speed-up; the first steps pay for compilation)
     output_dir: str = "runs"
     tracking_uri: str | None = None  # None: MLFLOW_TRACKING_URI, else sqlite:///mlflow.db
     experiment: str | None = None  # None: one experiment per task, named bench-<task>
@@ -52,7 +53,7 @@ class RunConfig:
 
     def config_hash(self) -> str:
         """Identifies the training configuration (seed and bookkeeping excluded)."""
-        skip = {"seed", "output_dir", "tracking_uri", "experiment", "cache_dir", "tags", "data_dir"}
+        skip = {"seed", "output_dir", "tracking_uri", "experiment", "cache_dir", "tags", "data_dir", "compile"}
         body = {k: v for k, v in self.to_dict().items() if k not in skip}
         return hashlib.sha1(json.dumps(body, sort_keys=True, default=str).encode()).hexdigest()[:12]
 
@@ -105,6 +106,10 @@ def _coerce(name: str, value):
             raise BenchError(f"{name} must be a mapping, got {value!r}")
         return value if value is not None else ({} if name in ("method_options", "tags") else None)
     kind = str(f.type)
+    if kind == "bool":
+        if not isinstance(value, bool):
+            raise BenchError(f"option {name}={value!r} is not a valid bool: use true or false")
+        return value
     try:
         if "int" in kind and "float" not in kind:
             if isinstance(value, float) and not value.is_integer():

@@ -122,6 +122,8 @@ def train(model, prep: Prepared, cfg, accelerator, stored_names: set[str], log: 
     total = cfg.max_steps or math.ceil(cfg.epochs * steps_per_epoch)  # max_steps overrides epochs (as in HF)
     scheduler = get_linear_schedule_with_warmup(optimizer, int(cfg.warmup_ratio * total), total)
     model, optimizer = accelerator.prepare(model, optimizer)
+    # The compiled wrapper shares the parameters; `model` keeps the plain names for checkpoints.
+    forward = torch.compile(model) if cfg.compile else model
     generator = torch.Generator().manual_seed(cfg.seed)
 
     res = TrainResult(best_epoch=0, best_step=0, best_metrics={})
@@ -135,7 +137,7 @@ def train(model, prep: Prepared, cfg, accelerator, stored_names: set[str], log: 
     def run_eval(tag_epoch: int):
         nonlocal best_value, best_state, bad_epochs
         t0 = time.perf_counter()
-        metrics = evaluate(model, prep, cfg.eval_batch_size, accelerator.autocast)
+        metrics = evaluate(forward, prep, cfg.eval_batch_size, accelerator.autocast)
         dt = time.perf_counter() - t0
         t["eval"] += dt
         res.eval_seconds += dt
@@ -168,7 +170,7 @@ def train(model, prep: Prepared, cfg, accelerator, stored_names: set[str], log: 
             sync()
             t1 = time.perf_counter()
             with accelerator.autocast():
-                loss = model(**batch).loss
+                loss = forward(**batch).loss
             loss_value = loss.item()  # one host sync per step, shared by the NaN check and the log
             if not math.isfinite(loss_value):
                 raise NonFiniteLoss(f"loss became {loss_value} at step {step + 1}")

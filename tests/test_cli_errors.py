@@ -39,6 +39,7 @@ def base(tiny_models, glue_dir, tmp_path, uri, **over):
     ({"--set": "learning_rate=1"}, "unknown option 'learning_rate' (choices: "),
     ({"--set": "method.rank=4", "--method": "lora"}, "unknown option for method lora: 'rank' (choices: "),
     ({"--set": "precision=fp8"}, "unknown precision 'fp8' (choices: auto, bf16, fp16, fp32)"),
+    ({"--set": "compile=maybe"}, "option compile='maybe' is not a valid bool: use true or false"),
     ({"--tracking-uri": "postgresql://nobody@127.0.0.1:1/none"}, "tracking URI postgresql://nobody@127.0.0.1:1/none is unreachable"),
     ({"--tracking-uri": "ftp://x"}, "unsupported tracking URI scheme 'ftp'"),
 ])

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from bench.cli import main
-from reports.intrinsic import ABOVE, BELOW, bootstrap_d90, chance_corrected, d90
+from reports.intrinsic import ABOVE, BELOW, analyse, bootstrap_d90, chance_corrected, d90, target
 from reports.runs import load_runs
 
 
@@ -35,6 +35,24 @@ def test_bootstrap_interval_brackets_the_estimate():
 def test_chance_corrected_score():
     assert chance_corrected(0.75, 0.5, 1.0) == 0.5
     assert chance_corrected(0.8, None, 1.0) is None
+
+
+def test_mrpc_trap_chance_corrected_target():
+    """90% of a weak full FT (0.70) is below the majority score (0.684): every point passes it, and only
+    the chance-corrected target (g >= 0.9, i.e. 0.6984) separates the sizes."""
+    import pandas as pd
+
+    assert target(0.7) == pytest.approx(0.63) and target(0.7, 0.684) == pytest.approx(0.6984)
+    rows = [("full", "-", 22_000_000, [0.70, 0.70, 0.70])] + [
+        ("lora", str(r), n, [m] * 3) for r, n, m in ((1, 1_000, 0.686), (8, 10_000, 0.69), (64, 100_000, 0.71))]
+    df = pd.DataFrame([{"tags.method": meth, "tags.knob_value": k, "params.lr": "1e-3", "metrics.params_method": n,
+                        "metrics.params_trainable": n, "metrics.best_dev_accuracy": v,
+                        "metrics.baseline_dev_accuracy": 0.684} for meth, k, n, vals in rows for v in vals])
+    a = analyse(df, "mrpc")
+    by_target = {r["target"]: r for r in a["rows"] if r["head"]}
+    assert by_target["90% of full"]["status"] == BELOW
+    g = by_target["g >= 0.9"]
+    assert g["status"] == "interpolated" and g["d90"] == pytest.approx(10 ** (4 + (0.6984 - 0.69) / 0.02))
 
 
 def test_intrinsic_grid_parallel_resume_and_report(tiny_models, glue_dir, tmp_path, capsys):

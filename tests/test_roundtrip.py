@@ -31,3 +31,14 @@ def test_eval_bad_input(tracking_uri, tmp_path, capsys):
     assert "no MLflow run '0123abc'" in capsys.readouterr().err
     assert main(["eval", "--checkpoint", str(tmp_path)]) == 2
     assert "not a bench checkpoint" in capsys.readouterr().err
+
+
+def test_compiled_training_stores_plain_names_and_reloads(tiny_models, glue_dir, tmp_path, tracking_uri):
+    """--set compile=true trains through torch.compile; the checkpoint still loads into a plain model."""
+    assert main(["run", "--method", "lora", "--model", tiny_models["bert"], "--task", "sst2", "--data-dir",
+                 str(glue_dir), "--epochs", "1", "--batch-size", "8", "--lr", "1e-2", "--set", "compile=true",
+                 "--output-dir", str(tmp_path / "out"), "--tracking-uri", tracking_uri, "--no-progress"]) == 0
+    (run,) = all_runs(tracking_uri)
+    assert run.data.params["compile"] == "True"
+    result = evaluate_checkpoint(download_run_checkpoint(run.info.run_id, tracking_uri), echo=lambda *a: None)
+    assert result["metrics"]["dev"]["accuracy"] == pytest.approx(run.data.metrics["best_dev_accuracy"], abs=1e-6)
