@@ -80,7 +80,9 @@ def bootstrap_d90(sizes, point_values: list[np.ndarray], full_values: np.ndarray
         means = [rng.choice(v, len(v)).mean() for v in point_values]
         value, status = d90(sizes, means, tau)
         out.append(np.inf if status == ABOVE else value)
-    return float(np.percentile(out, 2.5)), float(np.percentile(out, 97.5))
+    # Empirical quantiles without interpolation: interpolating between two +inf resamples gives nan.
+    lo, hi = np.quantile(out, [0.025, 0.975], method="inverted_cdf")
+    return float(lo), float(hi)
 
 
 def analyse(df: pd.DataFrame, task: str, metric: str | None = None) -> dict:
@@ -132,7 +134,8 @@ def d90_table(a: dict, fmt: str, budget: str) -> str:
     header = ["method", "counted", "target", "d90 (params)", "95% bootstrap interval", "how", "points", "seeds"]
     body = []
     for r in sorted(a["rows"], key=lambda r: (r["method"], not r["head"], r["target"])):
-        interval = f"[{fmt_n(r['lo'])}, {fmt_n(r['hi'])}]" if np.isfinite(r["hi"]) else f"[{fmt_n(r['lo'])}, >]"
+        interval = (f"[{fmt_n(r['lo'])}, {fmt_n(r['hi'])}]" if np.isfinite(r["hi"]) else
+                    f"[{fmt_n(r['lo'])}, >]" if np.isfinite(r["lo"]) else "not reached in 97.5% of resamples")
         shown = (f"> {r['d90']:,.0f}" if r["status"] == ABOVE else
                  f"<= {r['d90']:,.0f}" if r["status"] != "interpolated" else f"{r['d90']:,.0f}")
         body.append([r["method"], "with head" if r["head"] else "without head", r["target"], shown, interval,
@@ -193,6 +196,9 @@ def plot(a: dict, path_stem: str, title: str) -> list[str]:
         if a["trivial"] is not None:
             ax.axhline(a["trivial"] / (full if relative else 1), color="tab:red", ls=":", lw=1,
                        label="majority class")
+        if a["tau_g"] is not None:
+            ax.axhline(a["tau_g"] / (full if relative else 1), color="tab:red", ls="--", lw=1,
+                       label="g = 0.9 (chance-corrected)")
         ax.set_xscale("log")
         ax.set_xlabel("trainable parameters (head included, log scale)")
         ax.set_ylabel(f"{a['metric']} / full FT" if relative else a["metric"])
