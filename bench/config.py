@@ -35,6 +35,7 @@ class RunConfig:
     log_every: int = 20  # log loss and lr every N optimizer steps
     precision: str = "auto"  # auto (bf16 on a GPU that has it, else fp32) | fp32 | bf16 | fp16
     compile: bool = False  # torch.compile the model (a GPU speed-up; the first steps pay for compilation)
+    gradient_checkpointing: bool = False  # recompute activations in backward: less memory, slower steps
     output_dir: str = "runs"
     tracking_uri: str | None = None  # None: MLFLOW_TRACKING_URI, else sqlite:///mlflow.db
     experiment: str | None = None  # None: one experiment per task, named bench-<task>
@@ -53,7 +54,8 @@ class RunConfig:
 
     def config_hash(self) -> str:
         """Identifies the training configuration (seed and bookkeeping excluded)."""
-        skip = {"seed", "output_dir", "tracking_uri", "experiment", "cache_dir", "tags", "data_dir", "compile"}
+        skip = {"seed", "output_dir", "tracking_uri", "experiment", "cache_dir", "tags", "data_dir", "compile",
+                "gradient_checkpointing"}  # speed/memory options: the same training either way
         body = {k: v for k, v in self.to_dict().items() if k not in skip}
         return hashlib.sha1(json.dumps(body, sort_keys=True, default=str).encode()).hexdigest()[:12]
 

@@ -121,6 +121,12 @@ def train(model, prep: Prepared, cfg, accelerator, stored_names: set[str], log: 
     steps_per_epoch = math.ceil(len(lengths) / cfg.batch_size)
     total = cfg.max_steps or math.ceil(cfg.epochs * steps_per_epoch)  # max_steps overrides epochs (as in HF)
     scheduler = get_linear_schedule_with_warmup(optimizer, int(cfg.warmup_ratio * total), total)
+    if cfg.gradient_checkpointing:  # non-reentrant: works with frozen inputs and keeps the dropout masks
+        kwargs = {"use_reentrant": False}
+        if hasattr(model, "activation_checkpointing_enable"):  # transformers >= 5.2x; the old name warns
+            model.activation_checkpointing_enable(activation_checkpointing_kwargs=kwargs)
+        else:
+            model.gradient_checkpointing_enable(gradient_checkpointing_kwargs=kwargs)
     model, optimizer = accelerator.prepare(model, optimizer)
     # The compiled wrapper shares the parameters; `model` keeps the plain names for checkpoints.
     forward = torch.compile(model) if cfg.compile else model

@@ -97,3 +97,26 @@ def test_half_precision_checkpoint_trains_in_float32(tiny_models, tmp_path):
     assert {p.dtype for p in AutoModel.from_pretrained(half).parameters()} == {torch.bfloat16}
     model, _ = load_model(str(half), get_task("mrpc"))
     assert {p.dtype for p in model.parameters()} == {torch.float32}
+
+
+@pytest.mark.parametrize("method", ["pasta", "lora", "ptuning"])
+def test_gradient_checkpointing_trains_the_same(tiny_models, glue_dir, tmp_path, method, monkeypatch):
+    """Recomputed activations (same dropout masks) give the same training, only with less memory."""
+    import transformers.modeling_utils as mu
+
+    calls = []
+    real = mu.checkpoint
+    monkeypatch.setattr(mu, "checkpoint", lambda *a, **k: calls.append(1) or real(*a, **k))
+    results = []
+    for checkpointing in ("false", "true"):
+        assert not calls  # nothing checkpointed in the first run
+        uri = f"sqlite:///{tmp_path / f'gc-{checkpointing}.db'}"
+        assert main(["run", "--method", method, "--model", tiny_models["bert"], "--task", "rte", "--data-dir",
+                     str(glue_dir), "--epochs", "2", "--batch-size", "8", "--lr", "1e-2", "--set", "log_every=1",
+                     "--set", f"gradient_checkpointing={checkpointing}", "--output-dir", str(tmp_path / "o"),
+                     "--tracking-uri", uri, "--no-progress"]) == 0
+        (run,) = all_runs(uri)
+        results.append(run.data.metrics)
+    assert calls  # the second run did recompute its layers
+    assert results[1]["train_loss"] == pytest.approx(results[0]["train_loss"], rel=1e-5)
+    assert results[1]["best_dev_accuracy"] == results[0]["best_dev_accuracy"]
