@@ -287,6 +287,9 @@ def cmd_perf(args) -> int:
     from bench.perf import compare
 
     cfg = config_from_args(args)
+    if args.steps < 2 or args.repeats < 1:
+        raise BenchError(f"--steps {args.steps} must be at least 2 (the first step is timed apart as setup) and "
+                         f"--repeats {args.repeats} at least 1")
     methods = [] if args.methods == "none" else _split(args.methods) or []
     text = compare(cfg, args.steps, args.repeats, methods, echo=lambda m: print(m, file=sys.stderr))
     print(text)

@@ -62,7 +62,7 @@ def peak_memory():
 def matmul_peak() -> float:
     """FLOP/s of a large fp32 (CPU) or bf16 (GPU) matrix product on this machine, best of 5."""
     cuda = torch.cuda.is_available()
-    n = 4096 if cuda else 1024
+    n = 4096 if cuda else 2048
     a = torch.randn(n, n, device="cuda" if cuda else "cpu", dtype=torch.bfloat16 if cuda else torch.float32)
     best = 0.0
     for _ in range(5):
@@ -84,6 +84,13 @@ def flops_per_token(model, full_finetune: bool) -> float:
     return (6 if full_finetune else 4) * n
 
 
+def steady_step(r: dict) -> float:
+    """Seconds per optimizer step after the first: the first pays one-time setup (the Trainer's length
+    grouping reads every row's length, bench groups indices) and warm-up, which must not be multiplied
+    by the steps of an epoch."""
+    return (r["train_s"] - r["first_step_s"]) / (r["steps"] - 1)
+
+
 def run_bench(cfg: RunConfig, steps: int) -> dict:
     from bench.train import train
 
@@ -98,7 +105,8 @@ def run_bench(cfg: RunConfig, steps: int) -> dict:
         res = train(built.model, prep, cfg, accelerator, built.stored_names, lambda *a: None, progress=False,
                     sync_timers=True)
     main = task.dev_splits[0]
-    return {"train_s": res.train_seconds, "samples": res.train_samples, "tokens": res.train_tokens,
+    return {"train_s": res.train_seconds, "first_step_s": res.first_step_seconds, "samples": res.train_samples,
+            "tokens": res.train_tokens,
             "eval_s": res.eval_seconds, "eval_n": res.eval_samples, "metric": res.best_metrics[main][task.main_metric],
             "timings": res.timings, "mem": mem, "load_data_s": data_s, "steps": res.steps,
             "flops_per_token": flops_per_token(built.model, cfg.method == "full")}
@@ -112,6 +120,7 @@ def run_trainer(cfg: RunConfig, steps: int, pad_to_max: bool) -> dict:
         DataCollatorForTokenClassification,
         DataCollatorWithPadding,
         Trainer,
+        TrainerCallback,
         TrainingArguments,
         default_data_collator,
     )
@@ -140,6 +149,9 @@ def run_trainer(cfg: RunConfig, steps: int, pad_to_max: bool) -> dict:
     collator = (default_data_collator if pad_to_max else
                 DataCollatorForTokenClassification(tok) if task.kind == TAGGING else DataCollatorWithPadding(tok))
     cuda = torch.cuda.is_available()
+    # transformers 5.2x renamed gradient_checkpointing (the old name still works, with a warning)
+    ckpt = ("activation_checkpointing" if "activation_checkpointing" in TrainingArguments.__dataclass_fields__
+            else "gradient_checkpointing")
     with tempfile.TemporaryDirectory() as tmp:
         args = TrainingArguments(
             output_dir=tmp, per_device_train_batch_size=cfg.batch_size, per_device_eval_batch_size=8,
@@ -148,12 +160,20 @@ def run_trainer(cfg: RunConfig, steps: int, pad_to_max: bool) -> dict:
             eval_strategy="no", report_to=[], seed=cfg.seed,
             train_sampling_strategy="random" if pad_to_max else "group_by_length",
             dataloader_num_workers=0, use_cpu=not cuda, bf16=cuda and torch.cuda.is_bf16_supported(),
+            **{ckpt: cfg.gradient_checkpointing, f"{ckpt}_kwargs": {"use_reentrant": False}},
             disable_tqdm=True)
-        trainer = Trainer(model=built.model, args=args, train_dataset=dataset(prep.train), data_collator=collator)
+        step_ends = []
+
+        class StepClock(TrainerCallback):
+            def on_step_end(self, *args, **kwargs):
+                step_ends.append(time.perf_counter())
+
+        trainer = Trainer(model=built.model, args=args, train_dataset=dataset(prep.train), data_collator=collator,
+                          callbacks=[StepClock()])
         with peak_memory() as mem, contextlib.redirect_stdout(sys.stderr):  # Trainer prints its metrics
             t = time.perf_counter()
             trainer.train()
-            train_s = time.perf_counter() - t
+            train_s, first_step_s = step_ends[-1] - t, step_ends[0] - t
         dev = prep.dev[task.dev_splits[0]]
         t = time.perf_counter()
         out = trainer.predict(dataset(dev))
@@ -166,7 +186,8 @@ def run_trainer(cfg: RunConfig, steps: int, pad_to_max: bool) -> dict:
     else:
         preds = logits.argmax(-1).tolist()
     metric = compute_metrics(task, preds, dev["labels"])[task.main_metric]
-    return {"train_s": train_s, "samples": steps * cfg.batch_size, "eval_s": eval_s, "eval_n": len(dev["labels"]),
+    return {"train_s": train_s, "first_step_s": first_step_s, "steps": len(step_ends), "eval_s": eval_s,
+            "eval_n": len(dev["labels"]),
             "metric": metric, "mem": mem}
 
 
@@ -208,27 +229,30 @@ def compare(cfg: RunConfig, steps: int, repeats: int, methods: list[str], echo=p
         for name in results:
             echo(f"repetition {r + 1}/{repeats}: {name}")
             results[name].append(measure(name, cfg, steps))
-    med = {name: {k: statistics.median(x[k] for x in runs) for k in ("train_s", "eval_s", "metric")}
-           | {"samples_s": statistics.median(x["samples"] / x["train_s"] for x in runs),
+    med = {name: {k: statistics.median(x[k] for x in runs) for k in ("train_s", "first_step_s", "eval_s", "metric")}
+           | {"step_s": statistics.median(steady_step(x) for x in runs),
+              "samples_s": statistics.median(cfg.batch_size / steady_step(x) for x in runs),
               "eval_samples_s": statistics.median(x["eval_n"] / x["eval_s"] for x in runs),
               "mem": statistics.median(x["mem"]["peak"] for x in runs), "mem_kind": runs[0]["mem"]["kind"]}
            for name, runs in results.items()}
     for m in med.values():
-        m["epoch_s"] = m["train_s"] / steps * steps_per_epoch
+        m["epoch_s"] = m["first_step_s"] + m["step_s"] * (steps_per_epoch - 1)
     device = (torch.cuda.get_device_name(0) if torch.cuda.is_available() else
               f"{platform.processor() or platform.machine()}, {psutil.cpu_count()} cores, torch threads "
               f"{torch.get_num_threads()}")
     lines = [f"## {cfg.method} / {cfg.model} / {task.name}: bench vs the HF Trainer",
              f"Machine: {device}; torch {torch.__version__}. Same model init, lr {cfg.lr:g}, batch {cfg.batch_size}, "
              f"seed {cfg.seed}, {steps} optimizer steps per variant, {repeats} repetitions alternated; medians. "
-             f"Epoch time = step time x {steps_per_epoch} steps ({n_train} training examples). Dev metric: "
+             f"Epoch time = time to the end of step 1 (one-time setup, e.g. the Trainer's length grouping reading every"
+             f" row, + the first step) + steady step time x the other {steps_per_epoch - 1} steps ({n_train} training "
+             "examples); train samples/s = batch / steady step time. Dev metric: "
              f"{task.dev_splits[0]} {task.main_metric} after {steps} steps (data order differs between loops). "
              f"Trainer eval batch 8 (its default); bench eval batch {cfg.eval_batch_size}.", "",
              "| variant | epoch s | train samples/s | eval samples/s | " + med["bench"]["mem_kind"] + " MiB | dev "
              + task.main_metric + " | bench speed-up per epoch |", "|---|---|---|---|---|---|---|"]
     for name, m in med.items():
         ratio = m["epoch_s"] / med["bench"]["epoch_s"]
-        lines.append(f"| {name} | {m['epoch_s']:.2f} | {m['samples_s']:.1f} | {m['eval_samples_s']:.1f} | "
+        lines.append(f"| {name} | {m['epoch_s']:.4g} | {m['samples_s']:.1f} | {m['eval_samples_s']:.1f} | "
                      f"{m['mem'] / 2**20:.0f} | {m['metric']:.4f} | {'-' if name == 'bench' else f'{ratio:.2f}x'} |")
     extra = side_measurements(cfg, task, results["bench"], steps)
     method_rows = []
@@ -320,7 +344,7 @@ def methods_table(cfg: RunConfig, steps: int, methods: list[str], echo=print) ->
         echo(f"method {name}")
         c = cfg.replace(method=name, lr=get_method(name).default_lr if name != "full" else cfg.lr, method_options={})
         r = measure("bench", c, steps)
-        step = r["train_s"] / r["steps"]
+        step = steady_step(r)
         full = full or {"step": step, "peak": r["mem"]["peak"], "rise": r["mem"]["rise"]}
         t = r["timings"]
         total = r["train_s"] + r["eval_s"]
@@ -329,14 +353,16 @@ def methods_table(cfg: RunConfig, steps: int, methods: list[str], echo=print) ->
         ratios = {"step_ratio": step / full["step"], "mem_ratio": r["mem"]["peak"] / full["peak"],
                   "rise_ratio": r["mem"]["rise"] / full["rise"]}
         measured.append({"method": name, **ratios})
-        rows.append(f"| {name} | {1000 * step:.0f} | {ratios['step_ratio']:.2f} | "
+        rows.append((f"| {name} | {1000 * step:.0f} | {ratios['step_ratio']:.2f} | "
                     + " | ".join(f"{100 * v:.0f}%" for v in split.values())
                     + f" | {r['mem']['peak'] / 2**20:.0f} ({ratios['mem_ratio']:.2f}x) | "
-                    f"{r['mem']['rise'] / 2**20:.0f} ({ratios['rise_ratio']:.2f}x) | "
-                    f"{flops / 1e9:.1f} ({100 * flops / peak:.0f}%) |")
+                    f"{r['mem']['rise'] / 2**20:.0f} ({ratios['rise_ratio']:.2f}x) | ", flops))
+    peak = max(peak, matmul_peak())  # before and after: the better of two moments on a shared machine
+    rows = [f"{row}{flops / 1e9:.1f} ({100 * flops / peak:.0f}%) |" for row, flops in rows]
     return "\n".join([
         f"### Methods on the same batches ({steps} steps; matmul peak measured here: {peak / 1e9:.0f} GFLOP/s)",
-        "Step ms = train time / steps. Split = share of train + eval wall time. Peak memory = peak during "
+        "Step ms = steady step time (steps 2..N; the first carries one-time setup). Split = share of train + eval "
+        "wall time. Peak memory = peak during "
         "training, each method in a fresh process (CPU: RSS, weights and runtime included; GPU: CUDA allocated); "
         "training memory = that peak minus the memory held when training started (the loaded model and data): "
         "gradients, optimizer state, activations. FLOP/s counts 6N (full FT) or 4N (frozen backbone) per real "

@@ -46,6 +46,7 @@ class TrainResult:
     steps: int = 0
     epochs_run: float = 0.0
     train_seconds: float = 0.0
+    first_step_seconds: float = 0.0  # loop start to the end of step 1: one-time setup + the first step
     train_samples: int = 0
     eval_seconds: float = 0.0
     eval_samples: int = 0
@@ -192,6 +193,8 @@ def train(model, prep: Prepared, cfg, accelerator, stored_names: set[str], log: 
             sync()
             t4 = time.perf_counter()
             step += 1
+            if step == 1:
+                res.first_step_seconds = time.perf_counter() - t_start
             res.train_samples += len(indices)
             running_loss += loss_value
             running_n += 1
