@@ -257,7 +257,7 @@ def compare(cfg: RunConfig, steps: int, repeats: int, methods: list[str], echo=p
     extra = side_measurements(cfg, task, results["bench"], steps)
     method_rows = []
     if methods:
-        table, method_rows = methods_table(cfg, steps, methods, echo)
+        table, method_rows = methods_table(cfg, steps, methods, repeats, echo)
         lines += ["", table]
     lines += ["", targets_table(med, extra, method_rows)]
     return "\n".join(lines)
@@ -334,16 +334,24 @@ def targets_table(med: dict, extra: dict, method_rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
-def methods_table(cfg: RunConfig, steps: int, methods: list[str], echo=print) -> tuple[str, list[dict]]:
-    """Step time of each method relative to full FT on the same batches, the time split, FLOP/s."""
+def methods_table(cfg: RunConfig, steps: int, methods: list[str], repeats: int = 1,
+                  echo=print) -> tuple[str, list[dict]]:
+    """Step time of each method relative to full FT on the same batches, the time split, FLOP/s; each
+    method measured `repeats` times, alternated with the others, and the run with the median step kept."""
     from methods import get_method
 
     peak = matmul_peak()
+    names = ["full", *[m for m in methods if m != "full"]]
+    runs: dict[str, list[dict]] = {name: [] for name in names}
+    for rep in range(repeats):
+        for name in names:
+            echo(f"method {name} ({rep + 1}/{repeats})")
+            c = cfg.replace(method=name, lr=get_method(name).default_lr if name != "full" else cfg.lr,
+                            method_options={})
+            runs[name].append(measure("bench", c, steps))
     rows, measured, full = [], [], None
-    for name in ["full", *[m for m in methods if m != "full"]]:
-        echo(f"method {name}")
-        c = cfg.replace(method=name, lr=get_method(name).default_lr if name != "full" else cfg.lr, method_options={})
-        r = measure("bench", c, steps)
+    for name in names:
+        r = sorted(runs[name], key=steady_step)[(len(runs[name]) - 1) // 2]
         step = steady_step(r)
         full = full or {"step": step, "peak": r["mem"]["peak"], "rise": r["mem"]["rise"]}
         t = r["timings"]
@@ -360,7 +368,8 @@ def methods_table(cfg: RunConfig, steps: int, methods: list[str], echo=print) ->
     peak = max(peak, matmul_peak())  # before and after: the better of two moments on a shared machine
     rows = [f"{row}{flops / 1e9:.1f} ({100 * flops / peak:.0f}%) |" for row, flops in rows]
     return "\n".join([
-        f"### Methods on the same batches ({steps} steps; matmul peak measured here: {peak / 1e9:.0f} GFLOP/s)",
+        f"### Methods on the same batches ({steps} steps, {repeats} repetitions alternated, the median kept; "
+        f"matmul peak measured here: {peak / 1e9:.0f} GFLOP/s)",
         "Step ms = steady step time (steps 2..N; the first carries one-time setup). Split = share of train + eval "
         "wall time. Peak memory = peak during "
         "training, each method in a fresh process (CPU: RSS, weights and runtime included; GPU: CUDA allocated); "
