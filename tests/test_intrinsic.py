@@ -1,5 +1,8 @@
 """Intrinsic-dimension curves: d90 arithmetic, and the grid end to end on a tiny model (resumable)."""
 
+import shutil
+import subprocess
+
 import numpy as np
 import pytest
 
@@ -78,4 +81,12 @@ def test_intrinsic_grid_parallel_resume_and_report(tiny_models, glue_dir, tmp_pa
     for ext in ("png", "pdf", "d90.md", "d90.tex"):
         sep = "." if ext in ("png", "pdf") else "-"
         assert (tmp_path / "docs" / f"intrinsic-tiny-bert-rte{sep}{ext}").stat().st_size > 0
+    if shutil.which("pdflatex"):  # the d90 table compiles (CI installs TeX)
+        from reports.render import standalone_latex
+
+        tex = (tmp_path / "docs" / "intrinsic-tiny-bert-rte-d90.tex").read_text()
+        (tmp_path / "d90.tex").write_text(standalone_latex(tex))
+        proc = subprocess.run(["pdflatex", "-interaction=nonstopmode", "-halt-on-error", "d90.tex"], cwd=tmp_path,
+                              capture_output=True, text=True, timeout=120)
+        assert proc.returncode == 0, proc.stdout[-2000:]
     assert main(["intrinsic", "--task", "rte", "--lr-grid", "pasta"]) == 2

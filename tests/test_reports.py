@@ -94,3 +94,10 @@ def test_published_rows_are_marked(capsys):
     md = render_results(build(agg, "roberta-large", None, None), "md", published=True)
     assert "| LoRA (Hu et al., published, dev) | 0.8M | 90.9 | 87.4 | 89.2 |" in md
     assert "| lora | 0.222% | **87.0** ± 0.5 | **87.0** ± 0.5 | **87.0** |" in md
+
+
+def test_latex_escape_sets_comparisons_as_math():
+    from reports.render import latex_escape
+
+    # OT1 text fonts print "<" and ">" as inverted marks; d90 tables say "<= 1,154" and "> 7,682".
+    assert latex_escape("<= 5, > 3, >= 1, 90% & $") == r"$\le$ 5, $>$ 3, $\ge$ 1, 90\% \& \$"
