@@ -105,8 +105,7 @@ def run_bench(cfg: RunConfig, steps: int) -> dict:
         res = train(built.model, prep, cfg, accelerator, built.stored_names, lambda *a: None, progress=False,
                     sync_timers=True)
     main = task.dev_splits[0]
-    return {"train_s": res.train_seconds, "first_step_s": res.first_step_seconds, "samples": res.train_samples,
-            "tokens": res.train_tokens,
+    return {"train_s": res.train_seconds, "first_step_s": res.first_step_seconds, "tokens": res.train_tokens,
             "eval_s": res.eval_seconds, "eval_n": res.eval_samples, "metric": res.best_metrics[main][task.main_metric],
             "timings": res.timings, "mem": mem, "load_data_s": data_s, "steps": res.steps,
             "flops_per_token": flops_per_token(built.model, cfg.method == "full")}
@@ -229,7 +228,7 @@ def compare(cfg: RunConfig, steps: int, repeats: int, methods: list[str], echo=p
         for name in results:
             echo(f"repetition {r + 1}/{repeats}: {name}")
             results[name].append(measure(name, cfg, steps))
-    med = {name: {k: statistics.median(x[k] for x in runs) for k in ("train_s", "first_step_s", "eval_s", "metric")}
+    med = {name: {k: statistics.median(x[k] for x in runs) for k in ("first_step_s", "metric")}
            | {"step_s": statistics.median(steady_step(x) for x in runs),
               "samples_s": statistics.median(cfg.batch_size / steady_step(x) for x in runs),
               "eval_samples_s": statistics.median(x["eval_n"] / x["eval_s"] for x in runs),

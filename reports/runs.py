@@ -26,7 +26,8 @@ def load_runs(tracking_uri: str | None = None, phase: str | None = "final") -> p
     df = mlflow.search_runs(search_all_experiments=True, filter_string=where)
     if df.empty:
         raise BenchError(f"no FINISHED{' ' + phase if phase else ''} runs in {tracking.redact(uri)}"
-                         + (" (final runs come from `bench sweep finalize`; --all-runs uses every run)" if phase else ""))
+                         + (" (final runs come from `bench sweep finalize`; --all-runs uses every run)" if phase == "final"
+                            else " (they come from `bench intrinsic`)" if phase == "intrinsic" else ""))
     return df
 
 
