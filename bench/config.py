@@ -50,7 +50,9 @@ class RunConfig:
         return dataclasses.asdict(self)
 
     def run_name(self) -> str:
-        return f"{self.method}-{Path(self.model).name}-{self.task}-s{self.seed}"
+        from bench.record import run_name
+
+        return run_name(self.method, self.model, self.task, self.seed)
 
     def config_hash(self) -> str:
         """Identifies the training configuration (seed and bookkeeping excluded)."""

@@ -9,10 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from bench.errors import BenchError, first_line
-from bench.tasks import GLUE_DIRS, REGRESSION, TAGGING, Task
-
-# CoNLL-2003's original file names, accepted beside train/dev/test.txt.
-CONLL_ALIASES = {"train": "eng.train", "dev": "eng.testa", "test": "eng.testb"}
+from bench.tasks import Task
 
 
 @dataclass
@@ -27,14 +24,13 @@ class Examples:
 
 def load_examples(task: Task, split: str, data_dir: str | None = None) -> Examples:
     """Read `split` of `task` from `data_dir` if given, else from the Hugging Face hub."""
-    known = task.files if data_dir else task.hub_splits
-    if split not in known:
-        raise BenchError(f"task {task.name} has no split {split!r} (choices: {', '.join(known)})")
+    if split not in task.splits:
+        raise BenchError(f"task {task.name} has no split {split!r} (choices: {', '.join(task.splits)})")
     if data_dir is None:
         ex = _from_hub(task, split)
     else:
         path = find_split_file(task, split, data_dir)
-        ex = _read_conll(task, path) if task.kind == TAGGING else _read_glue_tsv(task, path)
+        ex = READERS[task.local.format](task, path)
     if not ex.texts:
         raise BenchError(f"split {split!r} of {task.name} is empty ({ex.source})")
     return ex
@@ -45,20 +41,22 @@ def task_dir(task: Task, data_dir: str) -> Path:
     root = Path(data_dir)
     if not root.is_dir():
         raise BenchError(f"data directory not found: {data_dir}")
-    sub = GLUE_DIRS[task.name]
+    sub = task.local.dir
+    names = [n for accepted in task.local.splits.values() for n in accepted]
     for cand in (root, root / sub, root / "glue" / sub):
-        if any((cand / f).is_file() for f in task.files.values()):
+        if any((cand / f).is_file() for f in names):
             return cand
-    raise BenchError(f"no {task.name} files ({', '.join(task.files.values())}) in {root}, {root / sub} "
+    raise BenchError(f"no {task.name} files ({', '.join(names)}) in {root}, {root / sub} "
                      f"or {root / 'glue' / sub}")
 
 
 def find_split_file(task: Task, split: str, data_dir: str) -> Path:
+    """The first of the split's accepted file names present (CoNLL: train.txt or eng.train)."""
     d = task_dir(task, data_dir)
-    for name in (task.files[split], CONLL_ALIASES.get(split) if task.kind == TAGGING else None):
-        if name and (d / name).is_file():
+    for name in task.local.splits[split]:
+        if (d / name).is_file():
             return d / name
-    raise BenchError(f"missing {split} file for {task.name}: {d / task.files[split]}")
+    raise BenchError(f"missing {split} file for {task.name}: {d / task.local.splits[split][0]}")
 
 
 def _file_fingerprint(path: Path) -> str:
@@ -66,15 +64,7 @@ def _file_fingerprint(path: Path) -> str:
 
 
 def _label_index(task: Task, value: str, where: str):
-    if task.kind == REGRESSION:
-        try:
-            return float(value)
-        except ValueError:
-            raise BenchError(f"{where}: score {value!r} is not a number") from None
-    if value not in task.labels:
-        raise BenchError(f"{where}: label {value!r} is not a {task.name} label "
-                         f"(choices: {', '.join(task.labels)})")
-    return task.labels.index(value)
+    return task.task_kind.label_index(task, value, where)
 
 
 def _read_glue_tsv(task: Task, path: Path) -> Examples:
@@ -83,16 +73,17 @@ def _read_glue_tsv(task: Task, path: Path) -> Examples:
     with open(path, encoding="utf-8-sig", newline="") as f:
         rows = list(csv.reader(f, delimiter="\t", quoting=csv.QUOTE_NONE))
     start = 0
-    if task.headerless:
-        cols = [*task.tsv_text, task.tsv_label]
+    src = task.local
+    if src.headerless:
+        cols = [*src.text, src.label]
     else:
         if not rows:
             raise BenchError(f"split file is empty: {path}")
         header, start = rows[0], 1
-        missing = [c for c in (*task.tsv_text, task.tsv_label) if c not in header]
+        missing = [c for c in (*src.text, src.label) if c not in header]
         if missing:
             raise BenchError(f"{path}: missing column {missing[0]!r} (header: {', '.join(header)})")
-        cols = [header.index(c) for c in (*task.tsv_text, task.tsv_label)]
+        cols = [header.index(c) for c in (*src.text, src.label)]
     texts, labels = [], []
     need = max(cols) + 1
     for lineno, row in enumerate(rows[start:], start=start + 1):
@@ -155,22 +146,24 @@ def _read_conll(task: Task, path: Path) -> Examples:
 
 
 def _from_hub(task: Task, split: str) -> Examples:
+    hub = task.hub
     try:
         import datasets
 
-        if task.kind == TAGGING:
-            ds = datasets.load_dataset(task.hub_config, split=task.hub_splits[split])
-        else:
-            ds = datasets.load_dataset("nyu-mll/glue", task.hub_config, split=task.hub_splits[split])
+        ds = datasets.load_dataset(hub.dataset, hub.config, split=hub.splits[split])
     except Exception as e:  # offline, unknown revision, auth...: one line for the user
         raise BenchError(f"could not load {task.name}/{split} from the Hugging Face hub ({first_line(e)}); "
                          f"pass --data-dir with the local files") from None
-    source = f"hf:{task.hub_config}/{task.hub_splits[split]}"
-    if task.kind == TAGGING:
-        texts, labels = [list(t) for t in ds["tokens"]], [list(t) for t in ds["ner_tags"]]
+    source = f"hf:{hub.dataset}{'/' + hub.config if hub.config else ''}/{hub.splits[split]}"
+    if task.layout == "words":
+        texts = [list(t) for t in ds[hub.text[0]]]
+        labels = [list(t) for t in ds[hub.label]]
     else:
-        texts = list(zip(*(ds[c] for c in task.hub_text), strict=True))
-        labels = [float(x) for x in ds["label"]] if task.kind == REGRESSION else list(ds["label"])
-        if any(lab < 0 for lab in labels):  # GLUE test splits carry -1
+        texts = list(zip(*(ds[c] for c in hub.text), strict=True))
+        labels = task.task_kind.hub_labels(ds[hub.label])
+        if task.labels and any(lab < 0 for lab in labels):  # GLUE test splits carry -1
             raise BenchError(f"{source} has no labels")
     return Examples(texts, labels, source, f"{source}@{ds._fingerprint}")
+
+
+READERS = {"tsv": _read_glue_tsv, "conll": _read_conll}  # task.local.format -> reader

@@ -12,10 +12,10 @@ from pathlib import Path
 import numpy as np
 
 from bench.data import Examples
-from bench.tasks import REGRESSION, TAGGING, Task
+from bench.kinds import IGNORE_INDEX  # noqa: F401 - re-exported for callers
+from bench.tasks import Task
 
 CACHE_VERSION = 3  # bump when the encoded layout changes
-IGNORE_INDEX = -100  # label of sub-tokens after the first and of special tokens (token tasks)
 
 
 def default_cache_dir() -> Path:
@@ -88,30 +88,8 @@ class Ragged:
 
 
 def encode(task: Task, examples: Examples, tokenizer, max_length: int) -> dict:
-    """Returns columns (Ragged): input_ids, special_tokens_mask, token_type_ids when the tokenizer
-    makes them (BERT), and labels (an array; Ragged per token for tagging). Unpadded: the collator
-    pads each batch to its own length."""
-    common = dict(truncation=True, max_length=max_length, return_special_tokens_mask=True,
-                  return_attention_mask=False)
-    if task.kind == TAGGING:
-        enc = tokenizer(examples.texts, is_split_into_words=True, **common)
-        rows = []
-        for i, word_tags in enumerate(examples.labels):
-            row, prev = [], None
-            for w in enc.word_ids(i):
-                # The first sub-token of each word carries the word's tag; the rest are ignored.
-                row.append(word_tags[w] if w is not None and w != prev else IGNORE_INDEX)
-                prev = w
-            rows.append(row)
-        labels = Ragged.from_rows(rows)
-    else:
-        columns = list(zip(*examples.texts, strict=True))
-        enc = tokenizer(*columns, **common)
-        labels = np.asarray(examples.labels, dtype=np.float32 if task.kind == REGRESSION else np.int64)
-    out = {k: Ragged.from_rows(v) for k, v in enc.items()
-           if k in ("input_ids", "token_type_ids", "special_tokens_mask")}
-    out["labels"] = labels
-    return out
+    """Columns (Ragged) for the task's kind: see TaskKind.encode."""
+    return task.task_kind.encode(task, examples, tokenizer, max_length)
 
 
 def _to_arrays(data: dict) -> dict[str, np.ndarray]:

@@ -6,7 +6,7 @@ import importlib.util
 from pathlib import Path
 
 from bench.errors import BenchError, choices_error, first_line
-from bench.tasks import REGRESSION, TAGGING, Task
+from bench.tasks import Task
 
 HUB_ALIASES = {
     "bert-base-cased": "google-bert/bert-base-cased",
@@ -54,7 +54,7 @@ def load_tokenizer(ref: str, task: Task):
 
     path = resolve(ref)
     # Pre-split words (NER) need a leading space on each word for byte-level BPE (RoBERTa).
-    kwargs = {"add_prefix_space": True} if task.kind == TAGGING and _model_type(path) == "roberta" else {}
+    kwargs = {"add_prefix_space": True} if task.layout == "words" and _model_type(path) == "roberta" else {}
     return _load("tokenizer for", lambda: AutoTokenizer.from_pretrained(path, **kwargs), ref)
 
 
@@ -65,19 +65,11 @@ def _model_type(path: str) -> str:
 
 
 def head_kwargs(task: Task) -> dict:
-    kw = {"num_labels": task.num_labels}
-    if task.kind == REGRESSION:
-        kw["problem_type"] = "regression"
-    elif task.labels:
-        kw["id2label"] = dict(enumerate(task.labels))
-        kw["label2id"] = {lab: i for i, lab in enumerate(task.labels)}
-    return kw
+    return task.task_kind.head_kwargs(task)
 
 
 def model_class(task: Task):
-    from transformers import AutoModelForSequenceClassification, AutoModelForTokenClassification
-
-    return AutoModelForTokenClassification if task.kind == TAGGING else AutoModelForSequenceClassification
+    return task.task_kind.model_class()
 
 
 def load_model(ref: str, task: Task):

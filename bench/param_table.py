@@ -34,8 +34,9 @@ def arch_config(model: str, task):
 def meta_counts(model: str, task, method_name: str, options: dict | None = None) -> dict:
     import torch
 
-    from bench.models import backbone, family, head_prefixes, model_class
+    from bench.models import family, model_class
     from methods import AttachContext, get_method
+    from methods.base import apply_method
 
     method = get_method(method_name)
     cfg = method.make_config(options or {})
@@ -43,17 +44,9 @@ def meta_counts(model: str, task, method_name: str, options: dict | None = None)
     with torch.device("meta"):
         m = model_class(task).from_config(config)
         ctx = AttachContext(task=task, tokenizer=None, family=family(m))
-        method.check_supported(ctx)
-        backbone_numel = sum(p.numel() for p in backbone(m).parameters())
-        m.requires_grad_(False)
-        m = method.attach(m, cfg, ctx)
-        for name, p in m.named_parameters():
-            if name.startswith(head_prefixes(m)):
-                p.requires_grad_(True)
+        m, backbone_numel = apply_method(m, method, cfg, ctx)
     stored = {n for n, p in m.named_parameters() if p.requires_grad}
-    counts = count_parameters(m, backbone_numel, stored)
-    counts["M"] = ctx.special_positions() if method_name == "pasta" else None
-    return counts
+    return {**count_parameters(m, backbone_numel, stored), **method.extra_counts(ctx)}
 
 
 @dataclass(frozen=True)
@@ -111,28 +104,3 @@ def published_rows() -> list[dict]:
         rows.append({"name": p.method, "model": p.model, "published": p.figure, "config": p.config,
                      "note": p.note, **c, "percent": percent(c["method"], c["backbone"])})
     return rows
-
-
-def render_method_rows(rows: list[dict], task, fmt: str) -> str:
-    from reports.render import render
-
-    header = ["model", "method", "method params", "% of backbone", "trainable (+head)", "stored", "backbone"]
-    body = [[r["model"], r["name"], f"{r['method']:,}", f"{r['percent']:.4f}%", f"{r['trainable']:,}",
-             f"{r['stored']:,}", f"{r['backbone']:,}"] for r in rows]
-    caption = (f"Parameters per method on {task.name} ({'pair' if task.is_pair else 'single'} input, "
-               f"{task.num_labels}-output head), each method at its default configuration. method params: the "
-               "method's own, head excluded (the papers' %Param numerator); backbone: the pretrained encoder as "
-               "loaded for this task head (BERT with pooler, RoBERTa without); stored: adapter checkpoint.")
-    return render(header, body, fmt, caption)
-
-
-def render_published(rows: list[dict], fmt: str) -> str:
-    from reports.render import render
-
-    header = ["method", "model", "published", "ours: method params", "ours: %", "backbone", "configuration",
-              "note"]
-    body = [[r["name"], r["model"], r["published"], f"{r['method']:,}", f"{r['percent']:.4f}%",
-             f"{r['backbone']:,}", r["config"], r["note"]] for r in rows]
-    caption = ("Published %Param figures (METHODS.md) beside ours, counted on the architecture without weights. "
-               "ours: % = method params / backbone as loaded for sequence classification.")
-    return render(header, body, fmt, caption, align="lllrrrll")

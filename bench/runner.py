@@ -43,8 +43,9 @@ def build_model(cfg: RunConfig, task) -> Built:
     """Pretrained model + head, backbone frozen, method attached, head trainable."""
     import torch
 
-    from bench.models import backbone, family, head_prefixes, load_model, load_tokenizer
+    from bench.models import family, load_model, load_tokenizer
     from methods import AttachContext, get_method
+    from methods.base import apply_method
 
     method = get_method(cfg.method)
     method_cfg = method.make_config(cfg.method_options)
@@ -52,14 +53,7 @@ def build_model(cfg: RunConfig, task) -> Built:
     torch.manual_seed(cfg.seed)  # head and method initialisation follow the seed
     model, new_names = load_model(cfg.model, task)
     ctx = AttachContext(task=task, tokenizer=tokenizer, family=family(model))
-    method.check_supported(ctx)
-    backbone_numel = sum(p.numel() for p in backbone(model).parameters())
-    model.requires_grad_(False)
-    model = method.attach(model, method_cfg, ctx)
-    if method.trains_head:
-        for name, p in model.named_parameters():
-            if name.startswith(head_prefixes(model)):
-                p.requires_grad_(True)
+    model, backbone_numel = apply_method(model, method, method_cfg, ctx)
     # Stored with the adapter: what trains, plus anything newly initialised (so reload is exact).
     stored = {n for n, p in model.named_parameters() if p.requires_grad or n in new_names}
     return Built(model, tokenizer, method, method_cfg, stored, backbone_numel)
@@ -85,7 +79,7 @@ def prepare_data(cfg: RunConfig, task, built: Built, train: bool = True):
 
     data = load_data(cfg, task, built.tokenizer, (["train"] if train else []) + list(task.dev_splits))
     return Prepared(task, data.get("train", {}), {s: data[s] for s in task.dev_splits},
-                    built.tokenizer.pad_token_id, keep_special_mask=built.method.uses_special_tokens_mask)
+                    built.tokenizer.pad_token_id, extra_columns=built.method.batch_columns)
 
 
 def check_output_dir(path: str) -> Path:
@@ -117,7 +111,7 @@ def run(cfg: RunConfig, progress: bool = True, parent_run_id: str | None = None,
     is checked before the MLflow run is created, so bad input leaves nothing behind."""
     from transformers import set_seed
 
-    from bench import checkpoint, tracking
+    from bench import checkpoint, record, tracking
     from bench.environment import environment
     from bench.metrics import trivial_baseline
     from bench.params import count_parameters, describe
@@ -142,11 +136,8 @@ def run(cfg: RunConfig, progress: bool = True, parent_run_id: str | None = None,
          + ", ".join(f"{len(d['labels'])} {s}" for s, d in prep.dev.items()) + f"; lr {lr:g}; {precision}")
     echo(describe(counts))
 
-    knob = built.method.knob
-    tags = {"method": cfg.method, "model": cfg.model, "task": task.name, "seed": cfg.seed,
-            "config_hash": cfg.config_hash(), "phase": "single", "knob": knob or "-",
-            "knob_value": getattr(built.method_config, knob) if knob else "-", **cfg.tags}
-    experiment = cfg.experiment or f"bench-{task.name}"
+    tags = record.run_tags(cfg, built.method, built.method_config)
+    experiment = record.experiment_name(task.name, cfg.experiment)
     with tracking.tracked_run(uri, experiment, cfg.run_name(), tags, parent_run_id) as tracker:
         if on_start is not None:  # sweeps record the run id at once: a killed worker's run can be closed
             on_start(tracker.run_id)
@@ -156,18 +147,18 @@ def run(cfg: RunConfig, progress: bool = True, parent_run_id: str | None = None,
                             "precision_resolved": precision})
         tracker.log_text(yaml.safe_dump(config_dict, sort_keys=False), "config.yaml")
         tracker.set_tags({**environment(), "run_dir": str(run_dir.resolve())})
-        tracker.log_metrics({f"params_{k}": v for k, v in counts.items()}
-                            | {f"baseline_{main_split}_{k}": v for k, v in baseline.items()})
+        tracker.log_metrics({record.count_metric(k): v for k, v in counts.items()}
+                            | {record.baseline_metric(main_split, k): v for k, v in baseline.items()})
         t0 = time.perf_counter()
         result = train(built.model, prep, cfg, accelerator, built.stored_names, tracker.log_metrics,
-                       on_eval=on_eval, progress=progress)
+                       on_eval=on_eval, progress=progress, method=built.method, method_cfg=built.method_config)
         wall = time.perf_counter() - t0
         meta = {"format": 1, "method": cfg.method, "method_options": cfg.method_options, "model": cfg.model,
                 "task": task.name, "config": config_dict, "counts": counts,
                 "best_epoch": result.best_epoch, "best_metrics": result.best_metrics}
         size = checkpoint.save(run_dir / "adapter", built.model, built.stored_names, meta)
         tracker.log_artifacts(str(run_dir / "adapter"), "adapter")
-        final = {f"best_{s}_{k}": v for s, m in result.best_metrics.items() for k, v in m.items()}
+        final = {record.best_metric(s, k): v for s, m in result.best_metrics.items() for k, v in m.items()}
         final |= {"best_epoch": result.best_epoch, "wall_seconds": wall, "train_seconds": result.train_seconds,
                   "train_samples_per_s": result.train_samples / max(result.train_seconds, 1e-9),
                   "eval_seconds": result.eval_seconds,

@@ -12,7 +12,8 @@ import torch
 
 from bench.batching import collate, length_grouped_batches, sorted_batches
 from bench.metrics import compute_metrics
-from bench.tasks import REGRESSION, TAGGING, Task
+from bench.record import eval_metric
+from bench.tasks import Task
 
 
 class NonFiniteLoss(RuntimeError):
@@ -26,6 +27,9 @@ class StopRun(Exception):
     state = "stopped"
 
 
+OPTIONAL_COLUMNS = ("special_tokens_mask",)
+
+
 @dataclass
 class Prepared:
     """Tokenised splits ready for batching."""
@@ -34,7 +38,7 @@ class Prepared:
     train: dict
     dev: dict[str, dict]  # split name -> encoded columns; the first one picks the best epoch
     pad_id: int
-    keep_special_mask: bool  # PASTA reads special_tokens_mask; other models must not receive it
+    extra_columns: tuple[str, ...] = ()  # batch columns the method reads (PASTA: special_tokens_mask)
 
 
 @dataclass
@@ -56,9 +60,10 @@ class TrainResult:
 
 
 def batch_for(prep: Prepared, data: dict, indices: list[int], device) -> dict:
-    batch = collate(data, indices, prep.pad_id, float_labels=prep.task.kind == REGRESSION)
-    if not prep.keep_special_mask:
-        batch.pop("special_tokens_mask", None)
+    batch = collate(data, indices, prep.pad_id, float_labels=prep.task.task_kind.float_labels)
+    for optional in OPTIONAL_COLUMNS:  # the model's forward must not receive columns no method asked for
+        if optional not in prep.extra_columns:
+            batch.pop(optional, None)
     return {k: v.to(device, non_blocking=True) for k, v in batch.items()}
 
 
@@ -69,18 +74,13 @@ def predict(model, prep: Prepared, data: dict, batch_size: int, autocast) -> lis
     device = next(model.parameters()).device
     lengths = data["input_ids"].lengths.tolist()
     out: list = [None] * len(lengths)
+    kind = prep.task.task_kind
     for indices in sorted_batches(lengths, batch_size):
         batch = batch_for(prep, data, indices, device)
         batch.pop("labels")
         with autocast():
             logits = model(**batch).logits.float()
-        if prep.task.kind == REGRESSION:
-            preds = logits.squeeze(-1).tolist()
-        elif prep.task.kind == TAGGING:
-            preds = [row[: lengths[i]] for row, i in zip(logits.argmax(-1).tolist(), indices, strict=True)]
-        else:
-            preds = logits.argmax(-1).tolist()
-        for i, p in zip(indices, preds, strict=True):
+        for i, p in zip(indices, kind.predictions(logits, lengths, indices), strict=True):
             out[i] = p
     return out
 
@@ -90,23 +90,16 @@ def evaluate(model, prep: Prepared, batch_size: int, autocast) -> dict[str, dict
             for split, data in prep.dev.items()}
 
 
-def param_groups(model, weight_decay: float) -> list[dict]:
-    """Decay matrices only: biases, LayerNorm gains and the 1-D/added vectors are not decayed."""
-    decay, no_decay = [], []
-    for name, p in model.named_parameters():
-        if p.requires_grad:
-            (no_decay if p.ndim < 2 or "LayerNorm" in name else decay).append(p)
-    return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
-
-
 def train(model, prep: Prepared, cfg, accelerator, stored_names: set[str], log: Callable[[dict, int], None],
           on_eval: Callable[[int, dict], None] | None = None, progress: bool = True,
-          sync_timers: bool = False) -> TrainResult:
+          sync_timers: bool = False, method=None, method_cfg=None) -> TrainResult:
     """Trains `model` in place and leaves it holding the weights of the best evaluation.
 
     Best = highest main metric on the first dev split; ties keep the earlier evaluation.
     `on_eval(epoch, metrics)` may raise to stop (Optuna pruning). `sync_timers` synchronises CUDA around
-    each timed phase (exact time split for `bench perf`, at some cost in speed)."""
+    each timed phase (exact time split for `bench perf`, at some cost in speed). `method` (with its config)
+    supplies the optimizer's parameter groups, an optional extra loss term and a hook after each optimizer
+    step (methods/base.py); without it, the base Method's defaults apply."""
     from tqdm.auto import tqdm
     from transformers import get_linear_schedule_with_warmup
 
@@ -115,7 +108,12 @@ def train(model, prep: Prepared, cfg, accelerator, stored_names: set[str], log: 
     device = accelerator.device
     # Fused: one kernel over all tensors (the Trainer's default too); `bench perf` showed the per-tensor
     # AdamW at 8% of a full fine-tuning step on CPU.
-    optimizer = torch.optim.AdamW(param_groups(model, cfg.weight_decay), lr=cfg.lr, fused=True)
+    if method is None:
+        from methods.base import Method
+
+        method = Method()
+    groups = [g for g in method.param_groups(model, method_cfg, cfg.weight_decay) if g["params"]]
+    optimizer = torch.optim.AdamW(groups, lr=cfg.lr, fused=True)
     trainable = [p for p in model.parameters() if p.requires_grad]
     lengths_np = prep.train["input_ids"].lengths
     lengths = lengths_np.tolist()
@@ -149,7 +147,7 @@ def train(model, prep: Prepared, cfg, accelerator, stored_names: set[str], log: 
         t["eval"] += dt
         res.eval_seconds += dt
         res.eval_samples += sum(len(d["labels"]) for d in prep.dev.values())
-        flat = {f"{split}_{k}": v for split, m in metrics.items() for k, v in m.items()}
+        flat = {eval_metric(split, k): v for split, m in metrics.items() for k, v in m.items()}
         log({**flat, "epoch": step / steps_per_epoch}, step)
         res.history.append({"epoch": tag_epoch, "step": step, **flat})
         value = metrics[main_split][task.main_metric]
@@ -178,6 +176,9 @@ def train(model, prep: Prepared, cfg, accelerator, stored_names: set[str], log: 
             t1 = time.perf_counter()
             with accelerator.autocast():
                 loss = forward(**batch).loss
+                extra = method.loss_term(model, method_cfg, step, total)
+            if extra is not None:  # a method's regulariser (Diff pruning's L0 penalty)
+                loss = loss + extra
             loss_value = loss.item()  # one host sync per step, shared by the NaN check and the log
             if not math.isfinite(loss_value):
                 raise NonFiniteLoss(f"loss became {loss_value} at step {step + 1}")
@@ -190,6 +191,7 @@ def train(model, prep: Prepared, cfg, accelerator, stored_names: set[str], log: 
             optimizer.step()
             scheduler.step()
             optimizer.zero_grad(set_to_none=True)
+            method.after_step(model, method_cfg, step + 1, total)
             sync()
             t4 = time.perf_counter()
             step += 1

@@ -58,8 +58,14 @@ class Adapter(Method):
     summary = "Houlsby bottleneck adapters after attention and FFN outputs (+ LayerNorms)"
     config_cls = AdapterConfig
     knob = "size"
+    knob_label = "bottleneck m"
     knob_values = (1, 2, 4, 8, 16, 32, 64, 128, 256)
     default_lr = 1e-3
+
+    def expected_params(self, model_config, task, family, cfg, special_positions):
+        L, H, m = model_config.num_hidden_layers, model_config.hidden_size, cfg.size
+        layernorms = (4 * L * H + 2 * H) if cfg.train_layernorm else 0  # 2 per layer + embeddings, gain and bias
+        return 2 * L * (2 * H * m + m + H) + layernorms
 
     def attach(self, model, cfg: AdapterConfig, ctx):
         hidden = model.config.hidden_size

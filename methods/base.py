@@ -1,4 +1,10 @@
-"""The uniform adapter interface: every method is one small class behind one registry."""
+"""The uniform adapter interface: every method is one small class behind one registry.
+
+A method declares what it is (name, config dataclass with the paper's defaults, families and task
+kinds it supports, its size knob, default lr, the batch columns it reads, its role in curves, tables
+and benchmarks) and how it works: `attach` adds its modules and marks what trains; the optional hooks
+shape the optimisation (parameter groups, an extra loss term, a step hook). Code elsewhere asks the
+method; it never tests a method's name."""
 
 from __future__ import annotations
 
@@ -7,7 +13,7 @@ from dataclasses import dataclass
 from typing import Any, ClassVar
 
 from bench.errors import BenchError, choices_error
-from bench.tasks import CLASSIFICATION, REGRESSION, TAGGING, Task
+from bench.tasks import KINDS, Task
 
 
 @dataclass(frozen=True)
@@ -21,7 +27,7 @@ class AttachContext:
     def special_positions(self) -> int:
         """M: special-token positions in one input of this task's layout, from the tokenizer's own
         template (BERT 2 single / 3 pair, RoBERTa 2 / 4); never from hard-coded ids."""
-        pair = self.task.is_pair and self.task.kind != TAGGING
+        pair = self.task.is_pair
         if self.tokenizer is None:  # architecture-only counting (`bench params`): the families' templates
             return {"bert": (2, 3), "roberta": (2, 4)}[self.family][pair]
         enc = self.tokenizer("a", "b" if pair else None, return_special_tokens_mask=True)
@@ -29,16 +35,28 @@ class AttachContext:
 
 
 class Method:
-    name: ClassVar[str]
-    summary: ClassVar[str]
+    name: ClassVar[str] = "base"
+    summary: ClassVar[str] = ""
     config_cls: ClassVar[type]  # a dataclass; its defaults are the paper's
     families: ClassVar[tuple[str, ...]] = ("bert", "roberta")  # () = any
-    task_kinds: ClassVar[tuple[str, ...]] = (CLASSIFICATION, REGRESSION, TAGGING)
-    knob: ClassVar[str | None] = None  # config field varied for intrinsic-dimension curves
-    default_lr: ClassVar[float]
+    task_kinds: ClassVar[tuple[str, ...]] = KINDS
+    default_lr: ClassVar[float] = 1e-3
     trains_head: ClassVar[bool] = True
-    uses_special_tokens_mask: ClassVar[bool] = False  # PASTA reads it from the batch
+    batch_columns: ClassVar[tuple[str, ...]] = ()  # optional batch columns the method reads (PASTA: special_tokens_mask)
+    # The size knob: the config field varied for intrinsic-dimension curves, its label in tables and
+    # plots, and its candidate values, smallest first.
+    knob: ClassVar[str | None] = None
+    knob_label: ClassVar[str] = ""
+    knob_values: ClassVar[tuple] = ()
+    # Roles: `reference` is full fine-tuning (first table row, the 90% target of d90, the denominator of
+    # benchmark ratios, all weights trained); an `anchor` is always added to intrinsic curves (full FT,
+    # head only); `in_default_lists` puts the method in the default lists of `bench intrinsic` (when it has
+    # a knob) and `bench perf`.
+    reference: ClassVar[bool] = False
+    anchor: ClassVar[bool] = False
+    in_default_lists: ClassVar[bool] = True
 
+    # --- configuration ---
     def make_config(self, options: dict | None):
         names = {f.name for f in dataclasses.fields(self.config_cls)}
         for key in options or {}:
@@ -50,10 +68,8 @@ class Method:
             raise BenchError(f"bad option for method {self.name}: {e}") from None
         return cfg
 
-    def attach(self, model, cfg, ctx: AttachContext):
-        """Add the method's modules to `model` (backbone already frozen) and mark what it trains.
-        Returns the model (peft may wrap it)."""
-        raise NotImplementedError
+    def defaults(self) -> dict:
+        return dataclasses.asdict(self.config_cls())
 
     def check_supported(self, ctx: AttachContext) -> None:
         if self.families and ctx.family not in self.families:
@@ -61,8 +77,42 @@ class Method:
         if ctx.task.kind not in self.task_kinds:
             raise choices_error(f"task kind for method {self.name}:", ctx.task.kind, self.task_kinds)
 
-    knob_values: ClassVar[tuple] = ()  # candidate knob values, smallest first
+    # --- attaching ---
+    def attach(self, model, cfg, ctx: AttachContext):
+        """Add the method's modules to `model` (backbone already frozen) and mark what it trains.
+        Returns the model (peft may wrap it)."""
+        raise NotImplementedError
 
+    def extra_counts(self, ctx: AttachContext) -> dict:
+        """Numbers beside the parameter counts that explain them (PASTA: M special positions)."""
+        return {}
+
+    def expected_params(self, model_config, task: Task, family: str, cfg, special_positions: int) -> int | None:
+        """The method's own parameter count in closed form (METHODS.md), head excluded; None when the
+        method has no formula (full FT: the whole backbone). Tests check it against the attached model."""
+        return None
+
+    # --- optimisation hooks (the training loop calls these; defaults change nothing) ---
+    def no_decay(self, name: str, param) -> bool:
+        """Parameters AdamW must not decay: biases, LayerNorm parameters and 1-D vectors."""
+        return param.ndim < 2 or "LayerNorm" in name
+
+    def param_groups(self, model, cfg, weight_decay: float) -> list[dict]:
+        """Optimizer parameter groups; a group may carry its own lr or weight_decay."""
+        decay, no_decay = [], []
+        for name, p in model.named_parameters():
+            if p.requires_grad:
+                (no_decay if self.no_decay(name, p) else decay).append(p)
+        return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+
+    def loss_term(self, model, cfg, step: int, total_steps: int):
+        """An extra term added to the task loss at each training step (a tensor), or None."""
+        return None
+
+    def after_step(self, model, cfg, step: int, total_steps: int) -> None:
+        """Called after optimizer step `step` (1-based) of `total_steps`."""
+
+    # --- curves ---
     def knob_points(self, model_config, n: int) -> list[dict]:
         """n method-option sets spread log-evenly over knob_values: the points of a curve."""
         values = list(self.knob_values)
@@ -79,10 +129,37 @@ class Method:
             idx = sorted({int(round(x)) for x in np.linspace(0, len(values) - 1, n)})
         return [{self.knob: values[i]} for i in idx]
 
-    def defaults(self) -> dict:
-        return dataclasses.asdict(self.config_cls())
+    def knob_value_label(self, options: dict) -> str:
+        """How a curve point is named in MLflow tags and tables."""
+        return str(options.get(self.knob, "-")) if self.knob else "-"
+
+
+def default_methods(role: str) -> list[str]:
+    """The default method list of `bench intrinsic` ('curve') or `bench perf` ('perf')."""
+    from methods import REGISTRY
+
+    if role == "curve":
+        return [m.name for m in REGISTRY.values() if m.in_default_lists and m.knob and not m.anchor]
+    return [m.name for m in REGISTRY.values() if m.in_default_lists and not m.reference]
 
 
 def encoder_layers(model):
     """The list of transformer blocks of a BERT/RoBERTa encoder."""
     return model.base_model.encoder.layer
+
+
+def apply_method(model, method: Method, cfg, ctx: AttachContext):
+    """Freeze the backbone, attach the method, unfreeze the task head if the method trains it: the one
+    place a model becomes a method's model (runs, evaluation and parameter tables alike).
+    Returns (model, parameters of the pretrained encoder before attaching)."""
+    from bench.models import backbone, head_prefixes
+
+    method.check_supported(ctx)
+    backbone_numel = sum(p.numel() for p in backbone(model).parameters())
+    model.requires_grad_(False)
+    model = method.attach(model, cfg, ctx)
+    if method.trains_head:
+        for name, p in model.named_parameters():
+            if name.startswith(head_prefixes(model)):
+                p.requires_grad_(True)
+    return model, backbone_numel

@@ -39,8 +39,18 @@ class BitFit(Method):
     summary = "bias terms only (all biases + LayerNorm betas + pooler bias)"
     config_cls = BitFitConfig
     knob = "subset"
+    knob_label = "bias subset"
     knob_values = tuple(ORDER)
     default_lr = 1e-3
+
+    def expected_params(self, model_config, task, family, cfg, special_positions):
+        L, H, I = model_config.num_hidden_layers, model_config.hidden_size, model_config.intermediate_size  # noqa: E741
+        pooler = family == "bert" and task.kind != "tagging"  # HF builds no pooler for RoBERTa heads / tagging
+        per_layer = {"query_last": 0, "query": H, "query_intermediate": H + I, "attention": 5 * H + I,
+                     "all": 7 * H + I}[cfg.subset]
+        if cfg.subset == "query_last":
+            return H
+        return L * per_layer + ((H + (H if pooler else 0)) if cfg.subset == "all" else 0)
 
     def attach(self, model, cfg, ctx):
         base = model.base_model

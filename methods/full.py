@@ -18,6 +18,8 @@ class Full(Method):
     config_cls = FullConfig
     families = ()  # any encoder transformers can load
     default_lr = 2e-5
+    reference = True
+    anchor = True
 
     def attach(self, model, cfg, ctx):
         model.requires_grad_(True)

@@ -18,6 +18,11 @@ class Head(Method):
     summary = "task head only (linear probe): the encoder stays frozen"
     config_cls = HeadConfig
     default_lr = 1e-3
+    anchor = True
+    in_default_lists = False
+
+    def expected_params(self, model_config, task, family, cfg, special_positions):
+        return 0
 
     def attach(self, model, cfg, ctx):
         return model  # the backbone is already frozen; the runner trains the head

@@ -26,8 +26,13 @@ class Lora(Method):
     summary = "low-rank updates on W_q, W_v via peft (L*2*2*H*r params)"
     config_cls = LoraOptions
     knob = "r"
+    knob_label = "rank r"
     knob_values = (1, 2, 4, 8, 16, 32, 64)
     default_lr = 5e-4
+
+    def expected_params(self, model_config, task, family, cfg, special_positions):
+        targets = [t for t in cfg.target_modules.split(",") if t.strip()]
+        return model_config.num_hidden_layers * len(targets) * 2 * model_config.hidden_size * cfg.r
 
     def attach(self, model, cfg: LoraOptions, ctx):
         from peft import LoraConfig, inject_adapter_in_model

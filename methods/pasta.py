@@ -94,8 +94,20 @@ class Pasta(Method):
     summary = "special-token vectors added at every layer's input (L*M*H params)"
     config_cls = PastaConfig
     knob = "last_k"
+    knob_label = "layers with vectors (last k; 1/cls: [CLS] of the last layer)"
     default_lr = 3e-3
-    uses_special_tokens_mask = True
+    batch_columns = ("special_tokens_mask",)
+
+    def extra_counts(self, ctx) -> dict:
+        return {"M": ctx.special_positions()}
+
+    def expected_params(self, model_config, task, family, cfg, special_positions):
+        layers = len(parse_layers(cfg.layers if cfg.last_k is None else f"last:{cfg.last_k}",
+                                  model_config.num_hidden_layers))
+        return layers * (1 if cfg.tokens == "cls" else special_positions) * model_config.hidden_size
+
+    def knob_value_label(self, options: dict) -> str:
+        return super().knob_value_label(options) + ("/cls" if options.get("tokens") == "cls" else "")
 
     def knob_points(self, model_config, n: int) -> list[dict]:
         """[CLS] only in the last layer, then vectors at every special position of the last k layers,

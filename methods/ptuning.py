@@ -77,8 +77,15 @@ class Ptuning(Method):
     summary = "deep prefix (P-tuning v2): p keys+values at every layer (p*L*2H params)"
     config_cls = PtuningConfig
     knob = "prefix_length"
+    knob_label = "prefix length p"
     knob_values = (1, 2, 4, 8, 16, 32, 64, 128)
     default_lr = 1e-2
+
+    def expected_params(self, model_config, task, family, cfg, special_positions):
+        L, H, p, m = model_config.num_hidden_layers, model_config.hidden_size, cfg.prefix_length, cfg.reparameterize
+        if not m:
+            return p * L * 2 * H
+        return L * (p * H + H * m + m + m * 2 * H + 2 * H)  # one embedding + MLP per layer
 
     def attach(self, model, cfg: PtuningConfig, ctx):
         _register_attention()

@@ -22,12 +22,27 @@ class Point:
     values: np.ndarray  # the metric, one per seed
 
 
+def reference_method() -> str:
+    """The method every curve is measured against (full fine-tuning)."""
+    from methods import REGISTRY
+
+    return next(m.name for m in REGISTRY.values() if m.reference)
+
+
+def is_anchor(method: str) -> bool:
+    from methods import REGISTRY
+
+    return method in REGISTRY and REGISTRY[method].anchor
+
+
 def primary_metric(task: str) -> str:
-    """MRPC's F1 passes 90% of full FT by always answering 'paraphrase': use accuracy there."""
+    """The task entry's curve metric on its first dev split (MRPC: accuracy, whose F1 passes 90% of full
+    FT by always answering 'paraphrase')."""
+    from bench.record import eval_metric
     from bench.tasks import get_task
 
     t = get_task(task)
-    return f"{t.dev_splits[0]}_{'accuracy' if t.name == 'mrpc' else t.main_metric}"
+    return eval_metric(t.dev_splits[0], t.curve_metric)
 
 
 def load_points(df: pd.DataFrame, metric: str) -> dict[str, list[Point]]:
@@ -88,9 +103,10 @@ def bootstrap_d90(sizes, point_values: list[np.ndarray], full_values: np.ndarray
 def analyse(df: pd.DataFrame, task: str, metric: str | None = None) -> dict:
     metric = metric or primary_metric(task)
     curves = load_points(df, metric)
-    if "full" not in curves:
+    ref = reference_method()
+    if ref not in curves:
         raise BenchError("no full fine-tuning runs: the 90% target needs them (run `bench intrinsic` first)")
-    full = curves["full"][0]
+    full = curves[ref][0]
     tau = target(full.values.mean())
     trivial = float(df[f"metrics.baseline_{metric}"].dropna().iloc[0]) if f"metrics.baseline_{metric}" in df else None
     # The 90%-of-full target, and where a trivial score exists, the chance-corrected one (g >= 0.9): on
@@ -99,7 +115,7 @@ def analyse(df: pd.DataFrame, task: str, metric: str | None = None) -> dict:
                                         else {})
     rows = []
     for method, pts in curves.items():
-        if method == "full":
+        if method == ref:
             continue
         means = [p.values.mean() for p in pts]
         for with_head in (True, False):
@@ -186,10 +202,10 @@ def plot(a: dict, path_stem: str, title: str) -> list[str]:
             xs = [p.params_trainable for p in pts]
             ys = np.array([p.values.mean() for p in pts]) / (full if relative else 1)
             err = np.array([p.values.std(ddof=1) if len(p.values) > 1 else 0 for p in pts]) / (full if relative else 1)
-            if method == "full":
+            if method == reference_method():
                 ax.errorbar(xs, ys, yerr=err, fmt="k*", ms=12, label="full FT")
-            elif method == "head":
-                ax.errorbar(xs, ys, yerr=err, fmt="ks", ms=7, label="head only")
+            elif is_anchor(method):
+                ax.errorbar(xs, ys, yerr=err, fmt="ks", ms=7, label=f"{method} only")
             else:
                 ax.errorbar(xs, ys, yerr=err, marker="o", capsize=2, label=method)
         ax.axhline(0.9 if relative else a["tau"], color="gray", ls="--", lw=1, label="90% of full FT")
@@ -212,3 +228,33 @@ def plot(a: dict, path_stem: str, title: str) -> list[str]:
         out.append(f"{path_stem}.{ext}")
     plt.close(fig)
     return out
+
+
+def write_report(model: str, task_name: str, metric: str | None, fmt: str, out_dir: str,
+                 tracking_uri: str | None) -> str:
+    """`bench report intrinsic`: d90 tables (md + tex) and the curve figure (PNG + PDF) of one grid;
+    returns the text to print."""
+    from pathlib import Path
+
+    from bench.record import INTRINSIC, intrinsic_name, load_runs
+    from bench.tasks import get_task
+
+    task = get_task(task_name)
+    name = intrinsic_name(model, task.name)
+    df = load_runs(tracking_uri, phase=INTRINSIC)
+    df = df[df.get("tags.intrinsic") == name] if "tags.intrinsic" in df else df.iloc[0:0]
+    if df.empty:
+        raise BenchError(f"no finished runs of {name}: run `bench intrinsic --model {model} --task {task.name}`")
+    a = analyse(df, task.name, metric)
+    seeds = sorted(df["tags.seed"].unique())
+    n_train = str(df["params.max_train_samples"].iloc[0])
+    n_train = "all" if n_train in ("None", "nan") else f"the first {n_train}"
+    budget = (f"Budget: {len(seeds)} seeds per point, {df['params.epochs'].iloc[0]} epochs on {n_train} "
+              f"training examples, {len(df)} runs.")
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    files = plot(a, str(out / name), f"{model} on {task.name}: {a['metric']} vs trainable parameters. {budget}")
+    (out / f"{name}-d90.md").write_text(d90_table(a, "md", budget) + "\n" + points_table(a, "md"))
+    (out / f"{name}-d90.tex").write_text(d90_table(a, "latex", budget))
+    return "\n".join([d90_table(a, fmt, budget), points_table(a, fmt),
+                      "wrote " + ", ".join(files + [str(out / f"{name}-d90.md"), str(out / f"{name}-d90.tex")])])

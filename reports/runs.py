@@ -4,55 +4,41 @@ from __future__ import annotations
 
 import pandas as pd
 
-from bench.errors import BenchError
-
-# (column label, task, metric logged as best_<metric>): the papers' column order (LoRA Table 2) + CoNLL.
-COLUMNS = [("MNLI-m", "mnli", "dev_matched_accuracy"), ("MNLI-mm", "mnli", "dev_mismatched_accuracy"),
-           ("SST-2", "sst2", "dev_glue_score"), ("MRPC", "mrpc", "dev_glue_score"), ("CoLA", "cola", "dev_glue_score"),
-           ("QNLI", "qnli", "dev_glue_score"), ("QQP", "qqp", "dev_glue_score"), ("RTE", "rte", "dev_glue_score"),
-           ("STS-B", "stsb", "dev_glue_score"), ("CoNLL03", "conll2003", "dev_f1")]
+from bench.record import count_metric, load_runs  # noqa: F401 - load_runs is part of this API
 
 
-def load_runs(tracking_uri: str | None = None, phase: str | None = "final") -> pd.DataFrame:
-    """FINISHED runs of every experiment; only `phase` runs (sweeps' final seeds) unless phase is None."""
-    import mlflow
+def report_columns() -> list[tuple[str, str, str, str]]:
+    """(column label, task, logged metric, score group) in the papers' column order, from the task entries."""
+    from bench.tasks import all_tasks
 
-    from bench import tracking
-
-    uri = tracking.resolve_uri(tracking_uri)
-    tracking.check_reachable(uri)
-    mlflow.set_tracking_uri(uri)
-    where = "attributes.status = 'FINISHED'" + (f" and tags.phase = '{phase}'" if phase else "")
-    df = mlflow.search_runs(search_all_experiments=True, filter_string=where)
-    if df.empty:
-        raise BenchError(f"no FINISHED{' ' + phase if phase else ''} runs in {tracking.redact(uri)}"
-                         + (" (final runs come from `bench sweep finalize`; --all-runs uses every run)" if phase == "final"
-                            else " (they come from `bench intrinsic`)" if phase == "intrinsic" else ""))
-    return df
+    return [(label, t.name, metric, t.report_group) for t in all_tasks().values()
+            for label, metric in t.report_columns.items()]
 
 
 def aggregate(df: pd.DataFrame) -> pd.DataFrame:
     """One row per (model, method, column): mean, sample std and n over seeds, ×100, plus %Param."""
     rows = []
-    for label, task, metric in COLUMNS:
-        col = f"metrics.best_{metric}"
+    for label, task, metric, group in report_columns():
+        col = f"metrics.best_{metric}"  # record.best_metric(split, name) == "best_" + "<split>_<name>"
         if col not in df:
             continue
         sub = df[(df["tags.task"] == task) & df[col].notna()]
         for (model, method), g in sub.groupby(["tags.model", "tags.method"]):
             values = 100 * g[col].astype(float)
-            rows.append({"model": model, "method": method, "column": label, "task": task,
+            rows.append({"model": model, "method": method, "column": label, "task": task, "group": group,
                          "mean": values.mean(), "std": values.std(ddof=1) if len(values) > 1 else 0.0,
                          "n": len(values), "seeds": ",".join(sorted(g["tags.seed"].astype(str))),
-                         "params_method": float(g["metrics.params_method"].iloc[0]),
-                         "params_backbone": float(g["metrics.params_backbone"].iloc[0]),
+                         "params_method": float(g[f"metrics.{count_metric('method')}"].iloc[0]),
+                         "params_backbone": float(g[f"metrics.{count_metric('backbone')}"].iloc[0]),
                          "studies": ",".join(sorted(g.get("tags.study", pd.Series(dtype=str)).dropna().unique()))})
     return pd.DataFrame(rows)
 
 
 def sweep_budgets(df_all: pd.DataFrame, studies: set[str]) -> dict[str, str]:
     """study -> its trial budget, from the parent runs' params."""
+    from bench.record import STUDY
+
     if "tags.phase" not in df_all or "tags.study" not in df_all:
         return {}
-    parents = df_all[(df_all["tags.phase"] == "study") & df_all["tags.study"].isin(studies)]
+    parents = df_all[(df_all["tags.phase"] == STUDY) & df_all["tags.study"].isin(studies)]
     return {r["tags.study"]: str(r.get("params.budget.trials", "?")) for _, r in parents.iterrows()}

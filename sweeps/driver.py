@@ -14,6 +14,7 @@ import warnings
 from pathlib import Path
 
 from bench.errors import BenchError, first_line
+from bench.record import FINAL, TRIAL
 
 STORAGE_SCHEMES = ("sqlite", "postgresql", "mysql")
 PRUNERS = ("median", "halving", "none")
@@ -97,7 +98,7 @@ def create(method: str, model: str, task: str, base: dict, space_file: str | Non
     import optuna
     import yaml
 
-    from bench import tracking
+    from bench import record, tracking
     from bench.config import build_config
     from sweeps.space import default_space_file, load_space, space_hash
 
@@ -116,30 +117,28 @@ def create(method: str, model: str, task: str, base: dict, space_file: str | Non
         return name
     uri = tracking.resolve_uri(cfg.tracking_uri)
     tracking.check_reachable(uri)
-    experiment = cfg.experiment or f"bench-{cfg.task}"
+    experiment = record.experiment_name(cfg.task, cfg.experiment)
     budget = {"trials": trials, "seeds_final": seeds_final, "search_seed": search_seed, "pruner": pruner}
+    parent = record.create_container(
+        uri, experiment, f"sweep-{name}",
+        {"study": name, "phase": record.STUDY, "method": cfg.method, "model": cfg.model, "task": cfg.task},
+        {"study": name, "storage": tracking.redact(url), "space_hash": space_hash(space), "budget": budget,
+         "base": {k: v for k, v in base.items() if k != "tracking_uri"}})
     c = tracking.client(uri)
-    parent = c.create_run(tracking.experiment_id(c, experiment, uri), run_name=f"sweep-{name}",
-                          tags={"study": name, "phase": "study", "method": cfg.method, "model": cfg.model,
-                                "task": cfg.task, "mlflow.runName": f"sweep-{name}"})
-    t = tracking.Tracker(uri, parent.info.run_id)
-    t.log_params({"study": name, "storage": tracking.redact(url), "space_hash": space_hash(space),
-                  "budget": budget, "base": {k: v for k, v in base.items() if k != "tracking_uri"}})
-    t.log_text(yaml.safe_dump(space, sort_keys=True), "search_space.yaml")
-    c.set_terminated(parent.info.run_id, "FINISHED")  # a container: children attach by explicit parent id
+    c.log_text(parent, yaml.safe_dump(space, sort_keys=True), "search_space.yaml")
     try:
         study = optuna.create_study(study_name=name, storage=st, direction="maximize")
     except optuna.exceptions.DuplicatedStudyError:  # another process created it a moment ago
-        c.delete_run(parent.info.run_id)
+        c.delete_run(parent)
         return name
     for key, value in {"method": cfg.method, "model": cfg.model, "task": cfg.task, "space": space,
                        "space_hash": space_hash(space), "base": base, "n_trials": trials,
                        "seeds_final": seeds_final, "search_seed": search_seed, "pruner": pruner,
-                       "mlflow_parent_run_id": parent.info.run_id, "tracking_uri": uri, "experiment": experiment,
+                       "mlflow_parent_run_id": parent, "tracking_uri": uri, "experiment": experiment,
                        "created": time.strftime("%Y-%m-%d %H:%M:%S")}.items():
         study.set_user_attr(key, value)
     echo(f"created study {name} ({trials} trials, {seeds_final} final seeds, pruner {pruner}) in "
-         f"{tracking.redact(url)}; MLflow parent run {parent.info.run_id}")
+         f"{tracking.redact(url)}; MLflow parent run {parent}")
     return name
 
 
@@ -164,19 +163,10 @@ def _run_config(study, layer: dict, seed: int, phase: str, extra_tags: dict):
                          "tags": tags})
 
 
-def _finished_run(cfg, study_name: str, phase: str, extra: str = ""):
-    """The FINISHED run of this (config hash, seed) in this study (or other scope, `extra`) and phase."""
-    from bench import tracking
+def _finished_run(cfg, study_name: str, phase: str):
+    from bench.record import finished_run
 
-    c = tracking.client(cfg.tracking_uri)
-    exp = c.get_experiment_by_name(cfg.experiment)
-    if exp is None:
-        return None
-    scope = extra or f"tags.study = '{study_name}'"
-    runs = c.search_runs([exp.experiment_id], max_results=1, filter_string=(
-        f"{scope} and tags.phase = '{phase}' and tags.config_hash = '{cfg.config_hash()}' "
-        f"and tags.seed = '{cfg.seed}' and attributes.status = 'FINISHED'"))
-    return runs[0] if runs else None
+    return finished_run(cfg, phase, {"study": study_name})
 
 
 def _main_metric(cfg):
@@ -184,6 +174,12 @@ def _main_metric(cfg):
 
     task = get_task(cfg.task)
     return task.dev_splits[0], task.main_metric
+
+
+def _best_value(run, cfg) -> float:
+    from bench.record import best_metric
+
+    return run.data.metrics[best_metric(*_main_metric(cfg))]
 
 
 def objective_for(study, force: bool = False, echo=print):
@@ -203,15 +199,15 @@ def objective_for(study, force: bool = False, echo=print):
         if c["COMPLETE"] + c["RUNNING"] >= a["n_trials"]:
             trial.set_user_attr("surplus", True)  # another worker took the last slot a moment ago
             raise optuna.TrialPruned("budget reached")
-        cfg = _run_config(study, sample(trial, a["space"]), a["search_seed"], "trial", {"trial": trial.number})
+        cfg = _run_config(study, sample(trial, a["space"]), a["search_seed"], TRIAL, {"trial": trial.number})
         split, metric = _main_metric(cfg)
         trial.set_user_attr("config_hash", cfg.config_hash())
-        previous = None if force else _finished_run(cfg, study.study_name, "trial")
+        previous = None if force else _finished_run(cfg, study.study_name, TRIAL)
         if previous is not None:  # the same (config hash, seed) already finished: reuse, do not retrain
             trial.set_user_attr("reused_run", previous.info.run_id)
             echo(f"trial {trial.number}: config {cfg.config_hash()} seed {cfg.seed} already finished "
                  f"(run {previous.info.run_id}); reusing it")
-            return previous.data.metrics[f"best_{split}_{metric}"]
+            return _best_value(previous, cfg)
 
         def on_eval(epoch, metrics):
             trial.report(metrics[split][metric], epoch)
@@ -280,12 +276,12 @@ def finalize(name: str, storage: str | None = None, seeds: int | None = None, ou
     seeds = seeds or a["seeds_final"]
     values = []
     for seed in range(1, seeds + 1):
-        cfg = _run_config(study, layer, seed, "final", {"best_trial": best.number})
+        cfg = _run_config(study, layer, seed, FINAL, {"best_trial": best.number})
         split, metric = _main_metric(cfg)
-        previous = None if force else _finished_run(cfg, name, "final")
+        previous = None if force else _finished_run(cfg, name, FINAL)
         if previous is not None:
             echo(f"final seed {seed}: already finished (run {previous.info.run_id}); skipped")
-            values.append(previous.data.metrics[f"best_{split}_{metric}"])
+            values.append(_best_value(previous, cfg))
             continue
         out = run(cfg, progress=False, parent_run_id=a["mlflow_parent_run_id"], echo=echo)
         values.append(out["result"].best_metrics[split][metric])
@@ -316,7 +312,7 @@ def status(name: str, storage: str | None = None, output_dir: str = "runs") -> s
              f"MLflow: experiment {a['experiment']}, parent run {a['mlflow_parent_run_id']}"]
     done = [t for t in study.trials if t.state.name == "COMPLETE"]
     if done:
-        split, metric = _main_metric(_run_config(study, {}, 1, "trial", {}))
+        split, metric = _main_metric(_run_config(study, {}, 1, TRIAL, {}))
         best = study.best_trial
         lines.append(f"best so far: trial {best.number}, {split} {metric} {best.value:.4f}, {best.params}")
     return "\n".join(lines)

@@ -11,11 +11,12 @@ def plan(model: str, task: str, methods: list[str], points: int, lr_grid: dict[s
     """[(method, method_options, lr)] for every curve point and anchor."""
     from bench.param_table import arch_config
     from bench.tasks import get_task
-    from methods import get_method
+    from methods import REGISTRY, get_method
 
     config = arch_config(model, get_task(task))
     out = []
-    for name in ["full", "head", *[m for m in methods if m not in ("full", "head")]]:
+    anchors = [m.name for m in REGISTRY.values() if m.anchor]
+    for name in [*anchors, *[m for m in methods if m not in anchors]]:
         method = get_method(name)
         for opts in method.knob_points(config, points):
             for lr in lr_grid.get(name) or [method.default_lr]:
@@ -24,41 +25,33 @@ def plan(model: str, task: str, methods: list[str], points: int, lr_grid: dict[s
 
 
 def parent_run(uri: str, experiment: str, name: str, budget: dict) -> str:
-    from bench import tracking
+    """The grid's container run, found again when the grid is resumed."""
+    from bench import record
 
-    c = tracking.client(uri)
-    exp_id = tracking.experiment_id(c, experiment, uri)
-    found = c.search_runs([exp_id], filter_string=f"tags.intrinsic = '{name}' and tags.phase = 'intrinsic-study'",
-                          max_results=1)
-    if found:
-        return found[0].info.run_id
-    run = c.create_run(exp_id, run_name=name, tags={"intrinsic": name, "phase": "intrinsic-study",
-                                                    "mlflow.runName": name})
-    tracking.Tracker(uri, run.info.run_id).log_params(budget)
-    c.set_terminated(run.info.run_id, "FINISHED")  # a container for the point runs
-    return run.info.run_id
+    tags = {"intrinsic": name, "phase": record.INTRINSIC_STUDY}
+    found = record.find_runs(uri, experiment, tags)
+    return found[0].info.run_id if found else record.create_container(uri, experiment, name, tags, budget)
 
 
 def run_intrinsic(model: str, task: str, methods: list[str], seeds: int, points: int, base: dict,
                   lr_grid: dict[str, list[float]] | None = None, workers: int = 1, echo=print) -> str:
-    from bench import tracking
+    from bench import record, tracking
     from bench.config import build_config
     from bench.runner import quiet_libraries
     from methods import get_method
-    from sweeps.driver import _finished_run
 
     quiet_libraries()
     if seeds < 1 or points < 2 or workers < 1:
         raise BenchError(f"--seeds {seeds} and --workers {workers} must be at least 1 and --points {points} "
                          "at least 2")
     for m in methods:
-        if not get_method(m).knob and m not in ("full", "head"):
+        if not get_method(m).knob and not get_method(m).anchor:
             raise BenchError(f"method {m} has no size knob for a curve")
     probe = build_config(base, {"model": model, "task": task})
-    name = f"intrinsic-{probe.model.rstrip('/').split('/')[-1]}-{probe.task}"
+    name = record.intrinsic_name(probe.model, probe.task)
     uri = tracking.resolve_uri(probe.tracking_uri)
     tracking.check_reachable(uri)
-    experiment = probe.experiment or f"bench-{probe.task}"
+    experiment = record.experiment_name(probe.task, probe.experiment)
     steps = plan(model, probe.task, methods, points, lr_grid or {})
     budget = {"seeds": seeds, "points": points, "methods": ",".join(methods), "base": base,
               "lr_grid": {m: [lr for mm, _, lr in steps if mm == m] for m in {s[0] for s in steps}}}
@@ -66,14 +59,14 @@ def run_intrinsic(model: str, task: str, methods: list[str], seeds: int, points:
     todo = []
     total = len(steps) * seeds
     for method, opts, lr in steps:
-        knob = get_method(method).knob
+        m = get_method(method)
         for seed in range(1, seeds + 1):
-            tags = {"phase": "intrinsic", "intrinsic": name, "knob": knob or "-",
-                    "knob_value": str(opts.get(knob, "-")) + ("/cls" if opts.get("tokens") == "cls" else "")}
+            tags = {"phase": record.INTRINSIC, "intrinsic": name, "knob": m.knob or "-",
+                    "knob_value": m.knob_value_label(opts)}
             cfg = build_config(base, {"method": method, "model": model, "task": task, "method_options": opts,
                                       "lr": lr, "seed": seed, "tracking_uri": uri, "experiment": experiment,
                                       "tags": tags})
-            if _finished_run(cfg, "", "intrinsic", extra=f"tags.intrinsic = '{name}'") is None:
+            if record.finished_run(cfg, record.INTRINSIC, {"intrinsic": name}) is None:
                 todo.append(cfg)
     echo(f"{name}: {total} point runs, {total - len(todo)} already finished, {len(todo)} to run"
          + (f" in {workers} worker processes" if workers > 1 and todo else ""))
@@ -100,14 +93,12 @@ def _run_point(cfg, parent: str) -> str | None:
 def _init_worker(threads: int) -> None:
     """A worker shares the cores with its siblings, and a SIGTERM (timeout, scheduler) ends its run
     KILLED in MLflow rather than leaving it RUNNING, as in `bench run`."""
-    import signal
-
     import torch
 
-    from bench.cli import sigterm_as_interrupt
+    from bench import signals
 
     torch.set_num_threads(threads)
-    signal.signal(signal.SIGTERM, sigterm_as_interrupt)
+    signals.install()
 
 
 def _run_points(todo: list, parent: str, workers: int, echo) -> list[str]:

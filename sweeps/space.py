@@ -17,7 +17,14 @@ NOT_SEARCHABLE = {"method", "model", "task", "seed", "data_dir", "output_dir", "
 
 
 def default_space_file(method: str) -> Path:
-    return SPACES_DIR / f"{method}.yaml"
+    """sweeps/spaces/<method>.yaml, else a plugin directory's spaces/<method>.yaml."""
+    from bench.plugins import files
+
+    found = [p for p in files(SPACES_DIR, "spaces", f"{method}.yaml")]
+    if not found:
+        raise BenchError(f"no search space for method {method}: add sweeps/spaces/{method}.yaml (or spaces/"
+                         f"{method}.yaml in a plugin directory), or pass --space FILE")
+    return found[0]
 
 
 def load_space(path: str | Path, method: str) -> dict:

@@ -8,8 +8,8 @@ from bench.config import build_config
 from bench.params import count_parameters
 from bench.runner import build_model, prepare_data
 from bench.tasks import get_task
-from bench.train import batch_for, param_groups
-from methods import REGISTRY
+from bench.train import batch_for
+from methods import REGISTRY, AttachContext
 
 SHAPES = ["rte", "sst2", "stsb", "conll2003"]  # pair, single, regression, token tagging
 OPTIONS = {"lora": {"r": 2}, "adapter": {"size": 4}, "ptuning": {"prefix_length": 3}}
@@ -21,27 +21,6 @@ def setup(tiny_models, glue_dir, method, family, task_name, seed=0):
     task = get_task(task_name)
     built = build_model(cfg, task)
     return cfg, task, built, prepare_data(cfg, task, built)
-
-
-def expected_method_params(method, model, task, family, opts):
-    c = model.config
-    L, H, I = c.num_hidden_layers, c.hidden_size, c.intermediate_size  # noqa: E741
-    pooler = family == "bert" and task.kind != "tagging"  # HF builds no pooler for RoBERTa heads / tagging
-    if method == "pasta":
-        M = 2 if not task.is_pair or task.kind == "tagging" else (3 if family == "bert" else 4)
-        return L * M * H
-    if method == "bitfit":
-        return L * (7 * H + I) + H + (H if pooler else 0)
-    if method == "lora":
-        return L * 2 * 2 * H * opts["r"]
-    if method == "adapter":
-        m = opts["size"]
-        return 2 * L * (2 * H * m + m + H) + 4 * L * H + 2 * H
-    if method == "ptuning":
-        return opts["prefix_length"] * L * 2 * H
-    if method == "head":
-        return 0
-    return None  # full: the whole backbone
 
 
 def expected_head(model, task, family):
@@ -62,14 +41,17 @@ def test_method_matrix(tiny_models, glue_dir, tmp_path, method, family, task_nam
     # Counts equal the formulas, and the head is counted apart from the method.
     counts = count_parameters(model, built.backbone_numel, built.stored_names)
     assert counts["head"] == expected_head(model, task, family)
-    expected = expected_method_params(method, model, task, family, OPTIONS.get(method, {}))
+    # The method's closed-form count (None: the whole backbone, full FT) against the attached model.
+    m = built.method
+    ctx = AttachContext(task=task, tokenizer=built.tokenizer, family=family)
+    expected = m.expected_params(model.config, task, family, built.method_config, ctx.special_positions())
     assert counts["method"] == (built.backbone_numel if expected is None else expected)
     assert counts["trainable"] == counts["method"] + counts["head"]
     assert counts["stored"] == counts["trainable"]  # nothing new beyond what trains (head is trained)
 
     # Two training steps (LoRA's A only gets a gradient once B has moved off zero).
     before = {n: p.detach().clone() for n, p in model.named_parameters()}
-    opt = torch.optim.AdamW(param_groups(model, 0.0), lr=1e-2)
+    opt = torch.optim.AdamW(built.method.param_groups(model, built.method_config, 0.0), lr=1e-2)
     assert sum(len(g["params"]) for g in opt.param_groups) == len(trainable)  # optimizer sees only these
     model.train()
     for step in range(2):

@@ -1,4 +1,4 @@
-"""`bench perf`: the same (model, method, task, hyperparameters, batch, seed, steps) through bench's own
+"""`bench perf` (benchmark tooling, outside the core that trains): the same (model, method, task, hyperparameters, batch, seed, steps) through bench's own
 loop and through the HF Trainer configured as users do it — (a) run_glue style, every example padded to
 max length 128; (b) dynamic padding + group_by_length — alternated over repetitions, medians and ratios
 printed side by side. All numbers come from this one invocation on this machine."""
@@ -6,7 +6,6 @@ printed side by side. All numbers come from this one invocation on this machine.
 from __future__ import annotations
 
 import contextlib
-import os
 import platform
 import statistics
 import sys
@@ -23,9 +22,16 @@ from bench.metrics import compute_metrics
 from bench.runner import build_model, make_accelerator, prepare_data, quiet_libraries
 from bench.tasks import REGRESSION, TAGGING, get_task
 
-# `python -m` would put the working directory first on sys.path, where a folder named like one of our
-# packages (methods/, reports/) would shadow it.
-SAFE_ENV = {**os.environ, "PYTHONSAFEPATH": "1"}
+# `python -P -m`: without -P the working directory would come first on sys.path, where a folder named like
+# one of our packages (methods/, reports/) would shadow it.
+PYTHON = [sys.executable, "-P"]
+
+
+def reference_method() -> str:
+    """Full fine-tuning: every ratio is measured against it."""
+    from methods import REGISTRY
+
+    return next(m.name for m in REGISTRY.values() if m.reference)
 
 
 @contextlib.contextmanager
@@ -108,7 +114,7 @@ def run_bench(cfg: RunConfig, steps: int) -> dict:
     return {"train_s": res.train_seconds, "first_step_s": res.first_step_seconds, "tokens": res.train_tokens,
             "eval_s": res.eval_seconds, "eval_n": res.eval_samples, "metric": res.best_metrics[main][task.main_metric],
             "timings": res.timings, "mem": mem, "load_data_s": data_s, "steps": res.steps,
-            "flops_per_token": flops_per_token(built.model, cfg.method == "full")}
+            "flops_per_token": flops_per_token(built.model, built.method.reference)}
 
 
 def run_trainer(cfg: RunConfig, steps: int, pad_to_max: bool) -> dict:
@@ -196,8 +202,8 @@ def measure(kind: str, cfg: RunConfig, steps: int) -> dict:
     import json
     import subprocess
 
-    proc = subprocess.run([sys.executable, "-m", "bench.perf", kind, str(steps), json.dumps(cfg.to_dict())],
-                          capture_output=True, text=True, env=SAFE_ENV)
+    proc = subprocess.run([*PYTHON, "-m", "benchmarks.perf", kind, str(steps), json.dumps(cfg.to_dict())],
+                          capture_output=True, text=True)
     if proc.returncode != 0:
         raise RuntimeError(f"perf measurement {kind} failed: {proc.stderr.strip().splitlines()[-1:]}")
     return json.loads(proc.stdout.strip().splitlines()[-1])
@@ -284,7 +290,7 @@ def side_measurements(cfg: RunConfig, task, bench_runs: list[dict], steps: int) 
     helps = []
     for _ in range(5):
         t = time.perf_counter()
-        subprocess.run([sys.executable, "-m", "bench.cli", "--help"], capture_output=True, check=True, env=SAFE_ENV)
+        subprocess.run([*PYTHON, "-m", "bench.cli", "--help"], capture_output=True, check=True)
         helps.append(time.perf_counter() - t)
     # Tracking: what a real run of `steps` steps logs, sent to a real MLflow SQLite store.
     with tempfile.TemporaryDirectory() as tmp:
@@ -321,7 +327,7 @@ def targets_table(med: dict, extra: dict, method_rows: list[dict]) -> str:
              row("cached tokenisation speed-up on a rerun", f"{tok:.0f}x ({extra['tok_fresh']:.2f}s -> "
                  f"{extra['tok_cached']:.3f}s, training split)", ">= 10x", tok >= 10),
              row("`bench --help`", f"{extra['help_s']:.2f}", "< 1 s", extra["help_s"] < 1, " s")]
-    frozen = [r for r in method_rows if r["method"] != "full"]
+    frozen = [r for r in method_rows if r["method"] != reference_method()]
     if frozen:
         worst = max(frozen, key=lambda r: r["step_ratio"])
         lines.append(row("slowest frozen-backbone step / full FT step", f"{worst['step_ratio']:.2f} ({worst['method']})",
@@ -340,12 +346,13 @@ def methods_table(cfg: RunConfig, steps: int, methods: list[str], repeats: int =
     from methods import get_method
 
     peak = matmul_peak()
-    names = ["full", *[m for m in methods if m != "full"]]
+    ref = reference_method()
+    names = [ref, *[m for m in methods if m != ref]]
     runs: dict[str, list[dict]] = {name: [] for name in names}
     for rep in range(repeats):
         for name in names:
             echo(f"method {name} ({rep + 1}/{repeats})")
-            c = cfg.replace(method=name, lr=get_method(name).default_lr if name != "full" else cfg.lr,
+            c = cfg.replace(method=name, lr=get_method(name).default_lr if name != ref else cfg.lr,
                             method_options={})
             runs[name].append(measure("bench", c, steps))
     rows, measured, full = [], [], None

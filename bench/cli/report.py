@@ -1,0 +1,51 @@
+"""`bench report table | intrinsic | params`: tables and figures from tracked runs (the work is in reports/)."""
+
+from __future__ import annotations
+
+from bench.cli import split_list
+
+FORMATS = ["text", "md", "latex", "csv"]
+
+
+def cmd_report(args) -> int:
+    if args.report_command == "params":
+        from bench.cli.run import cmd_params
+
+        return cmd_params(args)
+    if args.report_command == "intrinsic":
+        from reports.intrinsic import write_report
+
+        print(write_report(args.model, args.task, args.metric, args.format, args.out_dir, args.tracking_uri))
+        return 0
+    from reports.tables import results_report
+
+    print(results_report(args.tracking_uri, args.model, split_list(args.tasks), split_list(args.methods), args.format,
+                         args.published, args.all_runs, args.standalone), end="")
+    return 0
+
+
+def add_parsers(sub) -> None:
+    from bench.cli.run import add_params_options
+
+    p = sub.add_parser("report", help="tables from tracked runs: results (paper layout) and parameter counts")
+    rs = p.add_subparsers(dest="report_command", required=True)
+    q = rs.add_parser("table", help="methods x tasks, mean ± std over seeds, best in bold")
+    q.add_argument("--model", required=True, help="the model tag of the runs (as given to bench run)")
+    q.add_argument("--tasks", default=None, help="comma-separated (default: all with runs)")
+    q.add_argument("--methods", default=None, help="comma-separated (default: all with runs)")
+    q.add_argument("--format", default="md", choices=FORMATS)
+    q.add_argument("--published", action="store_true", help="add METHODS.md's published rows, marked as such")
+    q.add_argument("--all-runs", action="store_true", help="use every FINISHED run, not only sweeps' final seeds")
+    q.add_argument("--standalone", action="store_true", help="LaTeX: a complete document for pdflatex")
+    q.add_argument("--tracking-uri", default=None)
+    q = rs.add_parser("intrinsic", help="d90 per method, curves (PNG + PDF) and tables from `bench intrinsic` runs")
+    q.add_argument("--model", required=True)
+    q.add_argument("--task", required=True)
+    q.add_argument("--metric", default=None, help="e.g. dev_accuracy (default: the task's curve metric, see "
+                                                   "`bench tasks`; MRPC: accuracy)")
+    q.add_argument("--format", default="md", choices=FORMATS)
+    q.add_argument("--out-dir", default="docs", help="where the plot and tables are written (default: docs)")
+    q.add_argument("--tracking-uri", default=None)
+    q = rs.add_parser("params", help="parameter-count table (same as `bench params`)")
+    add_params_options(q, "latex")
+    p.set_defaults(func=cmd_report)

@@ -1,0 +1,164 @@
+"""`bench run`, `bench eval`, the listings (`tasks`, `methods`, `params`) and `bench ui`."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from bench.config import FIELDS, RunConfig
+from bench.errors import BenchError
+
+# Flags that map one-to-one onto RunConfig fields; `--set key=value` reaches every other field.
+RUN_FLAGS = ["method", "model", "task", "data_dir", "epochs", "max_steps", "lr", "batch_size", "max_length",
+             "seed", "output_dir", "tracking_uri", "experiment", "precision", "patience", "max_train_samples"]
+TYPES = {"epochs": float, "lr": float, "max_steps": int, "batch_size": int, "max_length": int, "seed": int,
+         "patience": int, "max_train_samples": int}
+HELP = {
+    "method": "PEFT method (see `bench methods`)", "model": "alias, hub id or local model directory",
+    "task": "task (see `bench tasks`)", "data_dir": "local GLUE/CoNLL directory instead of the hub",
+    "epochs": "training epochs (may be fractional)", "max_steps": "train this many optimizer steps (overrides --epochs)",
+    "lr": "peak learning rate", "batch_size": "training batch size", "max_length": "truncate inputs to this many tokens",
+    "seed": "seed for data order, head and method init", "output_dir": "where adapter checkpoints are written",
+    "tracking_uri": "MLflow tracking URI", "experiment": "MLflow experiment name",
+    "precision": "auto | fp32 | bf16 | fp16", "patience": "epochs without improvement before stopping",
+    "max_train_samples": "train on the first N examples only",
+}
+
+
+def _default_text(name: str) -> str:
+    default = getattr(RunConfig(), name)
+    notes = {"lr": "the method's default, see `bench methods`", "data_dir": "the Hugging Face hub",
+             "tracking_uri": "$MLFLOW_TRACKING_URI, else sqlite:///mlflow.db", "experiment": "bench-<task>",
+             "max_steps": "no cap", "patience": "no early stopping", "max_train_samples": "all"}
+    return notes.get(name, repr(default)) if default is None or name in notes else repr(default)
+
+
+def add_run_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--config", metavar="FILE", help="YAML file of options (same keys as --set)")
+    for name in RUN_FLAGS:
+        p.add_argument(f"--{name.replace('_', '-')}", dest=name, type=TYPES.get(name, str), default=None,
+                       help=f"{HELP[name]} (default: {_default_text(name)})")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="any option, e.g. --set warmup_ratio=0.1 --set method.r=16 (repeatable; "
+                        "all keys: " + ", ".join(FIELDS) + ")")
+
+
+def config_from_args(args) -> RunConfig:
+    from bench.config import build_config, load_yaml, parse_set
+
+    file_layer = load_yaml(args.config) if args.config else {}
+    flags = {name: getattr(args, name) for name in RUN_FLAGS if getattr(args, name) is not None}
+    return build_config(file_layer, parse_set(args.overrides), flags)
+
+
+def cmd_run(args) -> int:
+    from bench.runner import run
+
+    run(config_from_args(args), progress=not args.no_progress)
+    return 0
+
+
+def cmd_eval(args) -> int:
+    from pathlib import Path
+
+    from bench.runner import download_run_checkpoint, evaluate_checkpoint
+
+    if bool(args.run) == bool(args.checkpoint):
+        raise BenchError("bench eval needs exactly one of --run RUN_ID or --checkpoint DIR")
+    directory = download_run_checkpoint(args.run, args.tracking_uri) if args.run else Path(args.checkpoint)
+    evaluate_checkpoint(directory, args.data_dir)
+    return 0
+
+
+def cmd_tasks(args) -> int:
+    from bench.tasks import all_tasks
+
+    print(f"{'task':<11}{'kind':<16}{'input':<7}{'labels':<8}{'main metric':<13}{'dev splits':<28}metrics")
+    for t in all_tasks().values():
+        print(f"{t.name:<11}{t.kind:<16}{t.layout:<7}{t.num_labels:<8}{t.main_metric:<13}"
+              f"{', '.join(t.dev_splits):<28}{', '.join(t.metrics)}")
+    print("\nbest epoch = highest main metric on the first dev split (earliest epoch wins ties); "
+          "glue_score = mean of F1+accuracy (MRPC, QQP) or Pearson+Spearman (STS-B), else the main metric")
+    return 0
+
+
+def cmd_methods(args) -> int:
+    from methods import REGISTRY
+
+    for m in REGISTRY.values():
+        opts = ", ".join(f"{k}={v!r}" for k, v in m.defaults().items()) or "-"
+        knob = f"{m.knob} ({m.knob_label})" if m.knob and m.knob_label else (m.knob or "-")
+        print(f"{m.name:<9} {m.summary}")
+        print(f"{'':<9} default lr {m.default_lr:g}; size knob: {knob}; options: {opts}")
+    print("\nset options with --set method.<option>=<value> or a `method_options:` mapping in --config")
+    return 0
+
+
+def cmd_params(args) -> int:
+    from bench.param_table import method_rows, published_rows
+    from bench.tasks import get_task
+    from methods import REGISTRY, get_method
+    from reports.params import render_method_rows, render_published
+
+    if args.published:
+        print(render_published(published_rows(), args.format), end="")
+        return 0
+    task = get_task(args.task)
+    names = args.methods.split(",") if args.methods else list(REGISTRY)
+    for name in names:
+        get_method(name)
+    models = [m.strip() for m in args.model.split(",") if m.strip()]
+    print(render_method_rows(method_rows(models, task, names), task, args.format), end="")
+    return 0
+
+
+def add_params_options(q, fmt_default: str) -> None:
+    q.add_argument("--model", default="bert-large-cased",
+                   help="one or more comma-separated models: shipped architectures (bert-base-cased, ..., "
+                        "roberta-large), minilm or a local dir (default: bert-large-cased)")
+    q.add_argument("--task", default="rte", help="fixes the input layout and the head (default: rte)")
+    q.add_argument("--methods", default=None, help="comma-separated (default: all)")
+    q.add_argument("--format", default=fmt_default, choices=["text", "md", "latex", "csv"])
+    q.add_argument("--published", action="store_true",
+                   help="the published %%Param figures of METHODS.md beside ours, with the configuration of each")
+
+
+def cmd_ui(args) -> int:
+    import subprocess
+
+    from bench.tracking import resolve_uri
+
+    uri = resolve_uri(args.tracking_uri)
+    print(f"MLflow UI on http://127.0.0.1:{args.port} for {uri}")
+    return subprocess.call([sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", uri,
+                            "--host", "127.0.0.1", "--port", str(args.port)])
+
+
+def add_parsers(sub) -> None:
+    p = sub.add_parser("run", help="train and evaluate one configuration",
+                       formatter_class=argparse.RawDescriptionHelpFormatter,
+                       description="Train and evaluate one (method, model, task) configuration; log it to MLflow.")
+    add_run_options(p)
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser("eval", help="reload an adapter checkpoint and evaluate it on the dev splits")
+    p.add_argument("--run", help="MLflow run id whose adapter artifact to evaluate")
+    p.add_argument("--checkpoint", metavar="DIR", help="a local adapter directory")
+    p.add_argument("--tracking-uri", default=None)
+    p.add_argument("--data-dir", default=None, help="override the data directory recorded in the run")
+    p.set_defaults(func=cmd_eval)
+
+    sub.add_parser("tasks", help="list tasks").set_defaults(func=cmd_tasks)
+    sub.add_parser("methods", help="list methods, their knobs and defaults").set_defaults(func=cmd_methods)
+
+    p = sub.add_parser("params", help="parameter counts of every method on an architecture (no weights needed)")
+    add_params_options(p, "text")
+    p.set_defaults(func=cmd_params)
+
+
+def add_ui_parser(sub) -> None:
+    p = sub.add_parser("ui", help="serve the MLflow UI on 127.0.0.1")
+    p.add_argument("--tracking-uri", default=None)
+    p.add_argument("--port", type=int, default=5000)
+    p.set_defaults(func=cmd_ui)

@@ -1,0 +1,146 @@
+"""`bench sweep ...` (Optuna studies) and `bench intrinsic` (intrinsic-dimension grids)."""
+
+from __future__ import annotations
+
+from bench.cli import split_list
+from bench.errors import BenchError
+
+
+def _sweep_base(args) -> dict:
+    """Options fixed for every trial (--set, --data-dir, ...); they leave the search space."""
+    from bench.config import parse_set
+
+    base = parse_set(args.overrides)
+    for name in ("data_dir", "output_dir", "tracking_uri", "experiment"):
+        if getattr(args, name, None) is not None:
+            base[name] = getattr(args, name)
+    return base
+
+
+def cmd_sweep(args) -> int:
+    from sweeps import driver
+
+    out = getattr(args, "output_dir", None) or "runs"
+    if args.sweep_command in ("create", "run"):
+        name = driver.create(args.method, args.model, args.task, _sweep_base(args), args.space, args.storage,
+                             args.trials, args.seeds_final, args.search_seed, args.pruner, args.name)
+        if args.sweep_command == "run":
+            driver.work(name, args.storage, None, args.heartbeat, out, args.force)
+            print(driver.status(name, args.storage, out))
+            driver.finalize(name, args.storage, args.seeds_final, out, args.force)
+        else:
+            print(f"start workers with: bench sweep work {name}"
+                  + (" --storage <URL>" if args.storage else f" --output-dir {out}"))
+    elif args.sweep_command == "work":
+        ran = driver.work(args.study, args.storage, args.n_trials, args.heartbeat, out, args.force)
+        print(f"this worker ran {ran} trials")
+        print(driver.status(args.study, args.storage, out))
+    elif args.sweep_command == "status":
+        print(driver.status(args.study, args.storage, out))
+    elif args.sweep_command == "finalize":
+        driver.finalize(args.study, args.storage, args.seeds, out, args.force)
+    elif args.sweep_command == "ls":
+        print(driver.list_studies(args.storage, out))
+    return 0
+
+
+def add_sweep_parsers(sub) -> None:
+    p = sub.add_parser("sweep", help="Optuna sweeps: create, work, status, finalize, ls, run")
+    ss = p.add_subparsers(dest="sweep_command", required=True)
+
+    def storage_opts(q):
+        q.add_argument("--storage", default=None, help="Optuna storage URL, e.g. postgresql://host/db for many "
+                       "machines (default: sqlite:///<output-dir>/sweeps.db)")
+        q.add_argument("--output-dir", default=None, help="where runs and the default storage live (default: runs)")
+
+    for cmd in ("create", "run"):
+        q = ss.add_parser(cmd, help="create a study" if cmd == "create" else "create + work + finalize here")
+        q.add_argument("--method", required=True)
+        q.add_argument("--model", default="minilm")
+        q.add_argument("--task", required=True)
+        q.add_argument("--space", default=None, help="search-space YAML (default: sweeps/spaces/<method>.yaml)")
+        q.add_argument("--trials", type=int, default=20, help="COMPLETE trials in the budget (default: 20)")
+        q.add_argument("--seeds-final", type=int, default=3, help="seeds for finalize (default: 3)")
+        q.add_argument("--search-seed", type=int, default=1, help="the seed of every search trial (default: 1)")
+        q.add_argument("--pruner", default="median", help="median | halving | none (default: median)")
+        q.add_argument("--name", default=None, help="study name (default: method-model-task-<space hash>)")
+        q.add_argument("--data-dir", default=None)
+        q.add_argument("--tracking-uri", default=None)
+        q.add_argument("--experiment", default=None)
+        q.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                       help="fix an option for every trial (it leaves the search space), e.g. --set epochs=2")
+        storage_opts(q)
+        if cmd == "run":
+            q.add_argument("--heartbeat", type=int, default=10)
+            q.add_argument("--force", action="store_true", help="rerun configurations that already finished")
+    q = ss.add_parser("work", help="run trials of a study until its budget is complete")
+    q.add_argument("study")
+    q.add_argument("--n-trials", type=int, default=None, help="stop after this many trials (default: until done)")
+    q.add_argument("--heartbeat", type=int, default=10, help="seconds; a trial 3 beats late is retried (default: 10)")
+    q.add_argument("--force", action="store_true", help="rerun configurations that already finished")
+    storage_opts(q)
+    q = ss.add_parser("status", help="trials, states, best so far, budget used")
+    q.add_argument("study")
+    storage_opts(q)
+    q = ss.add_parser("finalize", help="re-run the best configuration on K seeds (only these feed tables)")
+    q.add_argument("study")
+    q.add_argument("--seeds", type=int, default=None, help="K (default: the study's --seeds-final)")
+    q.add_argument("--force", action="store_true", help="rerun seeds that already finished")
+    storage_opts(q)
+    q = ss.add_parser("ls", help="list studies in a storage")
+    storage_opts(q)
+    p.set_defaults(func=cmd_sweep)
+
+
+def parse_lr_grid(text: str | None) -> dict[str, list[float]]:
+    """'pasta=1e-3,3e-3;full=2e-5' -> {'pasta': [0.001, 0.003], 'full': [2e-05]}."""
+    grid: dict[str, list[float]] = {}
+    for part in (text or "").split(";"):
+        if not part.strip():
+            continue
+        method, sep, values = part.partition("=")
+        try:
+            grid[method.strip()] = [float(v) for v in values.split(",") if v.strip()]
+        except ValueError:
+            sep = ""
+        if not sep or not grid.get(method.strip()):
+            raise BenchError(f"malformed --lr-grid part {part!r}: expected method=lr1,lr2 (e.g. pasta=1e-3,3e-3)")
+    return grid
+
+
+def cmd_intrinsic(args) -> int:
+    from sweeps.intrinsic import run_intrinsic
+
+    run_intrinsic(args.model, args.task, split_list(args.methods) or default_curve_methods(), args.seeds,
+                  args.points, _sweep_base(args), parse_lr_grid(args.lr_grid), args.workers)
+    return 0
+
+
+def default_curve_methods() -> list[str]:
+    from methods.base import default_methods
+
+    return default_methods("curve")
+
+
+def add_parsers(sub) -> None:
+    add_sweep_parsers(sub)
+    p = sub.add_parser("intrinsic", help="intrinsic-dimension curves: each method's size knob on a log grid")
+    p.add_argument("--model", default="minilm")
+    p.add_argument("--task", required=True)
+    p.add_argument("--methods", default=None,
+                   help="comma-separated; anchors (full FT, head only) are always added (default: every method "
+                        "with a size knob, see `bench methods`)")
+    p.add_argument("--seeds", type=int, default=3, help="seeds per point, the same for every method (default: 3)")
+    p.add_argument("--points", type=int, default=5, help="knob values per method (default: 5)")
+    p.add_argument("--workers", type=int, default=1,
+                   help="point runs at a time, each in its own process (default: 1); several small-model "
+                        "runs share one GPU")
+    p.add_argument("--lr-grid", default=None, help="per-method learning rates, e.g. 'pasta=1e-3,3e-3;full=2e-5' "
+                                                   "(default: each method's default lr); best mean per point wins")
+    p.add_argument("--data-dir", default=None)
+    p.add_argument("--tracking-uri", default=None)
+    p.add_argument("--experiment", default=None)
+    p.add_argument("--output-dir", default=None)
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="options for every run, e.g. --set epochs=2 --set max_train_samples=2000")
+    p.set_defaults(func=cmd_intrinsic)

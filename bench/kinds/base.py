@@ -1,0 +1,72 @@
+"""What every task kind provides. The training loop, the data readers and the reports call these and
+never test a kind's name."""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+import numpy as np
+
+IGNORE_INDEX = -100  # label of sub-tokens after the first and of special tokens (token tasks)
+
+
+class TaskKind:
+    name: ClassVar[str]
+    float_labels: ClassVar[bool] = False  # regression targets are floats
+
+    # --- model ---
+    def model_class(self):
+        from transformers import AutoModelForSequenceClassification
+
+        return AutoModelForSequenceClassification
+
+    def head_kwargs(self, task) -> dict:
+        return {"num_labels": task.num_labels, "id2label": dict(enumerate(task.labels)),
+                "label2id": {lab: i for i, lab in enumerate(task.labels)}}
+
+    # --- data ---
+    def label_index(self, task, value: str, where: str):
+        """A label as written in a local file -> what the model is trained on."""
+        from bench.errors import BenchError
+
+        if value not in task.labels:
+            raise BenchError(f"{where}: label {value!r} is not a {task.name} label "
+                             f"(choices: {', '.join(task.labels)})")
+        return task.labels.index(value)
+
+    def hub_labels(self, column) -> list:
+        return list(column)
+
+    def encode(self, task, examples, tokenizer, max_length: int) -> dict:
+        """Columns (Ragged): input_ids, special_tokens_mask, token_type_ids when the tokenizer makes them,
+        and labels. Unpadded: the collator pads each batch to its own length."""
+        from bench.encoding import Ragged
+
+        columns = list(zip(*examples.texts, strict=True))
+        enc = tokenizer(*columns, **_common(max_length))
+        out = _ragged_columns(enc, Ragged)
+        out["labels"] = np.asarray(examples.labels, dtype=np.float32 if self.float_labels else np.int64)
+        return out
+
+    # --- evaluation ---
+    def predictions(self, logits, lengths, indices) -> list:
+        """One prediction per example of the batch, from float logits on the host's side."""
+        return logits.argmax(-1).tolist()
+
+    def metrics(self, task, predictions, labels) -> dict[str, float]:
+        raise NotImplementedError
+
+    def trivial_predictions(self, task, train_labels, dev_labels) -> list:
+        """The trivial baseline's predictions for the dev labels (majority class by default)."""
+        majority = int(np.bincount(np.asarray(train_labels)).argmax())
+        return [majority] * len(dev_labels)
+
+
+def _common(max_length: int) -> dict:
+    return dict(truncation=True, max_length=max_length, return_special_tokens_mask=True,
+                return_attention_mask=False)
+
+
+def _ragged_columns(enc, ragged) -> dict:
+    return {k: ragged.from_rows(v) for k, v in enc.items()
+            if k in ("input_ids", "token_type_ids", "special_tokens_mask")}

@@ -1,0 +1,41 @@
+"""Sentence-pair regression (STS-B): one output, MSE loss, Pearson and Spearman correlation."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from bench.errors import BenchError
+from bench.kinds import register
+from bench.kinds.base import TaskKind
+
+
+@register
+class Regression(TaskKind):
+    name = "regression"
+    float_labels = True
+
+    def head_kwargs(self, task) -> dict:
+        return {"num_labels": 1, "problem_type": "regression"}
+
+    def label_index(self, task, value: str, where: str):
+        try:
+            return float(value)
+        except ValueError:
+            raise BenchError(f"{where}: score {value!r} is not a number") from None
+
+    def hub_labels(self, column) -> list:
+        return [float(x) for x in column]
+
+    def predictions(self, logits, lengths, indices) -> list:
+        return logits.squeeze(-1).tolist()
+
+    def metrics(self, task, predictions, labels) -> dict[str, float]:
+        from scipy.stats import pearsonr, spearmanr
+
+        p, y = np.asarray(predictions, dtype=float), np.asarray(labels, dtype=float)
+        if p.std() == 0 or y.std() == 0:  # constant predictions: correlation undefined, scored as 0
+            return {"pearson": 0.0, "spearman": 0.0}
+        return {"pearson": float(pearsonr(p, y)[0]), "spearman": float(spearmanr(p, y)[0])}
+
+    def trivial_predictions(self, task, train_labels, dev_labels) -> list:
+        return [float(np.mean(train_labels))] * len(dev_labels)  # a constant: correlation 0

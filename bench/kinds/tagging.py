@@ -1,0 +1,55 @@
+"""Token tagging (CoNLL-2003 NER): the first sub-token of each word carries the word's tag; entity-level
+micro precision/recall/F1 and per-type F1 from seqeval."""
+
+from __future__ import annotations
+
+from bench.kinds import register
+from bench.kinds.base import IGNORE_INDEX, TaskKind, _common, _ragged_columns
+
+
+@register
+class Tagging(TaskKind):
+    name = "tagging"
+
+    def model_class(self):
+        from transformers import AutoModelForTokenClassification
+
+        return AutoModelForTokenClassification
+
+    def encode(self, task, examples, tokenizer, max_length: int) -> dict:
+        from bench.encoding import Ragged
+
+        enc = tokenizer(examples.texts, is_split_into_words=True, **_common(max_length))
+        rows = []
+        for i, word_tags in enumerate(examples.labels):
+            row, prev = [], None
+            for w in enc.word_ids(i):
+                row.append(word_tags[w] if w is not None and w != prev else IGNORE_INDEX)
+                prev = w
+            rows.append(row)
+        out = _ragged_columns(enc, Ragged)
+        out["labels"] = Ragged.from_rows(rows)
+        return out
+
+    def predictions(self, logits, lengths, indices) -> list:
+        return [row[: lengths[i]] for row, i in zip(logits.argmax(-1).tolist(), indices, strict=True)]
+
+    def metrics(self, task, predictions, labels) -> dict[str, float]:
+        from seqeval.metrics import accuracy_score, classification_report
+
+        y_true, y_pred = [], []
+        for pred_row, label_row in zip(predictions, labels, strict=True):
+            keep = [(p, t) for p, t in zip(pred_row, label_row, strict=False) if t != IGNORE_INDEX]
+            y_true.append([task.labels[t] for _, t in keep])
+            y_pred.append([task.labels[p] for p, _ in keep])
+        # Default (conlleval-compatible) mode: an I-X after O opens an entity, as in the CoNLL scorer.
+        report = classification_report(y_true, y_pred, output_dict=True, zero_division=0)
+        micro = report["micro avg"]
+        out = {"precision": micro["precision"], "recall": micro["recall"], "f1": micro["f1-score"],
+               "accuracy": accuracy_score(y_true, y_pred)}
+        for etype in sorted({lab[2:] for lab in task.labels if lab != "O"}):
+            out[f"f1_{etype}"] = report.get(etype, {}).get("f1-score", 0.0)
+        return {k: float(v) for k, v in out.items()}
+
+    def trivial_predictions(self, task, train_labels, dev_labels) -> list:
+        return [[task.labels.index("O") if "O" in task.labels else 0] * len(r) for r in dev_labels]

@@ -1,0 +1,166 @@
+"""Task registry: one declarative YAML entry per task in this folder (and in plugin directories'
+tasks/), found by walking the folder as lm-eval finds its tasks. What a kind of task does (encoding,
+head, predictions, metrics, trivial baseline) lives in bench/kinds, one module per kind.
+
+Label lists follow the Hugging Face dataset's ClassLabel order, so hub integer labels and local file
+label strings map to the same index."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+from bench.errors import BenchError, choices_error
+
+CLASSIFICATION, REGRESSION, TAGGING = "classification", "regression", "tagging"
+KINDS = (CLASSIFICATION, REGRESSION, TAGGING)
+LOCAL_FORMATS = ("tsv", "conll")
+TASK_DIR = Path(__file__).parent
+
+
+@dataclass(frozen=True)
+class Source:
+    """Where a task's splits come from: a hub dataset, or files in a local directory."""
+
+    text: tuple  # text columns: names, or 0-based indices for headerless TSV; () for CoNLL files
+    label: str | int | None
+    splits: dict  # split -> hub split name (hub) or tuple of accepted file names (local)
+    dataset: str = ""  # hub only
+    config: str | None = None  # hub only
+    dir: str = ""  # local only: the task's directory name under a data root (RTE, conll2003)
+    format: str = "tsv"  # local only: tsv | conll
+    headerless: bool = False  # local TSV without a header row (CoLA)
+
+
+@dataclass(frozen=True)
+class Task:
+    name: str
+    kind: str  # classification | regression | tagging (a module in bench/kinds)
+    labels: tuple[str, ...]  # empty for regression
+    metrics: tuple[str, ...]  # metric names logged per dev split
+    main_metric: str  # picks the best epoch (on the first dev split); higher is better
+    score: tuple[str, ...]  # metrics averaged into the task's `glue_score`
+    hub: Source
+    local: Source
+    report_group: str  # tasks averaged together in report tables ("GLUE")
+    report_order: int
+    report_columns: dict  # column label -> logged metric (best_<metric>), e.g. {"MNLI-m": "dev_matched_accuracy"}
+    curve_metric: str = ""  # the metric of intrinsic-dimension curves (default: main_metric)
+    aliases: tuple[str, ...] = ()
+    description: str = ""
+    source_file: str = ""
+    extra: dict = field(default_factory=dict)
+
+    @property
+    def splits(self) -> tuple[str, ...]:
+        return tuple(self.hub.splits)
+
+    @property
+    def dev_splits(self) -> tuple[str, ...]:
+        return tuple(s for s in self.splits if s.startswith("dev"))
+
+    @property
+    def is_pair(self) -> bool:
+        return self.kind != TAGGING and len(self.hub.text) == 2
+
+    @property
+    def layout(self) -> str:
+        return "words" if self.kind == TAGGING else ("pair" if self.is_pair else "single")
+
+    @property
+    def num_labels(self) -> int:
+        return 1 if self.kind == REGRESSION else len(self.labels)
+
+    @property
+    def task_kind(self):
+        from bench.kinds import get_kind
+
+        return get_kind(self.kind)
+
+
+def _tuple(x) -> tuple:
+    return tuple(x) if isinstance(x, (list, tuple)) else (x,)
+
+
+def parse_task(entry: dict, where: str) -> Task:
+    """A task entry (a YAML mapping) -> Task, or a one-line error naming the file and the bad field."""
+    def need(d, key, ctx=""):
+        if not isinstance(d, dict) or key not in d:
+            raise BenchError(f"task file {where}: missing field {ctx}{key!r}")
+        return d[key]
+
+    try:
+        kind = need(entry, "kind")
+        if kind not in KINDS:
+            raise choices_error(f"kind in task file {where}:", kind, KINDS)
+        metrics = _tuple(need(entry, "metrics"))
+        main = need(entry, "main_metric")
+        if main not in metrics:
+            raise BenchError(f"task file {where}: main_metric {main!r} is not among metrics {list(metrics)}")
+        hub, local = need(entry, "hub"), need(entry, "local")
+        hub_splits = dict(need(hub, "splits", "hub."))
+        local_files = {s: _tuple(f) for s, f in dict(need(local, "files", "local.")).items()}
+        if set(local_files) != set(hub_splits):
+            raise BenchError(f"task file {where}: hub.splits {sorted(hub_splits)} and local.files "
+                             f"{sorted(local_files)} name different splits")
+        if "train" not in hub_splits or not any(s.startswith("dev") for s in hub_splits):
+            raise BenchError(f"task file {where}: splits need train and at least one dev* split")
+        fmt = local.get("format", "tsv")
+        if fmt not in LOCAL_FORMATS:
+            raise choices_error(f"local.format in task file {where}:", fmt, LOCAL_FORMATS)
+        labels = tuple(str(x) for x in entry.get("labels") or ())
+        if (kind == REGRESSION) != (not labels):
+            raise BenchError(f"task file {where}: a {kind} task {'has no' if kind == REGRESSION else 'needs'} labels")
+        report = entry.get("report") or {}
+        columns = dict(report.get("columns") or {need(entry, "name"): f"dev_{main}"})
+        return Task(
+            name=str(need(entry, "name")).lower(), kind=kind, labels=labels, metrics=metrics, main_metric=main,
+            score=_tuple(entry.get("score") or main),
+            hub=Source(text=_tuple(need(hub, "text", "hub.")), label=need(hub, "label", "hub."), splits=hub_splits,
+                       dataset=need(hub, "dataset", "hub."), config=hub.get("config")),
+            local=Source(text=_tuple(local.get("text", ())), label=local.get("label"), splits=local_files,
+                         dir=str(need(local, "dir", "local.")), format=fmt, headerless=bool(local.get("headerless"))),
+            report_group=str(report.get("group", "")), report_order=int(report.get("order", 100)),
+            report_columns=columns, curve_metric=str(entry.get("curve_metric") or main), aliases=tuple(str(a).lower() for a in entry.get("aliases") or ()),
+            description=str(entry.get("description", "")), source_file=where,
+        )
+    except (TypeError, ValueError, AttributeError) as e:
+        raise BenchError(f"task file {where}: malformed entry ({e})") from None
+
+
+def load_tasks() -> dict[str, Task]:
+    from bench.plugins import files
+
+    tasks: dict[str, Task] = {}
+    for path in files(TASK_DIR, "tasks", "*.yaml"):
+        try:
+            entry = yaml.safe_load(path.read_text())
+        except (OSError, yaml.YAMLError) as e:
+            raise BenchError(f"task file {path} is not readable YAML ({type(e).__name__})") from None
+        task = parse_task(entry, str(path))
+        if task.name in tasks:
+            raise BenchError(f"task {task.name!r} is defined twice: {tasks[task.name].source_file} and {path}")
+        tasks[task.name] = task
+    return dict(sorted(tasks.items(), key=lambda kv: (kv[1].report_order, kv[0])))
+
+
+_TASKS: dict[str, Task] | None = None
+
+
+def all_tasks() -> dict[str, Task]:
+    """Every task, in report column order (read once per process)."""
+    global _TASKS
+    if _TASKS is None:
+        _TASKS = load_tasks()
+    return _TASKS
+
+
+def get_task(name: str) -> Task:
+    tasks = all_tasks()
+    key = name.lower()
+    for t in tasks.values():
+        if key == t.name or key in t.aliases:
+            return t
+    raise choices_error("task", name, tasks)
