@@ -10,6 +10,7 @@ from pathlib import Path
 
 import yaml
 
+from bench import yamlio
 from bench.errors import BenchError, choices_error, first_line
 
 
@@ -69,7 +70,7 @@ PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 def parse_value(text: str):
     """`--set` values are YAML scalars: 3e-4, true, null, [1, 2] all mean what they look like."""
     try:
-        return yaml.safe_load(text)
+        return yamlio.load(text)
     except yaml.YAMLError:
         return text
 
@@ -95,7 +96,7 @@ def load_yaml(path: str | Path, what: str = "config file") -> dict:
     if not p.is_file():
         raise BenchError(f"{what} not found: {path}")
     try:
-        data = yaml.safe_load(p.read_text()) or {}
+        data = yamlio.load(p.read_text()) or {}
     except yaml.YAMLError as e:
         raise BenchError(f"{what} {path} is not valid YAML: {first_line(e)}") from None
     if not isinstance(data, dict):

@@ -153,6 +153,11 @@ def run(cfg: RunConfig, progress: bool = True, parent_run_id: str | None = None,
         result = train(built.model, prep, cfg, accelerator, built.stored_names, tracker.log_metrics,
                        on_eval=on_eval, progress=progress, method=built.method, method_cfg=built.method_config)
         wall = time.perf_counter() - t0
+        after = built.method.counts_after_training(built.model, built.method_config)
+        if after:  # e.g. Diff pruning's nonzero diff: logged at the last step, so it is the value runs report
+            counts = {**counts, **after}
+            tracker.log_metrics({record.count_metric(k): v for k, v in after.items()}, result.steps)
+            echo(describe(counts) + " (after training)")
         meta = {"format": 1, "method": cfg.method, "method_options": cfg.method_options, "model": cfg.model,
                 "task": task.name, "config": config_dict, "counts": counts,
                 "best_epoch": result.best_epoch, "best_metrics": result.best_metrics}

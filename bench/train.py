@@ -151,7 +151,7 @@ def train(model, prep: Prepared, cfg, accelerator, stored_names: set[str], log: 
         log({**flat, "epoch": step / steps_per_epoch}, step)
         res.history.append({"epoch": tag_epoch, "step": step, **flat})
         value = metrics[main_split][task.main_metric]
-        if value > best_value:  # strict: ties keep the earlier evaluation
+        if value > best_value and method.eval_selectable(method_cfg, step, total):  # strict: ties keep the earlier
             best_value, bad_epochs = value, 0
             best_state = {n: p.detach().clone() for n, p in model.named_parameters() if n in stored_names}
             res.best_epoch, res.best_step, res.best_metrics = tag_epoch, step, metrics

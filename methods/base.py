@@ -112,6 +112,15 @@ class Method:
     def after_step(self, model, cfg, step: int, total_steps: int) -> None:
         """Called after optimizer step `step` (1-based) of `total_steps`."""
 
+    def eval_selectable(self, cfg, step: int, total_steps: int) -> bool:
+        """Whether an evaluation after `step` may become the best one (Diff pruning: only once projected)."""
+        return True
+
+    def counts_after_training(self, model, cfg) -> dict:
+        """Counts that only exist once trained (Diff pruning: the nonzero diff entries); they replace the
+        counts logged at the start under the same names."""
+        return {}
+
     # --- curves ---
     def knob_points(self, model_config, n: int) -> list[dict]:
         """n method-option sets spread log-evenly over knob_values: the points of a curve."""

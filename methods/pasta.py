@@ -98,6 +98,10 @@ class Pasta(Method):
     default_lr = 3e-3
     batch_columns = ("special_tokens_mask",)
 
+    def no_decay(self, name: str, param) -> bool:
+        # The reference trains the vectors without weight decay (luka-group/PASTA).
+        return super().no_decay(name, param) or name.endswith("pasta.vectors")
+
     def extra_counts(self, ctx) -> dict:
         return {"M": ctx.special_positions()}
 

@@ -81,6 +81,10 @@ class Ptuning(Method):
     knob_values = (1, 2, 4, 8, 16, 32, 64, 128)
     default_lr = 1e-2
 
+    def no_decay(self, name: str, param) -> bool:
+        # The prefix is an embedding: not decayed (the reparameterisation MLP's matrices are).
+        return super().no_decay(name, param) or name.endswith("bench_prefix.embedding")
+
     def expected_params(self, model_config, task, family, cfg, special_positions):
         L, H, p, m = model_config.num_hidden_layers, model_config.hidden_size, cfg.prefix_length, cfg.reparameterize
         if not m:

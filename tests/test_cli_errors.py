@@ -30,7 +30,7 @@ def base(tiny_models, glue_dir, tmp_path, uri, **over):
 
 
 @pytest.mark.parametrize("over, expected", [
-    ({"--method": "pasat"}, "unknown method 'pasat' (choices: adapter, bitfit, full, head, lora, pasta, ptuning)"),
+    ({"--method": "pasat"}, "unknown method 'pasat' (choices: adapter, bitfit, diffprune, full, head, lora, pasta, ptuning)"),
     ({"--task": "rtee"}, "unknown task 'rtee' (choices: cola, conll2003, mnli, mrpc, qnli, qqp, rte, sst2, stsb)"),
     ({"--model": "robrta-large"}, "unknown model 'robrta-large' (choices: "),
     ({"--data-dir": "/nonexistent/glue"}, "data directory not found: /nonexistent/glue"),
@@ -106,6 +106,7 @@ def test_tracking_uri_resolution(tmp_path, monkeypatch):
     assert redact(resolve_uri(None)) == "postgresql://u:***@db/x"
 
 
+@pytest.mark.slow
 def test_sigterm_mid_run_ends_killed_not_running(tiny_models, glue_dir, tmp_path, tracking_uri):
     import signal
     import time

@@ -58,6 +58,7 @@ def test_mrpc_trap_chance_corrected_target():
     assert g["status"] == "interpolated" and g["d90"] == pytest.approx(10 ** (4 + (0.6984 - 0.69) / 0.02))
 
 
+@pytest.mark.slow
 def test_intrinsic_grid_parallel_resume_and_report(tiny_models, glue_dir, tmp_path, capsys):
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     argv = ["intrinsic", "--model", tiny_models["bert"], "--task", "rte", "--methods", "lora,bitfit", "--seeds", "2",

@@ -45,7 +45,10 @@ def test_method_matrix(tiny_models, glue_dir, tmp_path, method, family, task_nam
     m = built.method
     ctx = AttachContext(task=task, tokenizer=built.tokenizer, family=family)
     expected = m.expected_params(model.config, task, family, built.method_config, ctx.special_positions())
-    assert counts["method"] == (built.backbone_numel if expected is None else expected)
+    if expected is not None:
+        assert counts["method"] == expected
+    elif m.reference:
+        assert counts["method"] == built.backbone_numel
     assert counts["trainable"] == counts["method"] + counts["head"]
     assert counts["stored"] == counts["trainable"]  # nothing new beyond what trains (head is trained)
 
@@ -57,7 +60,8 @@ def test_method_matrix(tiny_models, glue_dir, tmp_path, method, family, task_nam
     for step in range(2):
         batch = batch_for(prep, prep.train, list(range(step * 8, step * 8 + 8)), torch.device("cpu"))
         loss = model(**batch).loss
-        loss.backward()
+        extra = m.loss_term(model, built.method_config, step, 4)  # the method's own term, as in train()
+        (loss if extra is None else loss + extra).backward()
         opt.step()
         opt.zero_grad(set_to_none=False)
     changed = {n for n, p in model.named_parameters() if not torch.equal(p.detach(), before[n])}
@@ -78,3 +82,15 @@ def dev_logits(model, batch):
     model.eval()
     with torch.inference_mode():
         return model(**{k: v for k, v in batch.items() if k != "labels"}).logits
+
+
+@pytest.mark.parametrize("method, added", [("pasta", "pasta.vectors"), ("ptuning", "bench_prefix.embedding")])
+def test_added_vectors_are_not_decayed(tiny_models, glue_dir, method, added):
+    """Only matrices decay: biases, LayerNorm parameters and the vectors a method adds get weight decay 0."""
+    _, _, built, _ = setup(tiny_models, glue_dir, method, "bert", "rte")
+    groups = built.method.param_groups(built.model, built.method_config, 0.01)
+    names = {id(p): n for n, p in built.model.named_parameters()}
+    decayed = {names[id(p)] for g in groups if g["weight_decay"] > 0 for p in g["params"]}
+    kept = {names[id(p)] for g in groups if g["weight_decay"] == 0 for p in g["params"]}
+    assert any(n.endswith(added) for n in kept) and not any(n.endswith(added) for n in decayed)
+    assert all(p.ndim >= 2 and "LayerNorm" not in n for n, p in built.model.named_parameters() if n in decayed)

@@ -7,6 +7,7 @@ import pytest
 from bench.cli import main
 
 
+@pytest.mark.slow
 def test_perf_runs_and_accounting_adds_up(tiny_models, glue_dir, tmp_path, capsys, monkeypatch):
     (tmp_path / "methods").mkdir()  # a user's folder named like our package must not shadow it
     monkeypatch.chdir(tmp_path)

@@ -33,6 +33,7 @@ def test_eval_bad_input(tracking_uri, tmp_path, capsys):
     assert "not a bench checkpoint" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_compiled_training_stores_plain_names_and_reloads(tiny_models, glue_dir, tmp_path, tracking_uri):
     """--set compile=true trains through torch.compile; the checkpoint still loads into a plain model."""
     assert main(["run", "--method", "lora", "--model", tiny_models["bert"], "--task", "sst2", "--data-dir",

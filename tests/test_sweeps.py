@@ -62,6 +62,7 @@ SPACE = {"lr": {"type": "float", "low": 1e-4, "high": 1e-3, "log": True}, "epoch
                                                                                      "choices": [1, 2]}}
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("backend", ["local", "postgresql"])
 def test_three_workers_share_one_study(tiny_models, glue_dir, tmp_path, backend):
     storage = postgres_or_skip() if backend == "postgresql" else None
@@ -85,6 +86,7 @@ def test_three_workers_share_one_study(tiny_models, glue_dir, tmp_path, backend)
         sorted(t.number for t in complete)
 
 
+@pytest.mark.slow
 def test_sigkill_mid_trial_then_restart(tiny_models, glue_dir, tmp_path):
     n = 3
     name = make_study(tiny_models, glue_dir, tmp_path, None, n,

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import yaml
 
+from bench import yamlio
 from bench.errors import BenchError, choices_error
 
 CLASSIFICATION, REGRESSION, TAGGING = "classification", "regression", "tagging"
@@ -136,7 +137,7 @@ def load_tasks() -> dict[str, Task]:
     tasks: dict[str, Task] = {}
     for path in files(TASK_DIR, "tasks", "*.yaml"):
         try:
-            entry = yaml.safe_load(path.read_text())
+            entry = yamlio.load(path.read_text())
         except (OSError, yaml.YAMLError) as e:
             raise BenchError(f"task file {path} is not readable YAML ({type(e).__name__})") from None
         task = parse_task(entry, str(path))
