@@ -7,14 +7,17 @@ from methods.base import Method
 
 # Nested subsets, smallest first: each includes the ones before it. The last is the paper's
 # BitFit: q,k,v, attention-output, FFN intermediate/output biases, every LayerNorm beta
-# (embedding LayerNorm included) and the pooler bias.
+# (embedding LayerNorm included). Every subset also trains the pooler bias where the model has a
+# pooler, as the reference does for any subset (benzakenelad/BitFit glue_evaluator.py,
+# _deactivate_relevant_gradients).
+POOLER = "pooler.dense.bias"
 SUBSETS = {
     "query_last": (),  # b_q of the last layer only (the smallest point of a curve)
     "query": ("attention.self.query.bias",),
     "query_intermediate": ("intermediate.dense.bias",),
     "attention": ("attention.self.key.bias", "attention.self.value.bias",
                   "attention.output.dense.bias", "attention.output.LayerNorm.bias"),
-    "all": ("output.dense.bias", "output.LayerNorm.bias", "embeddings.LayerNorm.bias", "pooler.dense.bias"),
+    "all": ("output.dense.bias", "output.LayerNorm.bias", "embeddings.LayerNorm.bias"),
 }
 ORDER = list(SUBSETS)
 
@@ -46,19 +49,16 @@ class BitFit(Method):
     def expected_params(self, model_config, task, family, cfg, special_positions):
         L, H, I = model_config.num_hidden_layers, model_config.hidden_size, model_config.intermediate_size  # noqa: E741
         pooler = family == "bert" and task.kind != "tagging"  # HF builds no pooler for RoBERTa heads / tagging
-        per_layer = {"query_last": 0, "query": H, "query_intermediate": H + I, "attention": 5 * H + I,
-                     "all": 7 * H + I}[cfg.subset]
-        if cfg.subset == "query_last":
-            return H
-        return L * per_layer + ((H + (H if pooler else 0)) if cfg.subset == "all" else 0)
+        per_layer = {"query": H, "query_intermediate": H + I, "attention": 5 * H + I, "all": 7 * H + I}
+        body = H if cfg.subset == "query_last" else L * per_layer[cfg.subset]
+        return body + (H if cfg.subset == "all" else 0) + (H if pooler else 0)  # embedding LayerNorm beta, pooler
 
     def attach(self, model, cfg, ctx):
         base = model.base_model
         if cfg.subset == "query_last":
             last = model.config.num_hidden_layers - 1
             base.encoder.layer[last].attention.self.query.bias.requires_grad_(True)
-            return model
-        suffixes = bias_suffixes(cfg.subset)
+        suffixes = (*bias_suffixes(cfg.subset), POOLER)
         for name, p in base.named_parameters():
             if name.endswith(suffixes):
                 p.requires_grad_(True)

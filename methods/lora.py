@@ -12,7 +12,7 @@ from methods.base import Method
 class LoraOptions:
     r: int = 8
     alpha: int = 16
-    dropout: float = 0.1
+    dropout: float = 0.0  # the LoRA paper's GLUE scripts (microsoft/LoRA examples/NLU) use no LoRA dropout
     target_modules: str = "query,value"  # comma-separated module names
 
     def __post_init__(self):

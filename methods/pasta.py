@@ -81,8 +81,10 @@ class PastaVectors(nn.Module):
             # Touch only the special positions: gathering a (B, T, H) tensor of mostly zeros and
             # scattering its gradient back into M rows made PASTA's step slower than full FT on CoNLL.
             hidden, *rest = args
-            delta = self.dropout(self.vectors[j])  # (M, H): dropout on the added vector only
-            hidden = hidden.index_put(self._where, delta[self._which].to(hidden.dtype), accumulate=True)
+            # One dropout mask per example and position, as the reference's dropout on the (B, T, H) sum of
+            # vectors (zero elsewhere) draws; a shared (M, H) mask would tie every example of the batch.
+            delta = self.dropout(self.vectors[j][self._which])  # (special positions in the batch, H)
+            hidden = hidden.index_put(self._where, delta.to(hidden.dtype), accumulate=True)
             return (hidden, *rest), kwargs
 
         return add_vectors

@@ -3,7 +3,8 @@
 Our own injection rather than peft's PrefixTuningConfig: peft feeds the prefix as a KV cache, which
 on transformers 5 also shifts BERT's position ids by p and breaks RoBERTa token classification
 (transformers#26578). Here the prefix is concatenated inside attention through a registered
-attention function, so positions, masks and heads are untouched."""
+attention function, so masks and heads are untouched, and positions too unless `position_shift` asks for
+the reference's shift by p."""
 
 from __future__ import annotations
 
@@ -21,15 +22,17 @@ ATTN_NAME = "bench_prefix_sdpa"
 def _prefix_sdpa(module, query, key, value, attention_mask, **kwargs):
     from transformers.integrations.sdpa_attention import sdpa_attention_forward
 
-    prefix = getattr(module, "bench_prefix", None)
-    if prefix is not None:
-        k, v = prefix()  # (heads, p, head_dim) each
+    slot = getattr(module, "bench_prefix", None)
+    if slot is not None:
+        k, v = slot.keys_values()  # (heads, p, head_dim) each
         b = query.shape[0]
-        key = torch.cat([k.unsqueeze(0).expand(b, -1, -1, -1).to(key.dtype), key], dim=2)
-        value = torch.cat([v.unsqueeze(0).expand(b, -1, -1, -1).to(value.dtype), value], dim=2)
+        # Dropout per example (the reference drops out the (B, p, ...) past key/values it builds per batch).
+        k, v = (slot.encoder.dropout(t.unsqueeze(0).expand(b, -1, -1, -1)) for t in (k, v))
+        key = torch.cat([k.to(key.dtype), key], dim=2)
+        value = torch.cat([v.to(value.dtype), value], dim=2)
         if attention_mask is not None:  # every query may attend to every prefix slot
             pad = attention_mask.new_ones if attention_mask.dtype == torch.bool else attention_mask.new_zeros
-            attention_mask = torch.cat([pad((*attention_mask.shape[:-1], k.shape[1])), attention_mask], dim=-1)
+            attention_mask = torch.cat([pad((*attention_mask.shape[:-1], k.shape[2])), attention_mask], dim=-1)
     return sdpa_attention_forward(module, query, key, value, attention_mask, **kwargs)
 
 
@@ -41,34 +44,79 @@ def _register_attention():
     ALL_MASK_ATTENTION_FUNCTIONS.register(ATTN_NAME, sdpa_mask)
 
 
-class Prefix(nn.Module):
-    """One layer's prefix: p key vectors and p value vectors, optionally through an MLP."""
+class PrefixEncoder(nn.Module):
+    """Every layer's key and value prefix from one table, as the reference's PrefixEncoder: an (p, L*2*H)
+    embedding, or with reparameterisation an (p, H) embedding through ONE MLP shared by all layers,
+    H -> m -> L*2*H (THUDM/P-tuning-v2 model/prefix_encoder.py, prefix_projection)."""
 
-    def __init__(self, length: int, heads: int, head_dim: int, dropout: float, std: float, mlp_hidden: int):
+    def __init__(self, length: int, layers: int, heads: int, head_dim: int, dropout: float, std: float,
+                 mlp_hidden: int):
         super().__init__()
         hidden = heads * head_dim
-        self.shape = (length, heads, head_dim)
-        self.embedding = nn.Parameter(torch.randn(length, 2 * hidden if not mlp_hidden else hidden) * std)
-        self.mlp = (nn.Sequential(nn.Linear(hidden, mlp_hidden), nn.Tanh(), nn.Linear(mlp_hidden, 2 * hidden))
+        self.shape = (length, layers, 2, heads, head_dim)
+        self.embedding = nn.Parameter(torch.randn(length, hidden if mlp_hidden else layers * 2 * hidden) * std)
+        self.mlp = (nn.Sequential(nn.Linear(hidden, mlp_hidden), nn.Tanh(), nn.Linear(mlp_hidden, layers * 2 * hidden))
                     if mlp_hidden else None)
         self.dropout = nn.Dropout(dropout)
+        self.current: torch.Tensor | None = None  # (L, 2, heads, p, head_dim), computed once per model forward
 
-    def forward(self):
+    def forward(self) -> torch.Tensor:
         x = self.embedding if self.mlp is None else self.mlp(self.embedding)
-        k, v = self.dropout(x).chunk(2, dim=-1)
-        return (t.view(*self.shape).transpose(0, 1) for t in (k, v))
+        return x.view(*self.shape).permute(1, 2, 3, 0, 4)
+
+    def refresh(self, module, args, kwargs):
+        """Model forward pre-hook: build this forward's prefixes once for all layers."""
+        self.current = self()
+        return args, kwargs
+
+
+class LayerSlot:
+    """What one attention module holds: the shared encoder (not registered as its submodule, so the
+    encoder's parameters are owned and counted once) and the layer's index."""
+
+    def __init__(self, encoder: PrefixEncoder, layer: int):
+        self.encoder, self.layer = encoder, layer
+
+    def keys_values(self):
+        current = self.encoder.current
+        return current[self.layer, 0], current[self.layer, 1]
+
+
+def shift_positions(length: int):
+    """Model forward pre-hook: position ids as if the prefix were p tokens before the input, which is what
+    the reference gets by passing the prefix as past_key_values (BERT: p..p+T-1; RoBERTa: p + its
+    padding-aware positions)."""
+
+    def hook(module, args, kwargs):
+        if kwargs.get("position_ids") is not None:
+            return args, kwargs
+        input_ids = kwargs.get("input_ids", args[0] if args else None)
+        embeddings = module.base_model.embeddings
+        padding_idx = getattr(embeddings, "padding_idx", None)
+        if padding_idx is None:  # absolute positions from 0 (BERT)
+            t = input_ids.shape[1]
+            kwargs["position_ids"] = torch.arange(length, length + t, device=input_ids.device).expand(input_ids.shape[0], -1)
+        else:  # RoBERTa: positions count non-pad tokens from padding_idx + 1
+            mask = input_ids.ne(padding_idx).int()
+            kwargs["position_ids"] = ((torch.cumsum(mask, dim=1) + length) * mask).long() + padding_idx
+        return args, kwargs
+
+    return hook
 
 
 @dataclass(frozen=True)
 class PtuningConfig:
     prefix_length: int = 20
     dropout: float = 0.1
-    init_std: float | None = None  # None: the model's initializer_range
-    reparameterize: int = 0  # hidden size of the optional reparameterisation MLP; 0: none
+    init_std: float | None = None  # None: the model's initializer_range (the reference's nn.Embedding: 1.0)
+    reparameterize: int = 0  # hidden size m of the shared reparameterisation MLP; 0: none (the released scripts)
+    position_shift: bool = False  # shift position ids by p, as the reference's past_key_values route does
 
     def __post_init__(self):
         if self.prefix_length < 1:
             raise ValueError(f"prefix_length {self.prefix_length} must be at least 1")
+        if self.reparameterize < 0:
+            raise ValueError(f"reparameterize {self.reparameterize} must be 0 (none) or a hidden size")
 
 
 @register
@@ -83,23 +131,28 @@ class Ptuning(Method):
 
     def no_decay(self, name: str, param) -> bool:
         # The prefix is an embedding: not decayed (the reparameterisation MLP's matrices are).
-        return super().no_decay(name, param) or name.endswith("bench_prefix.embedding")
+        return super().no_decay(name, param) or name.endswith("prefix_encoder.embedding")
 
     def expected_params(self, model_config, task, family, cfg, special_positions):
         L, H, p, m = model_config.num_hidden_layers, model_config.hidden_size, cfg.prefix_length, cfg.reparameterize
         if not m:
             return p * L * 2 * H
-        return L * (p * H + H * m + m + m * 2 * H + 2 * H)  # one embedding + MLP per layer
+        return p * H + H * m + m + m * L * 2 * H + L * 2 * H  # one embedding and one MLP for all layers
 
     def attach(self, model, cfg: PtuningConfig, ctx):
         _register_attention()
         conf = model.config
         heads = conf.num_attention_heads
+        layers = encoder_layers(model)
         std = conf.initializer_range if cfg.init_std is None else cfg.init_std
-        for layer in encoder_layers(model):
-            attn = layer.attention.self
-            attn.bench_prefix = Prefix(cfg.prefix_length, heads, conf.hidden_size // heads, cfg.dropout, std,
-                                       cfg.reparameterize)
-            attn.bench_prefix.requires_grad_(True)
+        encoder = PrefixEncoder(cfg.prefix_length, len(layers), heads, conf.hidden_size // heads, cfg.dropout, std,
+                                cfg.reparameterize)
+        model.base_model.prefix_encoder = encoder  # registered once: saved, moved, counted with the model
+        encoder.requires_grad_(True)
+        model.register_forward_pre_hook(encoder.refresh, with_kwargs=True)
+        if cfg.position_shift:
+            model.register_forward_pre_hook(shift_positions(cfg.prefix_length), with_kwargs=True)
+        for i, layer in enumerate(layers):
+            layer.attention.self.bench_prefix = LayerSlot(encoder, i)
         model.config._attn_implementation = ATTN_NAME
         return model

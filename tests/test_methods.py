@@ -84,7 +84,7 @@ def dev_logits(model, batch):
         return model(**{k: v for k, v in batch.items() if k != "labels"}).logits
 
 
-@pytest.mark.parametrize("method, added", [("pasta", "pasta.vectors"), ("ptuning", "bench_prefix.embedding")])
+@pytest.mark.parametrize("method, added", [("pasta", "pasta.vectors"), ("ptuning", "prefix_encoder.embedding")])
 def test_added_vectors_are_not_decayed(tiny_models, glue_dir, method, added):
     """Only matrices decay: biases, LayerNorm parameters and the vectors a method adds get weight decay 0."""
     _, _, built, _ = setup(tiny_models, glue_dir, method, "bert", "rte")
@@ -94,3 +94,17 @@ def test_added_vectors_are_not_decayed(tiny_models, glue_dir, method, added):
     kept = {names[id(p)] for g in groups if g["weight_decay"] == 0 for p in g["params"]}
     assert any(n.endswith(added) for n in kept) and not any(n.endswith(added) for n in decayed)
     assert all(p.ndim >= 2 and "LayerNorm" not in n for n, p in built.model.named_parameters() if n in decayed)
+
+
+@pytest.mark.parametrize("subset", ["query_last", "query", "query_intermediate", "attention", "all"])
+@pytest.mark.parametrize("family", ["bert", "roberta"])
+def test_bitfit_subsets_count_and_train_the_pooler_bias(tiny_models, glue_dir, subset, family):
+    """Every subset trains the pooler bias where there is a pooler (the reference adds it to any subset)."""
+    cfg = build_config({"method": "bitfit", "model": tiny_models[family], "task": "rte", "data_dir": str(glue_dir),
+                        "method_options": {"subset": subset}})
+    task = get_task("rte")
+    b = build_model(cfg, task)
+    trainable = {n for n, p in b.model.named_parameters() if p.requires_grad}
+    assert any(n.endswith("pooler.dense.bias") for n in trainable) == (family == "bert")
+    counts = count_parameters(b.model, b.backbone_numel, b.stored_names)
+    assert counts["method"] == b.method.expected_params(b.model.config, task, family, b.method_config, 0)
