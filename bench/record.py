@@ -33,8 +33,11 @@ def intrinsic_name(model: str, task: str) -> str:
 def run_tags(cfg, method, method_config, phase: str = SINGLE) -> dict:
     """Tags every training run carries; cfg.tags (sweeps, intrinsic grids) are added on top."""
     knob = method.knob
+    from bench.tasks import get_task
+
     return {"method": cfg.method, "model": cfg.model, "task": cfg.task, "seed": cfg.seed,
             "config_hash": cfg.config_hash(), "phase": phase, "knob": knob or "-",
+            "selected_on": get_task(cfg.task).dev_splits[0],
             "knob_value": getattr(method_config, knob) if knob else "-", **cfg.tags}
 
 
@@ -42,6 +45,11 @@ def run_tags(cfg, method, method_config, phase: str = SINGLE) -> dict:
 def eval_metric(split: str, metric: str) -> str:
     """Logged at every evaluation, step = optimizer step."""
     return f"{split}_{metric}"
+
+
+def test_metric(split: str, metric: str) -> str:
+    """A labelled test split (CoNLL-2003), scored once at the end with the best evaluation's weights."""
+    return eval_metric(split, metric)
 
 
 def best_metric(split: str, metric: str) -> str:

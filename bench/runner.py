@@ -77,9 +77,11 @@ def prepare_data(cfg: RunConfig, task, built: Built, train: bool = True):
     """Tokenised train (optional) and dev splits, ready for the training loop."""
     from bench.train import Prepared
 
-    data = load_data(cfg, task, built.tokenizer, (["train"] if train else []) + list(task.dev_splits))
+    splits = (["train"] if train else []) + list(task.dev_splits) + list(task.test_splits)
+    data = load_data(cfg, task, built.tokenizer, splits)
     return Prepared(task, data.get("train", {}), {s: data[s] for s in task.dev_splits},
-                    built.tokenizer.pad_token_id, extra_columns=built.method.batch_columns)
+                    built.tokenizer.pad_token_id, extra_columns=built.method.batch_columns,
+                    test={s: data[s] for s in task.test_splits})
 
 
 def check_output_dir(path: str) -> Path:
@@ -116,7 +118,7 @@ def run(cfg: RunConfig, progress: bool = True, parent_run_id: str | None = None,
     from bench.metrics import trivial_baseline
     from bench.params import count_parameters, describe
     from bench.tasks import get_task
-    from bench.train import train
+    from bench.train import evaluate, train
 
     quiet_libraries()
     task = get_task(cfg.task)
@@ -131,7 +133,7 @@ def run(cfg: RunConfig, progress: bool = True, parent_run_id: str | None = None,
     accelerator, precision = make_accelerator(cfg.precision)
     counts = count_parameters(built.model, built.backbone_numel, built.stored_names)
     main_split = task.dev_splits[0]
-    baseline = trivial_baseline(task, prep.train["labels"], prep.dev[main_split]["labels"])
+    baseline = trivial_baseline(task, prep.train["labels"], task.task_kind.gold(prep.dev[main_split]))
     echo(f"{cfg.run_name()}: {len(prep.train['labels'])} train examples, "
          + ", ".join(f"{len(d['labels'])} {s}" for s, d in prep.dev.items()) + f"; lr {lr:g}; {precision}")
     echo(describe(counts))
@@ -153,6 +155,8 @@ def run(cfg: RunConfig, progress: bool = True, parent_run_id: str | None = None,
         result = train(built.model, prep, cfg, accelerator, built.stored_names, tracker.log_metrics,
                        on_eval=on_eval, progress=progress, method=built.method, method_cfg=built.method_config)
         wall = time.perf_counter() - t0
+        # Labelled test splits (CoNLL-2003): scored once, with the weights of the best dev evaluation.
+        tested = evaluate(built.model, prep, cfg.eval_batch_size, accelerator.autocast, prep.test) if prep.test else {}
         after = built.method.counts_after_training(built.model, built.method_config)
         if after:  # e.g. Diff pruning's nonzero diff: logged at the last step, so it is the value runs report
             counts = {**counts, **after}
@@ -160,10 +164,11 @@ def run(cfg: RunConfig, progress: bool = True, parent_run_id: str | None = None,
             echo(describe(counts) + " (after training)")
         meta = {"format": 1, "method": cfg.method, "method_options": cfg.method_options, "model": cfg.model,
                 "task": task.name, "config": config_dict, "counts": counts,
-                "best_epoch": result.best_epoch, "best_metrics": result.best_metrics}
+                "best_epoch": result.best_epoch, "best_metrics": {**result.best_metrics, **tested}}
         size = checkpoint.save(run_dir / "adapter", built.model, built.stored_names, meta)
         tracker.log_artifacts(str(run_dir / "adapter"), "adapter")
         final = {record.best_metric(s, k): v for s, m in result.best_metrics.items() for k, v in m.items()}
+        final |= {record.test_metric(s, k): v for s, m in tested.items() for k, v in m.items()}
         final |= {"best_epoch": result.best_epoch, "wall_seconds": wall, "train_seconds": result.train_seconds,
                   "train_samples_per_s": result.train_samples / max(result.train_seconds, 1e-9),
                   "eval_seconds": result.eval_seconds,
@@ -177,7 +182,7 @@ def run(cfg: RunConfig, progress: bool = True, parent_run_id: str | None = None,
         tracker.log_metrics({"tracking_seconds": tracker.seconds}, result.steps)
         run_id = tracker.run_id
     summary = {"run_id": run_id, "run_name": cfg.run_name(), "task": task, "cfg": cfg, "counts": counts,
-               "result": result, "baseline": baseline, "final": final, "run_dir": run_dir,
+               "result": result, "tested": tested, "baseline": baseline, "final": final, "run_dir": run_dir,
                "adapter_bytes": size, "tracking_uri": tracking.redact(uri), "experiment": experiment}
     echo(format_summary(summary))
     return summary
@@ -190,7 +195,7 @@ def format_summary(s: dict) -> str:
              f" best = highest {task.main_metric} on {task.dev_splits[0]}, earliest wins ties), seed {cfg.seed}",
              f"{'split':<16}{'metric':<12}{'best epoch':>12}{'majority baseline':>20}"]
     main = task.dev_splits[0]
-    for split, metrics in res.best_metrics.items():
+    for split, metrics in {**res.best_metrics, **s.get("tested", {})}.items():
         for k, v in metrics.items():
             base = s["baseline"].get(k) if split == main else None
             lines.append(f"{split:<16}{k:<12}{v:>12.4f}{'' if base is None else f'{base:>20.4f}'}")
@@ -224,7 +229,7 @@ def evaluate_checkpoint(directory: Path, data_dir: str | None = None, echo=print
     prep = prepare_data(cfg, task, built, train=False)
     accelerator, _ = make_accelerator(cfg.precision)
     model = accelerator.prepare(built.model)
-    metrics = evaluate(model, prep, cfg.eval_batch_size, accelerator.autocast)
+    metrics = evaluate(model, prep, cfg.eval_batch_size, accelerator.autocast, {**prep.dev, **prep.test})
     logged = meta.get("best_metrics", {})
     echo(f"{'split':<16}{'metric':<12}{'now':>10}{'logged':>10}")
     for split, m in metrics.items():

@@ -39,6 +39,7 @@ class Prepared:
     dev: dict[str, dict]  # split name -> encoded columns; the first one picks the best epoch
     pad_id: int
     extra_columns: tuple[str, ...] = ()  # batch columns the method reads (PASTA: special_tokens_mask)
+    test: dict[str, dict] = field(default_factory=dict)  # labelled test splits, scored once at the best epoch
 
 
 @dataclass
@@ -82,12 +83,14 @@ def predict(model, prep: Prepared, data: dict, batch_size: int, autocast) -> lis
             logits = model(**batch).logits.float()
         for i, p in zip(indices, kind.predictions(logits, lengths, indices), strict=True):
             out[i] = p
-    return out
+    return kind.finish(prep.task, out, data)
 
 
-def evaluate(model, prep: Prepared, batch_size: int, autocast) -> dict[str, dict[str, float]]:
-    return {split: compute_metrics(prep.task, predict(model, prep, data, batch_size, autocast), data["labels"])
-            for split, data in prep.dev.items()}
+def evaluate(model, prep: Prepared, batch_size: int, autocast, splits: dict | None = None) -> dict[str, dict]:
+    """Metrics of every split in `splits` (default: the dev splits)."""
+    gold = prep.task.task_kind.gold
+    return {split: compute_metrics(prep.task, predict(model, prep, data, batch_size, autocast), gold(data))
+            for split, data in (prep.dev if splits is None else splits).items()}
 
 
 def train(model, prep: Prepared, cfg, accelerator, stored_names: set[str], log: Callable[[dict, int], None],

@@ -20,7 +20,11 @@ def test_eval_run_reproduces_logged_metrics(tiny_models, glue_dir, tmp_path, tra
     result = evaluate_checkpoint(directory, echo=lambda *a: None)
     for split, metrics in result["metrics"].items():
         for name, value in metrics.items():
-            assert value == run.data.metrics[f"best_{split}_{name}"], (split, name)
+            logged = f"{split}_{name}" if split.startswith("test") else f"best_{split}_{name}"  # test: at the best epoch
+            assert value == run.data.metrics[logged], (split, name)
+    if task == "conll2003":  # the labelled test split is scored and logged
+        assert {"test_f1", "test_precision", "test_recall"} <= set(run.data.metrics) and "test" in result["metrics"]
+    assert run.data.tags["selected_on"] == "dev"
     capsys.readouterr()
     assert main(["eval", "--run", run.info.run_id, "--tracking-uri", tracking_uri]) == 0
     assert "logged" in capsys.readouterr().out

@@ -53,6 +53,14 @@ class TaskKind:
         """One prediction per example of the batch, from float logits on the host's side."""
         return logits.argmax(-1).tolist()
 
+    def finish(self, task, predictions: list, data: dict) -> list:
+        """Predictions of a whole split, in input order, made comparable with `gold(data)`."""
+        return predictions
+
+    def gold(self, data: dict):
+        """The labels a split is scored against."""
+        return data["labels"]
+
     def metrics(self, task, predictions, labels) -> dict[str, float]:
         raise NotImplementedError
 

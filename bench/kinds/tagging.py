@@ -1,5 +1,6 @@
 """Token tagging (CoNLL-2003 NER): the first sub-token of each word carries the word's tag; entity-level
-micro precision/recall/F1 and per-type F1 from seqeval."""
+micro precision/recall/F1 and per-type F1 from seqeval, scored on every word of the sentence: words cut off
+by max_length count as predicted O (so truncation costs recall instead of vanishing from the gold)."""
 
 from __future__ import annotations
 
@@ -28,11 +29,28 @@ class Tagging(TaskKind):
                 prev = w
             rows.append(row)
         out = _ragged_columns(enc, Ragged)
-        out["labels"] = Ragged.from_rows(rows)
+        out["labels"] = Ragged.from_rows(rows)  # per token, for training
+        out["word_labels"] = Ragged.from_rows(examples.labels)  # per word, every word: what is scored
         return out
 
     def predictions(self, logits, lengths, indices) -> list:
         return [row[: lengths[i]] for row, i in zip(logits.argmax(-1).tolist(), indices, strict=True)]
+
+    def finish(self, task, predictions: list, data: dict) -> list:
+        """Token predictions -> one tag per word: the first sub-token's, then O for every word the
+        truncation cut off."""
+        if "word_labels" not in data:
+            return predictions
+        outside = task.labels.index("O") if "O" in task.labels else 0
+        out = []
+        for pred_row, label_row, n_words in zip(predictions, data["labels"], data["word_labels"].lengths.tolist(),
+                                                strict=True):
+            words = [p for p, t in zip(pred_row, label_row, strict=False) if t != IGNORE_INDEX]
+            out.append(words + [outside] * (n_words - len(words)))
+        return out
+
+    def gold(self, data: dict):
+        return data.get("word_labels", data["labels"])
 
     def metrics(self, task, predictions, labels) -> dict[str, float]:
         from seqeval.metrics import accuracy_score, classification_report

@@ -48,6 +48,7 @@ class Task:
     report_group: str  # tasks averaged together in report tables ("GLUE")
     report_order: int
     report_columns: dict  # column label -> logged metric (best_<metric>), e.g. {"MNLI-m": "dev_matched_accuracy"}
+    test_splits: tuple[str, ...] = ()  # labelled test splits, scored once at the best dev epoch (test_* metrics)
     curve_metric: str = ""  # the metric of intrinsic-dimension curves (default: main_metric)
     aliases: tuple[str, ...] = ()
     description: str = ""
@@ -124,11 +125,20 @@ def parse_task(entry: dict, where: str) -> Task:
             local=Source(text=_tuple(local.get("text", ())), label=local.get("label"), splits=local_files,
                          dir=str(need(local, "dir", "local.")), format=fmt, headerless=bool(local.get("headerless"))),
             report_group=str(report.get("group", "")), report_order=int(report.get("order", 100)),
-            report_columns=columns, curve_metric=str(entry.get("curve_metric") or main), aliases=tuple(str(a).lower() for a in entry.get("aliases") or ()),
+            report_columns=columns, test_splits=_checked_test_splits(entry, hub_splits, where), curve_metric=str(entry.get("curve_metric") or main), aliases=tuple(str(a).lower() for a in entry.get("aliases") or ()),
             description=str(entry.get("description", "")), source_file=where,
         )
     except (TypeError, ValueError, AttributeError) as e:
         raise BenchError(f"task file {where}: malformed entry ({e})") from None
+
+
+def _checked_test_splits(entry: dict, splits: dict, where: str) -> tuple[str, ...]:
+    tests = tuple(entry.get("test_splits") or ())
+    for s in tests:
+        if s not in splits or s == "train" or s.startswith("dev"):
+            raise BenchError(f"task file {where}: test_splits names {s!r}, which is not a test split of "
+                             f"{sorted(splits)}")
+    return tests
 
 
 def load_tasks() -> dict[str, Task]:
