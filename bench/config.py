@@ -28,6 +28,7 @@ class RunConfig:
     eval_batch_size: int = 128
     max_length: int = 128
     warmup_ratio: float = 0.06
+    lr_schedule: str = "linear"  # linear (warmup, then linear decay to 0) | constant (warmup, then flat)
     weight_decay: float = 0.01
     max_grad_norm: float = 1.0
     patience: int | None = None  # epochs without improvement before stopping; None: never
@@ -60,11 +61,18 @@ class RunConfig:
         skip = {"seed", "output_dir", "tracking_uri", "experiment", "cache_dir", "tags", "data_dir", "compile",
                 "gradient_checkpointing"}  # speed/memory options: the same training either way
         body = {k: v for k, v in self.to_dict().items() if k not in skip}
+        for key, old_behaviour in ADDED_FIELDS.items():  # options added later hash as before at their old behaviour
+            if body.get(key) == old_behaviour:
+                body.pop(key)
         return hashlib.sha1(json.dumps(body, sort_keys=True, default=str).encode()).hexdigest()[:12]
 
 
 FIELDS = {f.name: f for f in fields(RunConfig)}
+# Fields added after runs existed, with the value that reproduces the earlier behaviour: left out of the
+# config hash at that value, so existing runs are still found (and reused) by sweeps and grids.
+ADDED_FIELDS = {"lr_schedule": "linear"}
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
+LR_SCHEDULES = ("linear", "constant")
 
 
 def parse_value(text: str):
@@ -153,6 +161,8 @@ def validate(cfg: RunConfig) -> RunConfig:
     method.make_config(cfg.method_options)  # unknown or ill-typed method options fail here
     if cfg.precision not in PRECISIONS:
         raise choices_error("precision", cfg.precision, PRECISIONS)
+    if cfg.lr_schedule not in LR_SCHEDULES:
+        raise choices_error("lr_schedule", cfg.lr_schedule, LR_SCHEDULES)
     for name in ("batch_size", "eval_batch_size", "max_length", "log_every"):
         if getattr(cfg, name) < 1:
             raise BenchError(f"option {name}={getattr(cfg, name)} must be at least 1")

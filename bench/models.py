@@ -91,6 +91,24 @@ def load_model(ref: str, task: Task):
     return model, sorted(info.get("missing_keys", []))
 
 
+def family_of(ref: str) -> str | None:
+    """The family of a model reference without loading weights: the shipped architecture config for the
+    standard aliases, else the model directory's config.json; None when it cannot be told (a hub id offline)."""
+    import json
+
+    arch = Path(__file__).parent / "archs" / f"{ref}.json"
+    try:
+        if arch.is_file():
+            model_type = json.loads(arch.read_text())["model_type"]
+        else:
+            from transformers import AutoConfig
+
+            model_type = AutoConfig.from_pretrained(resolve(ref)).model_type
+    except Exception:  # noqa: BLE001 - unknown offline hub id, unreadable config: no family-level preset
+        return None
+    return FAMILIES.get(model_type, model_type)
+
+
 def family(model) -> str:
     return FAMILIES.get(model.config.model_type, model.config.model_type)
 

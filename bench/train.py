@@ -104,7 +104,7 @@ def train(model, prep: Prepared, cfg, accelerator, stored_names: set[str], log: 
     supplies the optimizer's parameter groups, an optional extra loss term and a hook after each optimizer
     step (methods/base.py); without it, the base Method's defaults apply."""
     from tqdm.auto import tqdm
-    from transformers import get_linear_schedule_with_warmup
+    from transformers import get_constant_schedule_with_warmup, get_linear_schedule_with_warmup
 
     task = prep.task
     main_split = next(iter(prep.dev))
@@ -122,7 +122,9 @@ def train(model, prep: Prepared, cfg, accelerator, stored_names: set[str], log: 
     lengths = lengths_np.tolist()
     steps_per_epoch = math.ceil(len(lengths) / cfg.batch_size)
     total = cfg.max_steps or math.ceil(cfg.epochs * steps_per_epoch)  # max_steps overrides epochs (as in HF)
-    scheduler = get_linear_schedule_with_warmup(optimizer, int(cfg.warmup_ratio * total), total)
+    warmup = int(cfg.warmup_ratio * total)
+    scheduler = (get_constant_schedule_with_warmup(optimizer, warmup) if cfg.lr_schedule == "constant"
+                 else get_linear_schedule_with_warmup(optimizer, warmup, total))
     if cfg.gradient_checkpointing:  # non-reentrant: works with frozen inputs and keeps the dropout masks
         kwargs = {"use_reentrant": False}
         if hasattr(model, "activation_checkpointing_enable"):  # transformers >= 5.2x; the old name warns

@@ -92,7 +92,7 @@ def load(name: str, storage_obj, pruner: str | None = None):
 
 def create(method: str, model: str, task: str, base: dict, space_file: str | None = None,
            storage: str | None = None, trials: int = 20, seeds_final: int = 3, search_seed: int = 1,
-           pruner: str = "median", name: str | None = None, echo=print) -> str:
+           pruner: str = "median", name: str | None = None, echo=print, preset: str | None = None) -> str:
     """Create the study (or find it, if it exists: create is idempotent) and its MLflow parent run.
     Options fixed in `base` (--set) are removed from the search space."""
     import optuna
@@ -107,6 +107,15 @@ def create(method: str, model: str, task: str, base: dict, space_file: str | Non
     make_pruner(pruner)
     cfg = build_config(base, {"method": method, "model": model, "task": task})
     space = load_space(space_file or default_space_file(cfg.method), cfg.method)
+    if preset:  # centre the space on the paper's values; the preset's other values become fixed options
+        from bench.presets import resolve
+        from sweeps.space import centre
+
+        space, preset_fixed = centre(space, resolve(preset, cfg.method, cfg.model, cfg.task)[0])
+        base = {**preset_fixed, **base, "method_options": {**preset_fixed.get("method_options", {}),
+                                                           **base.get("method_options", {})},
+                "tags": {**base.get("tags", {}), "preset": preset}}
+        cfg = build_config(base, {"method": method, "model": model, "task": task})
     fixed = set(base) | {f"method.{k}" for k in base.get("method_options", {})}
     space = {k: v for k, v in space.items() if k not in fixed}
     name = name or f"{cfg.method}-{Path(cfg.model).name}-{cfg.task}-{space_hash(space)}"

@@ -58,6 +58,32 @@ def validate_space(space: dict, method: str, where: str = "search space") -> Non
                 raise BenchError(f"{where}: bad key {key!r}: a log scale needs low > 0")
 
 
+def centre(space: dict, values: dict) -> tuple[dict, dict]:
+    """Centre a search space on preset values: a log-scale range becomes value/3..value*3, a linear one
+    value/2..value*1.5, a categorical one gains the value; preset values for keys the space does not search
+    are returned as fixed options. -> (space, fixed layer)."""
+    flat = {k: v for k, v in values.items() if k != "method_options"}
+    flat |= {f"method.{k}": v for k, v in values.get("method_options", {}).items()}
+    out, fixed = {}, {}
+    for key, spec in space.items():
+        if key not in flat:
+            out[key] = spec
+            continue
+        v, spec = flat[key], dict(spec)
+        if spec["type"] == "categorical":
+            spec["choices"] = list(spec["choices"]) + ([v] if v not in spec["choices"] else [])
+        elif isinstance(v, (int, float)) and v > 0:
+            low, high = (v / 3, v * 3) if spec.get("log") else (v / 2, v * 1.5)
+            if spec["type"] == "int":
+                low, high = max(1, int(low)), max(int(round(high)), int(low) + 1)
+            spec["low"], spec["high"] = low, high
+        out[key] = spec
+    for key, v in flat.items():
+        if key not in space:
+            put(fixed, key, v)
+    return out, fixed
+
+
 def space_hash(space: dict) -> str:
     return hashlib.sha1(json.dumps(space, sort_keys=True).encode()).hexdigest()[:8]
 

@@ -15,9 +15,9 @@ def test_truncated_words_count_as_misses(tiny_models):
 
     task = get_task("conll2003")
     tok = AutoTokenizer.from_pretrained(tiny_models["bert"])
-    B, O = task.labels.index("B-PER"), task.labels.index("O")
+    B, OUT = task.labels.index("B-PER"), task.labels.index("O")
     words = ["john", "sat", "on", "the", "mat", "in", "paris", "and", "london", "john", "ran"]
-    tags = [B, O, O, O, O, O, B, O, B, B, O]  # 4 entities: john, paris, london, john (tags as indices)
+    tags = [B, OUT, OUT, OUT, OUT, OUT, B, OUT, B, B, OUT]  # 4 entities: john, paris, london, john
     tags[6] = task.labels.index("B-LOC")
     tags[8] = task.labels.index("B-LOC")
     short = Examples([words[:3]], [tags[:3]], "mem", "short")
@@ -25,7 +25,7 @@ def test_truncated_words_count_as_misses(tiny_models):
     for ex, max_length, expected_recall in ((short, 32, 1.0), (long, 32, 1.0), (long, 6, 0.25)):
         data = encode(task, ex, tok, max_length)
         # A perfect tagger on the tokens it sees: every first sub-token gets its gold tag.
-        token_preds = [np.where(row == IGNORE_INDEX, O, row).tolist() for row in data["labels"]]
+        token_preds = [np.where(row == IGNORE_INDEX, OUT, row).tolist() for row in data["labels"]]
         preds = task.task_kind.finish(task, token_preds, data)
         assert [len(p) for p in preds] == [len(w) for w in ex.texts]  # one tag per word, every word
         m = compute_metrics(task, preds, task.task_kind.gold(data))

@@ -37,6 +37,11 @@ def main(argv=None) -> int:
     except BenchError as e:
         print(f"bench: error: {e}", file=sys.stderr)
         return 2
+    except BrokenPipeError:  # `bench ... | head`: the reader left; end quietly, as Unix tools do
+        import os
+
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second error at interpreter exit
+        return 141
     except Exception as e:  # noqa: BLE001 - a training failure: the run is already marked FAILED
         from bench.train import NonFiniteLoss
 

@@ -35,6 +35,7 @@ def _default_text(name: str) -> str:
 
 def add_run_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--config", metavar="FILE", help="YAML file of options (same keys as --set)")
+    p.add_argument("--preset", default=None, help="start from a paper preset (see `bench presets`), e.g. paper")
     for name in RUN_FLAGS:
         p.add_argument(f"--{name.replace('_', '-')}", dest=name, type=TYPES.get(name, str), default=None,
                        help=f"{HELP[name]} (default: {_default_text(name)})")
@@ -43,18 +44,83 @@ def add_run_options(p: argparse.ArgumentParser) -> None:
                         "all keys: " + ", ".join(FIELDS) + ")")
 
 
-def config_from_args(args) -> RunConfig:
+def config_layers(args) -> list[tuple[str, dict]]:
+    """(where it came from, option layer), lowest precedence first: preset < --config file < --set < flags."""
     from bench.config import build_config, load_yaml, parse_set
 
-    file_layer = load_yaml(args.config) if args.config else {}
-    flags = {name: getattr(args, name) for name in RUN_FLAGS if getattr(args, name) is not None}
-    return build_config(file_layer, parse_set(args.overrides), flags)
+    layers = [(f"config file {args.config}", load_yaml(args.config) if args.config else {}),
+              ("--set", parse_set(args.overrides)),
+              ("command line", {name: getattr(args, name) for name in RUN_FLAGS if getattr(args, name) is not None})]
+    preset = getattr(args, "preset", None)
+    if preset:
+        from bench.presets import resolve
+
+        probe = build_config(*(layer for _, layer in layers))  # which method, model and task the preset is for
+        values, sources = resolve(preset, probe.method, probe.model, probe.task)
+        layers.insert(0, (f"preset {preset}", {**values, "tags": {"preset": preset}}))  # the run says it used one
+        args._preset_sources = {**sources, "tags": "the preset's name, as a run tag"}
+    return layers
+
+
+def config_from_args(args) -> RunConfig:
+    from bench.config import build_config
+
+    return build_config(*(layer for _, layer in config_layers(args)))
+
+
+def dry_run_yaml(args, cfg: RunConfig) -> str:
+    """The resolved configuration as YAML, each value commented with where it came from."""
+    import yaml
+
+    from methods import get_method
+
+    layers = config_layers(args)
+    preset_sources = getattr(args, "_preset_sources", {})
+
+    def origin(key: str, method_option: bool = False) -> str:
+        for where, layer in reversed(layers):
+            scope = layer.get("method_options", {}) if method_option else layer
+            if key in scope:
+                if where.startswith("preset"):
+                    return f"{where}: {preset_sources.get(('method.' if method_option else '') + key, '?')}"
+                return where
+        return "method default (its paper's)" if method_option else "bench default"
+
+    def line(key, value, indent=""):
+        text = yaml.safe_dump(value, default_flow_style=True, width=10**6).removesuffix("...\n").strip()
+        return f"{indent}{key}: {text}"
+
+    out = [f"# bench run --dry-run: {cfg.run_name()} (nothing loaded, no MLflow run created)"]
+    for key, value in cfg.to_dict().items():
+        if key == "method_options":
+            continue
+        out.append(f"{line(key, value):<48}  # {origin(key)}")
+    out.append("method_options:")
+    for key, value in get_method(cfg.method).make_config(cfg.method_options).__dict__.items():
+        out.append(f"{line(key, value, '  '):<48}  # {origin(key, method_option=True)}")
+    return "\n".join(out) + "\n"
 
 
 def cmd_run(args) -> int:
     from bench.runner import run
 
-    run(config_from_args(args), progress=not args.no_progress)
+    cfg = config_from_args(args)
+    if args.dry_run:
+        print(dry_run_yaml(args, cfg), end="")
+        return 0
+    run(cfg, progress=not args.no_progress)
+    return 0
+
+
+def cmd_presets(args) -> int:
+    from bench.presets import listing
+
+    print(f"{'method':<10}{'preset':<8}{'scope':<58}values  (source)")
+    for e in listing():
+        values = ", ".join(f"{k}={v}" for k, v in e.values.items())
+        print(f"{e.method:<10}{e.preset:<8}{e.scope():<58}{values}  ({e.source})")
+    print("\nuse: bench run --preset paper --method M --model X --task T [--dry-run]; later entries and your "
+          "--config/--set/flags override")
     return 0
 
 
@@ -140,7 +206,12 @@ def add_parsers(sub) -> None:
                        description="Train and evaluate one (method, model, task) configuration; log it to MLflow.")
     add_run_options(p)
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--dry-run", action="store_true",
+                   help="print the resolved configuration (with each value's source) and exit: no weights, no run")
     p.set_defaults(func=cmd_run)
+
+    sub.add_parser("presets", help="list paper presets: scope, values and the source of each").set_defaults(
+        func=cmd_presets)
 
     p = sub.add_parser("eval", help="reload an adapter checkpoint and evaluate it on the dev splits")
     p.add_argument("--run", help="MLflow run id whose adapter artifact to evaluate")
