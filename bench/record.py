@@ -112,6 +112,11 @@ def load_runs(tracking_uri: str | None = None, phase: str | None = FINAL):
 
     uri = tracking.resolve_uri(tracking_uri)
     tracking.check_reachable(uri)
+    if uri.startswith("sqlite:///") and not Path(uri[len("sqlite:///"):]).is_file():  # reading must not create one
+        raise BenchError(f"no MLflow store at {uri} (runs are tracked there by bench run, sweeps and intrinsic)")
+    from bench.runner import quiet_libraries
+
+    quiet_libraries()
     mlflow.set_tracking_uri(uri)
     where = "attributes.status = 'FINISHED'" + (f" and tags.phase = '{phase}'" if phase else "")
     df = mlflow.search_runs(search_all_experiments=True, filter_string=where)

@@ -19,9 +19,10 @@ def latex_escape(text: str) -> str:
 
 
 def render(header: list[str], rows: list[list[str]], fmt: str, caption: str = "", latex_rows=None,
-           align: str | None = None) -> str:
+           align: str | None = None, rule_before: int | None = None) -> str:
     """rows are already-formatted strings. latex_rows, when given, replace rows in LaTeX (for bold and
-    small-type cells that the other formats print plainly)."""
+    small-type cells that the other formats print plainly). rule_before: a LaTeX \\midrule above that
+    row, e.g. between our rows and published ones."""
     if fmt == "csv":
         buf = io.StringIO()
         w = csv.writer(buf, lineterminator="\n")
@@ -37,7 +38,7 @@ def render(header: list[str], rows: list[list[str]], fmt: str, caption: str = ""
         body = latex_rows if latex_rows is not None else [[latex_escape(c) for c in r] for r in rows]
         lines = [r"\begin{table}[t]", r"\centering", r"\small", rf"\begin{{tabular}}{{{align}}}", r"\toprule",
                  " & ".join(latex_escape(h) for h in header) + r" \\", r"\midrule"]
-        lines += [" & ".join(r) + r" \\" for r in body]
+        lines += [(r"\midrule" + "\n" if i == rule_before else "") + " & ".join(r) + r" \\" for i, r in enumerate(body)]
         lines += [r"\bottomrule", r"\end{tabular}"]
         if caption:
             lines.append(rf"\caption{{{latex_escape(caption)}}}")

@@ -15,11 +15,15 @@ def report_columns() -> list[tuple[str, str, str, str]]:
             for label, metric in t.report_columns.items()]
 
 
-def aggregate(df: pd.DataFrame) -> pd.DataFrame:
-    """One row per (model, method, column): mean, sample std and n over seeds, ×100, plus %Param."""
+def aggregate(df: pd.DataFrame, columns: list | None = None) -> pd.DataFrame:
+    """One row per (model, method, column): mean, sample std and n over seeds, ×100, plus %Param and the
+    head's size. `columns`: (label, task, logged metric, group); default: the task entries' report columns,
+    whose metrics are read at the best evaluation (best_<split>_<metric>)."""
+    if columns is None:
+        columns = [(label, task, f"best_{metric}", group) for label, task, metric, group in report_columns()]
     rows = []
-    for label, task, metric, group in report_columns():
-        col = f"metrics.best_{metric}"  # record.best_metric(split, name) == "best_" + "<split>_<name>"
+    for label, task, metric, group in columns:
+        col = f"metrics.{metric}"
         if col not in df:
             continue
         sub = df[(df["tags.task"] == task) & df[col].notna()]
@@ -30,6 +34,7 @@ def aggregate(df: pd.DataFrame) -> pd.DataFrame:
                          "n": len(values), "seeds": ",".join(sorted(g["tags.seed"].astype(str))),
                          "params_method": float(g[f"metrics.{count_metric('method')}"].iloc[0]),
                          "params_backbone": float(g[f"metrics.{count_metric('backbone')}"].iloc[0]),
+                         "params_head": float(g[f"metrics.{count_metric('head')}"].iloc[0]),
                          "studies": ",".join(sorted(g.get("tags.study", pd.Series(dtype=str)).dropna().unique()))})
     return pd.DataFrame(rows)
 

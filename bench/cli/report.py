@@ -20,7 +20,7 @@ def cmd_report(args) -> int:
     from reports.tables import results_report
 
     print(results_report(args.tracking_uri, args.model, split_list(args.tasks), split_list(args.methods), args.format,
-                         args.published, args.all_runs, args.standalone), end="")
+                         args.published, args.all_runs, args.standalone, args.layout), end="")
     return 0
 
 
@@ -34,7 +34,11 @@ def add_parsers(sub) -> None:
     q.add_argument("--tasks", default=None, help="comma-separated (default: all with runs)")
     q.add_argument("--methods", default=None, help="comma-separated (default: all with runs)")
     q.add_argument("--format", default="md", choices=FORMATS)
-    q.add_argument("--published", action="store_true", help="add METHODS.md's published rows, marked as such")
+    q.add_argument("--published", action="store_true",
+                   help="the paper table of this model (reports/layouts): its columns' metrics and its published "
+                        "rows beside ours; the published rows alone if the store has no runs of the model")
+    q.add_argument("--layout", default=None, help="a paper table layout by name (pasta-table2, pasta-table3, "
+                                                 "pasta-bert-base, pasta-conll); implies its columns")
     q.add_argument("--all-runs", action="store_true", help="use every FINISHED run, not only sweeps' final seeds")
     q.add_argument("--standalone", action="store_true", help="LaTeX: a complete document for pdflatex")
     q.add_argument("--tracking-uri", default=None)
