@@ -33,6 +33,8 @@ class RunConfig:
     max_grad_norm: float = 1.0
     patience: int | None = None  # epochs without improvement before stopping; None: never
     max_train_samples: int | None = None  # keep only the first N training examples (budgets)
+    select_on: str = "dev"  # the split that picks the best epoch: dev (as the papers do) | holdout
+    holdout_fraction: float = 0.1  # select_on=holdout: this share of train (fixed draw) held out to select on
     eval_every_steps: int | None = None  # also evaluate every N steps; None: once per epoch
     log_every: int = 20  # log loss and lr every N optimizer steps
     precision: str = "auto"  # auto (bf16 on a GPU that has it, else fp32) | fp32 | bf16 | fp16
@@ -70,9 +72,10 @@ class RunConfig:
 FIELDS = {f.name: f for f in fields(RunConfig)}
 # Fields added after runs existed, with the value that reproduces the earlier behaviour: left out of the
 # config hash at that value, so existing runs are still found (and reused) by sweeps and grids.
-ADDED_FIELDS = {"lr_schedule": "linear"}
+ADDED_FIELDS = {"lr_schedule": "linear", "select_on": "dev", "holdout_fraction": 0.1}
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 LR_SCHEDULES = ("linear", "constant")
+SELECT_ON = ("dev", "holdout")
 
 
 def parse_value(text: str):
@@ -163,6 +166,10 @@ def validate(cfg: RunConfig) -> RunConfig:
         raise choices_error("precision", cfg.precision, PRECISIONS)
     if cfg.lr_schedule not in LR_SCHEDULES:
         raise choices_error("lr_schedule", cfg.lr_schedule, LR_SCHEDULES)
+    if cfg.select_on not in SELECT_ON:
+        raise choices_error("select_on", cfg.select_on, SELECT_ON)
+    if not 0 < cfg.holdout_fraction <= 0.5:
+        raise BenchError(f"option holdout_fraction={cfg.holdout_fraction} must be in (0, 0.5]")
     for name in ("batch_size", "eval_batch_size", "max_length", "log_every"):
         if getattr(cfg, name) < 1:
             raise BenchError(f"option {name}={getattr(cfg, name)} must be at least 1")

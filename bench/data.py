@@ -20,6 +20,7 @@ class Examples:
     labels: list  # int class index | float score | list of BIO tag indices
     source: str  # where it came from (file path or hub id)
     fingerprint: str  # changes whenever the content does: keys the tokenisation cache
+    ids: list | None = None  # unlabelled splits: each example's index, as the GLUE server wants it back
 
 
 def load_examples(task: Task, split: str, data_dir: str | None = None) -> Examples:
@@ -167,3 +168,46 @@ def _from_hub(task: Task, split: str) -> Examples:
 
 
 READERS = {"tsv": _read_glue_tsv, "conll": _read_conll}  # task.local.format -> reader
+
+
+def load_unlabelled(task: Task, split: str, data_dir: str | None = None) -> Examples:
+    """An unlabelled split (GLUE test) for `bench predict`: texts and the index of each example; labels are
+    placeholders (0) that nothing scores."""
+    spec = task.predict
+    if spec is None or split not in spec.files:
+        known = ", ".join(spec.files) if spec else "none"
+        raise BenchError(f"task {task.name} has no unlabelled split {split!r} to predict (choices: {known})")
+    if data_dir is None:
+        hub = task.hub
+        try:
+            import datasets
+
+            ds = datasets.load_dataset(hub.dataset, hub.config, split=spec.hub[split])
+        except Exception as e:  # noqa: BLE001 - offline, unknown split...: one line
+            raise BenchError(f"could not load {task.name}/{split} from the Hugging Face hub ({first_line(e)}); "
+                             f"pass --data-dir with the local files") from None
+        texts = list(zip(*(ds[c] for c in hub.text), strict=True))
+        ids, source = list(ds["idx"]), f"hf:{hub.dataset}/{hub.config}/{spec.hub[split]}@{ds._fingerprint}"
+    else:
+        path = task_dir(task, data_dir) / spec.files[split]
+        if not path.is_file():
+            raise BenchError(f"missing {split} file for {task.name}: {path}")
+        with open(path, encoding="utf-8-sig", newline="") as f:
+            rows = [r for r in csv.reader(f, delimiter="\t", quoting=csv.QUOTE_NONE) if r]
+        if not rows:
+            raise BenchError(f"split file is empty: {path}")
+        header = rows[0]
+        missing = [c for c in (*spec.text, spec.index) if c not in header]
+        if missing:
+            raise BenchError(f"{path}: missing column {missing[0]!r} (header: {', '.join(header)})")
+        cols = [header.index(c) for c in spec.text]
+        at = header.index(spec.index)
+        for lineno, row in enumerate(rows[1:], start=2):
+            if len(row) < len(header):
+                raise BenchError(f"{path}:{lineno}: {len(row)} columns, expected {len(header)}")
+        texts = [tuple(r[c] for c in cols) for r in rows[1:]]
+        ids, source = [r[at] for r in rows[1:]], f"{path}@{_file_fingerprint(path)}"
+    if not texts:
+        raise BenchError(f"split {split!r} of {task.name} is empty ({source})")
+    placeholder = 0.0 if task.task_kind.float_labels else 0
+    return Examples(texts, [placeholder] * len(texts), source, source, ids)

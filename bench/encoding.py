@@ -87,6 +87,14 @@ class Ragged:
         return [row.tolist() for row in self]
 
 
+def split_rows(data: dict, rows) -> dict:
+    """The given rows of every column (Ragged or array), in that order."""
+    out = {}
+    for key, col in data.items():
+        out[key] = Ragged.from_rows([col[i] for i in rows]) if isinstance(col, Ragged) else col[rows]
+    return out
+
+
 def encode(task: Task, examples: Examples, tokenizer, max_length: int) -> dict:
     """Columns (Ragged) for the task's kind: see TaskKind.encode."""
     return task.task_kind.encode(task, examples, tokenizer, max_length)

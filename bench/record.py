@@ -37,8 +37,16 @@ def run_tags(cfg, method, method_config, phase: str = SINGLE) -> dict:
 
     return {"method": cfg.method, "model": cfg.model, "task": cfg.task, "seed": cfg.seed,
             "config_hash": cfg.config_hash(), "phase": phase, "knob": knob or "-",
-            "selected_on": get_task(cfg.task).dev_splits[0],
+            "selected_on": selection_split(cfg, get_task(cfg.task)),
             "knob_value": getattr(method_config, knob) if knob else "-", **cfg.tags}
+
+
+HOLDOUT = "holdout"  # the split carved from train when select_on=holdout
+
+
+def selection_split(cfg, task) -> str:
+    """The split whose main metric picks the best epoch (and that sweeps optimise)."""
+    return HOLDOUT if cfg.select_on == "holdout" else task.dev_splits[0]
 
 
 # Metric names.

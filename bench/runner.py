@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import tempfile
 import time
@@ -34,6 +35,7 @@ def quiet_libraries() -> None:
     from transformers.utils import logging as hf_logging
 
     os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")  # read when mlflow configures its loggers
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     logging.getLogger("mlflow").setLevel(logging.WARNING)
     hf_logging.set_verbosity_error()
     hf_logging.disable_progress_bar()
@@ -77,11 +79,27 @@ def prepare_data(cfg: RunConfig, task, built: Built, train: bool = True):
     """Tokenised train (optional) and dev splits, ready for the training loop."""
     from bench.train import Prepared
 
+    from bench.encoding import split_rows
+    from bench.record import HOLDOUT
+
     splits = (["train"] if train else []) + list(task.dev_splits) + list(task.test_splits)
     data = load_data(cfg, task, built.tokenizer, splits)
-    return Prepared(task, data.get("train", {}), {s: data[s] for s in task.dev_splits},
-                    built.tokenizer.pad_token_id, extra_columns=built.method.batch_columns,
-                    test={s: data[s] for s in task.test_splits})
+    dev = {s: data[s] for s in task.dev_splits}
+    if train and cfg.select_on == "holdout":
+        # A fixed draw (seed 0, whatever the run's seed): every seed and method selects on the same examples,
+        # and dev stays untouched for reporting. The holdout is the first "dev" split: it picks the best epoch.
+        import numpy as np
+
+        n = len(data["train"]["labels"])
+        k = int(np.ceil(cfg.holdout_fraction * n))
+        if not 1 <= k < n:
+            raise BenchError(f"holdout_fraction={cfg.holdout_fraction} leaves no holdout or no training data "
+                             f"from {n} training examples")
+        order = np.random.default_rng(0).permutation(n)
+        data["train"], held = split_rows(data["train"], np.sort(order[k:])), split_rows(data["train"], np.sort(order[:k]))
+        dev = {HOLDOUT: held, **dev}
+    return Prepared(task, data.get("train", {}), dev, built.tokenizer.pad_token_id,
+                    extra_columns=built.method.batch_columns, test={s: data[s] for s in task.test_splits})
 
 
 def check_output_dir(path: str) -> Path:
@@ -132,7 +150,7 @@ def run(cfg: RunConfig, progress: bool = True, parent_run_id: str | None = None,
     prep = prepare_data(cfg, task, built)
     accelerator, precision = make_accelerator(cfg.precision)
     counts = count_parameters(built.model, built.backbone_numel, built.stored_names)
-    main_split = task.dev_splits[0]
+    main_split = task.dev_splits[0]  # the trivial baseline is reported on the first dev split
     baseline = trivial_baseline(task, prep.train["labels"], task.task_kind.gold(prep.dev[main_split]))
     echo(f"{cfg.run_name()}: {len(prep.train['labels'])} train examples, "
          + ", ".join(f"{len(d['labels'])} {s}" for s, d in prep.dev.items()) + f"; lr {lr:g}; {precision}")
@@ -192,7 +210,8 @@ def format_summary(s: dict) -> str:
     task, res, cfg = s["task"], s["result"], s["cfg"]
     lines = [f"\n== {s['run_name']} (MLflow run {s['run_id']}, experiment {s['experiment']}) ==",
              f"best epoch {res.best_epoch} of {res.epochs_run:.2f} run ({res.steps} steps, stopped by {res.stopped};"
-             f" best = highest {task.main_metric} on {task.dev_splits[0]}, earliest wins ties), seed {cfg.seed}",
+             f" best = highest {task.main_metric} on {next(iter(res.best_metrics), task.dev_splits[0])}, earliest wins"
+             f" ties), seed {cfg.seed}",
              f"{'split':<16}{'metric':<12}{'best epoch':>12}{'majority baseline':>20}"]
     main = task.dev_splits[0]
     for split, metrics in {**res.best_metrics, **s.get("tested", {})}.items():
@@ -210,12 +229,11 @@ def format_summary(s: dict) -> str:
     return "\n".join(lines)
 
 
-def evaluate_checkpoint(directory: Path, data_dir: str | None = None, echo=print) -> dict:
-    """Rebuild the backbone, attach the method, load the adapter, evaluate on every dev split."""
+def load_checkpoint(directory: Path, data_dir: str | None = None):
+    """Rebuild the backbone, attach the method, load the adapter. -> (cfg, task, built, meta)."""
     from bench import checkpoint
     from bench.config import build_config
     from bench.tasks import get_task
-    from bench.train import evaluate
 
     quiet_libraries()
     meta = checkpoint.read_meta(directory)
@@ -226,6 +244,14 @@ def evaluate_checkpoint(directory: Path, data_dir: str | None = None, echo=print
     task = get_task(cfg.task)
     built = build_model(cfg, task)
     checkpoint.load_into(built.model, directory)
+    return cfg, task, built, meta
+
+
+def evaluate_checkpoint(directory: Path, data_dir: str | None = None, echo=print) -> dict:
+    """Evaluate a checkpoint on every dev split (and labelled test split) and print it beside the logged values."""
+    from bench.train import evaluate
+
+    cfg, task, built, meta = load_checkpoint(directory, data_dir)
     prep = prepare_data(cfg, task, built, train=False)
     accelerator, _ = make_accelerator(cfg.precision)
     model = accelerator.prepare(built.model)
@@ -239,9 +265,43 @@ def evaluate_checkpoint(directory: Path, data_dir: str | None = None, echo=print
     return {"metrics": metrics, "logged": logged}
 
 
-def download_run_checkpoint(run_id: str, tracking_uri: str | None) -> Path:
+def predict_checkpoint(directory: Path, splits: list[str] | None, out_dir: str, data_dir: str | None = None,
+                       echo=print) -> list[Path]:
+    """Write the GLUE server's prediction files (index, prediction) for unlabelled splits (default: all of the
+    task's), one TSV per split, named as the server expects (RTE.tsv, MNLI-m.tsv, MNLI-mm.tsv)."""
+    from bench.data import load_unlabelled
+    from bench.encoding import cached_encode
+    from bench.train import Prepared, predict
+
+    cfg, task, built, _ = load_checkpoint(directory, data_dir)
+    if task.predict is None:
+        raise BenchError(f"task {task.name} has no unlabelled split to predict (its labelled splits are scored "
+                         f"by bench run / bench eval)")
+    splits = splits or list(task.predict.files)
+    examples = {s: load_unlabelled(task, s, cfg.data_dir) for s in splits}  # every split checked before writing
+    accelerator, _ = make_accelerator(cfg.precision)
+    model = accelerator.prepare(built.model)
+    out = check_output_dir(out_dir)
+    written = []
+    for split, ex in examples.items():
+        data = cached_encode(task, split, ex, built.tokenizer, cfg.max_length, cfg.cache_dir)
+        prep = Prepared(task, {}, {}, built.tokenizer.pad_token_id, extra_columns=built.method.batch_columns)
+        preds = predict(model, prep, data, cfg.eval_batch_size, accelerator.autocast)
+        path = out / task.predict.submission[split]
+        tmp = path.with_suffix(".tsv.tmp")  # written whole, then renamed: never a half file under the real name
+        tmp.write_text("index\tprediction\n" + "".join(
+            f"{i}\t{task.task_kind.format_prediction(task, p)}\n" for i, p in zip(ex.ids, preds, strict=True)))
+        tmp.replace(path)
+        written.append(path)
+        echo(f"{split}: {len(preds)} predictions -> {path}")
+    return written
+
+
+def download_run_checkpoint(run_id: str, tracking_uri: str | None, dst: str | Path) -> Path:
+    """The run's adapter artifact, downloaded under `dst`."""
     from bench import tracking
 
+    quiet_libraries()
     uri = tracking.resolve_uri(tracking_uri)
     tracking.check_reachable(uri)
     c = tracking.client(uri)
@@ -249,11 +309,24 @@ def download_run_checkpoint(run_id: str, tracking_uri: str | None) -> Path:
         c.get_run(run_id)
     except Exception:
         raise BenchError(f"no MLflow run {run_id!r} in {tracking.redact(uri)}") from None
-    dst = Path(tempfile.mkdtemp(prefix="bench-eval-"))
     try:
+        Path(dst).mkdir(parents=True, exist_ok=True)
         return Path(c.download_artifacts(run_id, "adapter", str(dst)))
     except Exception as e:
         raise BenchError(f"run {run_id} has no adapter artifact ({type(e).__name__})") from None
+
+
+@contextlib.contextmanager
+def checkpoint_dir(run_id: str | None, directory: str | None, tracking_uri: str | None):
+    """The adapter directory of --run (downloaded into a temporary directory removed afterwards) or
+    --checkpoint."""
+    if bool(run_id) == bool(directory):
+        raise BenchError("needs exactly one of --run RUN_ID or --checkpoint DIR")
+    if directory:
+        yield Path(directory)
+        return
+    with tempfile.TemporaryDirectory(prefix="bench-eval-") as tmp:
+        yield download_run_checkpoint(run_id, tracking_uri, tmp)
 
 
 

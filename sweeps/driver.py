@@ -179,10 +179,11 @@ def _finished_run(cfg, study_name: str, phase: str):
 
 
 def _main_metric(cfg):
+    from bench.record import selection_split
     from bench.tasks import get_task
 
     task = get_task(cfg.task)
-    return task.dev_splits[0], task.main_metric
+    return selection_split(cfg, task), task.main_metric
 
 
 def _best_value(run, cfg) -> float:

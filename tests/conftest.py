@@ -86,6 +86,17 @@ def glue_dir(tmp_path_factory):
             (i, "main", "f", "2012", i, "none", "none", sentence(i), sentence(i + 3), f"{(i * 0.37) % 5:.3f}")
             for i in range(size)])
         _tsv(root / "SST-2" / f"{split}.tsv", [("sentence", "label")] + [(sentence(i), i % 2) for i in range(size)])
+    # Unlabelled test files, as GLUE ships them: an index column, the texts, no label.
+    _tsv(root / "RTE" / "test.tsv", [("index", "sentence1", "sentence2")] + [(i, sentence(i), sentence(i + 2))
+                                                                            for i in range(7)])
+    _tsv(root / "STS-B" / "test.tsv", [("index", "genre", "filename", "year", "old_index", "source1", "source2",
+                                        "sentence1", "sentence2")] + [(i, "main", "f", "2012", i, "none", "none",
+                                                                       sentence(i), sentence(i + 4)) for i in range(5)])
+    for name in ("test_matched", "test_mismatched"):
+        _tsv(root / "MNLI" / f"{name}.tsv", [("index", "promptID", "pairID", "genre", "sentence1_binary_parse",
+                                              "sentence2_binary_parse", "sentence1_parse", "sentence2_parse",
+                                              "sentence1", "sentence2")] + [
+            (i, i, f"{i}e", "fiction", "(", "(", "(", "(", sentence(i), sentence(i + 3)) for i in range(4)])
     mnli_head = ("index", "promptID", "pairID", "genre", "sentence1_binary_parse", "sentence2_binary_parse",
                  "sentence1_parse", "sentence2_parse", "sentence1", "sentence2", "label1", "gold_label")
     labels = ["entailment", "neutral", "contradiction"]

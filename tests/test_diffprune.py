@@ -86,7 +86,7 @@ def test_cli_run_reports_nonzero_count_and_reloads_exactly(tiny_models, glue_dir
     history = MlflowClient(tracking_uri).get_metric_history(run.info.run_id, "params_method")
     assert [h.value for h in sorted(history, key=lambda h: h.step)][0] == 2 * backbone  # diff + gate logits
     # Only evaluations after the projection could be chosen: the saved model is the sparse one.
-    directory = download_run_checkpoint(run.info.run_id, tracking_uri)
+    directory = download_run_checkpoint(run.info.run_id, tracking_uri, tmp_path / 'dl')
     result = evaluate_checkpoint(directory, echo=lambda *a: None)
     for split, metrics in result["metrics"].items():
         for name, value in metrics.items():

@@ -1,5 +1,7 @@
 """The adapter-only checkpoint reloads into a fresh backbone and gives exactly the logged metric."""
 
+from pathlib import Path
+
 import pytest
 
 from bench.cli import main
@@ -16,7 +18,7 @@ def test_eval_run_reproduces_logged_metrics(tiny_models, glue_dir, tmp_path, tra
                  str(glue_dir), "--epochs", "2", "--batch-size", "8", "--lr", "1e-2", "--output-dir",
                  str(tmp_path / "out"), "--tracking-uri", tracking_uri, "--no-progress"]) == 0
     (run,) = all_runs(tracking_uri)
-    directory = download_run_checkpoint(run.info.run_id, tracking_uri)
+    directory = download_run_checkpoint(run.info.run_id, tracking_uri, tmp_path / 'dl')
     result = evaluate_checkpoint(directory, echo=lambda *a: None)
     for split, metrics in result["metrics"].items():
         for name, value in metrics.items():
@@ -45,5 +47,33 @@ def test_compiled_training_stores_plain_names_and_reloads(tiny_models, glue_dir,
                  "--output-dir", str(tmp_path / "out"), "--tracking-uri", tracking_uri, "--no-progress"]) == 0
     (run,) = all_runs(tracking_uri)
     assert run.data.params["compile"] == "True"
-    result = evaluate_checkpoint(download_run_checkpoint(run.info.run_id, tracking_uri), echo=lambda *a: None)
+    result = evaluate_checkpoint(download_run_checkpoint(run.info.run_id, tracking_uri, tmp_path / 'dl'), echo=lambda *a: None)
     assert result["metrics"]["dev"]["accuracy"] == pytest.approx(run.data.metrics["best_dev_accuracy"], abs=1e-6)
+
+
+@pytest.mark.parametrize("task, files", [("rte", {"RTE.tsv": 7}), ("mnli", {"MNLI-m.tsv": 4, "MNLI-mm.tsv": 4}),
+                                         ("stsb", {"STS-B.tsv": 5})])
+def test_predict_writes_glue_server_files(tiny_models, glue_dir, tmp_path, tracking_uri, capsys, task, files):
+    import tempfile
+
+    from bench.tasks import get_task
+
+    assert main(["run", "--method", "lora", "--model", tiny_models["bert"], "--task", task, "--data-dir",
+                 str(glue_dir), "--max-steps", "2", "--batch-size", "8", "--output-dir", str(tmp_path / "out"),
+                 "--tracking-uri", tracking_uri, "--no-progress"]) == 0
+    (run,) = all_runs(tracking_uri)
+    before = set(Path(tempfile.gettempdir()).glob("bench-eval-*"))
+    out = tmp_path / "pred"
+    assert main(["predict", "--run", run.info.run_id, "--tracking-uri", tracking_uri, "--out-dir", str(out)]) == 0
+    assert set(Path(tempfile.gettempdir()).glob("bench-eval-*")) == before  # the download is cleaned up
+    t = get_task(task)
+    assert sorted(p.name for p in out.iterdir()) == sorted(files)
+    for name, n in files.items():
+        lines = (out / name).read_text().splitlines()
+        assert lines[0] == "index\tprediction" and len(lines) == n + 1
+        assert [line.split("\t")[0] for line in lines[1:]] == [str(i) for i in range(n)]
+        for line in lines[1:]:
+            value = line.split("\t")[1]
+            assert value in t.labels if t.labels else float(value) == float(value)
+    assert main(["predict", "--run", run.info.run_id, "--tracking-uri", tracking_uri, "--split", "dev"]) == 2
+    assert "no unlabelled split 'dev'" in capsys.readouterr().err

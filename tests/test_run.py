@@ -121,3 +121,23 @@ def test_gradient_checkpointing_trains_the_same(tiny_models, glue_dir, tmp_path,
     assert calls  # the second run did recompute its layers
     assert results[1]["train_loss"] == pytest.approx(results[0]["train_loss"], rel=1e-5)
     assert results[1]["best_dev_accuracy"] == results[0]["best_dev_accuracy"]
+
+
+def test_select_on_holdout_leaves_dev_for_reporting(tiny_models, glue_dir, tmp_path, uri, capsys):
+    """select_on=holdout: the best epoch is picked on a fixed share of train; dev is only reported."""
+    from mlflow.tracking import MlflowClient
+
+    assert main(["run", "--method", "lora", "--model", tiny_models["bert"], "--task", "rte", "--data-dir",
+                 str(glue_dir), "--epochs", "4", "--batch-size", "4", "--lr", "5e-2", "--set", "select_on=holdout",
+                 "--set", "holdout_fraction=0.25", "--output-dir", str(tmp_path), "--tracking-uri", uri,
+                 "--experiment", "holdout", "--no-progress"]) == 0
+    assert "18 train examples, 6 holdout, 12 dev" in capsys.readouterr().out  # 24 = 18 + 6
+    c = MlflowClient(uri)
+    (run,) = c.search_runs([c.get_experiment_by_name("holdout").experiment_id])
+    assert run.data.tags["selected_on"] == "holdout"
+    hold = {m.step: m.value for m in c.get_metric_history(run.info.run_id, "holdout_accuracy")}
+    dev = {m.step: m.value for m in c.get_metric_history(run.info.run_id, "dev_accuracy")}
+    assert len(hold) == 4 and set(hold) == set(dev)
+    best_step = min(s for s, v in hold.items() if v == max(hold.values()))  # earliest of the best holdout scores
+    assert run.data.metrics["best_holdout_accuracy"] == hold[best_step]
+    assert run.data.metrics["best_dev_accuracy"] == dev[best_step]  # dev read at that epoch, not maximised

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
+from bench.cli import split_list
 from bench.config import FIELDS, RunConfig
 from bench.errors import BenchError
 
@@ -125,14 +126,18 @@ def cmd_presets(args) -> int:
 
 
 def cmd_eval(args) -> int:
-    from pathlib import Path
+    from bench.runner import checkpoint_dir, evaluate_checkpoint
 
-    from bench.runner import download_run_checkpoint, evaluate_checkpoint
+    with checkpoint_dir(args.run, args.checkpoint, args.tracking_uri) as directory:
+        evaluate_checkpoint(directory, args.data_dir)
+    return 0
 
-    if bool(args.run) == bool(args.checkpoint):
-        raise BenchError("bench eval needs exactly one of --run RUN_ID or --checkpoint DIR")
-    directory = download_run_checkpoint(args.run, args.tracking_uri) if args.run else Path(args.checkpoint)
-    evaluate_checkpoint(directory, args.data_dir)
+
+def cmd_predict(args) -> int:
+    from bench.runner import checkpoint_dir, predict_checkpoint
+
+    with checkpoint_dir(args.run, args.checkpoint, args.tracking_uri) as directory:
+        predict_checkpoint(directory, split_list(args.split), args.out_dir, args.data_dir)
     return 0
 
 
@@ -219,6 +224,16 @@ def add_parsers(sub) -> None:
     p.add_argument("--tracking-uri", default=None)
     p.add_argument("--data-dir", default=None, help="override the data directory recorded in the run")
     p.set_defaults(func=cmd_eval)
+
+    p = sub.add_parser("predict", help="write GLUE test-server prediction files from an adapter checkpoint")
+    p.add_argument("--run", help="MLflow run id whose adapter artifact to use")
+    p.add_argument("--checkpoint", metavar="DIR", help="a local adapter directory")
+    p.add_argument("--split", default=None, help="comma-separated unlabelled splits (default: all of the task's, "
+                                                 "e.g. test; MNLI: test_matched,test_mismatched)")
+    p.add_argument("--out-dir", default="predictions", help="where the TSV files go (default: predictions)")
+    p.add_argument("--tracking-uri", default=None)
+    p.add_argument("--data-dir", default=None, help="override the data directory recorded in the run")
+    p.set_defaults(func=cmd_predict)
 
     sub.add_parser("tasks", help="list tasks").set_defaults(func=cmd_tasks)
     sub.add_parser("methods", help="list methods, their knobs and defaults").set_defaults(func=cmd_methods)

@@ -57,6 +57,10 @@ class TaskKind:
         """Predictions of a whole split, in input order, made comparable with `gold(data)`."""
         return predictions
 
+    def format_prediction(self, task, prediction) -> str:
+        """One prediction as the GLUE server reads it: the label's name (0/1 for binary GLUE tasks)."""
+        return task.labels[prediction]
+
     def gold(self, data: dict):
         """The labels a split is scored against."""
         return data["labels"]

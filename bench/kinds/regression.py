@@ -26,6 +26,9 @@ class Regression(TaskKind):
     def hub_labels(self, column) -> list:
         return [float(x) for x in column]
 
+    def format_prediction(self, task, prediction) -> str:
+        return f"{prediction:.4f}"
+
     def predictions(self, logits, lengths, indices) -> list:
         return logits.squeeze(-1).tolist()
 

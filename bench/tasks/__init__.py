@@ -36,6 +36,17 @@ class Source:
 
 
 @dataclass(frozen=True)
+class PredictSpec:
+    """Unlabelled splits (GLUE test) that `bench predict` writes in the GLUE server's format."""
+
+    hub: dict  # split -> hub split name
+    files: dict  # split -> local file name
+    text: tuple  # local text columns (header names)
+    index: str  # local index column
+    submission: dict  # split -> the server's file name (RTE.tsv, MNLI-m.tsv)
+
+
+@dataclass(frozen=True)
 class Task:
     name: str
     kind: str  # classification | regression | tagging (a module in bench/kinds)
@@ -50,6 +61,7 @@ class Task:
     report_columns: dict  # column label -> logged metric (best_<metric>), e.g. {"MNLI-m": "dev_matched_accuracy"}
     test_splits: tuple[str, ...] = ()  # labelled test splits, scored once at the best dev epoch (test_* metrics)
     curve_metric: str = ""  # the metric of intrinsic-dimension curves (default: main_metric)
+    predict: PredictSpec | None = None
     aliases: tuple[str, ...] = ()
     description: str = ""
     source_file: str = ""
@@ -117,7 +129,16 @@ def parse_task(entry: dict, where: str) -> Task:
             raise BenchError(f"task file {where}: a {kind} task {'has no' if kind == REGRESSION else 'needs'} labels")
         report = entry.get("report") or {}
         columns = dict(report.get("columns") or {need(entry, "name"): f"dev_{main}"})
+        pred = entry.get("predict")
+        predict = None if not pred else PredictSpec(
+            hub=dict(need(pred, "hub", "predict.")), files=dict(need(pred, "files", "predict.")),
+            text=_tuple(need(pred, "text", "predict.")), index=str(pred.get("index", "index")),
+            submission=dict(need(pred, "submission", "predict.")))
+        if predict and not set(predict.files) == set(predict.hub) == set(predict.submission):
+            raise BenchError(f"task file {where}: predict.hub, predict.files and predict.submission name "
+                             "different splits")
         return Task(
+            predict=predict,
             name=str(need(entry, "name")).lower(), kind=kind, labels=labels, metrics=metrics, main_metric=main,
             score=_tuple(entry.get("score") or main),
             hub=Source(text=_tuple(need(hub, "text", "hub.")), label=need(hub, "label", "hub."), splits=hub_splits,
