@@ -77,10 +77,9 @@ def load_data(cfg: RunConfig, task, tokenizer, splits):
 
 def prepare_data(cfg: RunConfig, task, built: Built, train: bool = True):
     """Tokenised train (optional) and dev splits, ready for the training loop."""
-    from bench.train import Prepared
-
     from bench.encoding import split_rows
     from bench.record import HOLDOUT
+    from bench.train import Prepared
 
     splits = (["train"] if train else []) + list(task.dev_splits) + list(task.test_splits)
     data = load_data(cfg, task, built.tokenizer, splits)
