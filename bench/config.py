@@ -33,6 +33,7 @@ class RunConfig:
     max_grad_norm: float = 1.0
     patience: int | None = None  # epochs without improvement before stopping; None: never
     max_train_samples: int | None = None  # keep only the first N training examples (budgets)
+    head: str = "family"  # family (the family's HF head) | linear (one linear layer on the first token's state)
     select_on: str = "dev"  # the split that picks the best epoch: dev (as the papers do) | holdout
     holdout_fraction: float = 0.1  # select_on=holdout: this share of train (fixed draw) held out to select on
     eval_every_steps: int | None = None  # also evaluate every N steps; None: once per epoch
@@ -72,7 +73,7 @@ class RunConfig:
 FIELDS = {f.name: f for f in fields(RunConfig)}
 # Fields added after runs existed, with the value that reproduces the earlier behaviour: left out of the
 # config hash at that value, so existing runs are still found (and reused) by sweeps and grids.
-ADDED_FIELDS = {"lr_schedule": "linear", "select_on": "dev", "holdout_fraction": 0.1}
+ADDED_FIELDS = {"head": "family", "lr_schedule": "linear", "select_on": "dev", "holdout_fraction": 0.1}
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 LR_SCHEDULES = ("linear", "constant")
 SELECT_ON = ("dev", "holdout")
@@ -166,6 +167,10 @@ def validate(cfg: RunConfig) -> RunConfig:
         raise choices_error("precision", cfg.precision, PRECISIONS)
     if cfg.lr_schedule not in LR_SCHEDULES:
         raise choices_error("lr_schedule", cfg.lr_schedule, LR_SCHEDULES)
+    from bench.heads import HEADS
+
+    if cfg.head not in HEADS:
+        raise choices_error("head", cfg.head, HEADS)
     if cfg.select_on not in SELECT_ON:
         raise choices_error("select_on", cfg.select_on, SELECT_ON)
     if not 0 < cfg.holdout_fraction <= 0.5:

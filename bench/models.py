@@ -72,7 +72,7 @@ def model_class(task: Task):
     return task.task_kind.model_class()
 
 
-def load_model(ref: str, task: Task):
+def load_model(ref: str, task: Task, head: str = "family"):
     """The pretrained encoder with the task's head, in float32 whatever the checkpoint's dtype:
     transformers 5 keeps a half-precision checkpoint in half precision, and AdamW on fp16/bf16
     master weights loses small updates; bf16/fp16 training is autocast over fp32 weights.
@@ -88,7 +88,9 @@ def load_model(ref: str, task: Task):
                                     dtype=torch.float32, **head_kwargs(task)),
         ref,
     )
-    return model, sorted(info.get("missing_keys", []))
+    from bench.heads import set_head
+
+    return model, sorted(set(info.get("missing_keys", [])) | set(set_head(model, task, head)))
 
 
 def family_of(ref: str) -> str | None:

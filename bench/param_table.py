@@ -31,7 +31,7 @@ def arch_config(model: str, task):
     return AutoConfig.from_pretrained(resolve(model), **head_kwargs(task))
 
 
-def meta_counts(model: str, task, method_name: str, options: dict | None = None) -> dict:
+def meta_counts(model: str, task, method_name: str, options: dict | None = None, head: str = "family") -> dict:
     import torch
 
     from bench.models import family, model_class
@@ -43,6 +43,9 @@ def meta_counts(model: str, task, method_name: str, options: dict | None = None)
     config = arch_config(model, task)
     with torch.device("meta"):
         m = model_class(task).from_config(config)
+        from bench.heads import set_head
+
+        set_head(m, task, head)
         ctx = AttachContext(task=task, tokenizer=None, family=family(m))
         m, backbone_numel = apply_method(m, method, cfg, ctx)
     stored = {n for n, p in m.named_parameters() if p.requires_grad}
@@ -81,7 +84,7 @@ PUBLISHED = [
 ]
 
 
-def method_rows(models: list[str], task, methods: list[str]) -> list[dict]:
+def method_rows(models: list[str], task, methods: list[str], head: str = "family") -> list[dict]:
     from bench.models import ALIASES
 
     rows = []
@@ -89,7 +92,7 @@ def method_rows(models: list[str], task, methods: list[str]) -> list[dict]:
         if model not in arch_names() and model not in ALIASES and not Path(model).is_dir():
             raise choices_error("model", model, arch_names() + ["minilm", "<local dir>"])
         for name in methods:
-            c = meta_counts(model, task, name)
+            c = meta_counts(model, task, name, head=head)
             rows.append({"model": model, "name": name, **c,
                          "percent": percent(c["method"], c["backbone"])})
     return rows

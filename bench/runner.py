@@ -53,7 +53,7 @@ def build_model(cfg: RunConfig, task) -> Built:
     method_cfg = method.make_config(cfg.method_options)
     tokenizer = load_tokenizer(cfg.model, task)
     torch.manual_seed(cfg.seed)  # head and method initialisation follow the seed
-    model, new_names = load_model(cfg.model, task)
+    model, new_names = load_model(cfg.model, task, cfg.head)
     ctx = AttachContext(task=task, tokenizer=tokenizer, family=family(model))
     model, backbone_numel = apply_method(model, method, method_cfg, ctx)
     # Stored with the adapter: what trains, plus anything newly initialised (so reload is exact).

@@ -196,10 +196,17 @@ def plot(a: dict, path_stem: str, title: str) -> list[str]:
     import matplotlib.pyplot as plt
 
     full = a["full"].values.mean()
-    fig, axes = plt.subplots(1, 2, figsize=(12, 4.5))
-    for ax, relative in zip(axes, (False, True), strict=True):
-        for method, pts in sorted(a["curves"].items()):
-            xs = [p.params_trainable for p in pts]
+    # Top row: parameters counted with the task head (what trains); bottom row: the method's own (what the
+    # papers' %Param counts; the head-only anchor has none and is left out there).
+    fig, grid = plt.subplots(2, 2, figsize=(12, 9))
+    panels = [(ax, relative, with_head) for row, with_head in zip(grid, (True, False), strict=True)
+              for ax, relative in zip(row, (False, True), strict=True)]
+    for ax, relative, with_head in panels:
+        for method, all_pts in sorted(a["curves"].items()):
+            pts = [p for p in all_pts if with_head or p.params_method > 0]
+            if not pts:
+                continue
+            xs = [p.params_trainable if with_head else p.params_method for p in pts]
             ys = np.array([p.values.mean() for p in pts]) / (full if relative else 1)
             err = np.array([p.values.std(ddof=1) if len(p.values) > 1 else 0 for p in pts]) / (full if relative else 1)
             if method == reference_method():
@@ -216,10 +223,11 @@ def plot(a: dict, path_stem: str, title: str) -> list[str]:
             ax.axhline(a["tau_g"] / (full if relative else 1), color="tab:red", ls="--", lw=1,
                        label="g = 0.9 (chance-corrected)")
         ax.set_xscale("log")
-        ax.set_xlabel("trainable parameters (head included, log scale)")
+        ax.set_xlabel("trainable parameters, " + ("head included" if with_head else "the method's own, head excluded")
+                      + " (log scale)")
         ax.set_ylabel(f"{a['metric']} / full FT" if relative else a["metric"])
         ax.grid(alpha=0.3)
-    axes[0].legend(fontsize=8)
+    grid[0][0].legend(fontsize=8)
     fig.suptitle(title, fontsize=10)
     fig.tight_layout()
     out = []

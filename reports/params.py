@@ -6,8 +6,8 @@ from reports.render import render
 
 
 def render_method_rows(rows: list[dict], task, fmt: str) -> str:
-    header = ["model", "method", "method params", "% of backbone", "trainable (+head)", "stored", "backbone"]
-    body = [[r["model"], r["name"], f"{r['method']:,}", f"{r['percent']:.4f}%", f"{r['trainable']:,}",
+    header = ["model", "method", "method params", "% of backbone", "head", "trainable (+head)", "stored", "backbone"]
+    body = [[r["model"], r["name"], f"{r['method']:,}", f"{r['percent']:.4f}%", f"{r['head']:,}", f"{r['trainable']:,}",
              f"{r['stored']:,}", f"{r['backbone']:,}"] for r in rows]
     caption = (f"Parameters per method on {task.name} ({'pair' if task.is_pair else 'single'} input, "
                f"{task.num_labels}-output head), each method at its default configuration. method params: the "

@@ -178,7 +178,7 @@ def cmd_params(args) -> int:
     for name in names:
         get_method(name)
     models = [m.strip() for m in args.model.split(",") if m.strip()]
-    print(render_method_rows(method_rows(models, task, names), task, args.format), end="")
+    print(render_method_rows(method_rows(models, task, names, args.head), task, args.format), end="")
     return 0
 
 
@@ -191,6 +191,8 @@ def add_params_options(q, fmt_default: str) -> None:
     q.add_argument("--format", default=fmt_default, choices=["text", "md", "latex", "csv"])
     q.add_argument("--published", action="store_true",
                    help="the published %%Param figures of METHODS.md beside ours, with the configuration of each")
+    q.add_argument("--head", default="family", choices=["family", "linear"],
+                   help="the task head counted in the head column (default: family)")
 
 
 def cmd_ui(args) -> int:
