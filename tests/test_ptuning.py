@@ -85,3 +85,23 @@ def test_dropout_is_drawn_per_example(tiny_models, glue_dir, method, options):
     with torch.no_grad():
         out = built.model(**batch).logits
         assert torch.allclose(out[0], out[1], atol=1e-6)  # nothing else drops
+
+
+def test_matches_peft_prefix_tuning_on_bert_sequence_classification(tiny_models, glue_dir):
+    """peft's PrefixTuningConfig (a case it supports: BERT sequence classification), given our prefix table,
+    gives our logits when position_shift=true (peft passes the prefix as past_key_values too)."""
+    from peft import PrefixTuningConfig, TaskType, get_peft_model
+
+    ours, prep = _model(tiny_models, glue_dir, "bert", "ptuning",
+                        {"prefix_length": 3, "dropout": 0.0, "position_shift": True, "init_std": 1.0})
+    plain, _ = _model(tiny_models, glue_dir, "bert", "head", {})
+    plain.model.load_state_dict({k: v for k, v in ours.model.state_dict().items() if "prefix_encoder" not in k})
+    peft_model = get_peft_model(plain.model, PrefixTuningConfig(task_type=TaskType.SEQ_CLS, num_virtual_tokens=3))
+    with torch.no_grad():  # peft's table is (p, layers * 2 * hidden), keys and values interleaved per layer, as ours
+        peft_model.prompt_encoder["default"].embedding.weight.copy_(ours.model.base_model.prefix_encoder.embedding)
+    batch = batch_for(prep, prep.dev["dev"], list(range(6)), torch.device("cpu"))
+    batch.pop("labels")
+    ours.model.eval()
+    peft_model.eval()
+    with torch.no_grad():
+        assert torch.allclose(ours.model(**batch).logits, peft_model(**batch).logits, atol=1e-5)
