@@ -23,7 +23,9 @@ def save(directory: Path, model, stored_names: set[str], meta: dict) -> int:
     directory.mkdir(parents=True, exist_ok=True)
     state = {n: t.contiguous().cpu() for n, t in stored_state(model, stored_names).items()}
     save_file(state, str(directory / WEIGHTS))
-    (directory / META).write_text(json.dumps(meta, indent=2, default=str))
+    from bench.redact import redact_tree
+
+    (directory / META).write_text(json.dumps(redact_tree(meta), indent=2, default=str))
     return (directory / WEIGHTS).stat().st_size
 
 

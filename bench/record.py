@@ -81,7 +81,7 @@ def create_container(uri: str, experiment: str, name: str, tags: dict, params: d
 
     c = tracking.client(uri)
     run = c.create_run(tracking.experiment_id(c, experiment, uri), run_name=name,
-                       tags={**{k: str(v) for k, v in tags.items()}, "mlflow.runName": name})
+                       tags={**{k: tracking.redact(v) for k, v in tags.items()}, "mlflow.runName": name})
     tracker = tracking.Tracker(uri, run.info.run_id)
     tracker.log_params(params)
     c.set_terminated(run.info.run_id, "FINISHED")

@@ -6,9 +6,10 @@ import contextlib
 import os
 import time
 from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import urlsplit
 
 from bench.errors import BenchError, first_line
+from bench.redact import redact  # noqa: F401 - part of this module's API (callers use tracking.redact)
 
 DEFAULT_DB = "mlflow.db"
 
@@ -22,15 +23,6 @@ def resolve_uri(uri: str | None) -> str:
         return f"sqlite:///{Path(uri).resolve()}"
     if uri.startswith("sqlite:///"):  # relative SQLite paths are relative to the cwd: pin them down
         return f"sqlite:///{Path(uri[len('sqlite:///'):]).resolve()}"
-    return uri
-
-
-def redact(uri: str) -> str:
-    """Hide the password of a database URL before it is printed or logged."""
-    parts = urlsplit(uri)
-    if parts.password:
-        netloc = parts.netloc.replace(f":{parts.password}@", ":***@")
-        return urlunsplit(parts._replace(netloc=netloc))
     return uri
 
 
@@ -118,7 +110,7 @@ class Tracker:
     def log_params(self, params: dict) -> None:
         from mlflow.entities import Param
 
-        items = [Param(k, str(v)[:6000]) for k, v in flatten(params).items()]
+        items = [Param(k, redact(v)[:6000]) for k, v in flatten(params).items()]
         with self._timed():
             for i in range(0, len(items), 100):
                 self.client.log_batch(self.run_id, params=items[i:i + 100])
@@ -127,7 +119,7 @@ class Tracker:
         from mlflow.entities import RunTag
 
         with self._timed():
-            self.client.log_batch(self.run_id, tags=[RunTag(k, str(v)[:5000]) for k, v in tags.items()])
+            self.client.log_batch(self.run_id, tags=[RunTag(k, redact(v)[:5000]) for k, v in tags.items()])
 
     def log_metrics(self, metrics: dict, step: int = 0) -> None:
         from mlflow.entities import Metric
@@ -149,7 +141,7 @@ class Tracker:
 
     def log_text(self, text: str, artifact_file: str) -> None:
         with self._timed():
-            self.client.log_text(self.run_id, text, artifact_file)
+            self.client.log_text(self.run_id, redact(text), artifact_file)
 
 
 @contextlib.contextmanager
@@ -163,7 +155,7 @@ def tracked_run(uri: str, experiment: str, run_name: str, tags: dict, parent_run
     all_tags = {MLFLOW_RUN_NAME: run_name, **tags}
     if parent_run_id:  # explicit parent id: nesting that works across processes and machines
         all_tags[MLFLOW_PARENT_RUN_ID] = parent_run_id
-    run = c.create_run(exp_id, run_name=run_name, tags={k: str(v) for k, v in all_tags.items()})
+    run = c.create_run(exp_id, run_name=run_name, tags={k: redact(v) for k, v in all_tags.items()})
     tracker = Tracker(uri, run.info.run_id)
     try:
         yield tracker

@@ -15,6 +15,7 @@ from pathlib import Path
 
 from bench.errors import BenchError, first_line
 from bench.record import FINAL, TRIAL
+from bench.redact import redact_tree
 
 STORAGE_SCHEMES = ("sqlite", "postgresql", "mysql")
 PRUNERS = ("median", "halving", "none")
@@ -57,7 +58,7 @@ def _on_stale(study, trial) -> None:
         with contextlib.suppress(Exception):
             from bench.tracking import client
 
-            c = client(study.user_attrs["tracking_uri"])
+            c = client(study_tracking_uri(study.user_attrs))
             if c.get_run(run_id).info.status == "RUNNING":
                 c.set_tag(run_id, "state", "lost")
                 c.set_tag(run_id, "error", "worker lost: no heartbeat; the trial was failed and retried")
@@ -65,6 +66,23 @@ def _on_stale(study, trial) -> None:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
         optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=3)(study, trial)
+
+
+def study_tracking_uri(attrs: dict) -> str:
+    """The study's MLflow URI. A study never stores a credential: when its URI held one, the stored copy
+    is redacted and the worker takes the real one from $MLFLOW_TRACKING_URI (`--tracking-uri` sets it)."""
+    import os
+
+    from bench.redact import MASK, redact
+
+    stored = attrs["tracking_uri"]
+    if MASK not in stored:
+        return stored
+    given = os.environ.get("MLFLOW_TRACKING_URI", "")
+    if given and redact(given) == stored:
+        return given
+    raise BenchError(f"the study's tracking URI {stored} holds a credential that bench does not store: pass "
+                     "--tracking-uri (or set MLFLOW_TRACKING_URI) with it")
 
 
 def make_pruner(name: str):
@@ -141,9 +159,12 @@ def create(method: str, model: str, task: str, base: dict, space_file: str | Non
         c.delete_run(parent)
         return name
     for key, value in {"method": cfg.method, "model": cfg.model, "task": cfg.task, "space": space,
-                       "space_hash": space_hash(space), "base": base, "n_trials": trials,
+                       "space_hash": space_hash(space), "base": redact_tree({k: v for k, v in base.items()
+                                                                              if k != "tracking_uri"}),
+                       "n_trials": trials,
                        "seeds_final": seeds_final, "search_seed": search_seed, "pruner": pruner,
-                       "mlflow_parent_run_id": parent, "tracking_uri": uri, "experiment": experiment,
+                       "mlflow_parent_run_id": parent, "tracking_uri": tracking.redact(uri),
+                       "experiment": experiment,
                        "created": time.strftime("%Y-%m-%d %H:%M:%S")}.items():
         study.set_user_attr(key, value)
     echo(f"created study {name} ({trials} trials, {seeds_final} final seeds, pruner {pruner}) in "
@@ -168,7 +189,7 @@ def _run_config(study, layer: dict, seed: int, phase: str, extra_tags: dict):
     a = study.user_attrs
     tags = {"study": study.study_name, "phase": phase, **extra_tags}
     return build_config(a["base"], {"method": a["method"], "model": a["model"], "task": a["task"]}, layer,
-                        {"seed": seed, "tracking_uri": a["tracking_uri"], "experiment": a["experiment"],
+                        {"seed": seed, "tracking_uri": study_tracking_uri(a), "experiment": a["experiment"],
                          "tags": tags})
 
 
@@ -300,7 +321,7 @@ def finalize(name: str, storage: str | None = None, seeds: int | None = None, ou
                "std": statistics.stdev(values) if len(values) > 1 else 0.0, "n": len(values)}
     from bench import tracking
 
-    c = tracking.client(a["tracking_uri"])
+    c = tracking.client(study_tracking_uri(a))
     for k, v in {"final_metric": summary["metric"], "final_mean": f"{summary['mean']:.4f}",
                  "final_std": f"{summary['std']:.4f}", "final_n": len(values), "best_trial": best.number}.items():
         c.set_tag(a["mlflow_parent_run_id"], k, str(v))

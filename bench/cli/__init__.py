@@ -35,7 +35,9 @@ def main(argv=None) -> int:
     try:
         return args.func(args)
     except BenchError as e:
-        print(f"bench: error: {e}", file=sys.stderr)
+        from bench.redact import redact
+
+        print(f"bench: error: {redact(e)}", file=sys.stderr)
         return 2
     except BrokenPipeError:  # `bench ... | head`: the reader left; end quietly, as Unix tools do
         import os
@@ -47,7 +49,9 @@ def main(argv=None) -> int:
 
         if not isinstance(e, NonFiniteLoss):
             raise
-        print(f"bench: run failed: {e}", file=sys.stderr)
+        from bench.redact import redact
+
+        print(f"bench: run failed: {redact(e)}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print("bench: interrupted", file=sys.stderr)

@@ -18,8 +18,12 @@ def _sweep_base(args) -> dict:
 
 
 def cmd_sweep(args) -> int:
+    import os
+
     from sweeps import driver
 
+    if getattr(args, "tracking_uri", None):  # a study stores no credential: workers are given the URI this way
+        os.environ["MLFLOW_TRACKING_URI"] = args.tracking_uri
     out = getattr(args, "output_dir", None) or "runs"
     if args.sweep_command in ("create", "run"):
         name = driver.create(args.method, args.model, args.task, _sweep_base(args), args.space, args.storage,
@@ -78,6 +82,8 @@ def add_sweep_parsers(sub) -> None:
             q.add_argument("--force", action="store_true", help="rerun configurations that already finished")
     q = ss.add_parser("work", help="run trials of a study until its budget is complete")
     q.add_argument("study")
+    q.add_argument("--tracking-uri", default=None, help="the study's MLflow URI when it holds a credential "
+                                                        "(studies store it redacted)")
     q.add_argument("--n-trials", type=int, default=None, help="stop after this many trials (default: until done)")
     q.add_argument("--heartbeat", type=int, default=10, help="seconds; a trial 3 beats late is retried (default: 10)")
     q.add_argument("--force", action="store_true", help="rerun configurations that already finished")
@@ -87,6 +93,7 @@ def add_sweep_parsers(sub) -> None:
     storage_opts(q)
     q = ss.add_parser("finalize", help="re-run the best configuration on K seeds (only these feed tables)")
     q.add_argument("study")
+    q.add_argument("--tracking-uri", default=None, help="the study's MLflow URI when it holds a credential")
     q.add_argument("--seeds", type=int, default=None, help="K (default: the study's --seeds-final)")
     q.add_argument("--force", action="store_true", help="rerun seeds that already finished")
     storage_opts(q)
