@@ -33,6 +33,9 @@ def check_reachable(uri: str) -> None:
         db = Path(uri.split(":///", 1)[-1])
         if not db.parent.is_dir() or not os.access(db.parent, os.W_OK):
             raise BenchError(f"tracking URI {uri} is not usable: {db.parent} is not a writable directory")
+        if db.exists() and not db.is_file():
+            raise BenchError(f"tracking URI {uri} is not usable: {db} is not a file")
+        _migrate_sqlite_once(uri, db)
         return
     if scheme in ("http", "https"):
         import urllib.request
@@ -56,6 +59,26 @@ def check_reachable(uri: str) -> None:
         return
     raise BenchError(f"unsupported tracking URI scheme {scheme!r} in {redact(uri)} "
                      f"(choices: sqlite, postgresql, mysql, http, https, file)")
+
+
+_MIGRATED: set[str] = set()
+
+
+def _migrate_sqlite_once(uri: str, db: Path) -> None:
+    """Create or upgrade a SQLite tracking store under a file lock: one process migrates, the others wait
+    and then find it ready (two processes migrating one new file at once leave it half-made)."""
+    if uri in _MIGRATED:
+        return
+    from bench.locks import file_lock
+
+    with file_lock(db.with_name(db.name + ".lock")):
+        try:
+            from mlflow.store.tracking.sqlalchemy_store import SqlAlchemyStore
+
+            SqlAlchemyStore(uri, (db.parent / "mlartifacts").as_uri())
+        except Exception as e:  # a file that is not an MLflow database, or a broken one
+            raise BenchError(f"tracking store {db} is not a usable MLflow SQLite database ({first_line(e)})") from None
+    _MIGRATED.add(uri)
 
 
 def client(uri: str):

@@ -40,8 +40,16 @@ def open_storage(url: str, heartbeat: int = 10):
     if scheme not in STORAGE_SCHEMES:
         raise BenchError(f"unsupported sweep storage {redact(url)!r} (choices: {', '.join(STORAGE_SCHEMES)} URLs)")
     engine = {"connect_args": {"timeout": 60}} if scheme == "sqlite" else {"pool_pre_ping": True}
+    lock = contextlib.nullcontext()
+    if scheme == "sqlite":  # one process creates a new SQLite study database, the others wait for it
+        from bench.locks import file_lock
+
+        db = Path(url.split(":///", 1)[-1])
+        if not db.parent.is_dir():
+            raise BenchError(f"sweep storage {url} is not usable: {db.parent} is not a directory")
+        lock = file_lock(db.with_name(db.name + ".lock"))
     try:
-        with warnings.catch_warnings():  # Optuna marks the heartbeat options experimental
+        with lock, warnings.catch_warnings():  # Optuna marks the heartbeat options experimental
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
             return optuna.storages.RDBStorage(url, engine_kwargs=engine, heartbeat_interval=heartbeat,
                                               grace_period=3 * heartbeat, heartbeat_stale_trial_callback=_on_stale)
