@@ -27,7 +27,13 @@ def resolve_uri(uri: str | None) -> str:
 
 
 def check_reachable(uri: str) -> None:
-    """Fail fast, before anything is created, on a tracking store we cannot use."""
+    """Fail fast, before anything is created, on a tracking store we cannot use; then close the runs that
+    lost their process (every bench command that opens a store does this)."""
+    _check_usable(uri)
+    close_lost_runs(uri)
+
+
+def _check_usable(uri: str) -> None:
     scheme = urlsplit(uri).scheme
     if scheme == "sqlite":
         db = Path(uri.split(":///", 1)[-1])
@@ -111,16 +117,47 @@ def flatten(d: dict, prefix: str = "") -> dict:
     return out
 
 
+def heartbeat_seconds() -> float:
+    """How often a run flushes its buffered metrics and beats (a kill loses at most this much)."""
+    return float(os.environ.get("BENCH_HEARTBEAT_SECONDS", "30"))
+
+
+LOST_AFTER_BEATS = 10  # a run on another host is lost after this many missed heartbeats
+
+
 class Tracker:
     """One MLflow run. Metrics are buffered and sent in batches (log_batch) so tracking stays off the
-    training hot path; flush() at every evaluation and at the end."""
+    training hot path; flush() at every evaluation, at the end, and every heartbeat_seconds() from a
+    background thread that also stamps the `heartbeat` tag (so a SIGKILLed run can be told from a live one)."""
 
     def __init__(self, uri: str, run_id: str):
+        import threading
+
         self.uri = uri
         self.client = client(uri)
         self.run_id = run_id
         self._buffer = []
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._beat: threading.Thread | None = None
         self.seconds = 0.0  # time spent talking to MLflow
+
+    def start_heartbeat(self) -> None:
+        import threading
+
+        def beat():
+            while not self._stop.wait(heartbeat_seconds()):
+                with contextlib.suppress(Exception):  # a store hiccup must not kill training
+                    self.flush()
+                    self.client.set_tag(self.run_id, "heartbeat", f"{time.time():.0f}")
+
+        self._beat = threading.Thread(target=beat, name="bench-heartbeat", daemon=True)
+        self._beat.start()
+
+    def stop_heartbeat(self) -> None:
+        self._stop.set()
+        if self._beat is not None:
+            self._beat.join()
 
     @contextlib.contextmanager
     def _timed(self):
@@ -148,12 +185,14 @@ class Tracker:
         from mlflow.entities import Metric
 
         now = int(time.time() * 1000)
-        self._buffer += [Metric(k, float(v), now, step) for k, v in metrics.items() if v is not None]
-        if len(self._buffer) >= 500:
+        with self._lock:
+            self._buffer += [Metric(k, float(v), now, step) for k, v in metrics.items() if v is not None]
+            full = len(self._buffer) >= 500
+        if full:
             self.flush()
 
     def flush(self) -> None:
-        with self._timed():
+        with self._lock, self._timed():
             while self._buffer:
                 chunk, self._buffer = self._buffer[:1000], self._buffer[1000:]
                 self.client.log_batch(self.run_id, metrics=chunk)
@@ -178,11 +217,16 @@ def tracked_run(uri: str, experiment: str, run_name: str, tags: dict, parent_run
     all_tags = {MLFLOW_RUN_NAME: run_name, **tags}
     if parent_run_id:  # explicit parent id: nesting that works across processes and machines
         all_tags[MLFLOW_PARENT_RUN_ID] = parent_run_id
+    import socket
+
+    all_tags |= {"host": socket.gethostname(), "pid": os.getpid(), "heartbeat": f"{time.time():.0f}"}
     run = c.create_run(exp_id, run_name=run_name, tags={k: redact(v) for k, v in all_tags.items()})
     tracker = Tracker(uri, run.info.run_id)
+    tracker.start_heartbeat()
     try:
         yield tracker
     except BaseException as e:
+        tracker.stop_heartbeat()
         from bench.train import StopRun
 
         # Interrupted (Ctrl-C, SIGTERM) or stopped on purpose (pruning): KILLED. Anything else: FAILED.
@@ -196,5 +240,51 @@ def tracked_run(uri: str, experiment: str, run_name: str, tags: dict, parent_run
             c.set_terminated(run.info.run_id, status)
         raise
     else:
+        tracker.stop_heartbeat()
         tracker.flush()
         c.set_terminated(run.info.run_id, "FINISHED")
+
+
+_REAPED: set[str] = set()
+
+
+def close_lost_runs(uri: str) -> list[str]:
+    """Close runs left RUNNING by a process that is gone (SIGKILL, the OOM killer, a lost node) as KILLED
+    with tag state=lost: on this host at once (its pid is dead, or reused by a younger process), on
+    another host once its heartbeat is LOST_AFTER_BEATS intervals old. Done once per store and process."""
+    if uri in _REAPED:
+        return []
+    _REAPED.add(uri)
+    import socket
+
+    import psutil
+
+    c = client(uri)
+    try:
+        exps = [e.experiment_id for e in c.search_experiments()]
+        running = c.search_runs(exps, filter_string="attributes.status = 'RUNNING'", max_results=1000) if exps else []
+    except Exception:  # noqa: BLE001 - reaping is housekeeping: never fail the command for it
+        return []
+    host, now, closed = socket.gethostname(), time.time(), []
+    for run in running:
+        tags = run.data.tags
+        if "pid" not in tags or "heartbeat" not in tags:
+            continue  # not a bench run with a heartbeat (older runs, other tools)
+        if tags.get("host") == host:
+            pid = int(tags["pid"])
+            try:
+                alive = psutil.Process(pid).create_time() <= run.info.start_time / 1000 + 1
+            except (psutil.NoSuchProcess, psutil.AccessDenied):
+                alive = False
+            why = f"process {pid} on {host} is gone"
+        else:
+            alive = now - float(tags["heartbeat"]) < LOST_AFTER_BEATS * heartbeat_seconds()
+            why = f"no heartbeat from {tags.get('host')} for {now - float(tags['heartbeat']):.0f}s"
+        if alive:
+            continue
+        with contextlib.suppress(Exception):
+            c.set_tag(run.info.run_id, "state", "lost")
+            c.set_tag(run.info.run_id, "error", f"run lost: {why}; closed by a later bench command")
+            c.set_terminated(run.info.run_id, "KILLED")
+            closed.append(run.info.run_id)
+    return closed
