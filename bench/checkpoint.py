@@ -7,7 +7,7 @@ from pathlib import Path
 
 import torch
 
-from bench.errors import BenchError
+from bench.errors import BenchError, first_line
 
 WEIGHTS, META = "adapter.safetensors", "bench_adapter.json"
 
@@ -16,13 +16,25 @@ def stored_state(model, stored_names: set[str]) -> dict[str, torch.Tensor]:
     return {n: p.detach() for n, p in model.named_parameters() if n in stored_names}
 
 
+def sha256(path: Path) -> str:
+    import hashlib
+
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
 def save(directory: Path, model, stored_names: set[str], meta: dict) -> int:
-    """Writes the checkpoint; returns the weights file's size in bytes."""
+    """Writes the checkpoint (weights, then the metadata that records their sha256); returns the weights
+    file's size in bytes."""
     from safetensors.torch import save_file
 
     directory.mkdir(parents=True, exist_ok=True)
     state = {n: t.contiguous().cpu() for n, t in stored_state(model, stored_names).items()}
     save_file(state, str(directory / WEIGHTS))
+    meta = {**meta, "weights_sha256": sha256(directory / WEIGHTS)}
     from bench.redact import redact_tree
 
     (directory / META).write_text(json.dumps(redact_tree(meta), indent=2, default=str))
@@ -33,13 +45,36 @@ def read_meta(directory: Path) -> dict:
     path = Path(directory) / META
     if not path.is_file():
         raise BenchError(f"not a bench checkpoint (no {META}): {directory}")
-    return json.loads(path.read_text())
+    try:
+        meta = json.loads(path.read_text())
+    except (ValueError, UnicodeDecodeError) as e:
+        raise BenchError(f"checkpoint metadata {path} is not valid JSON ({type(e).__name__})") from None
+    missing = [k for k in ("config", "method", "task") if not isinstance(meta, dict) or k not in meta]
+    if missing:
+        raise BenchError(f"checkpoint metadata {path} lacks {missing[0]!r}: not a bench checkpoint")
+    return meta
+
+
+def verify(directory: Path) -> Path:
+    """The weights file, checked against the sha256 its metadata recorded at save (before any model loads)."""
+    weights = Path(directory) / WEIGHTS
+    if not weights.is_file():
+        raise BenchError(f"checkpoint {directory} has no {WEIGHTS}")
+    expected = read_meta(directory).get("weights_sha256")
+    if expected is not None and sha256(weights) != expected:
+        raise BenchError(f"checkpoint {weights} is corrupted: its sha256 differs from the one recorded at save")
+    return weights
 
 
 def load_into(model, directory: Path) -> None:
+    """Load the stored parameters after checking the weights file against the sha256 in the metadata."""
     from safetensors.torch import load_file
 
-    state = load_file(str(Path(directory) / WEIGHTS))
+    weights = verify(directory)
+    try:
+        state = load_file(str(weights))
+    except Exception as e:  # noqa: BLE001 - truncated or not safetensors (a checkpoint without a sha256)
+        raise BenchError(f"checkpoint {weights} is not readable ({first_line(e)})") from None
     names = dict(model.named_parameters())
     unknown = sorted(set(state) - set(names))
     if unknown:
@@ -47,4 +82,7 @@ def load_into(model, directory: Path) -> None:
                          f"e.g. {unknown[0]}")
     with torch.no_grad():
         for n, t in state.items():
+            if names[n].shape != t.shape:
+                raise BenchError(f"checkpoint {directory}: {n} has shape {tuple(t.shape)}, the model's is "
+                                 f"{tuple(names[n].shape)} (another model or method options)")
             names[n].copy_(t)

@@ -121,6 +121,17 @@ def _from_arrays(arrays: dict[str, np.ndarray]) -> dict:
     return data
 
 
+def _consistent(data: dict) -> bool:
+    """Every column has one row per example and ragged offsets cover their flat arrays."""
+    sizes = set()
+    for col in data.values():
+        if isinstance(col, Ragged):
+            if col.offsets[-1] != len(col.flat) or (np.diff(col.offsets) < 0).any():
+                return False
+        sizes.add(len(col))
+    return len(sizes) == 1 and "input_ids" in data and "labels" in data
+
+
 def cached_encode(task: Task, split: str, examples: Examples, tokenizer, max_length: int,
                   cache_dir: Path | None = None) -> dict:
     cache_dir = Path(cache_dir) if cache_dir else default_cache_dir()
@@ -130,8 +141,18 @@ def cached_encode(task: Task, split: str, examples: Examples, tokenizer, max_len
     ).hexdigest()
     path = cache_dir / "encoded" / f"{task.name}-{split}-{key[:16]}.npz"
     if path.is_file():
-        with np.load(path, allow_pickle=False) as z:
-            return _from_arrays({k: z[k] for k in z.files})
+        try:  # the zip container checks every member's CRC: a truncated or altered entry fails here
+            with np.load(path, allow_pickle=False) as z:
+                data = _from_arrays({k: z[k] for k in z.files})
+            if _consistent(data):
+                return data
+            raise ValueError("columns of different lengths")
+        except Exception as e:  # noqa: BLE001 - any damage: rebuild, never crash later runs
+            import sys
+
+            print(f"bench: warning: tokenisation cache entry {path} is damaged ({type(e).__name__}); "
+                  "rebuilding it", file=sys.stderr)
+            path.unlink(missing_ok=True)
     data = encode(task, examples, tokenizer, max_length)
     try:  # write-then-rename: a crash never leaves a half-written cache entry
         path.parent.mkdir(parents=True, exist_ok=True)

@@ -236,6 +236,7 @@ def load_checkpoint(directory: Path, data_dir: str | None = None):
 
     quiet_libraries()
     meta = checkpoint.read_meta(directory)
+    checkpoint.verify(directory)  # a damaged file is refused before any model loads
     conf = {k: v for k, v in meta["config"].items() if k != "tracking_uri"}
     if data_dir:
         conf["data_dir"] = data_dir
