@@ -200,14 +200,32 @@ def add_params_options(q, fmt_default: str) -> None:
 
 
 def cmd_ui(args) -> int:
+    """The MLflow server in its own process group, so that stopping bench (Ctrl-C, SIGTERM) stops all of it:
+    the server and the workers it forks, and the port is free again."""
+    import os
+    import signal
     import subprocess
 
-    from bench.tracking import resolve_uri
+    from bench.redact import redact
+    from bench.tracking import check_reachable, resolve_uri
 
+    if not 1 <= args.port <= 65535:
+        raise BenchError(f"--port {args.port} must be between 1 and 65535")
     uri = resolve_uri(args.tracking_uri)
-    print(f"MLflow UI on http://127.0.0.1:{args.port} for {uri}")
-    return subprocess.call([sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", uri,
-                            "--host", "127.0.0.1", "--port", str(args.port)])
+    check_reachable(uri)
+    print(f"MLflow UI on http://127.0.0.1:{args.port} for {redact(uri)}", flush=True)
+    proc = subprocess.Popen([sys.executable, "-P", "-m", "mlflow", "ui", "--backend-store-uri", uri,
+                             "--host", "127.0.0.1", "--port", str(args.port)], start_new_session=True)
+    try:
+        return proc.wait()
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGTERM)
+            try:
+                proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait()
 
 
 def add_parsers(sub) -> None:

@@ -1,0 +1,44 @@
+"""`bench ui` stopped with SIGTERM stops the whole MLflow server (its workers too) and frees the port."""
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+
+import psutil
+import pytest
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.mark.slow
+def test_sigterm_stops_the_server_and_frees_the_port(tmp_path):
+    port = free_port()
+    proc = subprocess.Popen([sys.executable, "-m", "bench.cli", "ui", "--port", str(port), "--tracking-uri",
+                             f"sqlite:///{tmp_path / 'mlflow.db'}"], stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL, env={**os.environ, "HF_HUB_OFFLINE": "1"})
+    deadline = time.time() + 90
+    while time.time() < deadline:
+        try:
+            urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=2)
+            break
+        except OSError:
+            time.sleep(0.5)
+    else:
+        proc.kill()
+        pytest.fail("the MLflow UI did not come up")
+    family = [p.pid for p in psutil.Process(proc.pid).children(recursive=True)]
+    assert family  # the server and its workers
+    proc.send_signal(signal.SIGTERM)
+    proc.wait(timeout=30)
+    time.sleep(1)
+    assert not [p for p in family if psutil.pid_exists(p) and psutil.Process(p).status() != psutil.STATUS_ZOMBIE]
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", port))  # the port is free again
