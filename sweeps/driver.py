@@ -118,9 +118,12 @@ def load(name: str, storage_obj, pruner: str | None = None):
 
 def create(method: str, model: str, task: str, base: dict, space_file: str | None = None,
            storage: str | None = None, trials: int = 20, seeds_final: int = 3, search_seed: int = 1,
-           pruner: str = "median", name: str | None = None, echo=print, preset: str | None = None) -> str:
+           pruner: str = "median", name: str | None = None, echo=print, preset: str | None = None,
+           resume_anyway: bool = False) -> str:
     """Create the study (or find it, if it exists: create is idempotent) and its MLflow parent run.
-    Options fixed in `base` (--set) are removed from the search space."""
+    Options fixed in `base` (--set) are removed from the search space. The default name hashes everything
+    that changes the trials (space, fixed options, data); resuming a study whose stored options differ from
+    the given ones is a one-line error listing the differences, unless resume_anyway (the stored ones win)."""
     import optuna
     import yaml
 
@@ -144,11 +147,21 @@ def create(method: str, model: str, task: str, base: dict, space_file: str | Non
         cfg = build_config(base, {"method": method, "model": model, "task": task})
     fixed = set(base) | {f"method.{k}" for k in base.get("method_options", {})}
     space = {k: v for k, v in space.items() if k not in fixed}
-    name = name or f"{cfg.method}-{Path(cfg.model).name}-{cfg.task}-{space_hash(space)}"
+    identity = {"space": space, "base": _trial_options(base)}
+    name = name or f"{cfg.method}-{Path(cfg.model).name}-{cfg.task}-{space_hash(identity)}"
     url = storage_url(storage, cfg.output_dir)
     st = open_storage(url)
     if name in optuna.get_all_study_names(storage=st):
-        echo(f"study {name} exists: resuming it")
+        stored = optuna.load_study(study_name=name, storage=st).user_attrs
+        given = {"method": cfg.method, "model": cfg.model, "task": cfg.task, "space": space,
+                 "base": _trial_options(base), "n_trials": trials, "seeds_final": seeds_final,
+                 "search_seed": search_seed, "pruner": pruner}
+        diff = [f"{k}: stored {_short(stored.get(k))}, given {_short(v)}" for k, v in given.items()
+                if _canon(stored.get(k) if k != "base" else _trial_options(stored.get("base", {}))) != _canon(v)]
+        if diff and not resume_anyway:
+            raise BenchError(f"study {name} exists with other options ({'; '.join(diff)}): give a new --name, or "
+                             "--resume-anyway to resume it with its stored options")
+        echo(f"study {name} exists: resuming it" + (" with its stored options" if diff else ""))
         return name
     uri = tracking.resolve_uri(cfg.tracking_uri)
     tracking.check_reachable(uri)
@@ -178,6 +191,25 @@ def create(method: str, model: str, task: str, base: dict, space_file: str | Non
     echo(f"created study {name} ({trials} trials, {seeds_final} final seeds, pruner {pruner}) in "
          f"{tracking.redact(url)}; MLflow parent run {parent}")
     return name
+
+
+# Options that do not change what a trial trains: left out of a study's identity.
+BOOKKEEPING = ("tracking_uri", "output_dir", "experiment", "cache_dir", "compile", "gradient_checkpointing")
+
+
+def _trial_options(base: dict) -> dict:
+    return {k: v for k, v in (base or {}).items() if k not in BOOKKEEPING}
+
+
+def _canon(value):
+    import json
+
+    return json.dumps(value, sort_keys=True, default=str)
+
+
+def _short(value) -> str:
+    text = _canon(value)
+    return text if len(text) <= 80 else text[:77] + "..."
 
 
 def _counts(study, exclude: int | None = None) -> dict:

@@ -204,3 +204,27 @@ def test_sweep_cli_bad_input(tmp_path, capsys):
     assert "no study 'nope' in this storage (choices: none)" in capsys.readouterr().err
     assert main(["sweep", "ls", "--storage", "redis://x"]) == 2
     assert "unsupported sweep storage" in capsys.readouterr().err
+
+
+def test_resume_trap_corrected_command_is_a_new_study_and_named_resume_shows_the_difference(
+        tiny_models, glue_dir, tmp_path, capsys):
+    """A study created without --data-dir and the corrected command get different names; resuming a named
+    study with other options is a one-line error showing the difference, unless --resume-anyway."""
+    from bench.cli import main
+
+    space = space_file(tmp_path, {"lr": {"type": "float", "low": 1e-4, "high": 1e-2, "log": True}})
+    common = ["sweep", "create", "--method", "lora", "--model", tiny_models["bert"], "--task", "rte", "--space",
+              space, "--output-dir", str(tmp_path / "runs"), "--tracking-uri", f"sqlite:///{tmp_path}/m.db"]
+    assert main(common) == 0
+    first = capsys.readouterr().out
+    assert main([*common, "--data-dir", str(glue_dir)]) == 0
+    second = capsys.readouterr().out
+    assert "created study" in first and "created study" in second and "resuming" not in second
+    assert main([*common, "--name", "mine"]) == 0
+    capsys.readouterr()
+    assert main([*common, "--name", "mine", "--data-dir", str(glue_dir), "--trials", "5"]) == 2
+    err = capsys.readouterr().err
+    assert "study mine exists with other options" in err and "data_dir" in err and "n_trials: stored 20, given 5" in err
+    assert err.count("\n") == 1
+    assert main([*common, "--name", "mine", "--data-dir", str(glue_dir), "--resume-anyway"]) == 0
+    assert "resuming it with its stored options" in capsys.readouterr().out

@@ -7,6 +7,7 @@ import sys
 
 from bench.cli import split_list
 from bench.config import FIELDS, RunConfig
+from bench.errors import BenchError
 
 # Flags that map one-to-one onto RunConfig fields; `--set key=value` reaches every other field.
 RUN_FLAGS = ["method", "model", "task", "data_dir", "epochs", "max_steps", "lr", "batch_size", "max_length",

@@ -28,7 +28,7 @@ def cmd_sweep(args) -> int:
     if args.sweep_command in ("create", "run"):
         name = driver.create(args.method, args.model, args.task, _sweep_base(args), args.space, args.storage,
                              args.trials, args.seeds_final, args.search_seed, args.pruner, args.name,
-                             preset=args.preset)
+                             preset=args.preset, resume_anyway=args.resume_anyway)
         if args.sweep_command == "run":
             driver.work(name, args.storage, None, args.heartbeat, out, args.force)
             print(driver.status(name, args.storage, out))
@@ -68,6 +68,9 @@ def add_sweep_parsers(sub) -> None:
         q.add_argument("--seeds-final", type=int, default=3, help="seeds for finalize (default: 3)")
         q.add_argument("--search-seed", type=int, default=1, help="the seed of every search trial (default: 1)")
         q.add_argument("--pruner", default="median", help="median | halving | none (default: median)")
+        q.add_argument("--resume-anyway", action="store_true",
+                       help="resume an existing study of this name even though its stored options differ from the "
+                            "given ones (the stored ones win)")
         q.add_argument("--preset", default=None, help="centre the search space on a paper preset (see `bench "
                                                       "presets`); its other values are fixed for every trial")
         q.add_argument("--name", default=None, help="study name (default: method-model-task-<space hash>)")
