@@ -290,6 +290,12 @@ def objective_for(study, force: bool = False, echo=print):
                       on_start=lambda run_id: trial.set_user_attr("mlflow_run_id", run_id), echo=echo)
         except Pruned as e:
             raise optuna.TrialPruned(str(e)) from None
+        except Exception as e:  # one line here; Optuna's own report (with a traceback) is silenced in work()
+            from bench.redact import redact
+
+            echo(f"trial {trial.number} failed: {type(e).__name__}: {redact(first_line(e))} (its MLflow run is FAILED "
+                 "with an `error` tag)")
+            raise
         return out["result"].best_metrics[split][metric]
 
     return objective
@@ -305,7 +311,7 @@ def work(name: str, storage: str | None = None, n_trials: int | None = None, hea
     from bench.train import NonFiniteLoss
 
     quiet_libraries()
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    optuna.logging.set_verbosity(optuna.logging.ERROR)  # a failed trial: our one line, not Optuna's traceback
     study = load(name, open_storage(storage_url(storage, output_dir), heartbeat))
     objective = objective_for(study, force, echo)
     ran = 0

@@ -170,7 +170,10 @@ def test_nan_trial_fails_with_reason_and_sweep_goes_on(tiny_models, glue_dir, tm
     study = optuna.load_study(study_name=name, storage=st)
     for lr in (1e30, 1e-3, 1e-3):
         study.enqueue_trial({"lr": lr})
-    driver.work(name, None, output_dir=str(tmp_path / "runs"), echo=lambda *a: None)
+    said = []
+    driver.work(name, None, output_dir=str(tmp_path / "runs"), echo=said.append)
+    assert optuna.logging.get_verbosity() == optuna.logging.ERROR  # Optuna's warning + traceback is silenced ...
+    assert any(line.startswith("trial 0 failed: NonFiniteLoss") for line in said)  # ... ours is one line
     study = driver.load(name, st)
     assert [t.state.name for t in study.trials] == ["FAIL", "COMPLETE", "COMPLETE"]
     run = {r.info.run_id: r for r in child_runs(tmp_path, study)}[study.trials[0].user_attrs["mlflow_run_id"]]
