@@ -130,7 +130,7 @@ def run(cfg: RunConfig, progress: bool = True, parent_run_id: str | None = None,
     is checked before the MLflow run is created, so bad input leaves nothing behind."""
     from transformers import set_seed
 
-    from bench import checkpoint, record, tracking
+    from bench import record, tracking
     from bench.environment import environment
     from bench.metrics import trivial_baseline
     from bench.params import count_parameters, describe
@@ -182,8 +182,7 @@ def run(cfg: RunConfig, progress: bool = True, parent_run_id: str | None = None,
         meta = {"format": 1, "method": cfg.method, "method_options": cfg.method_options, "model": cfg.model,
                 "task": task.name, "config": config_dict, "counts": counts,
                 "best_epoch": result.best_epoch, "best_metrics": {**result.best_metrics, **tested}}
-        size = checkpoint.save(run_dir / "adapter", built.model, built.stored_names, meta)
-        tracker.log_artifacts(str(run_dir / "adapter"), "adapter")
+        size, where = store_checkpoint(tracker, run_dir, built, meta)
         final = {record.best_metric(s, k): v for s, m in result.best_metrics.items() for k, v in m.items()}
         final |= {record.test_metric(s, k): v for s, m in tested.items() for k, v in m.items()}
         final |= {"best_epoch": result.best_epoch, "wall_seconds": wall, "train_seconds": result.train_seconds,
@@ -200,9 +199,29 @@ def run(cfg: RunConfig, progress: bool = True, parent_run_id: str | None = None,
         run_id = tracker.run_id
     summary = {"run_id": run_id, "run_name": cfg.run_name(), "task": task, "cfg": cfg, "counts": counts,
                "result": result, "tested": tested, "baseline": baseline, "final": final, "run_dir": run_dir,
+               "checkpoint": where,
                "adapter_bytes": size, "tracking_uri": tracking.redact(uri), "experiment": experiment}
     echo(format_summary(summary))
     return summary
+
+
+def store_checkpoint(tracker, run_dir: Path, built: Built, meta: dict) -> tuple[int, str]:
+    """The adapter checkpoint, stored once: written straight into the run's artifact directory when the
+    artifact store is on this machine (run_dir/adapter links to it), else written to a temporary directory,
+    uploaded, and the temporary copy removed. Returns (weights bytes, where it is)."""
+    from bench import checkpoint
+
+    local = tracker.local_artifact_dir()
+    if local is not None:
+        target = local / "adapter"
+        size = checkpoint.save(target, built.model, built.stored_names, meta)
+        run_dir.mkdir(parents=True, exist_ok=True)
+        (run_dir / "adapter").symlink_to(target, target_is_directory=True)
+        return size, str(run_dir / "adapter")
+    with tempfile.TemporaryDirectory(prefix="bench-adapter-") as tmp:
+        size = checkpoint.save(Path(tmp), built.model, built.stored_names, meta)
+        tracker.log_artifacts(tmp, "adapter")
+    return size, f"{tracker.artifact_uri()}/adapter"
 
 
 def format_summary(s: dict) -> str:
@@ -224,7 +243,7 @@ def format_summary(s: dict) -> str:
     lines.append(f"wall {f['wall_seconds']:.1f}s: train {f['train_seconds']:.1f}s "
                  f"({f['train_samples_per_s']:.1f} samples/s), eval {f['eval_seconds']:.1f}s "
                  f"({f['eval_samples_per_s']:.1f} samples/s), tracking {f['tracking_seconds']:.2f}s")
-    lines.append(f"adapter checkpoint: {s['run_dir'] / 'adapter'}  |  tracking: {s['tracking_uri']}")
+    lines.append(f"adapter checkpoint: {s['checkpoint']}  |  tracking: {s['tracking_uri']}")
     return "\n".join(lines)
 
 

@@ -201,6 +201,21 @@ class Tracker:
         with self._timed():
             self.client.log_artifacts(self.run_id, local_dir, artifact_path)
 
+    def artifact_uri(self) -> str:
+        return self.client.get_run(self.run_id).info.artifact_uri
+
+    def local_artifact_dir(self) -> Path | None:
+        """The run's artifact directory when it is a path on this machine (file:// or a plain path)."""
+        from urllib.parse import unquote
+
+        uri = self.artifact_uri()
+        parts = urlsplit(uri)
+        if parts.scheme == "file":
+            return Path(unquote(parts.path))
+        if "://" not in uri:
+            return Path(uri)
+        return None
+
     def log_text(self, text: str, artifact_file: str) -> None:
         with self._timed():
             self.client.log_text(self.run_id, redact(text), artifact_file)

@@ -77,3 +77,15 @@ def test_predict_writes_glue_server_files(tiny_models, glue_dir, tmp_path, track
             assert value in t.labels if t.labels else float(value) == float(value)
     assert main(["predict", "--run", run.info.run_id, "--tracking-uri", tracking_uri, "--split", "dev"]) == 2
     assert "no unlabelled split 'dev'" in capsys.readouterr().err
+
+
+def test_checkpoint_is_stored_once(tiny_models, glue_dir, tmp_path, tracking_uri):
+    """With a local artifact store the checkpoint is written once, into the run's artifacts; the output
+    directory links to it (a full-FT checkpoint used to be written twice)."""
+    assert main(["run", "--method", "full", "--model", tiny_models["bert"], "--task", "rte", "--data-dir",
+                 str(glue_dir), "--max-steps", "1", "--batch-size", "4", "--output-dir", str(tmp_path / "out"),
+                 "--tracking-uri", tracking_uri, "--no-progress"]) == 0
+    (link,) = (tmp_path / "out").glob("*/adapter")
+    assert link.is_symlink()
+    weights = [p for p in tmp_path.rglob("adapter.safetensors") if not p.is_symlink()]
+    assert len(weights) == 1 and weights[0].resolve() == (link / "adapter.safetensors").resolve()
