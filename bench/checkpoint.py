@@ -41,15 +41,22 @@ def save(directory: Path, model, stored_names: set[str], meta: dict) -> int:
     return (directory / WEIGHTS).stat().st_size
 
 
-def read_meta(directory: Path) -> dict:
-    path = Path(directory) / META
-    if not path.is_file():
-        raise BenchError(f"not a bench checkpoint (no {META}): {directory}")
+def _meta_json(path: Path) -> dict:
     try:
         meta = json.loads(path.read_text())
     except (ValueError, UnicodeDecodeError) as e:
         raise BenchError(f"checkpoint metadata {path} is not valid JSON ({type(e).__name__})") from None
-    missing = [k for k in ("config", "method", "task") if not isinstance(meta, dict) or k not in meta]
+    if not isinstance(meta, dict):
+        raise BenchError(f"checkpoint metadata {path} is not a JSON object")
+    return meta
+
+
+def read_meta(directory: Path) -> dict:
+    path = Path(directory) / META
+    if not path.is_file():
+        raise BenchError(f"not a bench checkpoint (no {META}): {directory}")
+    meta = _meta_json(path)
+    missing = [k for k in ("config", "method", "task") if k not in meta]
     if missing:
         raise BenchError(f"checkpoint metadata {path} lacks {missing[0]!r}: not a bench checkpoint")
     return meta
@@ -60,7 +67,8 @@ def verify(directory: Path) -> Path:
     weights = Path(directory) / WEIGHTS
     if not weights.is_file():
         raise BenchError(f"checkpoint {directory} has no {WEIGHTS}")
-    expected = read_meta(directory).get("weights_sha256")
+    meta_path = Path(directory) / META
+    expected = _meta_json(meta_path).get("weights_sha256") if meta_path.is_file() else None
     if expected is not None and sha256(weights) != expected:
         raise BenchError(f"checkpoint {weights} is corrupted: its sha256 differs from the one recorded at save")
     return weights

@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import math
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 
@@ -173,8 +174,19 @@ def validate(cfg: RunConfig) -> RunConfig:
         raise choices_error("head", cfg.head, HEADS)
     if cfg.select_on not in SELECT_ON:
         raise choices_error("select_on", cfg.select_on, SELECT_ON)
+    for f in fields(RunConfig):  # every number finite: nan and inf are never meant
+        value = getattr(cfg, f.name)
+        if isinstance(value, float) and not math.isfinite(value):
+            raise BenchError(f"option {f.name}={value} must be a finite number")
     if not 0 < cfg.holdout_fraction <= 0.5:
         raise BenchError(f"option holdout_fraction={cfg.holdout_fraction} must be in (0, 0.5]")
+    if not 0 <= cfg.warmup_ratio <= 1:
+        raise BenchError(f"option warmup_ratio={cfg.warmup_ratio} must be in [0, 1]")
+    for name in ("weight_decay", "max_grad_norm"):
+        if getattr(cfg, name) < 0:
+            raise BenchError(f"option {name}={getattr(cfg, name)} must be at least 0")
+    if not 0 <= cfg.seed < 2**32:
+        raise BenchError(f"option seed={cfg.seed} must be in [0, 2**32)")
     for name in ("batch_size", "eval_batch_size", "max_length", "log_every"):
         if getattr(cfg, name) < 1:
             raise BenchError(f"option {name}={getattr(cfg, name)} must be at least 1")

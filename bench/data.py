@@ -68,11 +68,20 @@ def _label_index(task: Task, value: str, where: str):
     return task.task_kind.label_index(task, value, where)
 
 
+def _tsv_rows(path: Path) -> list[list[str]]:
+    """GLUE TSVs are not CSV-quoted (stray quote characters abound): QUOTE_NONE keeps them verbatim;
+    utf-8-sig drops MRPC's byte-order mark. A file that is not UTF-8 text is a one-line error."""
+    try:
+        with open(path, encoding="utf-8-sig", newline="") as f:
+            return list(csv.reader(f, delimiter="\t", quoting=csv.QUOTE_NONE))
+    except UnicodeDecodeError as e:
+        raise BenchError(f"{path}: not UTF-8 text (byte {e.start})") from None
+    except (csv.Error, OSError) as e:
+        raise BenchError(f"{path}: not readable as TSV ({first_line(e)})") from None
+
+
 def _read_glue_tsv(task: Task, path: Path) -> Examples:
-    # GLUE TSVs are not CSV-quoted (stray quote characters abound): QUOTE_NONE keeps them verbatim.
-    # utf-8-sig drops MRPC's byte-order mark.
-    with open(path, encoding="utf-8-sig", newline="") as f:
-        rows = list(csv.reader(f, delimiter="\t", quoting=csv.QUOTE_NONE))
+    rows = _tsv_rows(path)
     start = 0
     src = task.local
     if src.headerless:
@@ -125,20 +134,24 @@ def _read_conll(task: Task, path: Path) -> Examples:
             words.clear()
             raw.clear()
 
-    with open(path, encoding="utf-8") as f:
-        for lineno, line in enumerate(f, start=1):
-            fields = line.split()
-            if not fields:
-                flush(lineno)
-                continue
-            if fields[0] == "-DOCSTART-":
-                flush(lineno)
-                continue
-            if len(fields) < 2:
-                raise BenchError(f"{path}:{lineno}: expected `token ... tag`, got {line.strip()!r}")
-            words.append(fields[0])
-            raw.append(fields[-1])
-        flush(lineno)
+    lineno = 0
+    try:
+        with open(path, encoding="utf-8") as f:
+            for lineno, line in enumerate(f, start=1):
+                fields = line.split()
+                if not fields:
+                    flush(lineno)
+                    continue
+                if fields[0] == "-DOCSTART-":
+                    flush(lineno)
+                    continue
+                if len(fields) < 2:
+                    raise BenchError(f"{path}:{lineno}: expected `token ... tag`, got {line.strip()[:80]!r}")
+                words.append(fields[0])
+                raw.append(fields[-1])
+    except UnicodeDecodeError as e:
+        raise BenchError(f"{path}: not UTF-8 text (after line {lineno}, byte {e.start})") from None
+    flush(lineno)
     labels = []
     for sent_tags, lineno in zip(tags, lineno_of_sentence, strict=True):
         bio = iob1_to_bio(sent_tags)
@@ -192,8 +205,7 @@ def load_unlabelled(task: Task, split: str, data_dir: str | None = None) -> Exam
         path = task_dir(task, data_dir) / spec.files[split]
         if not path.is_file():
             raise BenchError(f"missing {split} file for {task.name}: {path}")
-        with open(path, encoding="utf-8-sig", newline="") as f:
-            rows = [r for r in csv.reader(f, delimiter="\t", quoting=csv.QUOTE_NONE) if r]
+        rows = [r for r in _tsv_rows(path) if r]
         if not rows:
             raise BenchError(f"split file is empty: {path}")
         header = rows[0]

@@ -58,10 +58,16 @@ def load_tokenizer(ref: str, task: Task):
     return _load("tokenizer for", lambda: AutoTokenizer.from_pretrained(path, **kwargs), ref)
 
 
-def _model_type(path: str) -> str:
+def model_config(ref: str):
+    """The model's transformers config (no weights)."""
     from transformers import AutoConfig
 
-    return _load("config of", lambda: AutoConfig.from_pretrained(path), path).model_type
+    path = resolve(ref)
+    return _load("config of", lambda: AutoConfig.from_pretrained(path), ref)
+
+
+def _model_type(path: str) -> str:
+    return model_config(path).model_type
 
 
 def head_kwargs(task: Task) -> dict:

@@ -51,6 +51,7 @@ def build_model(cfg: RunConfig, task) -> Built:
 
     method = get_method(cfg.method)
     method_cfg = method.make_config(cfg.method_options)
+    check_max_length(cfg)  # from the model's config: before any weights load
     tokenizer = load_tokenizer(cfg.model, task)
     torch.manual_seed(cfg.seed)  # head and method initialisation follow the seed
     model, new_names = load_model(cfg.model, task, cfg.head)
@@ -59,6 +60,20 @@ def build_model(cfg: RunConfig, task) -> Built:
     # Stored with the adapter: what trains, plus anything newly initialised (so reload is exact).
     stored = {n for n, p in model.named_parameters() if p.requires_grad or n in new_names}
     return Built(model, tokenizer, method, method_cfg, stored, backbone_numel)
+
+
+def check_max_length(cfg: RunConfig) -> None:
+    """max_length within the positions the model has (RoBERTa's start after its padding index)."""
+    from bench.models import model_config
+
+    conf = model_config(cfg.model)
+    limit = getattr(conf, "max_position_embeddings", None)
+    if limit is None:
+        return
+    if conf.model_type in ("roberta", "xlm-roberta", "camembert"):
+        limit -= (conf.pad_token_id or 0) + 1
+    if cfg.max_length > limit:
+        raise BenchError(f"option max_length={cfg.max_length} exceeds the {limit} positions of model {cfg.model}")
 
 
 def load_data(cfg: RunConfig, task, tokenizer, splits):

@@ -50,6 +50,8 @@ class AdapterConfig:
     def __post_init__(self):
         if self.size < 1:
             raise ValueError(f"size {self.size} must be at least 1")
+        if self.init_std <= 0:
+            raise ValueError(f"init_std {self.init_std} must be positive")
 
 
 @register

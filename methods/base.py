@@ -58,12 +58,16 @@ class Method:
 
     # --- configuration ---
     def make_config(self, options: dict | None):
-        names = {f.name for f in dataclasses.fields(self.config_cls)}
-        for key in options or {}:
-            if key not in names:
-                raise choices_error(f"option for method {self.name}:", key, names)
+        fields = {f.name: f for f in dataclasses.fields(self.config_cls)}
+        if options is not None and not isinstance(options, dict):
+            raise BenchError(f"method options must be a mapping, got {options!r}")
+        typed = {}
+        for key, value in (options or {}).items():
+            if key not in fields:
+                raise choices_error(f"option for method {self.name}:", key, fields)
+            typed[key] = _typed(self.name, key, value, str(fields[key].type))
         try:
-            cfg = self.config_cls(**(options or {}))
+            cfg = self.config_cls(**typed)
         except (TypeError, ValueError) as e:
             raise BenchError(f"bad option for method {self.name}: {e}") from None
         return cfg
@@ -141,6 +145,40 @@ class Method:
     def knob_value_label(self, options: dict) -> str:
         """How a curve point is named in MLflow tags and tables."""
         return str(options.get(self.knob, "-")) if self.knob else "-"
+
+
+def _typed(method: str, key: str, value, kind: str):
+    """A method option as its dataclass field declares it (int, float, bool, str, optionally None): numbers
+    finite, integers whole, booleans true/false; a one-line error names the option otherwise."""
+    import math
+
+    if value is None and "None" in kind:
+        return None
+    bad = BenchError(f"option {key}={value!r} for method {method} is not a valid {kind.replace(' | None', '')}")
+    base = kind.replace(" | None", "")
+    if base == "bool":
+        if not isinstance(value, bool):
+            raise bad
+        return value
+    if base in ("int", "float"):
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+            raise bad
+        if base == "int":
+            if not float(value).is_integer():
+                raise bad
+            return int(value)
+        return float(value)
+    if base == "str":
+        if isinstance(value, (dict, list, bool)) or value is None:
+            raise bad
+        return str(value)
+    return value
+
+
+def check_range(name: str, value, low: float, high: float, high_open: bool = True) -> None:
+    """For method configs' __post_init__: `value` (if given) within [low, high) or [low, high]."""
+    if value is not None and not (low <= value < high if high_open else low <= value <= high):
+        raise ValueError(f"{name} {value} must be in [{low}, {high}{')' if high_open else ']'}")
 
 
 def default_methods(role: str) -> list[str]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from methods import register
-from methods.base import Method
+from methods.base import Method, check_range
 
 
 @dataclass(frozen=True)
@@ -18,6 +18,11 @@ class LoraOptions:
     def __post_init__(self):
         if self.r < 1:
             raise ValueError(f"r {self.r} must be at least 1")
+        check_range("dropout", self.dropout, 0, 1)
+        if self.alpha <= 0:
+            raise ValueError(f"alpha {self.alpha} must be positive")
+        if not [t for t in self.target_modules.split(",") if t.strip()]:
+            raise ValueError(f"target_modules {self.target_modules!r} names no module")
 
 
 @register

@@ -13,7 +13,7 @@ from torch import nn
 
 from bench.errors import BenchError
 from methods import register
-from methods.base import Method, encoder_layers
+from methods.base import Method, check_range, encoder_layers
 
 
 @dataclass(frozen=True)
@@ -27,6 +27,8 @@ class PastaConfig:
     def __post_init__(self):
         if self.tokens not in ("all", "cls"):
             raise ValueError(f"tokens {self.tokens!r} (choices: all, cls)")
+        check_range("dropout", self.dropout, 0, 1)
+        check_range("init_std", self.init_std, 0, float("inf"))
         parse_layers(self.layers if self.last_k is None else f"last:{self.last_k}", 10**6)
 
 
@@ -37,14 +39,15 @@ def parse_layers(spec, n_layers: int) -> list[int]:
             ids = list(range(n_layers))
         elif spec.startswith(("last:", "first:")):
             k = int(spec.split(":", 1)[1])
-            if not 1 <= k <= n_layers:
+            if k < 1:
                 raise ValueError
+            k = k if k <= n_layers else n_layers + 1  # out of range: reported below
             ids = list(range(n_layers - k, n_layers)) if spec.startswith("last:") else list(range(k))
         else:
             ids = sorted({int(x) for x in spec.strip("[]").split(",") if x.strip()})
     except ValueError:
         raise ValueError(f"layers {spec!r} (choices: all, last:K, first:K, comma-separated indices)") from None
-    if not ids or ids[0] < 0 or ids[-1] >= n_layers:
+    if not ids or ids[0] < 0 or ids[-1] >= n_layers or len(ids) > n_layers:
         raise ValueError(f"layers {spec!r} out of range for {n_layers} layers")
     return ids
 
@@ -127,7 +130,10 @@ class Pasta(Method):
     def attach(self, model, cfg: PastaConfig, ctx):
         layers = encoder_layers(model)
         conf = model.config
-        ids = parse_layers(cfg.layers if cfg.last_k is None else f"last:{cfg.last_k}", len(layers))
+        try:
+            ids = parse_layers(cfg.layers if cfg.last_k is None else f"last:{cfg.last_k}", len(layers))
+        except ValueError as e:  # the range is only known once the model is
+            raise BenchError(f"option for method pasta: {e}") from None
         pasta = PastaVectors(
             ids, ctx.special_positions(), conf.hidden_size,
             conf.hidden_dropout_prob if cfg.dropout is None else cfg.dropout,

@@ -14,7 +14,7 @@ import torch
 from torch import nn
 
 from methods import register
-from methods.base import Method, encoder_layers
+from methods.base import Method, check_range, encoder_layers
 
 ATTN_NAME = "bench_prefix_sdpa"
 
@@ -117,6 +117,8 @@ class PtuningConfig:
             raise ValueError(f"prefix_length {self.prefix_length} must be at least 1")
         if self.reparameterize < 0:
             raise ValueError(f"reparameterize {self.reparameterize} must be 0 (none) or a hidden size")
+        check_range("dropout", self.dropout, 0, 1)
+        check_range("init_std", self.init_std, 0, float("inf"))
 
 
 @register

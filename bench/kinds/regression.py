@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from bench.errors import BenchError
@@ -19,9 +21,13 @@ class Regression(TaskKind):
 
     def label_index(self, task, value: str, where: str):
         try:
-            return float(value)
+            score = float(value)
         except ValueError:
             raise BenchError(f"{where}: score {value!r} is not a number") from None
+        low, high = task.score_range or (-math.inf, math.inf)
+        if not (math.isfinite(score) and low <= score <= high):
+            raise BenchError(f"{where}: score {value!r} is outside {task.name}'s range [{low:g}, {high:g}]")
+        return score
 
     def hub_labels(self, column) -> list:
         return [float(x) for x in column]

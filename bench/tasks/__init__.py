@@ -59,6 +59,7 @@ class Task:
     report_group: str  # tasks averaged together in report tables ("GLUE")
     report_order: int
     report_columns: dict  # column label -> logged metric (best_<metric>), e.g. {"MNLI-m": "dev_matched_accuracy"}
+    score_range: tuple | None = None  # regression: the valid range of a score
     test_splits: tuple[str, ...] = ()  # labelled test splits, scored once at the best dev epoch (test_* metrics)
     curve_metric: str = ""  # the metric of intrinsic-dimension curves (default: main_metric)
     predict: PredictSpec | None = None
@@ -146,6 +147,7 @@ def parse_task(entry: dict, where: str) -> Task:
             local=Source(text=_tuple(local.get("text", ())), label=local.get("label"), splits=local_files,
                          dir=str(need(local, "dir", "local.")), format=fmt, headerless=bool(local.get("headerless"))),
             report_group=str(report.get("group", "")), report_order=int(report.get("order", 100)),
+            score_range=tuple(float(x) for x in entry["score_range"]) if entry.get("score_range") else None,
             report_columns=columns, test_splits=_checked_test_splits(entry, hub_splits, where), curve_metric=str(entry.get("curve_metric") or main), aliases=tuple(str(a).lower() for a in entry.get("aliases") or ()),
             description=str(entry.get("description", "")), source_file=where,
         )
