@@ -119,9 +119,8 @@ def load_runs(tracking_uri: str | None = None, phase: str | None = FINAL):
     from bench.errors import BenchError
 
     uri = tracking.resolve_uri(tracking_uri)
+    tracking.check_existing(uri)
     tracking.check_reachable(uri)
-    if uri.startswith("sqlite:///") and not Path(uri[len("sqlite:///"):]).is_file():  # reading must not create one
-        raise BenchError(f"no MLflow store at {uri} (runs are tracked there by bench run, sweeps and intrinsic)")
     from bench.runner import quiet_libraries
 
     quiet_libraries()

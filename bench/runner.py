@@ -337,6 +337,7 @@ def download_run_checkpoint(run_id: str, tracking_uri: str | None, dst: str | Pa
 
     quiet_libraries()
     uri = tracking.resolve_uri(tracking_uri)
+    tracking.check_existing(uri)
     tracking.check_reachable(uri)
     c = tracking.client(uri)
     try:

@@ -26,6 +26,12 @@ def resolve_uri(uri: str | None) -> str:
     return uri
 
 
+def check_existing(uri: str) -> None:
+    """For commands that only read: a SQLite store that does not exist is an error, not a new empty file."""
+    if uri.startswith("sqlite:///") and not Path(uri[len("sqlite:///"):]).is_file():
+        raise BenchError(f"no MLflow store at {uri} (runs are tracked there by bench run, sweeps and intrinsic)")
+
+
 def check_reachable(uri: str) -> None:
     """Fail fast, before anything is created, on a tracking store we cannot use; then close the runs that
     lost their process (every bench command that opens a store does this)."""
