@@ -12,6 +12,11 @@ def cmd_report(args) -> int:
         from bench.cli.run import cmd_params
 
         return cmd_params(args)
+    if args.report_command == "heads":
+        from reports.heads import compare
+
+        print(compare(args.first, args.second), end="")
+        return 0
     if args.report_command == "intrinsic":
         from reports.intrinsic import write_report
 
@@ -52,4 +57,32 @@ def add_parsers(sub) -> None:
     q.add_argument("--tracking-uri", default=None)
     q = rs.add_parser("params", help="parameter-count table (same as `bench params`)")
     add_params_options(q, "latex")
+    q = rs.add_parser("heads", help="compare two `bench heads` analyses head by head (pretrained vs tuned, two models)")
+    q.add_argument("first", help="the JSON file of one analysis")
+    q.add_argument("second", help="the JSON file of the other")
     p.set_defaults(func=cmd_report)
+
+    p = sub.add_parser("heads", help="vertical / diagonal / heterogeneous attention heads (PASTA's motivation)")
+    p.add_argument("--model", default=None, help="a pretrained model (or give --run / --checkpoint)")
+    p.add_argument("--task", default=None, help="whose dev inputs are fed (default with --run: the run's)")
+    p.add_argument("--data-dir", default=None)
+    p.add_argument("--samples", type=int, default=100, help="dev inputs, each fed alone, unpadded (default: 100)")
+    p.add_argument("--threshold", type=float, default=0.9, help="share of query tokens (default: 0.9)")
+    p.add_argument("--count-special-queries", action="store_true",
+                   help="also count the special tokens' own queries (default: non-special query tokens only)")
+    p.add_argument("--run", default=None, help="analyse a tuned model: an MLflow run id")
+    p.add_argument("--checkpoint", default=None, metavar="DIR", help="analyse a tuned model: an adapter directory")
+    p.add_argument("--ablate", default=None, help="vertical: mask the vertical heads and re-evaluate, beside as "
+                                                  "many random non-vertical heads")
+    p.add_argument("--draws", type=int, default=5, help="random draws for --ablate (default: 5)")
+    p.add_argument("--out-dir", default="docs/heads", help="where CSV, JSON, PNG and PDF go (default: docs/heads)")
+    p.add_argument("--tracking-uri", default=None)
+    p.set_defaults(func=cmd_heads)
+
+
+def cmd_heads(args) -> int:
+    from reports.heads import run_analysis
+
+    run_analysis(args.model, args.task, args.data_dir, args.samples, args.threshold, args.count_special_queries,
+                 args.run, args.checkpoint, args.ablate, args.draws, args.out_dir, args.tracking_uri)
+    return 0

@@ -1,0 +1,84 @@
+"""`bench heads`: the scoring rule on hand-made attention, the analysis end to end from the CLI (files, MLflow),
+head masking for the ablation, and the comparison of two analyses."""
+
+import json
+
+import pytest
+import torch
+
+from bench.cli import main
+from reports.heads import HeadScores, input_scores, set_head_mask
+
+from conftest import all_runs
+
+
+def test_scoring_rule_on_hand_made_attention():
+    T = 6
+    special = torch.tensor([True, False, False, False, False, True])  # [CLS] a b c d [SEP]
+    att = torch.zeros(1, 3, T, T)
+    att[0, 0, :, 0] = 1.0  # head 0: every query looks at [CLS]
+    att[0, 1] = torch.eye(T)  # head 1: every query looks at itself
+    att[0, 2, :, 2] = 1.0  # head 2: everyone looks at token "b"
+    v, d = input_scores(att, special, count_special_queries=False)  # queries a, b, c, d
+    assert v[0].tolist() == [1.0, 0.0, 0.0]
+    assert d[0].tolist() == [0.25, 1.0, 0.75]  # head 0: only "a" is next to [CLS]; head 2: a, b, c near "b"
+    scores = HeadScores(v[None], d[None], threshold=0.9, count_special_queries=False)
+    assert scores.kinds()[0].tolist() == ["vertical", "diagonal", "heterogeneous"]
+    v_all, _ = input_scores(att, special, count_special_queries=True)
+    assert v_all[0, 0] == 1.0 and v_all[0, 1] == pytest.approx(2 / 6)  # the specials' own queries now count
+
+
+def test_masking_heads(tiny_models, glue_dir):
+    from bench.config import build_config
+    from bench.runner import build_model, prepare_data
+    from bench.tasks import get_task
+    from bench.train import batch_for
+
+    cfg = build_config({"method": "pasta", "model": tiny_models["bert"], "task": "rte", "data_dir": str(glue_dir)})
+    built = build_model(cfg, get_task("rte"))
+    prep = prepare_data(cfg, get_task("rte"), built)
+    batch = batch_for(prep, prep.dev["dev"], list(range(4)), torch.device("cpu"))
+    batch.pop("labels")
+    model = built.model.eval()
+    with torch.no_grad():
+        normal = model(**batch).logits
+        set_head_mask(model, set())
+        assert torch.allclose(model(**batch).logits, normal, atol=1e-5)  # masking nothing changes nothing
+        set_head_mask(model, {(0, 0)})
+        one = model(**batch).logits
+        set_head_mask(model, {(layer, head) for layer in range(2) for head in range(2)})
+        assert not torch.allclose(one, normal, atol=1e-6) and not torch.allclose(model(**batch).logits, one, atol=1e-6)
+
+
+def test_heads_cli_end_to_end(tiny_models, glue_dir, tmp_path, tracking_uri, capsys):
+    out = tmp_path / "heads"
+    assert main(["heads", "--model", tiny_models["bert"], "--task", "rte", "--data-dir", str(glue_dir), "--samples",
+                 "5", "--out-dir", str(out), "--tracking-uri", tracking_uri]) == 0
+    printed = capsys.readouterr().out
+    assert "| layer | vertical | diagonal | heterogeneous |" in printed
+    (run,) = [r for r in all_runs(tracking_uri) if r.data.tags.get("phase") == "heads"]
+    assert sum(run.data.metrics[f"heads_{k}"] for k in ("vertical", "diagonal", "heterogeneous")) == 2 * 2
+    stem = out / "heads-tiny-bert-rte-pretrained"
+    for ext in ("csv", "json", "png", "pdf"):
+        assert stem.with_suffix(f".{ext}").is_file()
+    data = json.loads(stem.with_suffix(".json").read_text())
+    assert data["inputs"] == 5 and len(data["heads"]) == 4 and data["count_special_queries"] is False
+    # A tuned model (any method), ablated, compared with the pretrained analysis.
+    assert main(["run", "--method", "lora", "--model", tiny_models["bert"], "--task", "rte", "--data-dir",
+                 str(glue_dir), "--max-steps", "2", "--batch-size", "4", "--output-dir", str(tmp_path / "o"),
+                 "--tracking-uri", tracking_uri, "--no-progress"]) == 0
+    (tuned,) = [r for r in all_runs(tracking_uri) if r.data.tags.get("phase") == "single"]
+    capsys.readouterr()
+    assert main(["heads", "--run", tuned.info.run_id, "--samples", "5", "--out-dir", str(out), "--ablate", "vertical",
+                 "--draws", "2", "--threshold", "0.3", "--tracking-uri", tracking_uri]) == 0
+    assert "ablation on dev_accuracy" in capsys.readouterr().out
+    assert main(["report", "heads", str(stem.with_suffix(".json")), str(out / "heads-tiny-bert-rte-lora.json")]) == 0
+    assert "Heads by kind in each analysis" in capsys.readouterr().out
+
+
+def test_heads_bad_input(tiny_models, glue_dir, tmp_path, tracking_uri, capsys):
+    assert main(["heads", "--model", tiny_models["bert"], "--task", "rte", "--data-dir", str(glue_dir),
+                 "--ablate", "vertical", "--tracking-uri", tracking_uri]) == 2
+    assert "--ablate needs a tuned model" in capsys.readouterr().err
+    assert main(["heads", "--model", tiny_models["bert"], "--task", "rte", "--threshold", "1.5"]) == 2
+    assert "--threshold 1.5" in capsys.readouterr().err
