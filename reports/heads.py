@@ -169,10 +169,9 @@ def _masked_attention(module, query, key, value, attention_mask, **kwargs):
 def set_head_mask(model, masked: set[tuple[int, int]]) -> None:
     import torch
     from transformers import AttentionInterface
+    from transformers.masking_utils import ALL_MASK_ATTENTION_FUNCTIONS, eager_mask
 
     from methods.base import encoder_layers
-
-    from transformers.masking_utils import ALL_MASK_ATTENTION_FUNCTIONS, eager_mask
 
     AttentionInterface.register(MASKED_ATTN, _masked_attention)
     ALL_MASK_ATTENTION_FUNCTIONS.register(MASKED_ATTN, eager_mask)  # padding masked as for eager attention
