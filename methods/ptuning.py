@@ -19,29 +19,51 @@ from methods.base import Method, check_range, encoder_layers
 ATTN_NAME = "bench_prefix_sdpa"
 
 
+EAGER_NAME = "bench_prefix_eager"  # the same with attention weights returned (for `bench heads`)
+
+
+def with_prefix(module, query, key, value, attention_mask):
+    """Keys and values with the layer's prefix in front, the mask widened to let every query see it.
+    Returns (key, value, mask, p); unchanged (p = 0) for a module without a prefix."""
+    slot = getattr(module, "bench_prefix", None)
+    if slot is None:
+        return key, value, attention_mask, 0
+    k, v = slot.keys_values()  # (heads, p, head_dim) each
+    b = query.shape[0]
+    # Dropout per example (the reference drops out the (B, p, ...) past key/values it builds per batch).
+    k, v = (slot.encoder.dropout(t.unsqueeze(0).expand(b, -1, -1, -1)) for t in (k, v))
+    key = torch.cat([k.to(key.dtype), key], dim=2)
+    value = torch.cat([v.to(value.dtype), value], dim=2)
+    if attention_mask is not None:  # every query may attend to every prefix slot
+        pad = attention_mask.new_ones if attention_mask.dtype == torch.bool else attention_mask.new_zeros
+        attention_mask = torch.cat([pad((*attention_mask.shape[:-1], k.shape[2])), attention_mask], dim=-1)
+    return key, value, attention_mask, k.shape[2]
+
+
 def _prefix_sdpa(module, query, key, value, attention_mask, **kwargs):
     from transformers.integrations.sdpa_attention import sdpa_attention_forward
 
-    slot = getattr(module, "bench_prefix", None)
-    if slot is not None:
-        k, v = slot.keys_values()  # (heads, p, head_dim) each
-        b = query.shape[0]
-        # Dropout per example (the reference drops out the (B, p, ...) past key/values it builds per batch).
-        k, v = (slot.encoder.dropout(t.unsqueeze(0).expand(b, -1, -1, -1)) for t in (k, v))
-        key = torch.cat([k.to(key.dtype), key], dim=2)
-        value = torch.cat([v.to(value.dtype), value], dim=2)
-        if attention_mask is not None:  # every query may attend to every prefix slot
-            pad = attention_mask.new_ones if attention_mask.dtype == torch.bool else attention_mask.new_zeros
-            attention_mask = torch.cat([pad((*attention_mask.shape[:-1], k.shape[2])), attention_mask], dim=-1)
+    key, value, attention_mask, _ = with_prefix(module, query, key, value, attention_mask)
     return sdpa_attention_forward(module, query, key, value, attention_mask, **kwargs)
+
+
+def _prefix_eager(module, query, key, value, attention_mask, **kwargs):
+    """Eager attention with the prefix; the weights returned cover the input tokens only."""
+    from transformers.models.bert.modeling_bert import eager_attention_forward
+
+    key, value, attention_mask, p = with_prefix(module, query, key, value, attention_mask)
+    out, weights = eager_attention_forward(module, query, key, value, attention_mask, **kwargs)
+    return out, None if weights is None else weights[..., p:]
 
 
 def _register_attention():
     from transformers import AttentionInterface
-    from transformers.masking_utils import ALL_MASK_ATTENTION_FUNCTIONS, sdpa_mask
+    from transformers.masking_utils import ALL_MASK_ATTENTION_FUNCTIONS, eager_mask, sdpa_mask
 
     AttentionInterface.register(ATTN_NAME, _prefix_sdpa)
     ALL_MASK_ATTENTION_FUNCTIONS.register(ATTN_NAME, sdpa_mask)
+    AttentionInterface.register(EAGER_NAME, _prefix_eager)
+    ALL_MASK_ATTENTION_FUNCTIONS.register(EAGER_NAME, eager_mask)
 
 
 class PrefixEncoder(nn.Module):

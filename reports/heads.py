@@ -44,12 +44,12 @@ class HeadScores:
 
 
 def use_eager_attention(model) -> None:
-    """Attention weights come only from the eager implementation; P-tuning v2's prefix slots would also
-    compete for the argmax, so its models are refused."""
-    if getattr(model.config, "_attn_implementation", None) == "bench_prefix_sdpa":
-        raise BenchError("bench heads does not analyse P-tuning v2 models (their queries also attend to prefix "
-                         "slots); analyse the pretrained model or another method's run")
-    model.config._attn_implementation = "eager"
+    """Attention weights come only from an eager implementation. P-tuning v2 models keep their prefix and
+    report the weights on the input tokens only (the argmax is taken among the input tokens)."""
+    from methods import ptuning
+
+    prefixed = getattr(model.config, "_attn_implementation", None) in (ptuning.ATTN_NAME, ptuning.EAGER_NAME)
+    model.config._attn_implementation = ptuning.EAGER_NAME if prefixed else "eager"
 
 
 def score_heads(model, data: dict, n: int, threshold: float, count_special_queries: bool = False) -> HeadScores:
@@ -159,6 +159,9 @@ def write_outputs(scores: HeadScores, out_dir: Path, name: str, title: str, extr
 def _masked_attention(module, query, key, value, attention_mask, **kwargs):
     from transformers.models.bert.modeling_bert import eager_attention_forward
 
+    from methods.ptuning import with_prefix
+
+    key, value, attention_mask, _ = with_prefix(module, query, key, value, attention_mask)  # P-tuning v2 keeps its prefix
     out, weights = eager_attention_forward(module, query, key, value, attention_mask, **kwargs)
     mask = getattr(module, "bench_head_mask", None)
     if mask is not None:  # out: (batch, tokens, heads, head_dim)

@@ -82,3 +82,29 @@ def test_heads_bad_input(tiny_models, glue_dir, tmp_path, tracking_uri, capsys):
     assert "--ablate needs a tuned model" in capsys.readouterr().err
     assert main(["heads", "--model", tiny_models["bert"], "--task", "rte", "--threshold", "1.5"]) == 2
     assert "--threshold 1.5" in capsys.readouterr().err
+
+
+def test_ptuning_models_keep_their_prefix(tiny_models, glue_dir):
+    """P-tuning v2 under the eager and the head-masked attention gives its own logits (prefix kept), and its
+    attention weights cover the input tokens."""
+    from bench.config import build_config
+    from bench.runner import build_model, prepare_data
+    from bench.tasks import get_task
+    from bench.train import batch_for
+    from reports.heads import use_eager_attention
+
+    cfg = build_config({"method": "ptuning", "model": tiny_models["bert"], "task": "rte", "data_dir": str(glue_dir),
+                        "method_options": {"prefix_length": 3, "init_std": 1.0}})
+    built = build_model(cfg, get_task("rte"))
+    prep = prepare_data(cfg, get_task("rte"), built)
+    batch = batch_for(prep, prep.dev["dev"], list(range(4)), torch.device("cpu"))
+    batch.pop("labels")
+    model = built.model.eval()
+    with torch.no_grad():
+        normal = model(**batch).logits
+        use_eager_attention(model)
+        out = model(**batch, output_attentions=True)
+        assert torch.allclose(out.logits, normal, atol=1e-5)
+        assert out.attentions[0].shape[-1] == batch["input_ids"].shape[1]
+        set_head_mask(model, set())
+        assert torch.allclose(model(**batch).logits, normal, atol=1e-5)
