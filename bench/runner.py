@@ -41,6 +41,11 @@ def quiet_libraries() -> None:
     hf_logging.disable_progress_bar()
 
 
+def plain_name(name: str) -> str:
+    """A parameter's name before torch.nn.utils.parametrize wrapped it."""
+    return name.replace(".parametrizations.", ".").removesuffix(".original")
+
+
 def build_model(cfg: RunConfig, task) -> Built:
     """Pretrained model + head, backbone frozen, method attached, head trainable."""
     import torch
@@ -57,8 +62,10 @@ def build_model(cfg: RunConfig, task) -> Built:
     model, new_names = load_model(cfg.model, task, cfg.head)
     ctx = AttachContext(task=task, tokenizer=tokenizer, family=family(model))
     model, backbone_numel = apply_method(model, method, method_cfg, ctx)
-    # Stored with the adapter: what trains, plus anything newly initialised (so reload is exact).
-    stored = {n for n, p in model.named_parameters() if p.requires_grad or n in new_names}
+    # Stored with the adapter: what trains, plus anything newly initialised (so reload is exact), also
+    # when a method reparameterised it (torch's parametrize renames `w` to `parametrizations.w.original`).
+    stored = {n for n, p in model.named_parameters()
+              if p.requires_grad or n in new_names or plain_name(n) in new_names}
     return Built(model, tokenizer, method, method_cfg, stored, backbone_numel)
 
 

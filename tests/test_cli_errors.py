@@ -30,7 +30,7 @@ def base(tiny_models, glue_dir, tmp_path, uri, **over):
 
 
 @pytest.mark.parametrize("over, expected", [
-    ({"--method": "pasat"}, "unknown method 'pasat' (choices: adapter, bitfit, diffprune, full, head, lora, pasta, ptuning)"),
+    ({"--method": "pasat"}, "unknown method 'pasat' (choices: adapter, bitfit, did, diffprune, full, head, lora, pasta, ptuning, said)"),
     ({"--task": "rtee"}, "unknown task 'rtee' (choices: cola, conll2003, mnli, mrpc, qnli, qqp, rte, sst2, stsb)"),
     ({"--model": "robrta-large"}, "unknown model 'robrta-large' (choices: "),
     ({"--data-dir": "/nonexistent/glue"}, "data directory not found: /nonexistent/glue"),

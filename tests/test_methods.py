@@ -49,8 +49,9 @@ def test_method_matrix(tiny_models, glue_dir, tmp_path, method, family, task_nam
         assert counts["method"] == expected
     elif m.reference:
         assert counts["method"] == built.backbone_numel
-    assert counts["trainable"] == counts["method"] + counts["head"]
-    assert counts["stored"] == counts["trainable"]  # nothing new beyond what trains (head is trained)
+    assert counts["trainable"] == counts["method"] + (counts["head"] if m.trains_head else 0)
+    # Stored: what trains, plus the newly initialised head when the method does not train it (SAID/DID).
+    assert counts["stored"] == counts["trainable"] + (0 if m.trains_head else counts["head"])
 
     # Two training steps (LoRA's A only gets a gradient once B has moved off zero).
     before = {n: p.detach().clone() for n, p in model.named_parameters()}

@@ -1,0 +1,156 @@
+"""Random-subspace training (Aghajanyan, Zettlemoyer, Gupta 2020, arXiv 2012.13255): every tensor of the
+model, head included, becomes theta0 + P(theta_d), with theta_d (d entries, zero at the start) the only
+thing trained. P is a Fastfood transform per tensor, H G Pi H B (random signs B, Walsh-Hadamard H, a
+permutation Pi, a Gaussian diagonal G), on theta_d zero-padded to n = 2^ceil(log2(max(D, d))) and scaled by
+1 / sqrt(n * sum(G^2)); the first D entries are the tensor's update. DID uses all d coordinates in every
+tensor; SAID gives m of them to one learned scale per tensor (theta0 + lambda_i P(theta_{d-m})).
+
+Our own module: no maintained library implements it correctly (see INTRINSIC.md's pitfalls). The
+transform is regenerated from `projection_seed` at attach, so a checkpoint holds theta_d (+ the scales);
+the buffers are int8 signs, int32 permutation and float32 diagonal: 9 bytes per padded element."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+from torch.nn.utils import parametrize
+
+from bench.errors import BenchError
+from methods import register
+from methods.base import Method
+
+
+def fwht(x: torch.Tensor) -> torch.Tensor:
+    """Unnormalised fast Walsh-Hadamard transform over the last dimension (a power of two), O(n log n), in
+    Sylvester order (equal to x @ scipy.linalg.hadamard(n)). Plain torch ops: autograd gives H g."""
+    n = x.shape[-1]
+    if n & (n - 1):
+        raise ValueError(f"length {n} is not a power of two")
+    lead = x.shape[:-1]
+    h = 1
+    while h < n:
+        y = x.reshape(*lead, n // (2 * h), 2, h)
+        x = torch.stack((y[..., 0, :] + y[..., 1, :], y[..., 0, :] - y[..., 1, :]), dim=-2).reshape(*lead, n)
+        h *= 2
+    return x
+
+
+class Fastfood(nn.Module):
+    """P: R^d -> R^D for one tensor of D entries."""
+
+    def __init__(self, d: int, numel: int, generator: torch.Generator, device: torch.device):
+        super().__init__()
+        self.d, self.numel = d, numel
+        self.n = 1 << math.ceil(math.log2(max(numel, d, 2)))
+        if device.type == "meta":  # counting parameters without weights (`bench params`): shapes only
+            signs, perm = torch.empty(self.n, dtype=torch.int8, device=device), torch.empty(self.n, dtype=torch.int32,
+                                                                                              device=device)
+            gauss = torch.ones(self.n)
+        else:
+            signs = (torch.randint(0, 2, (self.n,), generator=generator) * 2 - 1).to(torch.int8)
+            perm = torch.randperm(self.n, generator=generator).to(torch.int32)
+            gauss = torch.randn(self.n, generator=generator)
+        # Regenerated from the seed at every attach: not part of the state dict (the checkpoint stays small).
+        self.register_buffer("signs", signs, persistent=False)
+        self.register_buffer("perm", perm, persistent=False)
+        self.register_buffer("gauss", gauss.to(device), persistent=False)
+        self.scale = 1.0 / math.sqrt(self.n * float((gauss ** 2).sum()))
+
+    def forward(self, theta_d: torch.Tensor) -> torch.Tensor:
+        x = nn.functional.pad(theta_d, (0, self.n - theta_d.numel()))  # zero-pad to n (never crop)
+        x = fwht(x * self.signs.to(x.dtype))
+        x = fwht(x[self.perm.long()] * self.gauss.to(x.dtype))
+        return (x * self.scale)[: self.numel]
+
+
+class Subspace(nn.Module):
+    """The trained vector (and SAID's scales), registered once on the model."""
+
+    def __init__(self, d: int, tensors: int, said: bool):
+        super().__init__()
+        self.theta = nn.Parameter(torch.zeros(d - tensors if said else d))
+        self.scales = nn.Parameter(torch.ones(tensors)) if said else None
+
+
+class Projected(nn.Module):
+    """A parametrization: original -> original + [lambda_i] P_i(theta_d). Holds the shared Subspace by
+    reference (a plain attribute), so its parameters are owned and counted once."""
+
+    def __init__(self, subspace: Subspace, projection: Fastfood, index: int):
+        super().__init__()
+        self.projection = projection
+        self.index = index
+        object.__setattr__(self, "subspace", subspace)  # not a submodule
+
+    def forward(self, original):
+        delta = self.projection(self.subspace.theta).view_as(original).to(original.dtype)
+        if self.subspace.scales is not None:
+            delta = delta * self.subspace.scales[self.index]
+        return original + delta
+
+
+@dataclass(frozen=True)
+class SubspaceConfig:
+    d: int = 1000  # trained coordinates (SAID: d - number of tensors + one scale per tensor)
+    # The projection's seed. Fixed by default, so a checkpoint (theta_d + these options) reloads exactly
+    # whatever the loading run's seed; INTRINSIC.md lets the run seed vary the projection too: set it to the
+    # run's seed for that (the options are recorded with the run and the checkpoint either way).
+    projection_seed: int = 0
+
+    def __post_init__(self):
+        if self.d < 1:
+            raise ValueError(f"d {self.d} must be at least 1")
+
+
+class _Random(Method):
+    config_cls = SubspaceConfig
+    knob = "d"
+    knob_label = "subspace dimension d"
+    knob_values = (10, 30, 100, 300, 1000, 3000, 10000, 30000, 100000)
+    default_lr = 1e-2
+    trains_head = False  # the head is in the projected set: d counts everything that trains
+    in_default_lists = False  # a transform per tensor at every step: opt-in for curves and benchmarks
+    said: bool
+
+    def attach(self, model, cfg: SubspaceConfig, ctx):
+        targets = [(module, name, p) for module in model.modules()
+                   for name, p in list(module.named_parameters(recurse=False))]
+        total = sum(p.numel() for _, _, p in targets)
+        if cfg.d > total:
+            raise BenchError(f"option d={cfg.d} for method {self.name} exceeds the {total:,} parameters it spans")
+        if self.said and cfg.d <= len(targets):
+            raise BenchError(f"option d={cfg.d} for method said must exceed the {len(targets)} tensors it gives "
+                             "a scale each")
+        subspace = Subspace(cfg.d, len(targets), self.said)
+        model.subspace = subspace  # registered on the model: saved, moved and counted once
+        base = torch.Generator().manual_seed(cfg.projection_seed)
+        dim = subspace.theta.numel()
+        for i, (module, name, p) in enumerate(targets):
+            generator = torch.Generator().manual_seed(int(torch.randint(0, 2**62, (1,), generator=base)))
+            projection = Fastfood(dim, p.numel(), generator, p.device).to(p.device)
+            parametrize.register_parametrization(module, name, Projected(subspace, projection, i), unsafe=True)
+        subspace.requires_grad_(True)
+        return model
+
+    def expected_params(self, model_config, task, family, cfg, special_positions):
+        return cfg.d
+
+    def no_decay(self, name: str, param) -> bool:
+        return True  # theta_d and the scales are coordinates, not weights
+
+
+@register
+class Said(_Random):
+    name = "said"
+    summary = "structure-aware random subspace: theta0 + lambda_i P(theta_{d-m}), one scale per tensor"
+    said = True
+
+
+@register
+class Did(_Random):
+    name = "did"
+    summary = "direct random subspace: theta0 + P(theta_d), Fastfood per tensor"
+    said = False
