@@ -106,6 +106,11 @@ class SubspaceConfig:
 
 
 class _Random(Method):
+    def knob_points(self, model_config, n: int) -> list[dict]:
+        import numpy as np
+
+        return [{"d": int(v)} for v in sorted({int(round(x)) for x in np.geomspace(10, top_d(model_config), max(n, 1))})]
+
     config_cls = SubspaceConfig
     knob = "d"
     knob_label = "subspace dimension d"
@@ -147,6 +152,22 @@ class Said(_Random):
     name = "said"
     summary = "structure-aware random subspace: theta0 + lambda_i P(theta_{d-m}), one scale per tensor"
     said = True
+
+    def knob_points(self, model_config, n: int) -> list[dict]:
+        """d log-spaced up to 1e5 from twice a bound on the tensor count (16 per BERT/RoBERTa layer, 16
+        outside): SAID needs d above the number of scales it spends."""
+        import numpy as np
+
+        low = 2 * (16 * model_config.num_hidden_layers + 16)
+        return [{"d": int(v)} for v in sorted({int(round(x)) for x in np.geomspace(low, top_d(model_config), max(n, 1))})]
+
+
+def top_d(model_config) -> int:
+    """The largest d of a curve: 1e5, or half the encoder's parameters for a small model (d cannot exceed them)."""
+    c = model_config
+    H, I, L = c.hidden_size, c.intermediate_size, c.num_hidden_layers  # noqa: E741
+    encoder = (c.vocab_size + c.max_position_embeddings) * H + L * (4 * H * H + 2 * H * I + 9 * H + I)
+    return int(min(100000, encoder // 2))
 
 
 @register

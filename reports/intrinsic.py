@@ -4,6 +4,7 @@ method; d90 = the fewest parameters reaching 90% of full fine-tuning's mean metr
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -266,3 +267,76 @@ def write_report(model: str, task_name: str, metric: str | None, fmt: str, out_d
     (out / f"{name}-d90.tex").write_text(d90_table(a, "latex", budget))
     return "\n".join([d90_table(a, fmt, budget), points_table(a, fmt),
                       "wrote " + ", ".join(files + [str(out / f"{name}-d90.md"), str(out / f"{name}-d90.tex")])])
+
+
+# Aghajanyan et al. 2020, Table 1 (INTRINSIC.md): published d90 of SAID and DID, and the models' sizes.
+PUBLISHED_D90 = {
+    "mrpc": {"BERT-base": (110e6, 1608, 1861), "BERT-large": (340e6, 1037, 2493),
+             "RoBERTa-base": (125e6, 896, 1000), "RoBERTa-large": (355e6, 207, 322)},
+    "qqp": {"BERT-base": (110e6, 8030, 9295), "BERT-large": (340e6, 1200, 1389),
+            "RoBERTa-base": (125e6, 896, 1389), "RoBERTa-large": (355e6, 774, 774)},
+}
+
+
+def across_models(models: list[str], task_name: str, metric: str | None, fmt: str, out_dir: str,
+                  tracking_uri: str | None) -> str:
+    """`bench report intrinsic --models a,b`: one figure of d90 against model size (backbone parameters),
+    one line per method, each model's grid analysed as `bench report intrinsic` does (90% of full FT, head
+    included), with Aghajanyan et al.'s published SAID/DID d90 as reference markers labelled as published."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from bench.record import INTRINSIC, intrinsic_name, load_runs
+    from bench.tasks import get_task
+    from reports.render import render
+
+    task = get_task(task_name)
+    df_all = load_runs(tracking_uri, phase=INTRINSIC)
+    points: dict[str, list[tuple]] = {}
+    rows = []
+    for model in models:
+        name = intrinsic_name(model, task.name)
+        df = df_all[df_all.get("tags.intrinsic") == name] if "tags.intrinsic" in df_all else df_all.iloc[0:0]
+        if df.empty:
+            raise BenchError(f"no finished runs of {name}: run `bench intrinsic --model {model} --task {task.name}`")
+        size = float(df["metrics.params_backbone"].iloc[0])
+        a = analyse(df, task.name, metric)
+        for r in a["rows"]:
+            if r["head"] and r["target"] == "90% of full":
+                points.setdefault(r["method"], []).append((size, r["d90"], r["status"]))
+                rows.append([Path(model).name, f"{size:,.0f}", r["method"], f"{r['d90']:,.0f}", r["status"]])
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    for method, pts in sorted(points.items()):
+        pts.sort()
+        line = ax.plot([p[0] for p in pts], [p[1] for p in pts], marker="o", label=method)[0]
+        for x, y, status in pts:
+            if status != "interpolated":  # a bound, not a crossing: open marker
+                ax.plot([x], [y], marker="o", mfc="white", color=line.get_color())
+    for label, (size, said, did) in PUBLISHED_D90.get(task.name, {}).items():
+        ax.scatter([size], [said], marker="*", color="black", s=60, zorder=3)
+        ax.scatter([size], [did], marker="x", color="black", s=40, zorder=3)
+        ax.annotate(label, (size, said), fontsize=7, xytext=(3, 3), textcoords="offset points")
+    if task.name in PUBLISHED_D90:
+        ax.scatter([], [], marker="*", color="black", label="SAID, published (Aghajanyan et al. 2020)")
+        ax.scatter([], [], marker="x", color="black", label="DID, published (Aghajanyan et al. 2020)")
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlabel("model size: pretrained encoder parameters (log)")
+    ax.set_ylabel("d90: trainable parameters (head included) reaching 90% of full FT (log)")
+    ax.set_title(f"d90 across models on {task.name} (open markers: not crossed inside the grid, a bound)", fontsize=9)
+    ax.grid(alpha=0.3, which="both")
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    stem = out / f"intrinsic-models-{task.name}"
+    files = []
+    for ext in ("png", "pdf"):
+        fig.savefig(f"{stem}.{ext}", dpi=130)
+        files.append(f"{stem}.{ext}")
+    plt.close(fig)
+    table = render(["model", "backbone params", "method", "d90", "how"], rows, fmt,
+                   f"d90 on {task.name} per model and method (90% of full FT, head included).")
+    return table + "\nwrote " + ", ".join(files)

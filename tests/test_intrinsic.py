@@ -91,3 +91,26 @@ def test_intrinsic_grid_parallel_resume_and_report(tiny_models, glue_dir, tmp_pa
                               capture_output=True, text=True, timeout=120)
         assert proc.returncode == 0, proc.stdout[-2000:]
     assert main(["intrinsic", "--task", "rte", "--lr-grid", "pasta"]) == 2
+
+
+@pytest.mark.slow
+def test_d90_across_models_with_said(tiny_models, glue_dir, tmp_path, capsys):
+    """SAID's d is a knob like any other; one figure of d90 against model size across two models, with the
+    published SAID/DID d90 markers on MRPC."""
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    for family in ("bert", "roberta"):
+        assert main(["intrinsic", "--model", tiny_models[family], "--task", "mrpc", "--methods", "said",
+                     "--seeds", "1", "--points", "2", "--data-dir", str(glue_dir), "--tracking-uri", uri,
+                     "--output-dir", str(tmp_path / "o"), "--set", "max_steps=2", "--set", "batch_size=8"]) == 0
+    runs = load_runs(uri, phase="intrinsic")
+    said = runs[runs["tags.method"] == "said"]
+    for _, g in said.groupby("tags.model"):
+        values = sorted(int(v) for v in g["tags.knob_value"].unique())
+        assert len(values) == 2 and values[0] == 2 * (16 * 2 + 16)  # above the tiny model's tensor count
+    assert all(said["metrics.params_method"] == said["tags.knob_value"].astype(int))  # exactly d trained
+    capsys.readouterr()
+    assert main(["report", "intrinsic", "--models", f"{tiny_models['bert']},{tiny_models['roberta']}", "--task",
+                 "mrpc", "--tracking-uri", uri, "--out-dir", str(tmp_path / "docs")]) == 0
+    out = capsys.readouterr().out
+    assert "| tiny-bert |" in out and "| tiny-roberta |" in out and "said" in out
+    assert (tmp_path / "docs" / "intrinsic-models-mrpc.png").stat().st_size > 0

@@ -18,9 +18,18 @@ def cmd_report(args) -> int:
         print(compare(args.first, args.second), end="")
         return 0
     if args.report_command == "intrinsic":
-        from reports.intrinsic import write_report
+        from reports.intrinsic import across_models, write_report
 
-        print(write_report(args.model, args.task, args.metric, args.format, args.out_dir, args.tracking_uri))
+        if bool(args.model) == bool(args.models):
+            from bench.errors import BenchError
+
+            raise BenchError("bench report intrinsic needs --model M (one model's curves) or --models A,B,... "
+                             "(d90 across models)")
+        if args.models:
+            print(across_models(split_list(args.models), args.task, args.metric, args.format, args.out_dir,
+                                args.tracking_uri))
+        else:
+            print(write_report(args.model, args.task, args.metric, args.format, args.out_dir, args.tracking_uri))
         return 0
     from reports.tables import results_report
 
@@ -48,7 +57,9 @@ def add_parsers(sub) -> None:
     q.add_argument("--standalone", action="store_true", help="LaTeX: a complete document for pdflatex")
     q.add_argument("--tracking-uri", default=None)
     q = rs.add_parser("intrinsic", help="d90 per method, curves (PNG + PDF) and tables from `bench intrinsic` runs")
-    q.add_argument("--model", required=True)
+    q.add_argument("--model", default=None, help="one model's curves and d90 table")
+    q.add_argument("--models", default=None, help="comma-separated: one figure of d90 against model size, with the "
+                                                 "published SAID/DID d90 of Aghajanyan et al. as markers")
     q.add_argument("--task", required=True)
     q.add_argument("--metric", default=None, help="e.g. dev_accuracy (default: the task's curve metric, see "
                                                    "`bench tasks`; MRPC: accuracy)")
