@@ -324,7 +324,7 @@ def across_models(models: list[str], task_name: str, metric: str | None, fmt: st
     ax.set_xscale("log")
     ax.set_yscale("log")
     ax.set_xlabel("model size: pretrained encoder parameters (log)")
-    ax.set_ylabel("d90: trainable parameters (head included) reaching 90% of full FT (log)")
+    ax.set_ylabel("d90: trainable params, head incl. (log)")
     ax.set_title(f"d90 across models on {task.name} (open markers: not crossed inside the grid, a bound)", fontsize=9)
     ax.grid(alpha=0.3, which="both")
     ax.legend(fontsize=7)
