@@ -203,8 +203,6 @@ def add_params_options(q, fmt_default: str) -> None:
 def cmd_ui(args) -> int:
     """The MLflow server in its own process group, so that stopping bench (Ctrl-C, SIGTERM) stops all of it:
     the server and the workers it forks, and the port is free again."""
-    import os
-    import signal
     import subprocess
 
     from bench.redact import redact
@@ -220,13 +218,32 @@ def cmd_ui(args) -> int:
     try:
         return proc.wait()
     finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGTERM)
-            try:
-                proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait()
+        stop_group(proc)
+
+
+def stop_group(proc) -> None:
+    """SIGTERM the whole process group (the server and the workers it forked), wait up to 10 s for every
+    member to go, then SIGKILL what is left: the port is free when bench returns."""
+    import os
+    import signal
+    import time
+
+    def group_alive() -> bool:
+        try:
+            os.killpg(proc.pid, 0)
+            return True
+        except ProcessLookupError:
+            return False
+
+    if group_alive():
+        os.killpg(proc.pid, signal.SIGTERM)
+    deadline = time.monotonic() + 10
+    while group_alive() and time.monotonic() < deadline:
+        proc.poll()  # reap our direct child so it does not linger as a zombie
+        time.sleep(0.1)
+    if group_alive():
+        os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
 
 
 def add_parsers(sub) -> None:
