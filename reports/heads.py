@@ -130,13 +130,9 @@ def plot_grid(scores: HeadScores, path_stem: str, title: str) -> list[str]:
     import textwrap
 
     ax.set_title("\n".join(textwrap.wrap(title, 100)), fontsize=8)
-    fig.tight_layout()
-    out = []
-    for ext in ("png", "pdf"):
-        fig.savefig(f"{path_stem}.{ext}", dpi=130)
-        out.append(f"{path_stem}.{ext}")
-    plt.close(fig)
-    return out
+    from reports.render import save_figure
+
+    return save_figure(fig, path_stem)
 
 
 def write_outputs(scores: HeadScores, out_dir: Path, name: str, title: str, extra: dict) -> list[str]:

@@ -230,13 +230,9 @@ def plot(a: dict, path_stem: str, title: str) -> list[str]:
         ax.grid(alpha=0.3)
     grid[0][0].legend(fontsize=8)
     fig.suptitle(title, fontsize=10)
-    fig.tight_layout()
-    out = []
-    for ext in ("png", "pdf"):
-        fig.savefig(f"{path_stem}.{ext}", dpi=130)
-        out.append(f"{path_stem}.{ext}")
-    plt.close(fig)
-    return out
+    from reports.render import save_figure
+
+    return save_figure(fig, path_stem)
 
 
 def write_report(model: str, task_name: str, metric: str | None, fmt: str, out_dir: str,
@@ -290,7 +286,7 @@ def across_models(models: list[str], task_name: str, metric: str | None, fmt: st
 
     from bench.record import INTRINSIC, intrinsic_name, load_runs
     from bench.tasks import get_task
-    from reports.render import render
+    from reports.render import render, save_figure
 
     task = get_task(task_name)
     df_all = load_runs(tracking_uri, phase=INTRINSIC)
@@ -328,15 +324,9 @@ def across_models(models: list[str], task_name: str, metric: str | None, fmt: st
     ax.set_title(f"d90 across models on {task.name} (open markers: not crossed inside the grid, a bound)", fontsize=9)
     ax.grid(alpha=0.3, which="both")
     ax.legend(fontsize=7)
-    fig.tight_layout()
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    stem = out / f"intrinsic-models-{task.name}"
-    files = []
-    for ext in ("png", "pdf"):
-        fig.savefig(f"{stem}.{ext}", dpi=130)
-        files.append(f"{stem}.{ext}")
-    plt.close(fig)
+    files = save_figure(fig, str(out / f"intrinsic-models-{task.name}"))
     table = render(["model", "backbone params", "method", "d90", "how"], rows, fmt,
                    f"d90 on {task.name} per model and method (90% of full FT, head included).")
     return table + "\nwrote " + ", ".join(files)

@@ -55,3 +55,16 @@ def standalone_latex(table: str) -> str:
     """A complete document around a table, for pdflatex."""
     return ("\\documentclass{article}\n\\usepackage{booktabs}\n\\usepackage[margin=1cm,landscape]{geometry}\n"
             "\\begin{document}\n" + table + "\\end{document}\n")
+
+
+def save_figure(fig, path_stem: str) -> list[str]:
+    """A matplotlib figure as PNG (for the README and the UI) and PDF (for papers); closes it."""
+    import matplotlib.pyplot as plt
+
+    fig.tight_layout()
+    out = []
+    for ext in ("png", "pdf"):
+        fig.savefig(f"{path_stem}.{ext}", dpi=130)
+        out.append(f"{path_stem}.{ext}")
+    plt.close(fig)
+    return out

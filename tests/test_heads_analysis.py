@@ -28,18 +28,24 @@ def test_scoring_rule_on_hand_made_attention():
     assert v_all[0, 0] == 1.0 and v_all[0, 1] == pytest.approx(2 / 6)  # the specials' own queries now count
 
 
-def test_masking_heads(tiny_models, glue_dir):
+def model_and_batch(tiny_models, glue_dir, method, options=None):
+    """A tiny BERT with `method` attached, in eval mode, and four dev inputs."""
     from bench.config import build_config
     from bench.runner import build_model, prepare_data
     from bench.tasks import get_task
     from bench.train import batch_for
 
-    cfg = build_config({"method": "pasta", "model": tiny_models["bert"], "task": "rte", "data_dir": str(glue_dir)})
+    cfg = build_config({"method": method, "model": tiny_models["bert"], "task": "rte", "data_dir": str(glue_dir),
+                        "method_options": options or {}})
     built = build_model(cfg, get_task("rte"))
     prep = prepare_data(cfg, get_task("rte"), built)
     batch = batch_for(prep, prep.dev["dev"], list(range(4)), torch.device("cpu"))
     batch.pop("labels")
-    model = built.model.eval()
+    return built.model.eval(), batch
+
+
+def test_masking_heads(tiny_models, glue_dir):
+    model, batch = model_and_batch(tiny_models, glue_dir, "pasta")
     with torch.no_grad():
         normal = model(**batch).logits
         set_head_mask(model, set())
@@ -87,19 +93,9 @@ def test_heads_bad_input(tiny_models, glue_dir, tmp_path, tracking_uri, capsys):
 def test_ptuning_models_keep_their_prefix(tiny_models, glue_dir):
     """P-tuning v2 under the eager and the head-masked attention gives its own logits (prefix kept), and its
     attention weights cover the input tokens."""
-    from bench.config import build_config
-    from bench.runner import build_model, prepare_data
-    from bench.tasks import get_task
-    from bench.train import batch_for
     from reports.heads import use_eager_attention
 
-    cfg = build_config({"method": "ptuning", "model": tiny_models["bert"], "task": "rte", "data_dir": str(glue_dir),
-                        "method_options": {"prefix_length": 3, "init_std": 1.0}})
-    built = build_model(cfg, get_task("rte"))
-    prep = prepare_data(cfg, get_task("rte"), built)
-    batch = batch_for(prep, prep.dev["dev"], list(range(4)), torch.device("cpu"))
-    batch.pop("labels")
-    model = built.model.eval()
+    model, batch = model_and_batch(tiny_models, glue_dir, "ptuning", {"prefix_length": 3, "init_std": 1.0})
     with torch.no_grad():
         normal = model(**batch).logits
         use_eager_attention(model)
