@@ -138,3 +138,15 @@ def test_latex_escape_sets_comparisons_as_math():
 
     # OT1 text fonts print "<" and ">" as inverted marks; d90 tables say "<= 1,154" and "> 7,682".
     assert latex_escape("<= 5, > 3, >= 1, 90% & $") == r"$\le$ 5, $>$ 3, $\ge$ 1, 90\% \& \$"
+
+
+@pytest.mark.parametrize("model", ["bert-large-cased", "roberta-large", "bert-base-cased"])
+def test_published_layouts_compile(tmp_path, capsys, model):
+    if shutil.which("pdflatex") is None:
+        pytest.skip("pdflatex not installed (CI installs texlive-latex-recommended)")
+    assert main(["report", "table", "--model", model, "--published", "--format", "latex", "--standalone",
+                 "--tracking-uri", f"sqlite:///{tmp_path / 'none.db'}"]) == 0
+    (tmp_path / "t.tex").write_text(capsys.readouterr().out)
+    proc = subprocess.run(["pdflatex", "-interaction=nonstopmode", "-halt-on-error", "t.tex"], cwd=tmp_path,
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stdout[-2000:]
