@@ -129,6 +129,8 @@ def _coerce(name: str, value):
             raise BenchError(f"option {name}={value!r} is not a valid bool: use true or false")
         return value
     try:
+        if isinstance(value, bool) and kind != "bool":  # true is not 1 and not a name
+            raise ValueError
         if "int" in kind and "float" not in kind:
             if isinstance(value, float) and not value.is_integer():
                 raise ValueError
@@ -136,6 +138,8 @@ def _coerce(name: str, value):
         if "float" in kind:
             return float(value)
         if "str" in kind:
+            if isinstance(value, (dict, list)):
+                raise ValueError
             return str(value)
     except (TypeError, ValueError):
         raise BenchError(f"option {name}={value!r} is not a valid {kind.replace(' | None', '')}") from None

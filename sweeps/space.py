@@ -56,6 +56,27 @@ def validate_space(space: dict, method: str, where: str = "search space") -> Non
                 raise BenchError(f"{where}: bad key {key!r}: needs numbers low < high, got {low!r}, {high!r}")
             if spec.get("log") and low <= 0:
                 raise BenchError(f"{where}: bad key {key!r}: a log scale needs low > 0")
+        _check_values(key, spec, method, where)
+
+
+def _check_values(key: str, spec: dict, method: str, where: str) -> None:
+    """Every value the space can draw is a valid option: the choices, or both ends of a range (the rules are
+    monotone in each option), checked before any study exists."""
+    from bench.config import build_config
+
+    if spec["type"] == "categorical":
+        values = spec["choices"]
+    elif spec["type"] == "int":
+        values = [int(spec["low"]), int(spec["high"])]
+    else:
+        values = [spec["low"], spec["high"]]
+    for value in values:
+        layer: dict = {}
+        put(layer, key, value)
+        try:
+            build_config({"method": method}, layer)
+        except BenchError as e:
+            raise BenchError(f"{where}: bad key {key!r}: value {value!r} is not valid ({e})") from None
 
 
 def centre(space: dict, values: dict) -> tuple[dict, dict]:

@@ -179,6 +179,17 @@ CASES = {
 }
 
 
+# Cases the structural rules above do not reach: values a search space can draw, YAML booleans as numbers.
+CASES |= {
+    "space draws an invalid value": (lambda w, t: sweep_argv(w, t, "method.r: {type: int, low: 0, high: 8}\n"),
+                                     "bad key 'method.r': value 0 is not valid"),
+    "space choice out of range": (lambda w, t: sweep_argv(w, t, "warmup_ratio: {type: categorical, choices: [0.1, 2]}\n"),
+                                  "value 2 is not valid"),
+    "boolean as a number": (lambda w, t: run_argv(w, "--set", "batch_size=true"), "batch_size=True is not a valid int"),
+    "list as a name": (lambda w, t: run_argv(w, "--set", "experiment=[a, b]"), "is not a valid str"),
+}
+
+
 @pytest.mark.parametrize("case", list(CASES))
 def test_bad_input(world, tmp_path, capsys, case):
     make_argv, expected = CASES[case]
@@ -191,3 +202,4 @@ def test_bad_input(world, tmp_path, capsys, case):
     assert err.count("\n") == 1 and err.startswith("bench: error: ") and "Traceback" not in err, err
     assert expected in err, err
     assert snapshot(world["uri"]) == before  # nothing created, closed or half-written in the store
+
