@@ -7,7 +7,8 @@ tensor; SAID gives m of them to one learned scale per tensor (theta0 + lambda_i 
 
 Our own module: no maintained library implements it correctly (see INTRINSIC.md's pitfalls). The
 transform is regenerated from `projection_seed` at attach, so a checkpoint holds theta_d (+ the scales);
-the buffers are int8 signs, int32 permutation and float32 diagonal: 9 bytes per padded element."""
+only the permutation is kept (int32, 4 bytes per padded element); signs and diagonal are redrawn from
+the tensor's seed at every forward."""
 
 from __future__ import annotations
 
@@ -39,31 +40,38 @@ def fwht(x: torch.Tensor) -> torch.Tensor:
 
 
 class Fastfood(nn.Module):
-    """P: R^d -> R^D for one tensor of D entries."""
+    """P: R^d -> R^D for one tensor of D entries. Only the permutation is kept (int32: 4 bytes per padded
+    element); the signs and the Gaussian diagonal are drawn again from the tensor's seed at every forward,
+    which costs two random passes against the transform's 2 log2(n)."""
 
-    def __init__(self, d: int, numel: int, generator: torch.Generator, device: torch.device):
+    def __init__(self, d: int, numel: int, seed: int, device: torch.device):
         super().__init__()
-        self.d, self.numel = d, numel
+        self.d, self.numel, self.seed = d, numel, seed
         self.n = 1 << math.ceil(math.log2(max(numel, d, 2)))
         if device.type == "meta":  # counting parameters without weights (`bench params`): shapes only
-            signs, perm = torch.empty(self.n, dtype=torch.int8, device=device), torch.empty(self.n, dtype=torch.int32,
-                                                                                              device=device)
-            gauss = torch.ones(self.n)
+            perm, self.scale = torch.empty(self.n, dtype=torch.int32, device=device), 1.0
         else:
-            signs = (torch.randint(0, 2, (self.n,), generator=generator) * 2 - 1).to(torch.int8)
+            generator = torch.Generator().manual_seed(seed)
             perm = torch.randperm(self.n, generator=generator).to(torch.int32)
-            gauss = torch.randn(self.n, generator=generator)
+            _, gauss = self.signs_and_gauss(torch.device("cpu"))
+            self.scale = 1.0 / math.sqrt(self.n * float((gauss.double() ** 2).sum()))
         # Regenerated from the seed at every attach: not part of the state dict (the checkpoint stays small).
-        self.register_buffer("signs", signs, persistent=False)
         self.register_buffer("perm", perm, persistent=False)
-        self.register_buffer("gauss", gauss.to(device), persistent=False)
-        self.scale = 1.0 / math.sqrt(self.n * float((gauss ** 2).sum()))
+
+    def signs_and_gauss(self, device: torch.device):
+        generator = torch.Generator(device=device).manual_seed(self.seed + 1)
+        signs = torch.randint(0, 2, (self.n,), generator=generator, device=device) * 2 - 1
+        return signs, torch.randn(self.n, generator=generator, device=device)
 
     def forward(self, theta_d: torch.Tensor) -> torch.Tensor:
+        signs, gauss = self.signs_and_gauss(theta_d.device)
         x = nn.functional.pad(theta_d, (0, self.n - theta_d.numel()))  # zero-pad to n (never crop)
-        x = fwht(x * self.signs.to(x.dtype))
-        x = fwht(x[self.perm.long()] * self.gauss.to(x.dtype))
+        x = fwht(x * signs.to(x.dtype))
+        x = fwht(x[self.perm.long()] * gauss.to(x.dtype))
         return (x * self.scale)[: self.numel]
+
+    def state_bytes(self) -> int:
+        return self.perm.numel() * self.perm.element_size()
 
 
 class Subspace(nn.Module):
@@ -134,14 +142,21 @@ class _Random(Method):
         base = torch.Generator().manual_seed(cfg.projection_seed)
         dim = subspace.theta.numel()
         for i, (module, name, p) in enumerate(targets):
-            generator = torch.Generator().manual_seed(int(torch.randint(0, 2**62, (1,), generator=base)))
-            projection = Fastfood(dim, p.numel(), generator, p.device).to(p.device)
+            seed = int(torch.randint(0, 2**62, (1,), generator=base))
+            projection = Fastfood(dim, p.numel(), seed, p.device).to(p.device)
             parametrize.register_parametrization(module, name, Projected(subspace, projection, i), unsafe=True)
         subspace.requires_grad_(True)
         return model
 
     def expected_params(self, model_config, task, family, cfg, special_positions):
         return cfg.d
+
+    def counts_after_training(self, model, cfg) -> dict:
+        """The projection state kept in memory, in bytes, and per base parameter it spans."""
+        projections = [m for m in model.modules() if isinstance(m, Fastfood)]
+        state = sum(p.state_bytes() for p in projections)
+        spanned = sum(p.numel for p in projections)
+        return {"projection_state_bytes": state, "projection_bytes_per_param": state / spanned}
 
     def no_decay(self, name: str, param) -> bool:
         return True  # theta_d and the scales are coordinates, not weights
