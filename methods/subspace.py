@@ -94,9 +94,18 @@ class Projected(nn.Module):
         object.__setattr__(self, "subspace", subspace)  # not a submodule
 
     def forward(self, original):
-        delta = self.projection(self.subspace.theta).view_as(original).to(original.dtype)
-        if self.subspace.scales is not None:
-            delta = delta * self.subspace.scales[self.index]
+        theta, scales = self.subspace.theta, self.subspace.scales
+        # Without gradients (evaluation) the update is computed once per value of theta_d and reused.
+        key = (theta._version, None if scales is None else scales._version)
+        if not torch.is_grad_enabled() and getattr(self, "_cached_key", None) == key:
+            return original + self._cached
+        delta = self.projection(theta).view_as(original).to(original.dtype)
+        if scales is not None:
+            delta = delta * scales[self.index]
+        if not torch.is_grad_enabled():
+            self._cached, self._cached_key = delta, key
+        else:
+            self._cached_key = None
         return original + delta
 
 
