@@ -159,15 +159,20 @@ def _read_conll(task: Task, path: Path) -> Examples:
     return Examples(sentences, labels, str(path), _file_fingerprint(path))
 
 
-def _from_hub(task: Task, split: str) -> Examples:
-    hub = task.hub
+def _hub_split(task: Task, split: str, hub_split: str):
+    """One split of the task's hub dataset, or a one-line error (offline, unknown revision, auth...)."""
     try:
         import datasets
 
-        ds = datasets.load_dataset(hub.dataset, hub.config, split=hub.splits[split])
-    except Exception as e:  # offline, unknown revision, auth...: one line for the user
+        return datasets.load_dataset(task.hub.dataset, task.hub.config, split=hub_split)
+    except Exception as e:  # noqa: BLE001 - any failure: one line for the user
         raise BenchError(f"could not load {task.name}/{split} from the Hugging Face hub ({first_line(e)}); "
                          f"pass --data-dir with the local files") from None
+
+
+def _from_hub(task: Task, split: str) -> Examples:
+    hub = task.hub
+    ds = _hub_split(task, split, hub.splits[split])
     source = f"hf:{hub.dataset}{'/' + hub.config if hub.config else ''}/{hub.splits[split]}"
     if task.layout == "words":
         texts = [list(t) for t in ds[hub.text[0]]]
@@ -192,13 +197,7 @@ def load_unlabelled(task: Task, split: str, data_dir: str | None = None) -> Exam
         raise BenchError(f"task {task.name} has no unlabelled split {split!r} to predict (choices: {known})")
     if data_dir is None:
         hub = task.hub
-        try:
-            import datasets
-
-            ds = datasets.load_dataset(hub.dataset, hub.config, split=spec.hub[split])
-        except Exception as e:  # noqa: BLE001 - offline, unknown split...: one line
-            raise BenchError(f"could not load {task.name}/{split} from the Hugging Face hub ({first_line(e)}); "
-                             f"pass --data-dir with the local files") from None
+        ds = _hub_split(task, split, spec.hub[split])
         texts = list(zip(*(ds[c] for c in hub.text), strict=True))
         ids, source = list(ds["idx"]), f"hf:{hub.dataset}/{hub.config}/{spec.hub[split]}@{ds._fingerprint}"
     else:

@@ -15,7 +15,6 @@ STUDY = "study"  # a sweep's container run (tag study)
 INTRINSIC = "intrinsic"  # a point of an intrinsic-dimension grid (tag intrinsic)
 INTRINSIC_STUDY = "intrinsic-study"  # an intrinsic grid's container run (tag intrinsic)
 HEADS = "heads"  # a `bench heads` analysis (tags source: pretrained | run id | checkpoint)
-PHASES = (SINGLE, TRIAL, FINAL, STUDY, INTRINSIC, INTRINSIC_STUDY, HEADS)
 
 
 def experiment_name(task: str, override: str | None = None) -> str:

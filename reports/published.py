@@ -8,8 +8,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
-
 from bench.errors import BenchError, choices_error
 
 LAYOUT_DIR = Path(__file__).parent / "layouts"
@@ -35,18 +33,6 @@ class Layout:
         """(label, task, logged metric without the metrics. prefix, group) as reports.runs.aggregate reads."""
         return [(c["label"], c["task"], c["ours"], self.name) for c in self.columns]
 
-    def average_of(self, cells: dict) -> float | None:
-        return task_average(cells, self.columns) if self.average_note else None
-
-
-def task_average(cells: dict, columns: list) -> float | None:
-    """Mean over tasks, each task once (MNLI m/mm as their mean); None unless every column has a value."""
-    if not columns or any(cells.get(c["label"]) is None for c in columns):
-        return None
-    by_task: dict[str, list[float]] = {}
-    for c in columns:
-        by_task.setdefault(c["task"], []).append(cells[c["label"]])
-    return float(np.mean([np.mean(v) for v in by_task.values()]))
 
 
 def load_layouts() -> dict[str, Layout]:

@@ -148,6 +148,7 @@ def create(method: str, model: str, task: str, base: dict, space_file: str | Non
     fixed = set(base) | {f"method.{k}" for k in base.get("method_options", {})}
     space = {k: v for k, v in space.items() if k not in fixed}
     identity = {"space": space, "base": _trial_options(base)}
+    kept_base = redact_tree({k: v for k, v in base.items() if k != "tracking_uri"})  # the URI is stored apart
     name = name or f"{cfg.method}-{Path(cfg.model).name}-{cfg.task}-{space_hash(identity)}"
     url = storage_url(storage, cfg.output_dir)
     st = open_storage(url)
@@ -171,7 +172,7 @@ def create(method: str, model: str, task: str, base: dict, space_file: str | Non
         uri, experiment, f"sweep-{name}",
         {"study": name, "phase": record.STUDY, "method": cfg.method, "model": cfg.model, "task": cfg.task},
         {"study": name, "storage": tracking.redact(url), "space_hash": space_hash(space), "budget": budget,
-         "base": {k: v for k, v in base.items() if k != "tracking_uri"}})
+         "base": kept_base})
     c = tracking.client(uri)
     c.log_text(parent, yaml.safe_dump(space, sort_keys=True), "search_space.yaml")
     try:
@@ -180,9 +181,7 @@ def create(method: str, model: str, task: str, base: dict, space_file: str | Non
         c.delete_run(parent)
         return name
     for key, value in {"method": cfg.method, "model": cfg.model, "task": cfg.task, "space": space,
-                       "space_hash": space_hash(space), "base": redact_tree({k: v for k, v in base.items()
-                                                                              if k != "tracking_uri"}),
-                       "n_trials": trials,
+                       "space_hash": space_hash(space), "base": kept_base, "n_trials": trials,
                        "seeds_final": seeds_final, "search_seed": search_seed, "pruner": pruner,
                        "mlflow_parent_run_id": parent, "tracking_uri": tracking.redact(uri),
                        "experiment": experiment,

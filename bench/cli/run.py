@@ -45,38 +45,41 @@ def add_run_options(p: argparse.ArgumentParser) -> None:
                         "all keys: " + ", ".join(FIELDS) + ")")
 
 
-def config_layers(args) -> list[tuple[str, dict]]:
-    """(where it came from, option layer), lowest precedence first: preset < --config file < --set < flags."""
+def config_layers(args) -> tuple[list[tuple[str, dict]], dict]:
+    """(where it came from, option layer), lowest precedence first: preset < --config file < --set < flags;
+    and the source of each preset value (method options as method.<key>)."""
     from bench.config import build_config, load_yaml, parse_set
 
     layers = [(f"config file {args.config}", load_yaml(args.config) if args.config else {}),
               ("--set", parse_set(args.overrides)),
               ("command line", {name: getattr(args, name) for name in RUN_FLAGS if getattr(args, name) is not None})]
-    preset = getattr(args, "preset", None)
+    preset, preset_sources = getattr(args, "preset", None), {}
     if preset:
         from bench.presets import resolve
 
         probe = build_config(*(layer for _, layer in layers))  # which method, model and task the preset is for
         values, sources = resolve(preset, probe.method, probe.model, probe.task)
         layers.insert(0, (f"preset {preset}", {**values, "tags": {"preset": preset}}))  # the run says it used one
-        args._preset_sources = {**sources, "tags": "the preset's name, as a run tag"}
-    return layers
+        preset_sources = {**sources, "tags": "the preset's name, as a run tag"}
+    return layers, preset_sources
 
 
 def config_from_args(args) -> RunConfig:
+    return config_with_sources(args)[0]
+
+
+def config_with_sources(args) -> tuple[RunConfig, list, dict]:
     from bench.config import build_config
 
-    return build_config(*(layer for _, layer in config_layers(args)))
+    layers, preset_sources = config_layers(args)
+    return build_config(*(layer for _, layer in layers)), layers, preset_sources
 
 
-def dry_run_yaml(args, cfg: RunConfig) -> str:
+def dry_run_yaml(cfg: RunConfig, layers: list, preset_sources: dict) -> str:
     """The resolved configuration as YAML, each value commented with where it came from."""
     import yaml
 
     from methods import get_method
-
-    layers = config_layers(args)
-    preset_sources = getattr(args, "_preset_sources", {})
 
     def origin(key: str, method_option: bool = False) -> str:
         for where, layer in reversed(layers):
@@ -109,19 +112,19 @@ def dry_run_yaml(args, cfg: RunConfig) -> str:
 def cmd_run(args) -> int:
     from bench.runner import run
 
-    cfg = config_from_args(args)
+    cfg, layers, preset_sources = config_with_sources(args)
     if args.dry_run:
-        print(dry_run_yaml(args, cfg), end="")
+        print(dry_run_yaml(cfg, layers, preset_sources), end="")
         return 0
     run(cfg, progress=not args.no_progress)
     return 0
 
 
 def cmd_presets(args) -> int:
-    from bench.presets import listing
+    from bench.presets import load_entries
 
     print(f"{'method':<10}{'preset':<8}{'scope':<58}values  (source)")
-    for e in listing():
+    for e in load_entries():
         values = ", ".join(f"{k}={v}" for k, v in e.values.items())
         print(f"{e.method:<10}{e.preset:<8}{e.scope():<58}{values}  ({e.source})")
     print("\nuse: bench run --preset paper --method M --model X --task T [--dry-run]; later entries and your "

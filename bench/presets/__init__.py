@@ -84,6 +84,3 @@ def resolve(name: str, method: str, model: str, task: str) -> tuple[dict, dict]:
                 sources[key] = e.source
     return values, sources
 
-
-def listing() -> list[Entry]:
-    return load_entries()
