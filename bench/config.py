@@ -172,7 +172,7 @@ def validate(cfg: RunConfig) -> RunConfig:
         raise choices_error("precision", cfg.precision, PRECISIONS)
     if cfg.lr_schedule not in LR_SCHEDULES:
         raise choices_error("lr_schedule", cfg.lr_schedule, LR_SCHEDULES)
-    from bench.heads import HEADS
+    from bench.task_heads import HEADS
 
     if cfg.head not in HEADS:
         raise choices_error("head", cfg.head, HEADS)

@@ -94,7 +94,7 @@ def load_model(ref: str, task: Task, head: str = "family"):
                                     dtype=torch.float32, **head_kwargs(task)),
         ref,
     )
-    from bench.heads import set_head
+    from bench.task_heads import set_head
 
     return model, sorted(set(info.get("missing_keys", [])) | set(set_head(model, task, head)))
 

@@ -43,7 +43,7 @@ def meta_counts(model: str, task, method_name: str, options: dict | None = None,
     config = arch_config(model, task)
     with torch.device("meta"):
         m = model_class(task).from_config(config)
-        from bench.heads import set_head
+        from bench.task_heads import set_head
 
         set_head(m, task, head)
         ctx = AttachContext(task=task, tokenizer=None, family=family(m))

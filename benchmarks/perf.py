@@ -21,17 +21,13 @@ from bench.encoding import IGNORE_INDEX
 from bench.metrics import compute_metrics
 from bench.runner import build_model, make_accelerator, prepare_data, quiet_libraries
 from bench.tasks import REGRESSION, TAGGING, get_task
+from methods.base import reference_method
 
 # `python -P -m`: without -P the working directory would come first on sys.path, where a folder named like
 # one of our packages (methods/, reports/) would shadow it.
 PYTHON = [sys.executable, "-P"]
 
 
-def reference_method() -> str:
-    """Full fine-tuning: every ratio is measured against it."""
-    from methods import REGISTRY
-
-    return next(m.name for m in REGISTRY.values() if m.reference)
 
 
 @contextlib.contextmanager

@@ -190,6 +190,22 @@ def default_methods(role: str) -> list[str]:
     return [m.name for m in REGISTRY.values() if m.in_default_lists and not m.reference]
 
 
+def reference_method() -> str:
+    """The method every other is measured against (full fine-tuning): tables' first row, d90's target,
+    benchmark ratios."""
+    from methods import REGISTRY
+
+    return next(m.name for m in REGISTRY.values() if m.reference)
+
+
+def has_role(name: str, role: str) -> bool:
+    """Whether registered method `name` is the `reference` or an `anchor`; False for one no longer registered
+    (runs of it may still be in a store)."""
+    from methods import REGISTRY
+
+    return name in REGISTRY and bool(getattr(REGISTRY[name], role))
+
+
 def encoder_layers(model):
     """The list of transformer blocks of a BERT/RoBERTa encoder."""
     return model.base_model.encoder.layer

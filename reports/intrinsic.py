@@ -10,6 +10,7 @@ import numpy as np
 import pandas as pd
 
 from bench.errors import BenchError
+from methods.base import has_role, reference_method
 
 BELOW, ABOVE = "at or below the smallest point", "above the largest point"
 
@@ -21,19 +22,6 @@ class Point:
     params_method: int  # the method's own, head excluded
     params_trainable: int  # head included
     values: np.ndarray  # the metric, one per seed
-
-
-def reference_method() -> str:
-    """The method every curve is measured against (full fine-tuning)."""
-    from methods import REGISTRY
-
-    return next(m.name for m in REGISTRY.values() if m.reference)
-
-
-def is_anchor(method: str) -> bool:
-    from methods import REGISTRY
-
-    return method in REGISTRY and REGISTRY[method].anchor
 
 
 def primary_metric(task: str) -> str:
@@ -212,7 +200,7 @@ def plot(a: dict, path_stem: str, title: str) -> list[str]:
             err = np.array([p.values.std(ddof=1) if len(p.values) > 1 else 0 for p in pts]) / (full if relative else 1)
             if method == reference_method():
                 ax.errorbar(xs, ys, yerr=err, fmt="k*", ms=12, label="full FT")
-            elif is_anchor(method):
+            elif has_role(method, "anchor"):
                 ax.errorbar(xs, ys, yerr=err, fmt="ks", ms=7, label=f"{method} only")
             else:
                 ax.errorbar(xs, ys, yerr=err, marker="o", capsize=2, label=method)

@@ -9,6 +9,7 @@ import numpy as np
 import pandas as pd
 
 from bench.errors import BenchError
+from methods.base import has_role
 from reports.render import latex_escape, render
 from reports.runs import report_columns
 
@@ -66,7 +67,7 @@ def build(agg: pd.DataFrame, model: str, tasks: list[str] | None, methods: list[
         avgs = {grp: average({c: cells[c].mean for c in cells}, cols, column_task) for grp, cols in groups.items()}
         rows.append({"method": method, "percent": 100 * g["params_method"].iloc[0] / g["params_backbone"].iloc[0],
                      "head": g["params_head"].iloc[0], "cells": cells, "avgs": avgs, "n": sorted(set(g["n"]))})
-    rows.sort(key=lambda r: (not _is_reference(r["method"]), r["percent"]))
+    rows.sort(key=lambda r: (not has_role(r["method"], "reference"), r["percent"]))  # full FT heads the table
     published = []
     if layout is not None:
         for p in layout.published:
@@ -83,13 +84,6 @@ def build(agg: pd.DataFrame, model: str, tasks: list[str] | None, methods: list[
                 for grp in groups}
     return {"model": model, "columns": columns, "groups": groups, "rows": rows, "published": published,
             "best": best, "best_avg": best_avg, "sel": sel, "layout": layout}
-
-
-def _is_reference(method: str) -> bool:
-    """Full fine-tuning heads the table; a method no longer registered sorts with the rest."""
-    from methods import REGISTRY
-
-    return method in REGISTRY and REGISTRY[method].reference
 
 
 def average_label(group: str, groups: dict) -> str:
