@@ -124,9 +124,14 @@ class SubspaceConfig:
 
 class _Random(Method):
     def knob_points(self, model_config, n: int) -> list[dict]:
+        """d log-spaced from the method's smallest d to top_d()."""
         import numpy as np
 
-        return [{"d": int(v)} for v in sorted({int(round(x)) for x in np.geomspace(10, top_d(model_config), max(n, 1))})]
+        low, high = self.lowest_d(model_config), top_d(model_config)
+        return [{"d": v} for v in sorted({int(round(x)) for x in np.geomspace(low, high, max(n, 1))})]
+
+    def lowest_d(self, model_config) -> int:
+        return 10  # INTRINSIC.md: a grid over 10..1e5
 
     config_cls = SubspaceConfig
     knob = "d"
@@ -177,13 +182,10 @@ class Said(_Random):
     summary = "structure-aware random subspace: theta0 + lambda_i P(theta_{d-m}), one scale per tensor"
     said = True
 
-    def knob_points(self, model_config, n: int) -> list[dict]:
-        """d log-spaced up to 1e5 from twice a bound on the tensor count (16 per BERT/RoBERTa layer, 16
-        outside): SAID needs d above the number of scales it spends."""
-        import numpy as np
-
-        low = 2 * (16 * model_config.num_hidden_layers + 16)
-        return [{"d": int(v)} for v in sorted({int(round(x)) for x in np.geomspace(low, top_d(model_config), max(n, 1))})]
+    def lowest_d(self, model_config) -> int:
+        """Twice a bound on the tensor count (16 per BERT/RoBERTa layer, 16 outside): SAID needs d above the
+        number of scales it spends."""
+        return 2 * (16 * model_config.num_hidden_layers + 16)
 
 
 def top_d(model_config) -> int:

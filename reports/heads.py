@@ -52,7 +52,8 @@ def use_eager_attention(model) -> None:
     model.config._attn_implementation = ptuning.EAGER_NAME if prefixed else "eager"
 
 
-def score_heads(model, data: dict, n: int, threshold: float, count_special_queries: bool = False) -> HeadScores:
+def score_heads(model, data: dict, n: int, threshold: float, count_special_queries: bool = False,
+                extra_columns: tuple[str, ...] = ()) -> HeadScores:
     """The first n examples of an encoded split, each fed alone (no padding) with attention weights."""
     import torch
 
@@ -68,7 +69,7 @@ def score_heads(model, data: dict, n: int, threshold: float, count_special_queri
             kwargs = {"input_ids": x, "attention_mask": torch.ones_like(x), "output_attentions": True}
             if types is not None:
                 kwargs["token_type_ids"] = torch.as_tensor(types[i], dtype=torch.long, device=device)[None]
-            if hasattr(model.base_model, "pasta"):  # PASTA reads the special positions from the batch
+            if "special_tokens_mask" in extra_columns:  # the method reads it from the batch (PASTA)
                 kwargs["special_tokens_mask"] = torch.as_tensor(special[i], dtype=torch.long, device=device)[None]
             att = torch.stack(model(**kwargs).attentions)[:, 0]  # (layers, heads, queries, keys)
             is_special = torch.as_tensor(special[i], dtype=torch.bool, device=device)
@@ -274,7 +275,8 @@ def run_analysis(model: str | None, task_name: str | None, data_dir: str | None,
             source = "pretrained"
     prep = prepare_data(cfg, task, built, train=False)
     split = task.dev_splits[0]
-    scores = score_heads(built.model, prep.dev[split], samples, threshold, count_special_queries)
+    scores = score_heads(built.model, prep.dev[split], samples, threshold, count_special_queries,
+                         built.method.batch_columns)
     label = f"{Path(cfg.model).name} {cfg.method if tuned else 'pretrained'} on {task.name}"
     name = f"heads-{Path(cfg.model).name}-{task.name}-{cfg.method if tuned else 'pretrained'}"
     queries = "all query tokens" if count_special_queries else "non-special query tokens only"

@@ -20,7 +20,7 @@ def default_space_file(method: str) -> Path:
     """sweeps/spaces/<method>.yaml, else a plugin directory's spaces/<method>.yaml."""
     from bench.plugins import files
 
-    found = [p for p in files(SPACES_DIR, "spaces", f"{method}.yaml")]
+    found = files(SPACES_DIR, "spaces", f"{method}.yaml")
     if not found:
         raise BenchError(f"no search space for method {method}: add sweeps/spaces/{method}.yaml (or spaces/"
                          f"{method}.yaml in a plugin directory), or pass --space FILE")
