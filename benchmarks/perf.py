@@ -79,11 +79,11 @@ def matmul_peak() -> float:
     return best
 
 
-def flops_per_token(model, full_finetune: bool) -> float:
-    """Training FLOPs per token: 6N with weight gradients (full FT), 4N without (frozen backbone:
+def flops_per_token(model, weight_gradients: bool) -> float:
+    """Training FLOPs per token: 6N with weight gradients (full FT, SAID/DID, Diff pruning), 4N without (frozen backbone:
     forward 2N + activation gradients 2N), N = encoder parameters without embeddings."""
     n = sum(p.numel() for name, p in model.base_model.named_parameters() if "embeddings" not in name)
-    return (6 if full_finetune else 4) * n
+    return (6 if weight_gradients else 4) * n
 
 
 def steady_step(r: dict) -> float:
@@ -110,7 +110,9 @@ def run_bench(cfg: RunConfig, steps: int) -> dict:
     return {"train_s": res.train_seconds, "first_step_s": res.first_step_seconds, "tokens": res.train_tokens,
             "eval_s": res.eval_seconds, "eval_n": res.eval_samples, "metric": res.best_metrics[main][task.main_metric],
             "timings": res.timings, "mem": mem, "load_data_s": data_s, "steps": res.steps,
-            "flops_per_token": flops_per_token(built.model, built.method.reference)}
+            "flops_per_token": flops_per_token(built.model, not built.method.frozen_backbone),
+            # What the method reports of itself after training (SAID/DID: projection state bytes per parameter).
+            "method_counts": built.method.counts_after_training(built.model, built.method_config)}
 
 
 def run_trainer(cfg: RunConfig, steps: int, pad_to_max: bool) -> dict:
@@ -323,7 +325,9 @@ def targets_table(med: dict, extra: dict, method_rows: list[dict]) -> str:
              row("cached tokenisation speed-up on a rerun", f"{tok:.0f}x ({extra['tok_fresh']:.2f}s -> "
                  f"{extra['tok_cached']:.3f}s, training split)", ">= 10x", tok >= 10),
              row("`bench --help`", f"{extra['help_s']:.2f}", "< 1 s", extra["help_s"] < 1, " s")]
-    frozen = [r for r in method_rows if r["method"] != reference_method()]
+    from methods import get_method
+
+    frozen = [r for r in method_rows if get_method(r["method"]).frozen_backbone]
     if frozen:
         worst = max(frozen, key=lambda r: r["step_ratio"])
         lines.append(row("slowest frozen-backbone step / full FT step", f"{worst['step_ratio']:.2f} ({worst['method']})",
@@ -366,9 +370,10 @@ def methods_table(cfg: RunConfig, steps: int, methods: list[str], repeats: int =
         rows.append((f"| {name} | {1000 * step:.0f} | {ratios['step_ratio']:.2f} | "
                     + " | ".join(f"{100 * v:.0f}%" for v in split.values())
                     + f" | {r['mem']['peak'] / 2**20:.0f} ({ratios['mem_ratio']:.2f}x) | "
-                    f"{r['mem']['rise'] / 2**20:.0f} ({ratios['rise_ratio']:.2f}x) | ", flops))
+                    f"{r['mem']['rise'] / 2**20:.0f} ({ratios['rise_ratio']:.2f}x) | ", flops,
+                     method_counts(r.get("method_counts") or {})))
     peak = max(peak, matmul_peak())  # before and after: the better of two moments on a shared machine
-    rows = [f"{row}{flops / 1e9:.1f} ({100 * flops / peak:.0f}%) |" for row, flops in rows]
+    rows = [f"{row}{flops / 1e9:.1f} ({100 * flops / peak:.0f}%) | {own} |" for row, flops, own in rows]
     return "\n".join([
         f"### Methods on the same batches ({steps} steps, {repeats} repetitions alternated, the median kept; "
         f"matmul peak measured here: {peak / 1e9:.0f} GFLOP/s)",
@@ -376,11 +381,21 @@ def methods_table(cfg: RunConfig, steps: int, methods: list[str], repeats: int =
         "wall time. Peak memory = peak during "
         "training, each method in a fresh process (CPU: RSS, weights and runtime included; GPU: CUDA allocated); "
         "training memory = that peak minus the memory held when training started (the loaded model and data): "
-        "gradients, optimizer state, activations. FLOP/s counts 6N (full FT) or 4N (frozen backbone) per real "
-        "token, N = encoder parameters without embeddings.", "",
+        "gradients, optimizer state, activations. FLOP/s counts 6N per real token where weight gradients are "
+        "computed (full FT, SAID/DID, Diff pruning) and 4N for frozen-backbone methods, N = encoder parameters "
+        "without embeddings (SAID/DID's projection FLOPs not counted). Method's own counts = what the method reports of "
+        "itself after training (e.g. SAID/DID: bytes of projection state kept, in all and per base parameter).", "",
         "| method | step ms | x full FT | data | forward | backward | optimizer | eval | peak memory MiB | "
-        "training memory MiB | model GFLOP/s (of peak) |", "|---|---|---|---|---|---|---|---|---|---|---|",
+        "training memory MiB | model GFLOP/s (of peak) | method's own counts |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
         *rows]), measured
+
+
+def method_counts(counts: dict) -> str:
+    """A method's own after-training counts, one cell: integers with separators, ratios with 3 digits."""
+    def fmt(v):
+        return f"{v:,}" if isinstance(v, int) else f"{v:.3g}"
+    return "; ".join(f"{k.replace('_', ' ')} {fmt(v)}" for k, v in counts.items()) or "-"
 
 
 if __name__ == "__main__":

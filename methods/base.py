@@ -53,6 +53,10 @@ class Method:
     # head only); `in_default_lists` puts the method in the default lists of `bench intrinsic` (when it has
     # a knob) and `bench perf`.
     reference: ClassVar[bool] = False
+    # False when training changes every pretrained weight (full FT, SAID/DID's projected update, Diff
+    # pruning's diff): such a method computes weight gradients (6N FLOPs per token, not 4N) and is not held
+    # to the frozen-backbone speed and memory targets of `bench perf`.
+    frozen_backbone: ClassVar[bool] = True
     anchor: ClassVar[bool] = False
     in_default_lists: ClassVar[bool] = True
 

@@ -18,6 +18,7 @@ class Full(Method):
     config_cls = FullConfig
     families = ()  # any encoder transformers can load
     default_lr = 2e-5
+    frozen_backbone = False
     reference = True
     anchor = True
 

@@ -24,7 +24,7 @@ def hadamard(n):
     return h
 
 
-@pytest.mark.parametrize("n", [1, 2, 8, 64])
+@pytest.mark.parametrize("n", [1, 2, 8, 64, 2048, 1 << 13])  # block sizes 2..16 and a partial last block
 def test_fwht_is_the_dense_hadamard_product_gradient_included(n):
     x = torch.randn(3, n, dtype=torch.float64, requires_grad=True)
     g = torch.randn(3, n, dtype=torch.float64)
