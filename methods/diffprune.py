@@ -52,7 +52,9 @@ class DiffGate(nn.Module):
         return original + self.z() * self.diff
 
     def expected_l0(self):
-        """P(z != 0) summed over entries (Louizos et al., eq. 12)."""
+        """P(z != 0) summed over entries (Louizos et al., eq. 12). Structured: the paper's product of the
+        entry's and its tensor's open probabilities; the authors' script instead adds the tensor gates'
+        probabilities to the entries' unscaled sum (a different penalty: ours follows the paper)."""
         shift = BETA * math.log(-GAMMA / ZETA)
         p = torch.sigmoid(self.log_alpha - shift)
         if self.group_log_alpha is not None:
@@ -65,7 +67,7 @@ class DiffPruneConfig:
     sparsity: float = 0.005  # target share of nonzero diff entries after projection (the paper's 0.5%)
     l0_weight: float = 1.25e-7  # lambda on the expected L0 norm (summed over entries)
     alpha_init: float = 5.0  # initial gate logit: gates start open
-    alpha_lr: float = 0.1  # own lr of the gate logits (assumed; not checked against the authors' code)
+    alpha_lr: float = 0.1  # own lr of the gate logits: the AdamW lr hard-coded in the authors' run_glue_diffpruning.py
     project_at: float = 0.5  # fraction of training steps after which the diff is projected and the mask fixed
     structured: bool = False  # also one gate per tensor (the paper's structured variant)
     embeddings: bool = True  # diff the embedding tables too (the paper diffs every pretrained tensor)
