@@ -58,7 +58,7 @@ class RunConfig:
     def run_name(self) -> str:
         from bench.record import run_name
 
-        return run_name(self.method, self.model, self.task, self.seed)
+        return run_name(self.method, self.model, self.task, self.seed, self.tags)
 
     def config_hash(self) -> str:
         """Identifies the training configuration (seed and bookkeeping excluded)."""

@@ -22,8 +22,50 @@ def experiment_name(task: str, override: str | None = None) -> str:
     return override or f"bench-{task}"
 
 
-def run_name(method: str, model: str, task: str, seed: int) -> str:
-    return f"{method}-{Path(model).name}-{task}-s{seed}"
+def run_name(method: str, model: str, task: str, seed: int, tags: dict | None = None) -> str:
+    """Distinct and sortable within a study or grid: <method>-<model>-<task>[-t<trial>|-final|-<knob><value>]-s<seed>
+    (trials zero-padded, so names sort in trial order)."""
+    tags = tags or {}
+    name = f"{method}-{Path(model).name}-{task}"
+    if tags.get("trial") is not None:
+        name += f"-t{int(tags['trial']):03d}"
+    elif tags.get("phase") == FINAL:
+        name += "-final"
+    elif tags.get("phase") == INTRINSIC and tags.get("knob", "-") != "-":
+        name += "-" + "".join(c for c in f"{tags['knob']}{tags['knob_value']}" if c.isalnum() or c in "._=")
+    return f"{name}-s{seed}"
+
+
+def standard_tags(command: str | None = None) -> dict:
+    """MLflow's own source, commit and user tags (the UI's Source, Version and User columns): bench creates
+    runs through the client, which does not add them the way mlflow.start_run does."""
+    import getpass
+    import sys
+
+    from bench.environment import git_state
+
+    from mlflow.utils.mlflow_tags import MLFLOW_GIT_COMMIT, MLFLOW_SOURCE_NAME, MLFLOW_SOURCE_TYPE, MLFLOW_USER
+
+    if command is None:
+        args = [a for a in sys.argv[1:3] if not a.startswith("-")]
+        command = "bench " + " ".join(args[:2]) if args else "bench"
+    try:
+        user = getpass.getuser()
+    except (KeyError, OSError):
+        user = "unknown"
+    sha = git_state()["git_sha"]
+    return {MLFLOW_SOURCE_NAME: command, MLFLOW_SOURCE_TYPE: "LOCAL", MLFLOW_USER: user,
+            **({MLFLOW_GIT_COMMIT: sha} if sha != "unknown" else {})}
+
+
+def experiment_note(experiment: str) -> str:
+    """The experiment's description in the MLflow UI: what its runs are and how to find the usual ones."""
+    return (f"{experiment}: bench runs. Tag `phase` says what made each run: single (bench run), trial (a sweep "
+            "trial), final (a sweep's best configuration on a final seed; report tables read these), study (a "
+            "sweep's parent, with its budget and result metrics), intrinsic / intrinsic-study (curve points and "
+            "their parent). Useful filters: tags.phase = 'final'; tags.study = '<name>'; tags.method = 'lora'. "
+            "Columns: metrics.best_<split>_<metric> (at the best evaluation), metrics.params_method (the method's "
+            "trainable parameters). Schema: docs/tracking.md.")
 
 
 def intrinsic_name(model: str, task: str) -> str:
@@ -75,17 +117,75 @@ def baseline_metric(split: str, metric: str) -> str:
 
 
 def create_container(uri: str, experiment: str, name: str, tags: dict, params: dict) -> str:
-    """A parent run that holds no training of its own (a sweep, an intrinsic grid): created FINISHED;
-    children attach to it by explicit parent id, which works across processes and machines."""
+    """A parent run that holds no training of its own (a sweep, an intrinsic grid): created FINISHED, set
+    RUNNING while its workers work (update_container); children attach to it by explicit parent id, which
+    works across processes and machines."""
     from bench import tracking
 
     c = tracking.client(uri)
-    run = c.create_run(tracking.experiment_id(c, experiment, uri), run_name=name,
-                       tags={**{k: tracking.redact(v) for k, v in tags.items()}, "mlflow.runName": name})
+    run = c.create_run(tracking.experiment_id(c, experiment, uri, experiment_note(experiment)), run_name=name,
+                       tags={**standard_tags(), **{k: tracking.redact(v) for k, v in tags.items()},
+                             "mlflow.runName": name})
     tracker = tracking.Tracker(uri, run.info.run_id)
     tracker.log_params(params)
     c.set_terminated(run.info.run_id, "FINISHED")
     return run.info.run_id
+
+
+def update_container(uri: str, run_id: str, metrics: dict, status: str | None = None) -> None:
+    """Numeric progress of a parent run (sortable and chartable in the UI) and its state: RUNNING while its
+    study works, FINISHED once the budget is done. Never fails the work for it."""
+    import contextlib
+    import time
+
+    from bench import tracking
+
+    c = tracking.client(uri)
+    with contextlib.suppress(Exception):
+        from mlflow.entities import Metric
+
+        now = int(time.time() * 1000)
+        c.log_batch(run_id, metrics=[Metric(k, float(v), now, 0) for k, v in metrics.items() if v is not None])
+        if status == "RUNNING" and c.get_run(run_id).info.status != "RUNNING":
+            c.update_run(run_id, status="RUNNING")
+        elif status in ("FINISHED", "FAILED", "KILLED"):
+            c.set_terminated(run_id, status)
+
+
+def log_datasets(uri: str, run_id: str, task_name: str, sources: dict) -> None:
+    """Each split the run read as an MLflow dataset input (the UI's Dataset column): its source (local file
+    or hub dataset), a digest of its content, and its role (train / dev / test) as the context tag."""
+    import hashlib
+    import warnings
+
+    from mlflow.data.dataset_source_registry import resolve_dataset_source
+    from mlflow.data.huggingface_dataset_source import HuggingFaceDatasetSource
+    from mlflow.data.meta_dataset import MetaDataset
+    from mlflow.entities import DatasetInput, InputTag
+
+    from bench import tracking
+
+    inputs = []
+    for split, (source, fingerprint, rows) in sources.items():
+        if source.startswith("hf:"):
+            parts = source[3:].split("/")
+            src = HuggingFaceDatasetSource(path="/".join(parts[:-2]) if len(parts) > 2 else parts[0],
+                                           config_name=parts[-2] if len(parts) > 2 else None, split=parts[-1])
+        else:
+            with warnings.catch_warnings():  # "can be interpreted in multiple ways": both are the local file
+                warnings.simplefilter("ignore")
+                src = resolve_dataset_source(str(Path(source).resolve()))
+        digest = hashlib.sha1(fingerprint.encode()).hexdigest()[:12]  # MLflow keeps at most 36 characters
+        ds = MetaDataset(src, name=f"{task_name}-{split} ({rows} rows)", digest=digest)
+        role = "train" if split == "train" else "test" if split.startswith("test") else "dev"
+        inputs.append(DatasetInput(ds._to_mlflow_entity(), tags=[InputTag("mlflow.data.context", role)]))
+    tracking.client(uri).log_inputs(run_id, datasets=inputs)
+
+
+def run_url(uri: str, experiment_id: str, run_id: str) -> str:
+    """Where the run is in the MLflow UI: the server's own page, or `bench ui`'s for a local store."""
+    base = uri.rstrip("/") if uri.startswith(("http://", "https://")) else "http://127.0.0.1:5000"
+    return f"{base}/#/experiments/{experiment_id}/runs/{run_id}"
 
 
 def find_runs(uri: str, experiment: str, tags: dict, status: str | None = None, max_results: int = 1) -> list:

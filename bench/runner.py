@@ -29,14 +29,14 @@ class Built:
 
 def quiet_libraries() -> None:
     """Keep the terminal for bench's own lines: no load reports, weight bars or MLflow schema notices."""
-    import logging
     import os
 
     from transformers.utils import logging as hf_logging
 
-    os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")  # read when mlflow configures its loggers
+    from bench.logs import route_library_logs
+
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
-    logging.getLogger("mlflow").setLevel(logging.WARNING)
+    route_library_logs()  # library INFO lines to the log file, not the terminal
     hf_logging.set_verbosity_error()
     hf_logging.disable_progress_bar()
 
@@ -83,7 +83,8 @@ def check_max_length(cfg: RunConfig) -> None:
         raise BenchError(f"option max_length={cfg.max_length} exceeds the {limit} positions of model {cfg.model}")
 
 
-def load_data(cfg: RunConfig, task, tokenizer, splits):
+def load_data(cfg: RunConfig, task, tokenizer, splits, sources: dict | None = None):
+    """Encoded splits; `sources` (if given) receives split -> (where it was read, content digest, rows)."""
     from bench.data import load_examples
     from bench.encoding import cached_encode
 
@@ -93,6 +94,8 @@ def load_data(cfg: RunConfig, task, tokenizer, splits):
         if split == "train" and cfg.max_train_samples:
             ex.texts, ex.labels = ex.texts[: cfg.max_train_samples], ex.labels[: cfg.max_train_samples]
             ex.fingerprint += f"|first{cfg.max_train_samples}"
+        if sources is not None:
+            sources[split] = (ex.source, ex.fingerprint, len(ex.labels))
         out[split] = cached_encode(task, split, ex, tokenizer, cfg.max_length, cfg.cache_dir)
     return out
 
@@ -104,7 +107,8 @@ def prepare_data(cfg: RunConfig, task, built: Built, train: bool = True):
     from bench.train import Prepared
 
     splits = (["train"] if train else []) + list(task.dev_splits) + list(task.test_splits)
-    data = load_data(cfg, task, built.tokenizer, splits)
+    sources: dict = {}
+    data = load_data(cfg, task, built.tokenizer, splits, sources)
     dev = {s: data[s] for s in task.dev_splits}
     if train and cfg.select_on == "holdout":
         # A fixed draw (seed 0, whatever the run's seed): every seed and method selects on the same examples,
@@ -120,7 +124,8 @@ def prepare_data(cfg: RunConfig, task, built: Built, train: bool = True):
         data["train"], held = split_rows(data["train"], np.sort(order[k:])), split_rows(data["train"], np.sort(order[:k]))
         dev = {HOLDOUT: held, **dev}
     return Prepared(task, data.get("train", {}), dev, built.tokenizer.pad_token_id,
-                    extra_columns=built.method.batch_columns, test={s: data[s] for s in task.test_splits})
+                    extra_columns=built.method.batch_columns, test={s: data[s] for s in task.test_splits},
+                    sources=sources)
 
 
 def check_output_dir(path: str) -> Path:
@@ -184,10 +189,10 @@ def run(cfg: RunConfig, progress: bool = True, parent_run_id: str | None = None,
             on_start(tracker.run_id)
         run_dir = out_root / f"{cfg.run_name()}-{tracker.run_id[:8]}"
         config_dict = {**cfg.to_dict(), "tracking_uri": tracking.redact(uri)}
-        tracker.log_params({**config_dict, "method_config": dataclasses.asdict(built.method_config),
-                            "precision_resolved": precision})
+        tracker.log_params(logged_params(config_dict, built.method_config, precision, len(prep.train["labels"])))
         tracker.log_text(yaml.safe_dump(config_dict, sort_keys=False), "config.yaml")
         tracker.set_tags({**environment(), "run_dir": str(run_dir.resolve())})
+        record.log_datasets(uri, tracker.run_id, task.name, prep.sources)
         tracker.log_metrics({record.count_metric(k): v for k, v in counts.items()}
                             | {record.baseline_metric(main_split, k): v for k, v in baseline.items()})
         t0 = time.perf_counter()
@@ -219,12 +224,30 @@ def run(cfg: RunConfig, progress: bool = True, parent_run_id: str | None = None,
         final["tracking_seconds"] = tracker.seconds
         tracker.log_metrics({"tracking_seconds": tracker.seconds}, result.steps)
         run_id = tracker.run_id
+    exp_id = tracking.client(uri).get_run(run_id).info.experiment_id
     summary = {"run_id": run_id, "run_name": cfg.run_name(), "task": task, "cfg": cfg, "counts": counts,
+               "url": record.run_url(uri, exp_id, run_id),
                "result": result, "tested": tested, "baseline": baseline, "final": final, "run_dir": run_dir,
                "checkpoint": where,
                "adapter_bytes": size, "tracking_uri": tracking.redact(uri), "experiment": experiment}
     echo(format_summary(summary))
     return summary
+
+
+def logged_params(config: dict, method_config, precision: str, n_train: int) -> dict:
+    """The configuration as it takes effect: the method's options once, defaults included (method_config.*,
+    not the given method_options.* beside them), the resolved precision, and the epochs the step budget
+    allows (max_steps overrides epochs; the epochs asked for are kept as epochs_requested when they differ)."""
+    import math
+
+    params = {k: v for k, v in config.items() if k != "method_options"}
+    steps_per_epoch = math.ceil(n_train / config["batch_size"])
+    steps = config["max_steps"] or math.ceil(config["epochs"] * steps_per_epoch)
+    epochs = round(steps / steps_per_epoch, 4)
+    if epochs != config["epochs"]:
+        params |= {"epochs": epochs, "epochs_requested": config["epochs"]}
+    return {**params, "steps_planned": steps, "method_config": dataclasses.asdict(method_config),
+            "precision_resolved": precision}
 
 
 def store_checkpoint(tracker, run_dir: Path, built: Built, meta: dict) -> tuple[int, str]:
@@ -266,6 +289,8 @@ def format_summary(s: dict) -> str:
                  f"({f['train_samples_per_s']:.1f} samples/s), eval {f['eval_seconds']:.1f}s "
                  f"({f['eval_samples_per_s']:.1f} samples/s), tracking {f['tracking_seconds']:.2f}s")
     lines.append(f"adapter checkpoint: {s['checkpoint']}  |  tracking: {s['tracking_uri']}")
+    local = not s["tracking_uri"].startswith(("http://", "https://"))
+    lines.append(f"MLflow UI: {s['url']}" + ("  (after `bench ui`)" if local else ""))
     return "\n".join(lines)
 
 

@@ -99,7 +99,8 @@ def client(uri: str):
     return MlflowClient(tracking_uri=uri)
 
 
-def experiment_id(mlflow_client, name: str, uri: str) -> str:
+def experiment_id(mlflow_client, name: str, uri: str, note: str | None = None) -> str:
+    """The experiment's id, created (with `note` as its description in the UI) if it does not exist."""
     exp = mlflow_client.get_experiment_by_name(name)
     if exp is not None:
         return exp.experiment_id
@@ -107,7 +108,8 @@ def experiment_id(mlflow_client, name: str, uri: str) -> str:
     if uri.startswith("sqlite:///"):  # artifacts beside the database, not wherever the cwd is
         location = (Path(uri.split(":///", 1)[1]).parent / "mlartifacts" / name).as_uri()
     try:
-        return mlflow_client.create_experiment(name, artifact_location=location)
+        return mlflow_client.create_experiment(name, artifact_location=location,
+                                               tags={"mlflow.note.content": note} if note else None)
     except Exception:  # another worker created it first
         return mlflow_client.get_experiment_by_name(name).experiment_id
 
@@ -233,9 +235,11 @@ def tracked_run(uri: str, experiment: str, run_name: str, tags: dict, parent_run
     never left RUNNING by an exception or a SIGTERM/Ctrl-C."""
     from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID, MLFLOW_RUN_NAME
 
+    from bench.record import experiment_note, standard_tags
+
     c = client(uri)
-    exp_id = experiment_id(c, experiment, uri)
-    all_tags = {MLFLOW_RUN_NAME: run_name, **tags}
+    exp_id = experiment_id(c, experiment, uri, experiment_note(experiment))
+    all_tags = {**standard_tags(), MLFLOW_RUN_NAME: run_name, **tags}
     if parent_run_id:  # explicit parent id: nesting that works across processes and machines
         all_tags[MLFLOW_PARENT_RUN_ID] = parent_run_id
     import socket

@@ -40,6 +40,7 @@ class Prepared:
     pad_id: int
     extra_columns: tuple[str, ...] = ()  # batch columns the method reads (PASTA: special_tokens_mask)
     test: dict[str, dict] = field(default_factory=dict)  # labelled test splits, scored once at the best epoch
+    sources: dict[str, tuple] = field(default_factory=dict)  # split -> (where it was read, content digest, rows)
 
 
 @dataclass

@@ -34,7 +34,10 @@ def open_storage(url: str, heartbeat: int = 10):
     MLflow run closed, and the trial re-queued (up to 3 times)."""
     import optuna
 
+    from bench.logs import route_library_logs
     from bench.tracking import redact
+
+    route_library_logs()  # Optuna's notices ("A new study created") to the log file
 
     scheme = url.split(":", 1)[0].split("+", 1)[0]
     if scheme not in STORAGE_SCHEMES:
@@ -184,9 +187,12 @@ def create(method: str, model: str, task: str, base: dict, space_file: str | Non
                        "space_hash": space_hash(space), "base": kept_base, "n_trials": trials,
                        "seeds_final": seeds_final, "search_seed": search_seed, "pruner": pruner,
                        "mlflow_parent_run_id": parent, "tracking_uri": tracking.redact(uri),
-                       "experiment": experiment,
+                       "experiment": experiment, "metric": " ".join(_main_metric(cfg)),
                        "created": time.strftime("%Y-%m-%d %H:%M:%S")}.items():
         study.set_user_attr(key, value)
+    with warnings.catch_warnings():  # set_metric_names is marked experimental; optuna-dashboard reads it
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        study.set_metric_names([" ".join(_main_metric(cfg))])
     echo(f"created study {name} ({trials} trials, {seeds_final} final seeds, pruner {pruner}) in "
          f"{tracking.redact(url)}; MLflow parent run {parent}")
     return name
@@ -285,8 +291,9 @@ def objective_for(study, force: bool = False, echo=print):
                 raise Pruned(f"pruned at epoch {epoch}: {split} {metric} {metrics[split][metric]:.4f}")
 
         try:
+            # The run's own report stays in MLflow: the console gets one line per trial (trial_line).
             out = run(cfg, progress=False, parent_run_id=a["mlflow_parent_run_id"], on_eval=on_eval,
-                      on_start=lambda run_id: trial.set_user_attr("mlflow_run_id", run_id), echo=echo)
+                      on_start=lambda run_id: trial.set_user_attr("mlflow_run_id", run_id), echo=lambda *_: None)
         except Pruned as e:
             raise optuna.TrialPruned(str(e)) from None
         except Exception as e:  # one line here; Optuna's own report (with a traceback) is silenced in work()
@@ -313,6 +320,7 @@ def work(name: str, storage: str | None = None, n_trials: int | None = None, hea
     optuna.logging.set_verbosity(optuna.logging.ERROR)  # a failed trial: our one line, not Optuna's traceback
     study = load(name, open_storage(storage_url(storage, output_dir), heartbeat))
     objective = objective_for(study, force, echo)
+    report_progress(study, "RUNNING")
     ran = 0
     while n_trials is None or ran < n_trials:
         with warnings.catch_warnings():  # fail_stale_trials is marked experimental; its behaviour is what we need
@@ -327,9 +335,54 @@ def work(name: str, storage: str | None = None, n_trials: int | None = None, hea
         if c["COMPLETE"] + c["RUNNING"] >= study.user_attrs["n_trials"] and not c["WAITING"]:
             time.sleep(heartbeat)  # the rest are running elsewhere; wait in case one of them dies
             continue
-        study.optimize(objective, n_trials=1, catch=(NonFiniteLoss,))
+        study.optimize(objective, n_trials=1, catch=(NonFiniteLoss,), callbacks=[trial_line(echo)])
         ran += 1
+        report_progress(study, "RUNNING")
+    done = _counts(study)["COMPLETE"] >= study.user_attrs["n_trials"]
+    report_progress(study, "FINISHED" if done else None)
     return ran
+
+
+def report_progress(study, status: str | None) -> None:
+    """The study's state on its MLflow parent run, as numbers: trials complete / pruned / failed /
+    running, the budget, the best value so far; RUNNING while workers work, FINISHED once the budget is done."""
+    from bench.record import update_container
+
+    a, c = study.user_attrs, _counts(study)
+    done = [t for t in study.get_trials(deepcopy=False, states=(optuna_state("COMPLETE"),))]
+    metrics = {"trials_complete": c["COMPLETE"], "trials_pruned": c["PRUNED"], "trials_failed": c["FAIL"],
+               "trials_running": c["RUNNING"], "trials_budget": a["n_trials"],
+               "best_value": max(t.value for t in done) if done else None}
+    update_container(study_tracking_uri(a), a["mlflow_parent_run_id"], metrics, status)
+
+
+def optuna_state(name: str):
+    import optuna
+
+    return optuna.trial.TrialState[name]
+
+
+def trial_line(echo):
+    """One console line per finished trial: its number, what was sampled, the result and the best so far
+    (or why it was pruned)."""
+    def callback(study, trial) -> None:
+        a = study.user_attrs
+        if trial.user_attrs.get("surplus"):
+            return
+        c = _counts(study)
+        head = f"trial {trial.number} ({c['COMPLETE']}/{a['n_trials']} complete) {a['method']} " + " ".join(
+            f"{k}={_fmt(v)}" for k, v in trial.params.items())
+        if trial.state.name == "COMPLETE":
+            echo(f"{head} -> {trial.value:.4f} (best {study.best_value:.4f})")
+        elif trial.state.name == "PRUNED":
+            echo(f"{head} -> pruned at epoch {max(trial.intermediate_values, default='?')}"
+                 + (f" ({trial.intermediate_values[max(trial.intermediate_values)]:.4f})"
+                    if trial.intermediate_values else ""))
+    return callback
+
+
+def _fmt(value) -> str:
+    return f"{value:.3g}" if isinstance(value, float) else str(value)
 
 
 def finalize(name: str, storage: str | None = None, seeds: int | None = None, output_dir: str = "runs",
@@ -366,10 +419,12 @@ def finalize(name: str, storage: str | None = None, seeds: int | None = None, ou
                "std": statistics.stdev(values) if len(values) > 1 else 0.0, "n": len(values)}
     from bench import tracking
 
-    c = tracking.client(study_tracking_uri(a))
-    for k, v in {"final_metric": summary["metric"], "final_mean": f"{summary['mean']:.4f}",
-                 "final_std": f"{summary['std']:.4f}", "final_n": len(values), "best_trial": best.number}.items():
-        c.set_tag(a["mlflow_parent_run_id"], k, str(v))
+    from bench.record import update_container
+
+    uri = study_tracking_uri(a)
+    tracking.client(uri).set_tag(a["mlflow_parent_run_id"], "final_metric", summary["metric"])
+    update_container(uri, a["mlflow_parent_run_id"], {"final_mean": summary["mean"], "final_std": summary["std"],
+                                                      "final_n": len(values), "best_trial": best.number})
     echo(f"{name}: best trial {best.number} {best.params}\n  final {summary['metric']} over {len(values)} seeds: "
          f"{summary['mean']:.4f} ± {summary['std']:.4f} (sample std) [{', '.join(f'{v:.4f}' for v in values)}]")
     return summary
@@ -395,16 +450,23 @@ def status(name: str, storage: str | None = None, output_dir: str = "runs") -> s
 
 
 def list_studies(storage: str | None = None, output_dir: str = "runs") -> str:
+    """One line per study; every column says what it counts."""
     import optuna
 
     from bench.tracking import redact
 
     url = storage_url(storage, output_dir)
-    summaries = optuna.get_all_study_summaries(storage=open_storage(url))
+    st = open_storage(url)
+    summaries = optuna.get_all_study_summaries(storage=st)
     if not summaries:
         return f"no studies in {redact(url)}"
-    lines = [f"{'study':<44}{'trials':>8}{'budget':>8}  best"]
+    lines = [f"studies in {redact(url)}; complete/budget = COMPLETE trials of the trial budget; best = the "
+             "best complete trial's value of the study's metric (selection split)",
+             f"{'study':<44}{'complete/budget':>16}{'pruned':>8}{'failed':>8}{'running':>9}  best"]
     for s in summaries:
-        best = f"{s.best_trial.value:.4f}" if s.best_trial else "-"
-        lines.append(f"{s.study_name:<44}{s.n_trials:>8}{s.user_attrs.get('n_trials', '?'):>8}  {best}")
+        c = _counts(optuna.load_study(study_name=s.study_name, storage=st))
+        metric = s.user_attrs.get("metric", "")
+        best = f"{s.best_trial.value:.4f}{' ' + metric if metric else ''}" if s.best_trial else "-"
+        lines.append(f"{s.study_name:<44}{str(c['COMPLETE']) + '/' + str(s.user_attrs.get('n_trials', '?')):>16}"
+                     f"{c['PRUNED']:>8}{c['FAIL']:>8}{c['RUNNING']:>9}  {best}")
     return "\n".join(lines)

@@ -70,7 +70,10 @@ def run_intrinsic(model: str, task: str, methods: list[str], seeds: int, points:
                 todo.append(cfg)
     echo(f"{name}: {total} point runs, {total - len(todo)} already finished, {len(todo)} to run"
          + (f" in {workers} worker processes" if workers > 1 and todo else ""))
+    record.update_container(uri, parent, {"runs_total": total, "runs_finished": total - len(todo)}, "RUNNING")
     failed = _run_points(todo, parent, workers, echo)
+    record.update_container(uri, parent, {"runs_total": total, "runs_finished": total - len(failed),
+                                          "runs_failed": len(failed)}, "FINISHED")
     echo(f"{name}: {total - len(failed)} of {total} point runs finished under MLflow parent {parent}"
          + (f"; {len(failed)} failed (rerun the same command to retry them)" if failed else "")
          + f"; see `bench report intrinsic --model {model} --task {probe.task}`")

@@ -39,6 +39,17 @@ def test_tiny_run_every_task_shape(tiny_models, glue_dir, tmp_path, uri, family,
     for key in ("params_trainable", "params_method", "params_backbone", "wall_seconds", "train_samples_per_s"):
         assert key in run.data.metrics
     assert {"git_sha", "git_dirty", "version.torch", "device"} <= set(run.data.tags)
+    # MLflow's own columns: source, user, commit; one dataset input per split read, with its digest and role.
+    assert run.data.tags["mlflow.source.type"] == "LOCAL" and run.data.tags["mlflow.user"]
+    assert run.data.tags.get("mlflow.source.git.commit", run.data.tags["git_sha"]) == run.data.tags["git_sha"]
+    inputs = {i.dataset.name.split(" ")[0]: i for i in MlflowClient(uri).get_run(run.info.run_id).inputs.dataset_inputs}
+    assert set(inputs) == {f"{task}-{s}" for s in ("train", *t.dev_splits, *t.test_splits)}
+    assert inputs[f"{task}-train"].tags[0].value == "train" and len(inputs[f"{task}-train"].dataset.digest) == 12
+    assert str(glue_dir) in inputs[f"{task}-train"].dataset.source
+    # The configuration as it took effect: max_steps 3 of 3 steps per epoch is 1 epoch, not the 3 asked for;
+    # the method's options once (method_config.*, defaults included).
+    assert run.data.params["epochs"] == "1.0" and run.data.params["epochs_requested"] == "3.0"
+    assert not any(k.startswith("method_options") for k in run.data.params)
     history = MlflowClient(uri).get_metric_history(run.info.run_id, f"{t.dev_splits[0]}_{t.main_metric}")
     assert len(history) == 1  # 3 steps < one epoch of 24 examples -> one evaluation
     artifacts = {a.path for a in MlflowClient(uri).list_artifacts(run.info.run_id)}

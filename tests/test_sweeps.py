@@ -140,9 +140,13 @@ def test_pruning_stops_hopeless_trials(tiny_models, tmp_path):
     study = optuna.load_study(study_name=name, storage=st)
     for lr in (3e-3, 3e-3, 1e-9, 1e-9, 3e-3, 3e-3):
         study.enqueue_trial({"lr": lr})
-    driver.work(name, None, output_dir=str(tmp_path / "runs"), echo=lambda *a: None)
+    said = []
+    driver.work(name, None, output_dir=str(tmp_path / "runs"), echo=said.append)
     study = driver.load(name, st)
     hopeless = [t for t in study.trials if t.params["lr"] == 1e-9]
+    # The console: one line per trial, with the count, what was sampled and the result (or the pruning).
+    assert any(line.startswith("trial 0 (1/4 complete) full lr=0.003 -> ") and "(best " in line for line in said)
+    assert any(line.startswith("trial 2 ") and "-> pruned at epoch " in line for line in said)
     assert hopeless and all(t.state.name == "PRUNED" for t in hopeless)
     assert all(len(t.intermediate_values) < 8 for t in hopeless)  # stopped early
     good = [t for t in study.trials if t.state.name == "COMPLETE"]
@@ -153,10 +157,26 @@ def test_pruning_stops_hopeless_trials(tiny_models, tmp_path):
         run = runs[t.user_attrs["mlflow_run_id"]]
         assert run.info.status == "KILLED" and run.data.tags["state"] == "pruned"
 
+    # Runs compare at a glance: distinct names that sort by trial; the parent carries numbers, not strings.
+    names = sorted(r.info.run_name for r in child_runs(tmp_path, study))
+    own = [t.number for t in study.trials if not {"surplus", "reused_run"} & set(t.user_attrs)]  # reuse: no run
+    assert len(own) >= 3 and names == [f"full-tiny-bert-sst2-t{i:03d}-s1" for i in own]
+    from mlflow.tracking import MlflowClient
+
+    c = MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    parent = c.get_run(study.user_attrs["mlflow_parent_run_id"])
+    assert parent.info.status == "FINISHED"  # the budget is done
+    assert parent.data.metrics["trials_complete"] == 4 and parent.data.metrics["trials_budget"] == 4
+    assert parent.data.metrics["trials_pruned"] == len(hopeless)
+    assert parent.data.metrics["best_value"] == max(t.value for t in good)
+
     summary = driver.finalize(name, None, 2, output_dir=str(tmp_path / "runs"), echo=lambda *a: None)
     assert summary["n"] == 2 and summary["params"] == {"lr": 3e-3}
     finals = [r for r in child_runs(tmp_path, study) if r.data.tags["phase"] == "final"]
     assert sorted(r.data.tags["seed"] for r in finals) == ["1", "2"]
+    assert sorted(r.info.run_name for r in finals) == ["full-tiny-bert-sst2-final-s1", "full-tiny-bert-sst2-final-s2"]
+    metrics = c.get_run(study.user_attrs["mlflow_parent_run_id"]).data.metrics
+    assert metrics["final_mean"] == pytest.approx(summary["mean"]) and metrics["final_n"] == 2
     again = driver.finalize(name, None, 2, output_dir=str(tmp_path / "runs"), echo=lambda *a: None)
     assert again["values"] == summary["values"]
     assert len([r for r in child_runs(tmp_path, study) if r.data.tags["phase"] == "final"]) == 2  # skipped
