@@ -42,9 +42,14 @@ def standard_tags(command: str | None = None) -> dict:
     import getpass
     import sys
 
-    from bench.environment import git_state
+    from mlflow.utils.mlflow_tags import (
+        MLFLOW_GIT_COMMIT,
+        MLFLOW_SOURCE_NAME,
+        MLFLOW_SOURCE_TYPE,
+        MLFLOW_USER,
+    )
 
-    from mlflow.utils.mlflow_tags import MLFLOW_GIT_COMMIT, MLFLOW_SOURCE_NAME, MLFLOW_SOURCE_TYPE, MLFLOW_USER
+    from bench.environment import git_state
 
     if command is None:
         args = [a for a in sys.argv[1:3] if not a.startswith("-")]

@@ -418,7 +418,6 @@ def finalize(name: str, storage: str | None = None, seeds: int | None = None, ou
                "values": values, "mean": statistics.mean(values),
                "std": statistics.stdev(values) if len(values) > 1 else 0.0, "n": len(values)}
     from bench import tracking
-
     from bench.record import update_container
 
     uri = study_tracking_uri(a)
