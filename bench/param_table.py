@@ -70,7 +70,8 @@ PUBLISHED = [
     Published("pasta", "roberta-large", "0.015%", "sst2", {}, "M=2 (single sentence)",
               "paper's figure implies a ~335M denominator; RoBERTa-large itself has 354-355M"),
     Published("pasta", "roberta-large", "0.029%", "rte", {}, "M=4 (pair: <s> a </s></s> b </s>)",
-              "no configuration gives 0.029% of RoBERTa-large's own size: 98,304 / 335M would"),
+              "no configuration gives 0.029% of RoBERTa-large's own size; 98,304 / 335M = 0.029%: the paper's "
+              "denominator is ~335M"),
     Published("bitfit", "bert-large-cased", "0.08%", "rte", {}, "all biases + LayerNorm betas + pooler bias"),
     Published("bitfit", "roberta-base", "0.1M", "rte", {}, "all biases + LayerNorm betas (no pooler)"),
     Published("ptuning", "bert-large-cased", "0.29%", "rte", {"prefix_length": 20}, "p=20"),

@@ -57,6 +57,7 @@ class AdapterConfig:
 @register
 class Adapter(Method):
     name = "adapter"
+    display_name = "Adapter"
     summary = "Houlsby bottleneck adapters after attention and FFN outputs (+ LayerNorms)"
     config_cls = AdapterConfig
     knob = "size"

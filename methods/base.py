@@ -36,6 +36,7 @@ class AttachContext:
 
 class Method:
     name: ClassVar[str] = "base"
+    display_name: ClassVar[str] = ""  # in tables and figures (e.g. "P-tuning v2"); default: the name
     summary: ClassVar[str] = ""
     config_cls: ClassVar[type]  # a dataclass; its defaults are the paper's
     families: ClassVar[tuple[str, ...]] = ("bert", "roberta")  # () = any
@@ -200,6 +201,13 @@ def reference_method() -> str:
     from methods import REGISTRY
 
     return next(m.name for m in REGISTRY.values() if m.reference)
+
+
+def display_name(name: str) -> str:
+    """A method's name as tables and figures print it; the id itself for one no longer registered."""
+    from methods import REGISTRY
+
+    return (REGISTRY[name].display_name or name) if name in REGISTRY else name
 
 
 def has_role(name: str, role: str) -> bool:

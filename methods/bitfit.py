@@ -39,6 +39,7 @@ class BitFitConfig:
 @register
 class BitFit(Method):
     name = "bitfit"
+    display_name = "BitFit"
     summary = "bias terms only (all biases + LayerNorm betas + pooler bias)"
     config_cls = BitFitConfig
     knob = "subset"

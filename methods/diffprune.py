@@ -88,6 +88,7 @@ def gates(model) -> list[DiffGate]:
 @register
 class DiffPrune(Method):
     name = "diffprune"
+    display_name = "Diff pruning"
     frozen_backbone = False
     summary = "Diff pruning: a sparse diff on every pretrained tensor (L0 gates, projected to 0.5%)"
     config_cls = DiffPruneConfig

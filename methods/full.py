@@ -14,6 +14,7 @@ class FullConfig:
 @register
 class Full(Method):
     name = "full"
+    display_name = "Full FT"
     summary = "full fine-tuning: all parameters"
     config_cls = FullConfig
     families = ()  # any encoder transformers can load

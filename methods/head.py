@@ -15,6 +15,7 @@ class HeadConfig:
 @register
 class Head(Method):
     name = "head"
+    display_name = "Head only"
     summary = "task head only (linear probe): the encoder stays frozen"
     config_cls = HeadConfig
     default_lr = 1e-3

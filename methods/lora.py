@@ -28,6 +28,7 @@ class LoraOptions:
 @register
 class Lora(Method):
     name = "lora"
+    display_name = "LoRA"
     summary = "low-rank updates on W_q, W_v via peft (L*2*2*H*r params)"
     config_cls = LoraOptions
     knob = "r"

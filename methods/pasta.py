@@ -96,6 +96,7 @@ class PastaVectors(nn.Module):
 @register
 class Pasta(Method):
     name = "pasta"
+    display_name = "PASTA"
     summary = "special-token vectors added at every layer's input (L*M*H params)"
     config_cls = PastaConfig
     knob = "last_k"

@@ -146,6 +146,7 @@ class PtuningConfig:
 @register
 class Ptuning(Method):
     name = "ptuning"
+    display_name = "P-tuning v2"
     summary = "deep prefix (P-tuning v2): p keys+values at every layer (p*L*2H params)"
     config_cls = PtuningConfig
     knob = "prefix_length"

@@ -170,7 +170,7 @@ class _Random(Method):
         base = torch.Generator().manual_seed(cfg.projection_seed)
         dim = subspace.theta.numel()
         for i, (module, name, p) in enumerate(targets):
-            seed = int(torch.randint(0, 2**62, (1,), generator=base))
+            seed = int(torch.randint(0, 2**62, (1,), generator=base, device="cpu"))  # also under a meta default device
             projection = Fastfood(dim, p.numel(), seed, p.device).to(p.device)
             parametrize.register_parametrization(module, name, Projected(subspace, projection, i), unsafe=True)
         subspace.requires_grad_(True)
@@ -193,6 +193,7 @@ class _Random(Method):
 @register
 class Said(_Random):
     name = "said"
+    display_name = "SAID"
     summary = "structure-aware random subspace: theta0 + lambda_i P(theta_{d-m}), one scale per tensor"
     said = True
 
@@ -213,5 +214,6 @@ def top_d(model_config) -> int:
 @register
 class Did(_Random):
     name = "did"
+    display_name = "DID"
     summary = "direct random subspace: theta0 + P(theta_d), Fastfood per tensor"
     said = False

@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 
 from bench.errors import BenchError
-from methods.base import has_role, reference_method
+from methods.base import display_name, reference_method
 
 BELOW, ABOVE = "at or below the smallest point", "above the largest point"
 
@@ -143,7 +143,7 @@ def d90_table(a: dict, fmt: str, budget: str) -> str:
                     f"[{fmt_n(r['lo'])}, >]" if np.isfinite(r["lo"]) else "not reached in 97.5% of resamples")
         shown = (f"> {r['d90']:,.0f}" if r["status"] == ABOVE else
                  f"<= {r['d90']:,.0f}" if r["status"] != "interpolated" else f"{r['d90']:,.0f}")
-        body.append([r["method"], "with head" if r["head"] else "without head", r["target"], shown, interval,
+        body.append([display_name(r["method"]), "with head" if r["head"] else "without head", r["target"], shown, interval,
                      r["status"], str(r["points"]), str(r["seeds"])])
     f = a["full"]
     caption = (f"d90 on {a['metric']}: fewest trainable parameters reaching 90% of full fine-tuning's mean "
@@ -170,7 +170,7 @@ def points_table(a: dict, fmt: str) -> str:
             m = p.values.mean()
             g = chance_corrected(m, a["trivial"], full)
             sd = f" ± {p.values.std(ddof=1):.4f}" if len(p.values) > 1 else ""
-            body.append([method, p.knob_value, f"{p.lr:g}", f"{p.params_trainable:,}", f"{p.params_method:,}",
+            body.append([display_name(method), p.knob_value, f"{p.lr:g}", f"{p.params_trainable:,}", f"{p.params_method:,}",
                          f"{m:.4f}{sd}", f"{m / full:.3f}", "-" if g is None else f"{g:.3f}"])
     trivial = "-" if a["trivial"] is None else f"{a['trivial']:.4f}"
     caption = (f"Every curve point: mean ± sample std over seeds of {a['metric']}; g = (m - trivial) / (full - "
@@ -179,44 +179,54 @@ def points_table(a: dict, fmt: str) -> str:
 
 
 def plot(a: dict, path_stem: str, title: str) -> list[str]:
+    """Four panels: the metric and its ratio to full FT, against parameters counted with the task head (what
+    trains) and without it (what the papers' %Param counts; the head-only anchor has none there). Each
+    method's d90 crossing is marked on its curve (a downward triangle at the target)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    from reports.style import fit_ylim, method_style, metric_label, reference_line
+
     full = a["full"].values.mean()
-    # Top row: parameters counted with the task head (what trains); bottom row: the method's own (what the
-    # papers' %Param counts; the head-only anchor has none and is left out there).
+    metric = metric_label(a["metric"], a.get("task"))
     fig, grid = plt.subplots(2, 2, figsize=(12, 9))
     panels = [(ax, relative, with_head) for row, with_head in zip(grid, (True, False), strict=True)
               for ax, relative in zip(row, (False, True), strict=True)]
+    d90 = {(r["method"], r["head"]): r for r in a["rows"] if r["target"] == "90% of full" and r["status"] == "interpolated"}
     for ax, relative, with_head in panels:
+        scale = full if relative else 1
+        shown, errs = [], []
         for method, all_pts in sorted(a["curves"].items()):
             pts = [p for p in all_pts if with_head or p.params_method > 0]
             if not pts:
                 continue
             xs = [p.params_trainable if with_head else p.params_method for p in pts]
-            ys = np.array([p.values.mean() for p in pts]) / (full if relative else 1)
-            err = np.array([p.values.std(ddof=1) if len(p.values) > 1 else 0 for p in pts]) / (full if relative else 1)
-            if method == reference_method():
-                ax.errorbar(xs, ys, yerr=err, fmt="k*", ms=12, label="full FT")
-            elif has_role(method, "anchor"):
-                ax.errorbar(xs, ys, yerr=err, fmt="ks", ms=7, label=f"{method} only")
-            else:
-                ax.errorbar(xs, ys, yerr=err, marker="o", capsize=2, label=method)
-        ax.axhline(0.9 if relative else a["tau"], color="gray", ls="--", lw=1, label="90% of full FT")
+            ys = np.array([p.values.mean() for p in pts]) / scale
+            err = np.array([p.values.std(ddof=1) if len(p.values) > 1 else 0 for p in pts]) / scale
+            style = method_style(method)
+            ax.errorbar(xs, ys, yerr=err, capsize=2, ls="-" if len(pts) > 1 else "none", **style)
+            shown += list(ys)
+            errs += list(err)
+            hit = d90.get((method, with_head))
+            if hit is not None:
+                ax.plot([hit["d90"]], [a["tau"] / scale], marker="v", color=style["color"], markersize=9,
+                        markeredgecolor="black", ls="none")
+        fit_ylim(ax, shown, errs)
+        reference_line(ax, 0.9 if relative else a["tau"], "90% of full FT", color="gray", ls="--")
         if a["trivial"] is not None:
-            ax.axhline(a["trivial"] / (full if relative else 1), color="tab:red", ls=":", lw=1,
-                       label="majority class")
+            reference_line(ax, a["trivial"] / scale, "majority class", color="#D55E00", ls=":")
         if a["tau_g"] is not None:
-            ax.axhline(a["tau_g"] / (full if relative else 1), color="tab:red", ls="--", lw=1,
-                       label="g = 0.9 (chance-corrected)")
+            reference_line(ax, a["tau_g"] / scale, "g = 0.9 (chance-corrected)", color="#D55E00", ls="--")
         ax.set_xscale("log")
-        ax.set_xlabel("trainable parameters, " + ("head included" if with_head else "the method's own, head excluded")
-                      + " (log scale)")
-        ax.set_ylabel(f"{a['metric']} / full FT" if relative else a["metric"])
+        ax.set_xlabel("trainable parameters, " + ("task head included" if with_head else
+                                                  "the method's own (head excluded)") + ", log scale")
+        ax.set_ylabel(f"{metric} / full FT's" if relative else metric)
         ax.grid(alpha=0.3)
-    grid[0][0].legend(fontsize=8)
+        ax.legend(fontsize=7)
+    grid[0][0].plot([], [], marker="v", color="gray", markeredgecolor="black", ls="none", label="d90 crossing")
+    grid[0][0].legend(fontsize=7)
     fig.suptitle(title, fontsize=10)
     from reports.render import save_figure
 
@@ -224,9 +234,10 @@ def plot(a: dict, path_stem: str, title: str) -> list[str]:
 
 
 def write_report(model: str, task_name: str, metric: str | None, fmt: str, out_dir: str,
-                 tracking_uri: str | None) -> str:
+                 tracking_uri: str | None, standalone: bool = False, echo=print) -> str:
     """`bench report intrinsic`: d90 tables (md + tex) and the curve figure (PNG + PDF) of one grid;
-    returns the text to print."""
+    returns the text to print (LaTeX with standalone: one complete document; the files written are said
+    through echo)."""
     from pathlib import Path
 
     from bench.record import INTRINSIC, intrinsic_name, load_runs
@@ -246,11 +257,21 @@ def write_report(model: str, task_name: str, metric: str | None, fmt: str, out_d
               f"training examples, {len(df)} runs.")
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    files = plot(a, str(out / name), f"{model} on {task.name}: {a['metric']} vs trainable parameters. {budget}")
+    from reports.style import metric_label, spread_note
+
+    a["task"] = task.name
+    files = plot(a, str(out / name), f"{Path(model).name} on {task.title}: {metric_label(a['metric'])} against "
+                 f"trainable parameters; {spread_note(len(seeds))}. {budget}")
     (out / f"{name}-d90.md").write_text(d90_table(a, "md", budget) + "\n" + points_table(a, "md"))
     (out / f"{name}-d90.tex").write_text(d90_table(a, "latex", budget))
-    return "\n".join([d90_table(a, fmt, budget), points_table(a, fmt),
-                      "wrote " + ", ".join(files + [str(out / f"{name}-d90.md"), str(out / f"{name}-d90.tex")])])
+    wrote = "wrote " + ", ".join(files + [str(out / f"{name}-d90.md"), str(out / f"{name}-d90.tex")])
+    text = "\n".join([d90_table(a, fmt, budget), points_table(a, fmt)])
+    if fmt == "latex" and standalone:
+        from reports.render import standalone_latex
+
+        echo(wrote)
+        return standalone_latex(text)
+    return text + "\n" + wrote
 
 
 # Aghajanyan et al. 2020, Table 1 (INTRINSIC.md): published d90 of SAID and DID, and the models' sizes.
@@ -290,14 +311,18 @@ def across_models(models: list[str], task_name: str, metric: str | None, fmt: st
         for r in a["rows"]:
             if r["head"] and r["target"] == "90% of full":
                 points.setdefault(r["method"], []).append((size, r["d90"], r["status"]))
-                rows.append([Path(model).name, f"{size:,.0f}", r["method"], f"{r['d90']:,.0f}", r["status"]])
+                rows.append([Path(model).name, f"{size:,.0f}", display_name(r["method"]), f"{r['d90']:,.0f}",
+                             r["status"]])
+    from reports.style import method_style
+
     fig, ax = plt.subplots(figsize=(7, 4.5))
     for method, pts in sorted(points.items()):
         pts.sort()
-        line = ax.plot([p[0] for p in pts], [p[1] for p in pts], marker="o", label=method)[0]
+        style = method_style(method)
+        ax.plot([p[0] for p in pts], [p[1] for p in pts], **style)
         for x, y, status in pts:
             if status != "interpolated":  # a bound, not a crossing: open marker
-                ax.plot([x], [y], marker="o", mfc="white", color=line.get_color())
+                ax.plot([x], [y], marker=style["marker"], mfc="white", color=style["color"])
     for label, (size, said, did) in PUBLISHED_D90.get(task.name, {}).items():
         ax.scatter([size], [said], marker="*", color="black", s=60, zorder=3)
         ax.scatter([size], [did], marker="x", color="black", s=40, zorder=3)
@@ -309,7 +334,8 @@ def across_models(models: list[str], task_name: str, metric: str | None, fmt: st
     ax.set_yscale("log")
     ax.set_xlabel("model size: pretrained encoder parameters (log)")
     ax.set_ylabel("d90: trainable params, head incl. (log)")
-    ax.set_title(f"d90 across models on {task.name} (open markers: not crossed inside the grid, a bound)", fontsize=9)
+    ax.set_title(f"d90 across models on {task.title} (open markers: not crossed inside the grid, a bound)",
+                 fontsize=9)
     ax.grid(alpha=0.3, which="both")
     ax.legend(fontsize=7)
     out = Path(out_dir)

@@ -2,25 +2,41 @@
 
 from __future__ import annotations
 
+from methods.base import display_name
 from reports.render import render
 
 
 def render_method_rows(rows: list[dict], task, fmt: str) -> str:
-    header = ["model", "method", "method params", "% of backbone", "head", "trainable (+head)", "stored", "backbone"]
-    body = [[r["model"], r["name"], f"{r['method']:,}", f"{r['percent']:.4f}%", f"{r['head']:,}", f"{r['trainable']:,}",
-             f"{r['stored']:,}", f"{r['backbone']:,}"] for r in rows]
-    caption = (f"Parameters per method on {task.name} ({'pair' if task.is_pair else 'single'} input, "
+    header = ["model", "method", "method params", "%Param", "head", "trainable (+head)", "stored", "backbone"]
+    body = [[r["model"], display_name(r["name"]), f"{r['method']:,}", f"{r['percent']:.4f}", f"{r['head']:,}",
+             f"{r['trainable']:,}", f"{r['stored']:,}", f"{r['backbone']:,}"] for r in rows]
+    caption = (f"Parameters per method on {task.title} ({'pair' if task.is_pair else 'single'} input, "
                f"{task.num_labels}-output head), each method at its default configuration. method params: the "
-               "method's own, head excluded (the papers' %Param numerator); backbone: the pretrained encoder as "
-               "loaded for this task head (BERT with pooler, RoBERTa without); stored: adapter checkpoint.")
-    return render(header, body, fmt, caption)
+               "method's own, head excluded (the papers' %Param numerator); %Param: method params as a percentage "
+               "of the backbone, the pretrained encoder as loaded for this task head (BERT with pooler, RoBERTa "
+               "without); stored: adapter checkpoint.")
+    return render(header, body, fmt, caption, label=f"tab:params-{task.name}",
+                  json_rows=[{k: r[k] for k in ("model", "name", "method", "percent", "head", "trainable", "stored",
+                                                "backbone")} for r in rows])
 
 
 def render_published(rows: list[dict], fmt: str) -> str:
-    header = ["method", "model", "published", "ours: method params", "ours: %", "backbone", "configuration",
-              "note"]
-    body = [[r["name"], r["model"], r["published"], f"{r['method']:,}", f"{r['percent']:.4f}%",
-             f"{r['backbone']:,}", r["config"], r["note"]] for r in rows]
+    header = ["method", "model", "published", "published %Param", "ours: method params", "ours: %Param",
+              "backbone", "configuration", "note"]
+    body = [[display_name(r["name"]), r["model"], r["published"], f"{published_percent(r):.4f}",
+             f"{r['method']:,}", f"{r['percent']:.4f}", f"{r['backbone']:,}", r["config"], r["note"]] for r in rows]
     caption = ("Published %Param figures (METHODS.md) beside ours, counted on the architecture without weights. "
-               "ours: % = method params / backbone as loaded for sequence classification.")
-    return render(header, body, fmt, caption, align="lllrrrll")
+               "published: as printed (a percentage, or a count in millions); published %Param: that figure as a "
+               "percentage of our backbone count; ours: %Param = method params / backbone as loaded for sequence "
+               "classification.")
+    # Fixed-width text columns, so that the long notes wrap inside a landscape page.
+    return render(header, body, fmt, caption, align="lllrrrrp{3.0cm}p{4.2cm}", label="tab:params-published",
+                  json_rows=[{**r, "published_percent": published_percent(r)} for r in rows])
+
+
+def published_percent(r: dict) -> float:
+    """A published figure as a percentage of our backbone: "0.24%" -> 0.24, "0.8M" -> 0.8e6 / backbone."""
+    figure = r["published"]
+    if figure.endswith("M"):
+        return 100 * float(figure[:-1]) * 1e6 / r["backbone"]
+    return float(figure.rstrip("%"))

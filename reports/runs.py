@@ -15,10 +15,11 @@ def report_columns() -> list[tuple[str, str, str, str]]:
             for label, metric in t.report_columns.items()]
 
 
-def aggregate(df: pd.DataFrame, columns: list | None = None) -> pd.DataFrame:
+def aggregate(df: pd.DataFrame, columns: list | None = None, by_config: bool = False) -> pd.DataFrame:
     """One row per (model, method, column): mean, sample std and n over seeds, ×100, plus %Param and the
     head's size. `columns`: (label, task, logged metric, group); default: the task entries' report columns,
-    whose metrics are read at the best evaluation (best_<split>_<metric>)."""
+    whose metrics are read at the best evaluation (best_<split>_<metric>). by_config: one row per training
+    configuration (tag config_hash) instead, so that different trials are never averaged as if seeds."""
     if columns is None:
         columns = [(label, task, f"best_{metric}", group) for label, task, metric, group in report_columns()]
     rows = []
@@ -27,9 +28,11 @@ def aggregate(df: pd.DataFrame, columns: list | None = None) -> pd.DataFrame:
         if col not in df:
             continue
         sub = df[(df["tags.task"] == task) & df[col].notna()]
-        for (model, method), g in sub.groupby(["tags.model", "tags.method"]):
+        keys = ["tags.model", "tags.method"] + (["tags.config_hash"] if by_config else [])
+        for key, g in sub.groupby(keys):
+            model, method = key[0], key[1]
             values = 100 * g[col].astype(float)
-            rows.append({"model": model, "method": method, "column": label, "task": task, "group": group,
+            rows.append({"model": model, "method": method, "config": key[2] if by_config else "", "column": label, "task": task, "group": group,
                          "mean": values.mean(), "std": values.std(ddof=1) if len(values) > 1 else 0.0,
                          "n": len(values), "seeds": ",".join(sorted(g["tags.seed"].astype(str))),
                          "params_method": float(g[f"metrics.{count_metric('method')}"].iloc[0]),

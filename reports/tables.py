@@ -9,8 +9,8 @@ import numpy as np
 import pandas as pd
 
 from bench.errors import BenchError
-from methods.base import has_role
-from reports.render import latex_escape, render
+from methods.base import display_name, has_role
+from reports.render import render
 from reports.runs import report_columns
 
 
@@ -62,10 +62,13 @@ def build(agg: pd.DataFrame, model: str, tasks: list[str] | None, methods: list[
         groups = average_groups(columns)
     column_task = _column_tasks(layout)
     rows = []
-    for method, g in (sel.groupby("method", sort=False) if not sel.empty else []):
+    keys = ["method", "config"] if "config" in sel and sel["config"].astype(bool).any() else ["method"]
+    for key, g in (sel.groupby(keys, sort=False) if not sel.empty else []):
+        method = key[0] if isinstance(key, tuple) else key
         cells = {r.column: r for r in g.itertuples()}
         avgs = {grp: average({c: cells[c].mean for c in cells}, cols, column_task) for grp, cols in groups.items()}
-        rows.append({"method": method, "percent": 100 * g["params_method"].iloc[0] / g["params_backbone"].iloc[0],
+        rows.append({"method": method, "config": g["config"].iloc[0] if "config" in g else "",
+                     "percent": 100 * g["params_method"].iloc[0] / g["params_backbone"].iloc[0],
                      "head": g["params_head"].iloc[0], "cells": cells, "avgs": avgs, "n": sorted(set(g["n"]))})
     rows.sort(key=lambda r: (not has_role(r["method"], "reference"), r["percent"]))  # full FT heads the table
     published = []
@@ -77,10 +80,12 @@ def build(agg: pd.DataFrame, model: str, tasks: list[str] | None, methods: list[
             # The average as the paper printed it (tests check that our rule recomputes it), else ours.
             avgs = {grp: p.get("avg", average(values, cols, column_task)) for grp, cols in groups.items()}
             published.append({**p, "cells": values, "avgs": avgs})
+    # Bold marks the best of OUR rows (with no rows of ours: the best published); a published value above
+    # our best is marked instead of taking the bold.
     best = {c: max([r["cells"][c].mean for r in rows if c in r["cells"]]
-                   + [p["cells"][c] for p in published if p["cells"][c] is not None], default=None) for c in columns}
+                   or [p["cells"][c] for p in published if p["cells"][c] is not None], default=None) for c in columns}
     best_avg = {grp: max([r["avgs"][grp] for r in rows if r["avgs"][grp] is not None]
-                         + [p["avgs"][grp] for p in published if p["avgs"][grp] is not None], default=None)
+                         or [p["avgs"][grp] for p in published if p["avgs"][grp] is not None], default=None)
                 for grp in groups}
     return {"model": model, "columns": columns, "groups": groups, "rows": rows, "published": published,
             "best": best, "best_avg": best_avg, "sel": sel, "layout": layout}
@@ -93,7 +98,8 @@ def average_label(group: str, groups: dict) -> str:
 def _caption(t: dict, budget: str) -> str:
     seeds = "/".join(map(str, sorted({n for r in t["rows"] for n in r["n"]})))
     spread = f"mean ± sample std over {seeds} seeds" if seeds else "none in this store"
-    params = "%Param: method parameters (head excluded) / backbone; Head: the task head's parameters (trained by every method)."
+    params = ("%Param: method parameters (head excluded) as a percentage of the backbone's; Head: the task head's "
+              "parameters (trained by every method).")
     layout = t["layout"]
     if layout is None:
         return (f"{t['model']}, dev sets: GLUE score x100 (MRPC, QQP: mean of F1 and accuracy; STS-B: mean of "
@@ -109,59 +115,87 @@ def _caption(t: dict, budget: str) -> str:
     return (f"{layout.title}, x100. Metrics per column: {metrics}. {split_note}. {params} "
             + (f"{layout.average_note}. " if t["groups"] else "")
             + (f"Sources: {sources}. " if sources else "")
-            + f"Bold: best per column over all rows. {budget}").strip()
+            + ("Bold: our best per column (the best published one where we have no value). " if t["rows"]
+               else "Bold: best per column. ")
+            + budget).strip()
+
+
+def row_label(r: dict) -> str:
+    """A row's method as tables print it; with --all-runs, one row per configuration: its hash beside it."""
+    return display_name(r["method"]) + (f" [{r['config'][:6]}]" if r.get("config") else "")
 
 
 def render_results(t: dict, fmt: str, budget: str = "") -> str:
     cols, rows, groups, published = t["columns"], t["rows"], t["groups"], t["published"]
     avg_labels = [average_label(g, groups) for g in groups]
     caption = _caption(t, budget)
-    if fmt == "csv":  # numbers, not formatted strings: one mean, std and n column per metric column
-        header = ["method", "source", "percent_param", "head_params",
+    if fmt in ("csv", "json"):  # numbers, not formatted strings: one mean, std and n column per metric column
+        header = ["method", "label", "source", "config", "percent_param", "head_params",
                   *(f"{c} {k}" for c in cols for k in ("mean", "std", "n")), *avg_labels]
-        body = [[r["method"], "ours", f"{r['percent']:.6f}", f"{r['head']:.0f}",
-                 *(x for c in cols for x in ((f"{r['cells'][c].mean:.4f}", f"{r['cells'][c].std:.4f}",
-                                              str(r["cells"][c].n)) if c in r["cells"] else ("", "", ""))),
-                 *("" if r["avgs"][g] is None else f"{r['avgs'][g]:.4f}" for g in groups)] for r in rows]
-        body += [[p["label"], "published", "", "", *(x for c in cols for x in (
-            ("" if p["cells"][c] is None else f"{p['cells'][c]:.4f}"), "", "")),
-            *("" if p["avgs"][g] is None else f"{p['avgs'][g]:.4f}" for g in groups)] for p in published]
-        return render(header, body, "csv")
+        body = [[r["method"], row_label(r), "ours", r["config"], r["percent"], r["head"],
+                 *(x for c in cols for x in ((r["cells"][c].mean, r["cells"][c].std, int(r["cells"][c].n))
+                                             if c in r["cells"] else (None, None, None))),
+                 *(r["avgs"][g] for g in groups)] for r in rows]
+        body += [[p["method"], p["label"], "published", "", _published_percent(p["param"]), None,
+                  *(x for c in cols for x in (p["cells"][c], None, None)), *(p["avgs"][g] for g in groups)]
+                 for p in published]
+        text = [["" if v is None else f"{v:.6g}" if isinstance(v, float) else str(v) for v in r] for r in body]
+        return render(header, text, fmt, caption, json_rows=[dict(zip(header, r, strict=True)) for r in body])
     header = ["Method", "%Param", "Head", *cols, *avg_labels]
+    bold, marked = set(), False
 
-    def cell_text(value, best, sd=None, n=1):
+    ours_in = {c: any(c in r["cells"] for r in rows) for c in cols} | {g: any(r["avgs"][g] is not None for r in rows)
+                                                                     for g in groups}
+
+    def cell(value, best, key, sd=None, n=1, ours=True):
+        """(text, bold): bold = the best of our rows (of the published ones where we have no value)."""
+        nonlocal marked
         if value is None:
-            return "-", "--"
-        num = f"{value:.1f}"
-        is_best = best is not None and np.isclose(value, best)
-        plain = (f"**{num}**" if is_best and fmt == "md" else num) + (f" ± {sd:.1f}" if n > 1 else "")
-        latex = (f"\\textbf{{{num}}}" if is_best else num) + (f"{{\\scriptsize$\\pm${sd:.1f}}}" if n > 1 else "")
-        return plain, latex
+            return "-", False
+        text = f"{value:.1f}" + (f" ± {sd:.1f}" if n > 1 else "")
+        if best is None:
+            return text, False
+        if not ours and ours_in[key] and value > best + 1e-9:
+            marked = True
+            return text + " †", False
+        return text, (ours or not ours_in[key]) and bool(np.isclose(value, best))
 
-    plain, latex = [], []
-    for r in rows:
-        p = [r["method"], f"{r['percent']:.3f}%", f"{r['head']:,.0f}"]
-        lx = [latex_escape(r["method"]), f"{r['percent']:.3f}\\%", f"{r['head']:,.0f}"]
-        for c in cols:
-            cell = r["cells"].get(c)
-            a, b = cell_text(None if cell is None else cell.mean, t["best"][c], *(() if cell is None else (cell.std, cell.n)))
-            p.append(a)
-            lx.append(b)
-        for g in groups:
-            a, b = cell_text(r["avgs"][g], t["best_avg"][g])
-            p.append(a)
-            lx.append(b)
-        plain.append(p)
-        latex.append(lx)
+    plain = []
+    for i, r in enumerate(rows):
+        line = [row_label(r), f"{r['percent']:.3g}", f"{r['head']:,.0f}"]
+        values = [(r["cells"][c].mean, t["best"][c], c, r["cells"][c].std, r["cells"][c].n) if c in r["cells"]
+                  else (None, None, c) for c in cols] + [(r["avgs"][g], t["best_avg"][g], g) for g in groups]
+        for j, v in enumerate(values, start=3):
+            text, is_best = cell(*v)
+            line.append(text)
+            if is_best:
+                bold.add((i, j))
+        plain.append(line)
     rule = len(plain) if published and plain else None
     for pub in published:
-        texts = [cell_text(pub["cells"][c], t["best"][c]) for c in cols]
-        texts += [cell_text(pub["avgs"][g], t["best_avg"][g]) for g in groups]
-        plain.append([f"{pub['label']} (published)", pub["param"], "-", *(a for a, _ in texts)])
-        latex.append([f"\\textit{{{latex_escape(pub['label'])}}}", latex_escape(pub["param"]), "--",
-                      *(b for _, b in texts)])
-    return render(header, plain, fmt, caption, latex_rows=latex, align="lrr" + "c" * (len(cols) + len(groups)),
-                  rule_before=rule)
+        i = len(plain)
+        line = [f"{pub['label']} (published)", pub["param"].replace("%", ""), "-"]
+        values = [(pub["cells"][c], t["best"][c], c) for c in cols] + [(pub["avgs"][g], t["best_avg"][g], g)
+                                                                       for g in groups]
+        for j, (v, b, key) in enumerate(values, start=3):
+            text, is_best = cell(v, b, key, ours=False)
+            line.append(text)
+            if is_best:
+                bold.add((i, j))
+        plain.append(line)
+    if marked:
+        caption += " †: a published value above our best in that column."
+    label = f"tab:{t['model'].rstrip('/').split('/')[-1]}-{t['layout'].name if t['layout'] else 'results'}"
+    return render(header, plain, fmt, caption, align="lrr" + "c" * (len(cols) + len(groups)), bold=bold,
+                  italic_rows=set(range(len(rows), len(plain))), rule_before=rule, label=label)
+
+
+def _published_percent(param: str) -> float | None:
+    """A published %Param as a number (a range like "0.015%-0.022%": its upper end)."""
+    try:
+        return float(param.replace("%", "").split("-")[-1])
+    except ValueError:
+        return None
 
 
 def _avg_caption(groups: dict) -> str:
@@ -189,7 +223,8 @@ def results_report(tracking_uri: str | None, model: str, tasks: list[str] | None
         if layout is None:
             raise
         df = pd.DataFrame()
-    agg = aggregate(df, layout.report_columns() if layout else None) if not df.empty else pd.DataFrame()
+    agg = (aggregate(df, layout.report_columns() if layout else None, by_config=all_runs) if not df.empty
+           else pd.DataFrame())
     t = build(agg, model, tasks, methods, layout)
     studies = {s for x in t["sel"].get("studies", []) for s in x.split(",") if s} if not t["sel"].empty else set()
     budgets = sweep_budgets(load_runs(tracking_uri, phase=None), studies) if studies else {}

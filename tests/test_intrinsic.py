@@ -77,16 +77,15 @@ def test_intrinsic_grid_parallel_resume_and_report(tiny_models, glue_dir, tmp_pa
     assert main(["report", "intrinsic", "--model", tiny_models["bert"], "--task", "rte", "--tracking-uri", uri,
                  "--out-dir", str(tmp_path / "docs")]) == 0
     out = capsys.readouterr().out
-    assert "d90 on dev_accuracy" in out and "| lora | with head |" in out and "| bitfit | without head |" in out
+    assert "d90 on dev_accuracy" in out and "| LoRA | with head |" in out and "| BitFit | without head |" in out
     assert "Budget: 2 seeds per point, 1.0 epochs on all training examples, 14 runs." in out
     for ext in ("png", "pdf", "d90.md", "d90.tex"):
         sep = "." if ext in ("png", "pdf") else "-"
         assert (tmp_path / "docs" / f"intrinsic-tiny-bert-rte{sep}{ext}").stat().st_size > 0
-    if shutil.which("pdflatex"):  # the d90 table compiles (CI installs TeX)
-        from reports.render import standalone_latex
-
-        tex = (tmp_path / "docs" / "intrinsic-tiny-bert-rte-d90.tex").read_text()
-        (tmp_path / "d90.tex").write_text(standalone_latex(tex))
+    if shutil.which("pdflatex"):  # the d90 and points tables compile as printed with --standalone (CI installs TeX)
+        assert main(["report", "intrinsic", "--model", tiny_models["bert"], "--task", "rte", "--tracking-uri", uri,
+                     "--out-dir", str(tmp_path / "docs"), "--format", "latex", "--standalone"]) == 0
+        (tmp_path / "d90.tex").write_text(capsys.readouterr().out)
         proc = subprocess.run(["pdflatex", "-interaction=nonstopmode", "-halt-on-error", "d90.tex"], cwd=tmp_path,
                               capture_output=True, text=True, timeout=120)
         assert proc.returncode == 0, proc.stdout[-2000:]
@@ -112,5 +111,5 @@ def test_d90_across_models_with_said(tiny_models, glue_dir, tmp_path, capsys):
     assert main(["report", "intrinsic", "--models", f"{tiny_models['bert']},{tiny_models['roberta']}", "--task",
                  "mrpc", "--tracking-uri", uri, "--out-dir", str(tmp_path / "docs")]) == 0
     out = capsys.readouterr().out
-    assert "| tiny-bert |" in out and "| tiny-roberta |" in out and "said" in out
+    assert "| tiny-bert |" in out and "| tiny-roberta |" in out and "SAID" in out
     assert (tmp_path / "docs" / "intrinsic-models-mrpc.png").stat().st_size > 0

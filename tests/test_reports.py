@@ -58,7 +58,7 @@ def test_markdown_csv_latex_agree_with_hand_computation(tracked, capsys):
             assert float(rows[method][f"{label} mean"]) == pytest.approx(mean, abs=1e-4)
             assert float(rows[method][f"{label} std"]) == pytest.approx(std, abs=1e-4)
             assert rows[method][f"{label} n"] == "2"
-            assert f"{mean:.1f}" in tex and f"$\\pm${std:.1f}" in tex
+            assert f"{mean:.1f}" in tex and f"$\\pm$ {std:.1f}" in tex
         assert f"{np.mean(avgs):.1f}" in md
     assert md.count("**") >= 2 * 3  # a bold best in each of RTE, STS-B, Avg
 
@@ -68,7 +68,7 @@ def test_latex_compiles_standalone(tracked, capsys):
     if shutil.which("pdflatex") is None:
         pytest.skip("pdflatex not installed (CI installs texlive-latex-recommended)")
     tex = report(capsys, uri, model, "latex", "--standalone")
-    assert r"\toprule" in tex and r"\textbf{" in tex
+    assert r"\toprule" in tex and r"\bfseries" in tex and r"\label{tab:tiny-bert-results}" in tex
     (tmp / "table.tex").write_text(tex)
     proc = subprocess.run(["pdflatex", "-interaction=nonstopmode", "-halt-on-error", "table.tex"], cwd=tmp,
                           capture_output=True, text=True, timeout=120)
@@ -104,9 +104,12 @@ def test_published_rows_are_metric_true(capsys):
                         for m, p, v in (("full", 354_310_144.0, 86.0), ("lora", 786_432.0, 95.0))
                         for c, t in (("RTE", "rte"), ("MRPC", "mrpc"))])
     md = render_results(build(agg, "roberta-large", None, None, layout), "md")
-    assert "| lora | 0.222% | 1,051,650 | **95.0** ± 0.5 |" in md  # ours beat the published 87.4: bold is ours
-    assert "| LoRA (published) | 0.24% | - | 87.4 | 68.2 | **92.6** | 90.9 |" in md  # ours have no STS-B
-    assert md.index("| lora |") < md.index("(published)")
+    assert "| LoRA | 0.222 | 1,051,650 | **95.0 ± 0.5** |" in md  # ours beat the published 87.4: bold is ours
+    assert "| LoRA (published) | 0.24 | - | 87.4 | 68.2 | **92.6** | 90.9 |" in md  # ours have no STS-B
+    assert md.index("| LoRA |") < md.index("(published)")
+    # A published value above our best is marked, not bolded: our full FT alone on RTE (86.0 < 87.4).
+    only_full = render_results(build(agg[agg["method"] == "full"], "roberta-large", None, None, layout), "md")
+    assert "| **86.0 ± 0.5** |" in only_full and "| 87.4 † |" in only_full and "†: a published value" in only_full
     assert "STS-B Pearson" in md and "MRPC acc" in md and "Hu et al. 2021" in md
     tex = render_results(build(agg, "roberta-large", None, None, layout), "latex")
     assert tex.count(r"\midrule") == 2  # under the header, and between ours and the published rows
@@ -150,3 +153,25 @@ def test_published_layouts_compile(tmp_path, capsys, model):
     proc = subprocess.run(["pdflatex", "-interaction=nonstopmode", "-halt-on-error", "t.tex"], cwd=tmp_path,
                           capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stdout[-2000:]
+
+
+@pytest.mark.parametrize("argv", [
+    ["params", "--model", "bert-large-cased,roberta-large", "--format", "latex", "--standalone"],
+    ["params", "--published", "--format", "latex", "--standalone"],
+    ["report", "table", "--model", "roberta-large", "--published", "--format", "latex", "--standalone"],
+    ["report", "table", "--model", "bert-large-cased", "--layout", "pasta-conll", "--format", "latex", "--standalone"],
+], ids=["params", "params-published", "table3-published-only", "conll-published-only"])
+def test_every_latex_report_compiles(argv, tmp_path, capsys):
+    """Each LaTeX report, as printed with --standalone, compiles with pdflatex (the results table with runs
+    and the intrinsic tables are compiled in their own tests)."""
+    if shutil.which("pdflatex") is None:
+        pytest.skip("pdflatex not installed (CI installs texlive-latex-recommended)")
+    capsys.readouterr()
+    assert main([*argv, *(["--tracking-uri", f"sqlite:///{tmp_path / 'empty.db'}"] if argv[0] == "report" else [])]) == 0
+    tex = capsys.readouterr().out
+    assert tex.startswith("\\documentclass") and "\\label{" in tex and "\\toprule" in tex
+    (tmp_path / "t.tex").write_text(tex)
+    proc = subprocess.run(["pdflatex", "-interaction=nonstopmode", "-halt-on-error", "t.tex"], cwd=tmp_path,
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stdout[-2000:]
+    assert "Overfull \\hbox" not in proc.stdout  # wide tables fit a landscape page

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from bench.cli import split_list
 
-FORMATS = ["text", "md", "latex", "csv"]
+FORMATS = ["text", "md", "latex", "csv", "json"]
 
 
 def cmd_report(args) -> int:
@@ -29,7 +29,10 @@ def cmd_report(args) -> int:
             print(across_models(split_list(args.models), args.task, args.metric, args.format, args.out_dir,
                                 args.tracking_uri))
         else:
-            print(write_report(args.model, args.task, args.metric, args.format, args.out_dir, args.tracking_uri))
+            import sys
+
+            print(write_report(args.model, args.task, args.metric, args.format, args.out_dir, args.tracking_uri,
+                               args.standalone, echo=lambda m: print(m, file=sys.stderr)))
         return 0
     from reports.tables import results_report
 
@@ -65,6 +68,7 @@ def add_parsers(sub) -> None:
                                                    "`bench tasks`; MRPC: accuracy)")
     q.add_argument("--format", default="md", choices=FORMATS)
     q.add_argument("--out-dir", default="docs", help="where the plot and tables are written (default: docs)")
+    q.add_argument("--standalone", action="store_true", help="LaTeX: a complete document for pdflatex")
     q.add_argument("--tracking-uri", default=None)
     q = rs.add_parser("params", help="parameter-count table (same as `bench params`)")
     add_params_options(q, "latex")

@@ -177,16 +177,20 @@ def cmd_params(args) -> int:
     from bench.tasks import get_task
     from methods import REGISTRY, get_method
     from reports.params import render_method_rows, render_published
+    from reports.render import standalone_latex
+
+    def out(text):
+        print(standalone_latex(text) if args.format == "latex" and args.standalone else text, end="")
 
     if args.published:
-        print(render_published(published_rows(), args.format), end="")
+        out(render_published(published_rows(), args.format))
         return 0
     task = get_task(args.task)
     names = args.methods.split(",") if args.methods else list(REGISTRY)
     for name in names:
         get_method(name)
     models = [m.strip() for m in args.model.split(",") if m.strip()]
-    print(render_method_rows(method_rows(models, task, names, args.head), task, args.format), end="")
+    out(render_method_rows(method_rows(models, task, names, args.head), task, args.format))
     return 0
 
 
@@ -196,7 +200,9 @@ def add_params_options(q, fmt_default: str) -> None:
                         "roberta-large), minilm or a local dir (default: bert-large-cased)")
     q.add_argument("--task", default="rte", help="fixes the input layout and the head (default: rte)")
     q.add_argument("--methods", default=None, help="comma-separated (default: all)")
-    q.add_argument("--format", default=fmt_default, choices=["text", "md", "latex", "csv"])
+    q.add_argument("--format", default=fmt_default, choices=["text", "md", "latex", "csv", "json"],
+                   help=f"output format (default: {fmt_default})")
+    q.add_argument("--standalone", action="store_true", help="LaTeX: a complete document for pdflatex")
     q.add_argument("--published", action="store_true",
                    help="the published %%Param figures of METHODS.md beside ours, with the configuration of each")
     q.add_argument("--head", default="family", choices=["family", "linear"],

@@ -69,6 +69,17 @@ class Task:
     extra: dict = field(default_factory=dict)
 
     @property
+    def title(self) -> str:
+        """The task as tables and figures print it: its report columns' common name (RTE, MNLI, CoNLL03)."""
+        import os
+
+        labels = list(self.report_columns)
+        if len(labels) != 1:  # MNLI-m, MNLI-mm -> MNLI
+            prefix = os.path.commonprefix(labels)
+            return prefix.rsplit("-", 1)[0] if "-" in prefix else prefix or self.name.upper()
+        return labels[0]
+
+    @property
     def splits(self) -> tuple[str, ...]:
         return tuple(self.hub.splits)
 
