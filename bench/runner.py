@@ -195,6 +195,7 @@ def run(cfg: RunConfig, progress: bool = True, parent_run_id: str | None = None,
         record.log_datasets(uri, tracker.run_id, task.name, prep.sources)
         tracker.log_metrics({record.count_metric(k): v for k, v in counts.items()}
                             | {record.baseline_metric(main_split, k): v for k, v in baseline.items()})
+        reset_peak_memory()
         t0 = time.perf_counter()
         result = train(built.model, prep, cfg, accelerator, built.stored_names, tracker.log_metrics,
                        on_eval=on_eval, progress=progress, method=built.method, method_cfg=built.method_config)
@@ -217,6 +218,7 @@ def run(cfg: RunConfig, progress: bool = True, parent_run_id: str | None = None,
                   "eval_seconds": result.eval_seconds,
                   "eval_samples_per_s": result.eval_samples / max(result.eval_seconds, 1e-9),
                   "steps": result.steps, "epochs_run": result.epochs_run, "adapter_file_bytes": size,
+                  **peak_memory(),
                   **{f"time_{k}_seconds": v for k, v in result.timings.items()}}
         tracker.log_metrics(final, result.steps)
         tracker.set_tags({"stopped": result.stopped, "state": "finished"})
@@ -232,6 +234,26 @@ def run(cfg: RunConfig, progress: bool = True, parent_run_id: str | None = None,
                "adapter_bytes": size, "tracking_uri": tracking.redact(uri), "experiment": experiment}
     echo(format_summary(summary))
     return summary
+
+
+def reset_peak_memory() -> None:
+    import torch
+
+    if torch.cuda.is_available():
+        torch.cuda.reset_peak_memory_stats()
+
+
+def peak_memory() -> dict:
+    """Training's peak memory: CUDA memory allocated (peak since reset_peak_memory, the run's own), or on a
+    CPU the process's peak RSS (getrusage: since the process started, so in a worker that ran several runs
+    it is the largest of them; `bench perf` measures each in a fresh process)."""
+    import resource
+
+    import torch
+
+    if torch.cuda.is_available():
+        return {"peak_cuda_allocated_bytes": torch.cuda.max_memory_allocated()}
+    return {"peak_rss_bytes": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024}  # Linux: KiB
 
 
 def logged_params(config: dict, method_config, precision: str, n_train: int) -> dict:

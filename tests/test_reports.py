@@ -175,3 +175,27 @@ def test_every_latex_report_compiles(argv, tmp_path, capsys):
                           capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stdout[-2000:]
     assert "Overfull \\hbox" not in proc.stdout  # wide tables fit a landscape page
+
+
+def test_pareto_frontier_rule():
+    from reports.pareto import frontier
+
+    x, y = np.array([1.0, 2.0, 3.0, 2.0, 0.5]), np.array([50.0, 60.0, 55.0, 60.0, 40.0])
+    # (3, 55) is beaten by (2, 60); the two (2, 60) tie and stay; the cheapest stays whatever it scores.
+    assert frontier(x, y).tolist() == [True, True, False, True, True]
+
+
+def test_pareto_report_from_tracked_runs(tracked, capsys, tmp_path):
+    uri, model, _ = tracked
+    for cost in ("params", "time", "memory"):
+        capsys.readouterr()
+        assert main(["report", "pareto", "--model", model, "--x", cost, "--tracking-uri", uri,
+                     "--out-dir", str(tmp_path / "docs")]) == 0
+        out = capsys.readouterr().out
+        assert f"| task | method | {cost} | metric x100 | seeds | frontier |" in out
+        assert "| RTE | Full FT |" in out and "| STS-B | LoRA |" in out and "over 2 seeds" in out
+        assert (tmp_path / "docs" / f"pareto-tiny-bert-{cost}.png").stat().st_size > 0
+    rows = [line for line in out.splitlines() if line.startswith("| RTE |")]
+    assert any(line.endswith("| yes |") for line in rows)  # someone is on the frontier
+    assert main(["report", "pareto", "--model", "nope", "--tracking-uri", uri]) == 2
+    assert "(no runs of it) 'nope'" in capsys.readouterr().err

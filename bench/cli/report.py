@@ -34,6 +34,14 @@ def cmd_report(args) -> int:
             print(write_report(args.model, args.task, args.metric, args.format, args.out_dir, args.tracking_uri,
                                args.standalone, echo=lambda m: print(m, file=sys.stderr)))
         return 0
+    if args.report_command == "pareto":
+        import sys
+
+        from reports.pareto import pareto_report
+
+        print(pareto_report(args.tracking_uri, args.model, split_list(args.tasks), args.x, args.format, args.out_dir,
+                            args.all_runs, echo=lambda m: print(m, file=sys.stderr)), end="")
+        return 0
     from reports.tables import results_report
 
     print(results_report(args.tracking_uri, args.model, split_list(args.tasks), split_list(args.methods), args.format,
@@ -70,6 +78,20 @@ def add_parsers(sub) -> None:
     q.add_argument("--out-dir", default="docs", help="where the plot and tables are written (default: docs)")
     q.add_argument("--standalone", action="store_true", help="LaTeX: a complete document for pdflatex")
     q.add_argument("--tracking-uri", default=None)
+    q = rs.add_parser("pareto", help="per task, the dev metric against %%Param, training time or peak memory, with "
+                                     "the Pareto frontier (PNG + PDF and a table)",
+                      epilog="example: bench report pareto --model minilm --x params --tasks rte,mrpc")
+    q.add_argument("--model", required=True, help="the model tag of the runs (as given to bench run)")
+    q.add_argument("--tasks", default=None, help="comma-separated (default: all with runs)")
+    q.add_argument("--x", default="params", choices=["params", "time", "memory"],
+                   help="the cost axis: %%Param (method params / backbone), training seconds, or peak memory "
+                        "(CUDA allocated; on a CPU the process's peak RSS) (default: params)")
+    q.add_argument("--all-runs", action="store_true",
+                   help="every FINISHED run, one point per configuration (default: sweeps' final runs)")
+    q.add_argument("--format", default="md", choices=FORMATS, help="the table's format (default: md)")
+    q.add_argument("--out-dir", default="docs", help="where the figure goes (default: docs)")
+    q.add_argument("--tracking-uri", default=None, help="MLflow store (default: $MLFLOW_TRACKING_URI or "
+                                                       "sqlite:///mlflow.db)")
     q = rs.add_parser("params", help="parameter-count table (same as `bench params`)")
     add_params_options(q, "latex")
     q = rs.add_parser("heads", help="compare two `bench heads` analyses head by head (pretrained vs tuned, two models)")
