@@ -63,7 +63,7 @@ class Published:
     note: str = ""
 
 
-# METHODS.md, "Published %Param targets": each row with the configuration that reproduces it.
+# docs/methods.md, "Published %Param targets": each row with the configuration that reproduces it.
 PUBLISHED = [
     Published("pasta", "bert-large-cased", "0.015%", "sst2", {}, "M=2 (single sentence), vectors only"),
     Published("pasta", "bert-large-cased", "0.022%", "rte", {}, "M=3 (sentence pair), vectors only"),

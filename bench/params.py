@@ -1,4 +1,4 @@
-"""Parameter accounting, each number named for what it counts (see METHODS.md)."""
+"""Parameter accounting, each number named for what it counts (see docs/methods.md)."""
 
 from __future__ import annotations
 

@@ -70,14 +70,18 @@ def batch_for(prep: Prepared, data: dict, indices: list[int], device) -> dict:
 
 
 @torch.inference_mode()
-def predict(model, prep: Prepared, data: dict, batch_size: int, autocast) -> list:
-    """Predictions in input order: class ids, scores, or per-token class ids."""
+def predict(model, prep: Prepared, data: dict, batch_size: int, autocast, progress: str | None = None) -> list:
+    """Predictions in input order: class ids, scores, or per-token class ids. progress: a label for a
+    progress bar over the batches (none when None)."""
+    from tqdm.auto import tqdm
+
     model.eval()
     device = next(model.parameters()).device
     lengths = data["input_ids"].lengths.tolist()
     out: list = [None] * len(lengths)
     kind = prep.task.task_kind
-    for indices in sorted_batches(lengths, batch_size):
+    batches = sorted_batches(lengths, batch_size)
+    for indices in tqdm(batches, desc=progress, unit="batch", leave=False, disable=progress is None):
         batch = batch_for(prep, data, indices, device)
         batch.pop("labels")
         with autocast():
@@ -87,10 +91,12 @@ def predict(model, prep: Prepared, data: dict, batch_size: int, autocast) -> lis
     return kind.finish(prep.task, out, data)
 
 
-def evaluate(model, prep: Prepared, batch_size: int, autocast, splits: dict | None = None) -> dict[str, dict]:
-    """Metrics of every split in `splits` (default: the dev splits)."""
+def evaluate(model, prep: Prepared, batch_size: int, autocast, splits: dict | None = None,
+             progress: bool = False) -> dict[str, dict]:
+    """Metrics of every split in `splits` (default: the dev splits), with a progress bar per split if asked."""
     gold = prep.task.task_kind.gold
-    return {split: compute_metrics(prep.task, predict(model, prep, data, batch_size, autocast), gold(data))
+    return {split: compute_metrics(prep.task, predict(model, prep, data, batch_size, autocast,
+                                                      f"eval {split}" if progress else None), gold(data))
             for split, data in (prep.dev if splits is None else splits).items()}
 
 
@@ -148,7 +154,7 @@ def train(model, prep: Prepared, cfg, accelerator, stored_names: set[str], log: 
     def run_eval(tag_epoch: int):
         nonlocal best_value, best_state, bad_epochs
         t0 = time.perf_counter()
-        metrics = evaluate(forward, prep, cfg.eval_batch_size, accelerator.autocast)
+        metrics = evaluate(forward, prep, cfg.eval_batch_size, accelerator.autocast, progress=progress)
         dt = time.perf_counter() - t0
         t["eval"] += dt
         res.eval_seconds += dt

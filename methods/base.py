@@ -97,7 +97,7 @@ class Method:
         return {}
 
     def expected_params(self, model_config, task: Task, family: str, cfg, special_positions: int) -> int | None:
-        """The method's own parameter count in closed form (METHODS.md), head excluded; None when the
+        """The method's own parameter count in closed form (docs/methods.md), head excluded; None when the
         method has no formula (full FT: the whole backbone). Tests check it against the attached model."""
         return None
 

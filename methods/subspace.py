@@ -5,7 +5,7 @@ permutation Pi, a Gaussian diagonal G), on theta_d zero-padded to n = 2^ceil(log
 1 / sqrt(n * sum(G^2)); the first D entries are the tensor's update. DID uses all d coordinates in every
 tensor; SAID gives m of them to one learned scale per tensor (theta0 + lambda_i P(theta_{d-m})).
 
-Our own module: no maintained library implements it correctly (see INTRINSIC.md's pitfalls). The
+Our own module: no maintained library implements it correctly (see docs/intrinsic.md's pitfalls). The
 transform is regenerated from `projection_seed` at attach, so a checkpoint holds theta_d (+ the scales);
 only the permutation is kept (int32, 4 bytes per padded element); signs and diagonal are redrawn from
 the tensor's seed at every forward."""
@@ -126,7 +126,7 @@ class Projected(nn.Module):
 class SubspaceConfig:
     d: int = 1000  # trained coordinates (SAID: d - number of tensors + one scale per tensor)
     # The projection's seed. Fixed by default, so a checkpoint (theta_d + these options) reloads exactly
-    # whatever the loading run's seed; INTRINSIC.md lets the run seed vary the projection too: set it to the
+    # whatever the loading run's seed; docs/intrinsic.md lets the run seed vary the projection too: set it to the
     # run's seed for that (the options are recorded with the run and the checkpoint either way).
     projection_seed: int = 0
 
@@ -144,7 +144,7 @@ class _Random(Method):
         return [{"d": v} for v in sorted({int(round(x)) for x in np.geomspace(low, high, max(n, 1))})]
 
     def lowest_d(self, model_config) -> int:
-        return 10  # INTRINSIC.md: a grid over 10..1e5
+        return 10  # docs/intrinsic.md: a grid over 10..1e5
 
     config_cls = SubspaceConfig
     knob = "d"

@@ -1,4 +1,4 @@
-"""Intrinsic-dimension curves and d90 (INTRINSIC.md): metric against trainable parameters, one line per
+"""Intrinsic-dimension curves and d90 (docs/intrinsic.md): metric against trainable parameters, one line per
 method; d90 = the fewest parameters reaching 90% of full fine-tuning's mean metric."""
 
 from __future__ import annotations
@@ -274,7 +274,7 @@ def write_report(model: str, task_name: str, metric: str | None, fmt: str, out_d
     return text + "\n" + wrote
 
 
-# Aghajanyan et al. 2020, Table 1 (INTRINSIC.md): published d90 of SAID and DID, and the models' sizes.
+# Aghajanyan et al. 2020, Table 1 (docs/intrinsic.md): published d90 of SAID and DID, and the models' sizes.
 PUBLISHED_D90 = {
     "mrpc": {"BERT-base": (110e6, 1608, 1861), "BERT-large": (340e6, 1037, 2493),
              "RoBERTa-base": (125e6, 896, 1000), "RoBERTa-large": (355e6, 207, 322)},

@@ -25,7 +25,7 @@ def render_published(rows: list[dict], fmt: str) -> str:
               "backbone", "configuration", "note"]
     body = [[display_name(r["name"]), r["model"], r["published"], f"{published_percent(r):.4f}",
              f"{r['method']:,}", f"{r['percent']:.4f}", f"{r['backbone']:,}", r["config"], r["note"]] for r in rows]
-    caption = ("Published %Param figures (METHODS.md) beside ours, counted on the architecture without weights. "
+    caption = ("Published %Param figures (docs/methods.md) beside ours, counted on the architecture without weights. "
                "published: as printed (a percentage, or a count in millions); published %Param: that figure as a "
                "percentage of our backbone count; ours: %Param = method params / backbone as loaded for sequence "
                "classification.")

@@ -135,3 +135,36 @@ def test_sigterm_mid_run_ends_killed_not_running(tiny_models, glue_dir, tmp_path
     assert proc.returncode == 130 and "bench: interrupted" in err
     (run,) = all_runs(tracking_uri)
     assert run.info.status == "KILLED" and "terminated (SIGTERM)" in run.data.tags["error"]
+
+
+def test_every_option_has_help_and_every_command_an_example():
+    import argparse
+
+    from bench.cli import build_parser
+
+    missing = []
+
+    def walk(parser, path):
+        for action in parser._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                for name, child in action.choices.items():
+                    if not (child.epilog or "").startswith("examples:"):
+                        missing.append(" ".join([*path, name]) + ": no example")
+                    walk(child, [*path, name])
+            elif not action.help and action.dest != "help":
+                missing.append(f"{' '.join(path)} {action.option_strings or action.dest}: no help")
+
+    walk(build_parser(), [])
+    assert missing == []
+
+
+def test_example_config_in_the_readme_is_valid(capsys):
+    from pathlib import Path
+
+    from bench.cli import main
+
+    example = Path(__file__).parent.parent / "examples" / "run.yaml"
+    assert "--config examples/run.yaml" in (example.parent.parent / "README.md").read_text()
+    assert main(["run", "--config", str(example), "--set", "lr=3e-4", "--seed", "2", "--dry-run"]) == 0
+    out = capsys.readouterr().out
+    assert "lora-minilm-mrpc-s2" in out and "method_options:" in out and "r: 8" in out

@@ -1,4 +1,4 @@
-"""`bench params` reproduces METHODS.md's published figures from architectures alone (meta device)."""
+"""`bench params` reproduces docs/methods.md's published figures from architectures alone (meta device)."""
 
 import pytest
 

@@ -79,8 +79,7 @@ def add_parsers(sub) -> None:
     q.add_argument("--standalone", action="store_true", help="LaTeX: a complete document for pdflatex")
     q.add_argument("--tracking-uri", default=None)
     q = rs.add_parser("pareto", help="per task, the dev metric against %%Param, training time or peak memory, with "
-                                     "the Pareto frontier (PNG + PDF and a table)",
-                      epilog="example: bench report pareto --model minilm --x params --tasks rte,mrpc")
+                                     "the Pareto frontier (PNG + PDF and a table)")
     q.add_argument("--model", required=True, help="the model tag of the runs (as given to bench run)")
     q.add_argument("--tasks", default=None, help="comma-separated (default: all with runs)")
     q.add_argument("--x", default="params", choices=["params", "time", "memory"],

@@ -204,7 +204,7 @@ def add_params_options(q, fmt_default: str) -> None:
                    help=f"output format (default: {fmt_default})")
     q.add_argument("--standalone", action="store_true", help="LaTeX: a complete document for pdflatex")
     q.add_argument("--published", action="store_true",
-                   help="the published %%Param figures of METHODS.md beside ours, with the configuration of each")
+                   help="the published %%Param figures of docs/methods.md beside ours, with the configuration of each")
     q.add_argument("--head", default="family", choices=["family", "linear"],
                    help="the task head counted in the head column (default: family)")
 
