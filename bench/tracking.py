@@ -108,8 +108,9 @@ def experiment_id(mlflow_client, name: str, uri: str, note: str | None = None) -
     if uri.startswith("sqlite:///"):  # artifacts beside the database, not wherever the cwd is
         location = (Path(uri.split(":///", 1)[1]).parent / "mlartifacts" / name).as_uri()
     try:
-        return mlflow_client.create_experiment(name, artifact_location=location,
-                                               tags={"mlflow.note.content": note} if note else None)
+        # experimentKind: MLflow 3's UI opens such an experiment on its training-runs table, not the GenAI overview.
+        tags = {"mlflow.experimentKind": "custom_model_development", **({"mlflow.note.content": note} if note else {})}
+        return mlflow_client.create_experiment(name, artifact_location=location, tags=tags)
     except Exception:  # another worker created it first
         return mlflow_client.get_experiment_by_name(name).experiment_id
 
