@@ -251,3 +251,37 @@ def test_resume_trap_corrected_command_is_a_new_study_and_named_resume_shows_the
     assert err.count("\n") == 1
     assert main([*common, "--name", "mine", "--data-dir", str(glue_dir), "--resume-anyway"]) == 0
     assert "resuming it with its stored options" in capsys.readouterr().out
+
+
+@pytest.mark.slow
+def test_launch_local_workers_through_submitit(tiny_models, glue_dir, tmp_path, capsys):
+    """`bench sweep launch --executor local`: two submitit jobs complete the study's budget exactly; refused
+    requests (no SLURM here, a GPU this machine lacks, zero workers) submit nothing."""
+    from bench.cli import main
+
+    name = make_study(tiny_models, glue_dir, tmp_path, None, 4, SPACE, pruner="none")
+    out = ["--output-dir", str(tmp_path / "runs")]
+    for argv, message in ((["--executor", "slurm"], "no SLURM scheduler on this machine"),
+                          (["--gpus-per-worker", "1"], "this machine has 0 GPU(s)"),
+                          (["--workers", "0"], "--workers 0 must be at least 1")):
+        assert main(["sweep", "launch", name, "--workers", "2", *argv, *out]) == 2
+        assert message in capsys.readouterr().err
+    assert not (tmp_path / "runs" / "launch").exists()  # nothing was submitted
+    assert main(["sweep", "launch", name, "--workers", "2", "--executor", "local", "--heartbeat", "2", *out]) == 0
+    said = capsys.readouterr().out
+    assert "submitted 2 workers" in said and said.count(": ran ") == 2
+    study = driver.load(name, driver.open_storage(driver.storage_url(None, str(tmp_path / "runs"))))
+    assert len([t for t in study.trials if t.state.name == "COMPLETE"]) == 4
+    assert list((tmp_path / "runs" / "launch" / name).glob("*_log.out"))  # submitit's per-job logs
+
+
+@pytest.mark.slow
+def test_work_with_worker_processes_packs_one_machine(tiny_models, glue_dir, tmp_path, capsys):
+    from bench.cli import main
+
+    name = make_study(tiny_models, glue_dir, tmp_path, None, 3, SPACE, pruner="none")
+    assert main(["sweep", "work", name, "--workers", "2", "--heartbeat", "2", "--output-dir",
+                 str(tmp_path / "runs")]) == 0
+    assert "2 worker processes ran 3 trials" in capsys.readouterr().out
+    study = driver.load(name, driver.open_storage(driver.storage_url(None, str(tmp_path / "runs"))))
+    assert len([t for t in study.trials if t.state.name == "COMPLETE"]) == 3

@@ -59,7 +59,11 @@ EXAMPLES = {
     "sweep create": "bench sweep create --method lora --model minilm --task mrpc --data-dir ../shared/data "
                     "--trials 20 --seeds-final 3",
     "sweep run": "bench sweep run --method lora --model minilm --task mrpc --data-dir ../shared/data --trials 20",
-    "sweep work": "bench sweep work lora-minilm-mrpc-0e8f9440   # start as many as you like, on any machine",
+    "sweep work": "bench sweep work lora-minilm-mrpc-0e8f9440   # start as many as you like, on any machine\n"
+                  "bench sweep work lora-minilm-mrpc-0e8f9440 --workers 4   # four on this machine (one GPU)",
+    "sweep launch": "bench sweep launch lora-minilm-mrpc-0e8f9440 --workers 8 --executor slurm --gpus-per-worker 1 "
+                    "--storage postgresql://user@db/optuna\n"
+                    "bench sweep launch lora-minilm-mrpc-0e8f9440 --workers 2 --executor local",
     "sweep status": "bench sweep status lora-minilm-mrpc-0e8f9440",
     "sweep finalize": "bench sweep finalize lora-minilm-mrpc-0e8f9440 --seeds 3",
     "sweep ls": "bench sweep ls --storage postgresql://user@host/db",

@@ -37,9 +37,23 @@ def cmd_sweep(args) -> int:
             print(f"start workers with: bench sweep work {name}"
                   + (" --storage <URL>" if args.storage else f" --output-dir {out}"))
     elif args.sweep_command == "work":
-        ran = driver.work(args.study, args.storage, args.n_trials, args.heartbeat, out, args.force)
-        print(f"this worker ran {ran} trials")
+        if args.workers != 1:
+            from sweeps.launch import work_in_processes
+
+            if args.n_trials is not None or args.force:
+                raise BenchError("--workers N runs whole workers: --n-trials and --force apply to one worker")
+            work_in_processes(args.study, args.storage, out, args.workers, args.heartbeat)
+        else:
+            ran = driver.work(args.study, args.storage, args.n_trials, args.heartbeat, out, args.force)
+            print(f"this worker ran {ran} trials")
         print(driver.status(args.study, args.storage, out))
+    elif args.sweep_command == "launch":
+        from sweeps.launch import launch
+
+        launch(args.study, args.storage, out, args.workers, args.executor, args.gpus_per_worker, args.mem_gb,
+               args.timeout_min, args.partition, args.heartbeat, wait=not args.no_wait)
+        if not args.no_wait:
+            print(driver.status(args.study, args.storage, out))
     elif args.sweep_command == "status":
         print(driver.status(args.study, args.storage, out))
     elif args.sweep_command == "finalize":
@@ -50,7 +64,7 @@ def cmd_sweep(args) -> int:
 
 
 def add_sweep_parsers(sub) -> None:
-    p = sub.add_parser("sweep", help="Optuna sweeps: create, work, status, finalize, ls, run")
+    p = sub.add_parser("sweep", help="Optuna sweeps: create, work, launch, status, finalize, ls, run")
     ss = p.add_subparsers(dest="sweep_command", required=True)
 
     def storage_opts(q):
@@ -90,6 +104,22 @@ def add_sweep_parsers(sub) -> None:
     q.add_argument("--n-trials", type=int, default=None, help="stop after this many trials (default: until done)")
     q.add_argument("--heartbeat", type=int, default=10, help="seconds; a trial 3 beats late is retried (default: 10)")
     q.add_argument("--force", action="store_true", help="rerun configurations that already finished")
+    q.add_argument("--workers", type=int, default=1,
+                   help="workers in processes of this command, sharing its GPU or splitting its cores (default: 1)")
+    storage_opts(q)
+    q = ss.add_parser("launch", help="start N workers through submitit: a SLURM array job, or local processes")
+    q.add_argument("study")
+    q.add_argument("--workers", type=int, required=True, help="how many `bench sweep work` jobs")
+    q.add_argument("--executor", default="local", choices=["local", "slurm"],
+                   help="local: processes on this machine; slurm: an array job via sbatch (default: local)")
+    q.add_argument("--gpus-per-worker", type=int, default=0, help="GPUs each worker gets (default: 0)")
+    q.add_argument("--mem-gb", type=float, default=None, help="memory per worker, GB (default: the scheduler's)")
+    q.add_argument("--timeout-min", type=int, default=24 * 60, help="time limit per worker, minutes (default: 1440)")
+    q.add_argument("--partition", default=None, help="SLURM partition (default: the cluster's)")
+    q.add_argument("--heartbeat", type=int, default=10)
+    q.add_argument("--no-wait", action="store_true", help="return after submitting (default: wait and report)")
+    q.add_argument("--tracking-uri", default=None, help="the study's MLflow URI when it holds a credential "
+                                                        "(passed to the workers through their environment)")
     storage_opts(q)
     q = ss.add_parser("status", help="trials, states, best so far, budget used")
     q.add_argument("study")
