@@ -221,7 +221,7 @@ class Tracker:
         parts = urlsplit(uri)
         if parts.scheme == "file":
             return Path(unquote(parts.path))
-        if "://" not in uri:
+        if not parts.scheme:  # a plain path; any scheme (s3://, mlflow-artifacts:/ of a proxying server) is remote
             return Path(uri)
         return None
 
