@@ -12,12 +12,11 @@ import urllib.request
 import uuid
 
 import pytest
+from test_sweeps import POSTGRES, SPACE, make_study, postgres_or_skip, worker
 
 from bench.cli import main
 from bench.runner import download_run_checkpoint, evaluate_checkpoint
 from sweeps import driver
-
-from test_sweeps import POSTGRES, SPACE, make_study, postgres_or_skip, worker
 
 
 def free_port() -> int:
