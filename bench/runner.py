@@ -139,6 +139,16 @@ def check_output_dir(path: str) -> Path:
     return out
 
 
+def processes() -> int:
+    """Processes of this run: torchrun / accelerate launch set WORLD_SIZE (data-parallel), else 1."""
+    import os
+
+    try:
+        return max(1, int(os.environ.get("WORLD_SIZE", "1")))
+    except ValueError:
+        raise BenchError(f"WORLD_SIZE={os.environ['WORLD_SIZE']!r} is not a number of processes") from None
+
+
 def make_accelerator(precision: str):
     import torch
     from accelerate import Accelerator
@@ -166,6 +176,10 @@ def run(cfg: RunConfig, progress: bool = True, parent_run_id: str | None = None,
 
     quiet_libraries()
     task = get_task(cfg.task)
+    world = processes()
+    if cfg.batch_size % world:
+        raise BenchError(f"--batch-size {cfg.batch_size} (the global batch) must divide evenly over the {world} "
+                         f"processes (e.g. {cfg.batch_size - cfg.batch_size % world or world})")
     out_root = check_output_dir(cfg.output_dir)
     uri = tracking.resolve_uri(cfg.tracking_uri)
     tracking.check_reachable(uri)
@@ -175,6 +189,10 @@ def run(cfg: RunConfig, progress: bool = True, parent_run_id: str | None = None,
     cfg = cfg.replace(lr=lr)
     prep = prepare_data(cfg, task, built)
     accelerator, precision = make_accelerator(cfg.precision)
+    if not accelerator.is_main_process:  # data-parallel: rank 0 alone logs, stores and prints; the others train
+        result = train(built.model, prep, cfg, accelerator, built.stored_names, lambda *a: None, progress=False,
+                       method=built.method, method_cfg=built.method_config)
+        return {"run_id": None, "run_name": cfg.run_name(), "task": task, "cfg": cfg, "result": result}
     counts = count_parameters(built.model, built.backbone_numel, built.stored_names)
     main_split = task.dev_splits[0]  # the trivial baseline is reported on the first dev split
     baseline = trivial_baseline(task, prep.train["labels"], task.task_kind.gold(prep.dev[main_split]))
@@ -191,7 +209,7 @@ def run(cfg: RunConfig, progress: bool = True, parent_run_id: str | None = None,
         config_dict = {**cfg.to_dict(), "tracking_uri": tracking.redact(uri)}
         tracker.log_params(logged_params(config_dict, built.method_config, precision, len(prep.train["labels"])))
         tracker.log_text(yaml.safe_dump(config_dict, sort_keys=False), "config.yaml")
-        tracker.set_tags({**environment(), "run_dir": str(run_dir.resolve())})
+        tracker.set_tags({**environment(), "run_dir": str(run_dir.resolve()), "processes": world})
         record.log_datasets(uri, tracker.run_id, task.name, prep.sources)
         tracker.log_metrics({record.count_metric(k): v for k, v in counts.items()}
                             | {record.baseline_metric(main_split, k): v for k, v in baseline.items()})

@@ -138,9 +138,12 @@ def train(model, prep: Prepared, cfg, accelerator, stored_names: set[str], log: 
             model.activation_checkpointing_enable(activation_checkpointing_kwargs=kwargs)
         else:
             model.gradient_checkpointing_enable(gradient_checkpointing_kwargs=kwargs)
-    model, optimizer = accelerator.prepare(model, optimizer)
-    # The compiled wrapper shares the parameters; `model` keeps the plain names for checkpoints.
-    forward = torch.compile(model) if cfg.compile else model
+    # Data-parallel under torchrun / accelerate launch: `forward` is the DistributedDataParallel wrapper, `model`
+    # stays the plain module (its names are the checkpoint's; the wrapper shares its parameters).
+    wrapped, optimizer = accelerator.prepare(model, optimizer)
+    world, rank = accelerator.num_processes, accelerator.process_index
+    # The compiled wrapper shares the parameters too.
+    forward = torch.compile(wrapped) if cfg.compile else wrapped
     generator = torch.Generator().manual_seed(cfg.seed)
 
     res = TrainResult(best_epoch=0, best_step=0, best_metrics={})
@@ -171,9 +174,9 @@ def train(model, prep: Prepared, cfg, accelerator, stored_names: set[str], log: 
             bad_epochs += 1
         if on_eval is not None:
             on_eval(tag_epoch, metrics)
-        model.train()
+        forward.train()
 
-    model.train()
+    forward.train()
     t_start = time.perf_counter()
     while step < total:
         epoch += 1
@@ -182,7 +185,11 @@ def train(model, prep: Prepared, cfg, accelerator, stored_names: set[str], log: 
         t["data"] += time.perf_counter() - t0
         for indices in batches:
             t0 = time.perf_counter()
-            batch = batch_for(prep, prep.train, indices, device)
+            # Each process takes every world-th example of the global batch: the mean of the processes'
+            # gradients (DDP) is the global batch's, so the batch size and steps are those asked for. A last
+            # batch smaller than the world repeats its first example on the idle processes.
+            mine = indices[rank::world] or indices[:1] if world > 1 else indices
+            batch = batch_for(prep, prep.train, mine, device)
             tokens += int(lengths_np[indices].sum())  # from the host copy: no device sync
             sync()
             t1 = time.perf_counter()
