@@ -103,3 +103,13 @@ def test_unreachable_server_is_one_line_and_leaves_nothing(tiny_models, glue_dir
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and f"tracking URI http://127.0.0.1:{port} is unreachable" in err
     assert not any((tmp_path / "o").glob("*"))  # no run directory was started
+
+
+def test_sweep_with_an_unreachable_server_creates_no_study(tmp_path, capsys):
+    port = free_port()
+    assert main(["sweep", "create", "--method", "lora", "--task", "rte", "--tracking-uri",
+                 f"http://user:secret@127.0.0.1:{port}", "--output-dir", str(tmp_path / "runs")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "is unreachable" in err and "secret" not in err
+    assert main(["sweep", "ls", "--output-dir", str(tmp_path / "runs")]) == 0
+    assert "no studies in" in capsys.readouterr().out
