@@ -227,7 +227,9 @@ def plot(a: dict, path_stem: str, title: str) -> list[str]:
         ax.legend(fontsize=7)
     grid[0][0].plot([], [], marker="v", color="gray", markeredgecolor="black", ls="none", label="d90 crossing")
     grid[0][0].legend(fontsize=7)
-    fig.suptitle(title, fontsize=10)
+    import textwrap
+
+    fig.suptitle(textwrap.fill(title, 150), fontsize=10)
     from reports.render import save_figure
 
     return save_figure(fig, path_stem)

@@ -32,7 +32,11 @@ def aggregate(df: pd.DataFrame, columns: list | None = None, by_config: bool = F
         for key, g in sub.groupby(keys):
             model, method = key[0], key[1]
             values = 100 * g[col].astype(float)
-            rows.append({"model": model, "method": method, "config": key[2] if by_config else "", "column": label, "task": task, "group": group,
+            knob = ""
+            if by_config and g.get("tags.knob", pd.Series(["-"])).iloc[0] not in ("-", None):
+                knob = f"{g['tags.knob'].iloc[0]}={g['tags.knob_value'].iloc[0]}"
+            rows.append({"model": model, "method": method, "config": key[2] if by_config else "", "knob": knob,
+                         "column": label, "task": task, "group": group,
                          "mean": values.mean(), "std": values.std(ddof=1) if len(values) > 1 else 0.0,
                          "n": len(values), "seeds": ",".join(sorted(g["tags.seed"].astype(str))),
                          "params_method": float(g[f"metrics.{count_metric('method')}"].iloc[0]),

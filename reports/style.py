@@ -6,8 +6,9 @@ from __future__ import annotations
 
 import numpy as np
 
-# Okabe & Ito (2008), the palette colour-vision-deficiency guides recommend; black is kept for anchors.
-PALETTE = ("#0072B2", "#E69F00", "#009E73", "#D55E00", "#CC79A7", "#56B4E9", "#F0E442", "#999999")
+# Okabe & Ito (2008), the palette colour-vision-deficiency guides recommend; black is kept for anchors, and
+# yellow comes last (it is faint on white).
+PALETTE = ("#0072B2", "#D55E00", "#009E73", "#CC79A7", "#E69F00", "#56B4E9", "#999999", "#F0E442")
 MARKERS = ("o", "s", "^", "D", "v", "P", "X", "h", "<", ">")
 
 

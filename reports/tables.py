@@ -68,6 +68,7 @@ def build(agg: pd.DataFrame, model: str, tasks: list[str] | None, methods: list[
         cells = {r.column: r for r in g.itertuples()}
         avgs = {grp: average({c: cells[c].mean for c in cells}, cols, column_task) for grp, cols in groups.items()}
         rows.append({"method": method, "config": g["config"].iloc[0] if "config" in g else "",
+                     "knob": g["knob"].iloc[0] if "knob" in g else "",
                      "percent": 100 * g["params_method"].iloc[0] / g["params_backbone"].iloc[0],
                      "head": g["params_head"].iloc[0], "cells": cells, "avgs": avgs, "n": sorted(set(g["n"]))})
     rows.sort(key=lambda r: (not has_role(r["method"], "reference"), r["percent"]))  # full FT heads the table
@@ -101,6 +102,9 @@ def _caption(t: dict, budget: str) -> str:
     params = ("%Param: method parameters (head excluded) as a percentage of the backbone's; Head: the task head's "
               "parameters (trained by every method).")
     layout = t["layout"]
+    if any(r.get("config") for r in t["rows"]):
+        budget = ("One row per training configuration (every finished run; its size knob and config hash in "
+                  "brackets), never averaged across configurations. " + budget)
     if layout is None:
         return (f"{t['model']}, dev sets: GLUE score x100 (MRPC, QQP: mean of F1 and accuracy; STS-B: mean of "
                 f"Pearson and Spearman; CoLA: MCC; MNLI m/mm, others: accuracy; CoNLL03: entity F1), {spread}. "
@@ -121,8 +125,10 @@ def _caption(t: dict, budget: str) -> str:
 
 
 def row_label(r: dict) -> str:
-    """A row's method as tables print it; with --all-runs, one row per configuration: its hash beside it."""
-    return display_name(r["method"]) + (f" [{r['config'][:6]}]" if r.get("config") else "")
+    """A row's method as tables print it; with --all-runs, one row per configuration: its size knob (if the
+    runs carry one) and its hash beside it."""
+    knob = f" {r['knob']}" if r.get("knob") else ""
+    return display_name(r["method"]) + (f"{knob} [{r['config'][:6]}]" if r.get("config") else "")
 
 
 def render_results(t: dict, fmt: str, budget: str = "") -> str:
