@@ -38,7 +38,7 @@ class RunConfig:
     select_on: str = "dev"  # the split that picks the best epoch: dev (as the papers do) | holdout
     holdout_fraction: float = 0.1  # select_on=holdout: this share of train (fixed draw) held out to select on
     eval_every_steps: int | None = None  # also evaluate every N steps; None: once per epoch
-    log_every: int = 20  # log loss and lr every N optimizer steps
+    log_every: int = 20  # log loss and lr every N optimizer steps (more often on runs under 10 N steps)
     precision: str = "auto"  # auto (bf16 on a GPU that has it, else fp32) | fp32 | bf16 | fp16
     compile: bool = False  # torch.compile the model (a GPU speed-up; the first steps pay for compilation)
     gradient_checkpointing: bool = False  # recompute activations in backward: less memory, slower steps

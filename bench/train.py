@@ -130,6 +130,9 @@ def train(model, prep: Prepared, cfg, accelerator, stored_names: set[str], log: 
     steps_per_epoch = math.ceil(len(lengths) / cfg.batch_size)
     total = cfg.max_steps or math.ceil(cfg.epochs * steps_per_epoch)  # max_steps overrides epochs (as in HF)
     warmup = int(cfg.warmup_ratio * total)
+    # Loss curves with at least ~10 points: a short run logs more often than log_every, and the last step
+    # always logs its window.
+    log_every = max(1, min(cfg.log_every, total // 10))
     scheduler = (get_constant_schedule_with_warmup(optimizer, warmup) if cfg.lr_schedule == "constant"
                  else get_linear_schedule_with_warmup(optimizer, warmup, total))
     if cfg.gradient_checkpointing:  # non-reentrant: works with frozen inputs and keeps the dropout masks
@@ -224,7 +227,7 @@ def train(model, prep: Prepared, cfg, accelerator, stored_names: set[str], log: 
             t["backward"] += t3 - t2
             t["optimizer"] += t4 - t3
             bar.update(1)
-            if step % cfg.log_every == 0:
+            if step % log_every == 0 or step >= total:
                 log({"train_loss": running_loss / running_n, "lr": scheduler.get_last_lr()[0]}, step)
                 bar.set_postfix(loss=f"{running_loss / running_n:.4f}")
                 running_loss, running_n = 0.0, 0

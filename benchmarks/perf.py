@@ -62,12 +62,12 @@ def peak_memory():
 
 
 def matmul_peak() -> float:
-    """FLOP/s of a large fp32 (CPU) or bf16 (GPU) matrix product on this machine, best of 5."""
+    """FLOP/s of a large fp32 (CPU) or bf16 (GPU) matrix product on this machine, best of 3."""
     cuda = torch.cuda.is_available()
     n = 4096 if cuda else 2048
     a = torch.randn(n, n, device="cuda" if cuda else "cpu", dtype=torch.bfloat16 if cuda else torch.float32)
     best = 0.0
-    for _ in range(5):
+    for _ in range(3):
         if cuda:
             torch.cuda.synchronize()
         t = time.perf_counter()

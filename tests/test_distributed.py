@@ -28,8 +28,11 @@ def test_two_gloo_processes_match_one_process(tiny_models, glue_dir, tmp_path):
     common = ["run", "--method", "lora", "--model", tiny_models["bert"], "--task", "sst2", "--data-dir",
               str(glue_dir), "--batch-size", "8", "--max-steps", "6", "--lr", "5e-3", "--seed", "3",
               "--no-progress", "--set", "eval_batch_size=4", "--set", "log_every=2"]
-    one = bench_run([*common, "--tracking-uri", f"sqlite:///{tmp_path / 'one.db'}", "--output-dir", "one"], tmp_path)
-    assert one.returncode == 0, one.stderr[-2000:]
+    from bench.cli import main
+
+    os.environ.pop("WORLD_SIZE", None)
+    assert main([*common, "--tracking-uri", f"sqlite:///{tmp_path / 'one.db'}", "--output-dir",
+                 str(tmp_path / "one")]) == 0  # the one-process run, in this process
     two = bench_run([*common, "--tracking-uri", f"sqlite:///{tmp_path / 'two.db'}", "--output-dir", "two"], tmp_path,
                     nproc=2)
     assert two.returncode == 0, two.stderr[-2000:]
@@ -48,12 +51,15 @@ def test_two_gloo_processes_match_one_process(tiny_models, glue_dir, tmp_path):
     assert r2.data.metrics["train_loss"] == pytest.approx(r1.data.metrics["train_loss"], rel=0.1)
 
 
-@pytest.mark.slow
-def test_global_batch_must_split_across_processes(tiny_models, glue_dir, tmp_path):
-    out = bench_run(["run", "--method", "full", "--model", tiny_models["bert"], "--task", "rte", "--data-dir",
-                     str(glue_dir), "--batch-size", "7", "--max-steps", "2", "--tracking-uri",
-                     f"sqlite:///{tmp_path / 'm.db'}"], tmp_path, nproc=2)
-    # A process exits 2 with our one line (torchrun then stops the other and reports in its own format).
-    assert out.returncode != 0 and "exitcode  : 2" in out.stderr
-    assert "bench: error: --batch-size 7 (the global batch) must divide evenly over the 2 processes" in out.stderr
-    assert not (tmp_path / "m.db").exists() or all_runs(f"sqlite:///{tmp_path / 'm.db'}") == []
+def test_global_batch_must_split_across_processes(tiny_models, glue_dir, tmp_path, monkeypatch, capsys):
+    """Checked before anything loads or is created (as every rank of a torchrun sees it: WORLD_SIZE=2)."""
+    from bench.cli import main
+
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    uri = f"sqlite:///{tmp_path / 'm.db'}"
+    assert main(["run", "--method", "full", "--model", tiny_models["bert"], "--task", "rte", "--data-dir",
+                 str(glue_dir), "--batch-size", "7", "--max-steps", "2", "--tracking-uri", uri]) == 2
+    err = capsys.readouterr().err
+    assert err == ("bench: error: --batch-size 7 (the global batch) must divide evenly over the 2 processes "
+                   "(e.g. 6)\n")
+    assert not (tmp_path / "m.db").exists() or all_runs(uri) == []

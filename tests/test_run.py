@@ -52,6 +52,8 @@ def test_tiny_run_every_task_shape(tiny_models, glue_dir, tmp_path, uri, family,
     assert not any(k.startswith("method_options") for k in run.data.params)
     history = MlflowClient(uri).get_metric_history(run.info.run_id, f"{t.dev_splits[0]}_{t.main_metric}")
     assert len(history) == 1  # 3 steps < one epoch of 24 examples -> one evaluation
+    losses = MlflowClient(uri).get_metric_history(run.info.run_id, "train_loss")
+    assert [m.step for m in losses] == [1, 2, 3]  # a short run still has a loss curve (log_every 20 > 3 steps)
     artifacts = {a.path for a in MlflowClient(uri).list_artifacts(run.info.run_id)}
     assert {"config.yaml", "adapter"} <= artifacts
 

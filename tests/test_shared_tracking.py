@@ -79,7 +79,9 @@ def test_sweep_on_postgresql_logs_to_a_shared_server(tiny_models, glue_dir, tmp_
     assert len(complete) == 3
     c = MlflowClient(uri)
     runs = [c.get_run(t.user_attrs["mlflow_run_id"]) for t in complete if "mlflow_run_id" in t.user_attrs]
-    assert runs and all(r.info.status == "FINISHED" for r in runs)
+    assert len({r.info.run_id for r in runs}) == len(runs) > 0  # none duplicated
+    assert all(r.info.status == "FINISHED" for r in runs)
+    assert all(r.data.tags["mlflow.parentRunId"] == study.user_attrs["mlflow_parent_run_id"] for r in runs)
     # Proxied artifacts: stored by the server under its destination, not in a worker's ./mlruns.
     assert all(r.info.artifact_uri.startswith("mlflow-artifacts:") for r in runs)
     assert list(artifacts.rglob("adapter.safetensors"))

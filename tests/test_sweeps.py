@@ -63,7 +63,7 @@ SPACE = {"lr": {"type": "float", "low": 1e-4, "high": 1e-3, "log": True}, "epoch
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("backend", ["local", "postgresql"])
+@pytest.mark.parametrize("backend", ["local"])  # PostgreSQL: tests/test_shared_tracking.py (with an MLflow server)
 def test_three_workers_share_one_study(tiny_models, glue_dir, tmp_path, backend):
     storage = postgres_or_skip() if backend == "postgresql" else None
     n = 6
