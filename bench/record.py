@@ -184,7 +184,21 @@ def log_datasets(uri: str, run_id: str, task_name: str, sources: dict) -> None:
         ds = MetaDataset(src, name=f"{task_name}-{split} ({rows} rows)", digest=digest)
         role = "train" if split == "train" else "test" if split.startswith("test") else "dev"
         inputs.append(DatasetInput(ds._to_mlflow_entity(), tags=[InputTag("mlflow.data.context", role)]))
-    tracking.client(uri).log_inputs(run_id, datasets=inputs)
+    # Workers starting together race to insert the same dataset row (MLflow's get-or-create is not atomic: a
+    # UNIQUE constraint error in the loser); the retry finds the row. Dataset inputs never fail a run.
+    import time
+
+    c = tracking.client(uri)
+    for attempt in range(4):
+        try:
+            c.log_inputs(run_id, datasets=inputs)
+            return
+        except Exception as e:  # noqa: BLE001 - bookkeeping, not training
+            error = e
+            time.sleep(0.2 * (attempt + 1))
+    from bench.errors import first_line
+
+    c.set_tag(run_id, "dataset_inputs_error", f"{type(error).__name__}: {first_line(error)}"[:500])
 
 
 def run_url(uri: str, experiment_id: str, run_id: str) -> str:
