@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import platform
 import subprocess
 from importlib import metadata
@@ -11,7 +12,10 @@ PACKAGES = ("bench", "torch", "transformers", "peft", "accelerate", "mlflow", "o
             "scikit-learn", "scipy", "seqeval")
 
 
+@functools.lru_cache(maxsize=1)
 def git_state() -> dict:
+    """The harness's git commit and whether its tracked files differ from it; read once per process (the
+    run tags and MLflow's source tags both ask for it)."""
     root = Path(__file__).resolve().parent.parent
     try:
         sha = subprocess.run(["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True, text=True,

@@ -346,20 +346,16 @@ def work(name: str, storage: str | None = None, n_trials: int | None = None, hea
 def report_progress(study, status: str | None) -> None:
     """The study's state on its MLflow parent run, as numbers: trials complete / pruned / failed /
     running, the budget, the best value so far; RUNNING while workers work, FINISHED once the budget is done."""
+    import optuna
+
     from bench.record import update_container
 
     a, c = study.user_attrs, _counts(study)
-    done = [t for t in study.get_trials(deepcopy=False, states=(optuna_state("COMPLETE"),))]
+    done = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
     metrics = {"trials_complete": c["COMPLETE"], "trials_pruned": c["PRUNED"], "trials_failed": c["FAIL"],
                "trials_running": c["RUNNING"], "trials_budget": a["n_trials"],
                "best_value": max(t.value for t in done) if done else None}
     update_container(study_tracking_uri(a), a["mlflow_parent_run_id"], metrics, status)
-
-
-def optuna_state(name: str):
-    import optuna
-
-    return optuna.trial.TrialState[name]
 
 
 def trial_line(echo):
