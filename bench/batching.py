@@ -22,10 +22,18 @@ def length_grouped_batches(lengths: list[int], batch_size: int, generator: torch
     return [batches[i] for i in order]
 
 
-def sorted_batches(lengths: list[int], batch_size: int) -> list[list[int]]:
-    """Evaluation batches by decreasing length; predictions are put back in input order."""
+def sorted_batches(lengths: list[int], batch_size: int, max_tokens: int | None = None) -> list[list[int]]:
+    """Evaluation batches by decreasing length, at most `batch_size` rows and, if given, `max_tokens` padded
+    tokens each (rows x the batch's longest); predictions are put back in input order."""
     idx = sorted(range(len(lengths)), key=lambda i: -lengths[i])
-    return [idx[i:i + batch_size] for i in range(0, len(idx), batch_size)]
+    if max_tokens is None:
+        return [idx[i:i + batch_size] for i in range(0, len(idx), batch_size)]
+    batches, start = [], 0
+    while start < len(idx):
+        rows = max(1, min(batch_size, max_tokens // max(lengths[idx[start]], 1)))  # the first row is the longest
+        batches.append(idx[start:start + rows])
+        start += rows
+    return batches
 
 
 def collate(data: dict, indices: list[int], pad_id: int, float_labels: bool = False) -> dict:

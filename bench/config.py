@@ -34,6 +34,7 @@ class RunConfig:
     max_grad_norm: float = 1.0
     patience: int | None = None  # epochs without improvement before stopping; None: never
     max_train_samples: int | None = None  # keep only the first N training examples (budgets)
+    init: str = "pretrained"  # pretrained | random (the architecture with fresh weights: speed and memory studies)
     head: str = "family"  # family (the family's HF head) | linear (one linear layer on the first token's state)
     select_on: str = "dev"  # the split that picks the best epoch: dev (as the papers do) | holdout
     holdout_fraction: float = 0.1  # select_on=holdout: this share of train (fixed draw) held out to select on
@@ -74,8 +75,9 @@ class RunConfig:
 FIELDS = {f.name: f for f in fields(RunConfig)}
 # Fields added after runs existed, with the value that reproduces the earlier behaviour: left out of the
 # config hash at that value, so existing runs are still found (and reused) by sweeps and grids.
-ADDED_FIELDS = {"head": "family", "lr_schedule": "linear", "select_on": "dev", "holdout_fraction": 0.1}
+ADDED_FIELDS = {"init": "pretrained", "head": "family", "lr_schedule": "linear", "select_on": "dev", "holdout_fraction": 0.1}
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
+INITS = ("pretrained", "random")  # bench.models.INITS says what each means
 LR_SCHEDULES = ("linear", "constant")
 SELECT_ON = ("dev", "holdout")
 
@@ -170,6 +172,8 @@ def validate(cfg: RunConfig) -> RunConfig:
     method.make_config(cfg.method_options)  # unknown or ill-typed method options fail here
     if cfg.precision not in PRECISIONS:
         raise choices_error("precision", cfg.precision, PRECISIONS)
+    if cfg.init not in INITS:
+        raise choices_error("init", cfg.init, INITS)
     if cfg.lr_schedule not in LR_SCHEDULES:
         raise choices_error("lr_schedule", cfg.lr_schedule, LR_SCHEDULES)
     from bench.task_heads import HEADS

@@ -40,6 +40,8 @@ def tokenizer_fingerprint(tokenizer) -> str:
     else:
         body = repr(sorted(tokenizer.get_vocab().items()))
     extra = f"{type(tokenizer).__name__}|{getattr(tokenizer, 'add_prefix_space', None)}"
+    if getattr(tokenizer, "stands_in_for", None):  # a random init's stand-in may drop token types
+        extra += f"|{tokenizer.model_input_names}"
     fingerprint = hashlib.sha1((body + extra).encode()).hexdigest()
     tokenizer._bench_fingerprint = fingerprint
     return fingerprint

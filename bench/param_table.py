@@ -10,25 +10,19 @@ from pathlib import Path
 from bench.errors import choices_error
 from bench.params import count_parameters, percent
 
-ARCH_DIR = Path(__file__).parent / "archs"
 
 
 def arch_names() -> list[str]:
+    from bench.models import ARCH_DIR
+
     return sorted(p.stem for p in ARCH_DIR.glob("*.json") if p.stem != "README")
 
 
 def arch_config(model: str, task):
-    """A transformers config for the architecture: shipped JSON for the standard models, else the
-    model's own config.json (minilm, local directories)."""
-    from transformers import AutoConfig
+    """The architecture's config with the task's head (bench.models.arch_config)."""
+    from bench.models import arch_config as config, head_kwargs
 
-    from bench.models import head_kwargs, resolve
-
-    path = ARCH_DIR / f"{model}.json"
-    if path.is_file():
-        spec = json.loads(path.read_text())
-        return AutoConfig.for_model(spec.pop("model_type"), **spec, **head_kwargs(task))
-    return AutoConfig.from_pretrained(resolve(model), **head_kwargs(task))
+    return config(model, **head_kwargs(task))
 
 
 def meta_counts(model: str, task, method_name: str, options: dict | None = None, head: str = "family") -> dict:

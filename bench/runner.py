@@ -42,8 +42,9 @@ def quiet_libraries() -> None:
 
 
 def plain_name(name: str) -> str:
-    """A parameter's name before torch.nn.utils.parametrize wrapped it."""
-    return name.replace(".parametrizations.", ".").removesuffix(".original")
+    """A parameter's name before a method wrapped its module: torch.nn.utils.parametrize
+    (`w` -> `parametrizations.w.original`) or peft (`query.weight` -> `query.base_layer.weight`)."""
+    return name.replace(".parametrizations.", ".").removesuffix(".original").replace(".base_layer.", ".")
 
 
 def build_model(cfg: RunConfig, task) -> Built:
@@ -57,9 +58,9 @@ def build_model(cfg: RunConfig, task) -> Built:
     method = get_method(cfg.method)
     method_cfg = method.make_config(cfg.method_options)
     check_max_length(cfg)  # from the model's config: before any weights load
-    tokenizer = load_tokenizer(cfg.model, task)
-    torch.manual_seed(cfg.seed)  # head and method initialisation follow the seed
-    model, new_names = load_model(cfg.model, task, cfg.head)
+    tokenizer = load_tokenizer(cfg.model, task, cfg.init)
+    torch.manual_seed(cfg.seed)  # head and method initialisation follow the seed (and a random init's weights)
+    model, new_names = load_model(cfg.model, task, cfg.head, cfg.init, tokenizer)
     ctx = AttachContext(task=task, tokenizer=tokenizer, family=family(model))
     model, backbone_numel = apply_method(model, method, method_cfg, ctx)
     # Stored with the adapter: what trains, plus anything newly initialised (so reload is exact), also
@@ -73,7 +74,7 @@ def check_max_length(cfg: RunConfig) -> None:
     """max_length within the positions the model has (RoBERTa's start after its padding index)."""
     from bench.models import model_config
 
-    conf = model_config(cfg.model)
+    conf = model_config(cfg.model, cfg.init)
     limit = getattr(conf, "max_position_embeddings", None)
     if limit is None:
         return

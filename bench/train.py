@@ -69,6 +69,12 @@ def batch_for(prep: Prepared, data: dict, indices: list[int], device) -> dict:
     return {k: v.to(device, non_blocking=True) for k, v in batch.items()}
 
 
+# On CPU, evaluation is fastest at about 1,024 padded tokens a batch: larger batches spill the attention and
+# FFN activations out of cache (MiniLM, 2 cores: RTE 96 samples/s at 1,024 tokens vs 61 at batch 128 of up to
+# 128 tokens; SST-2 263 vs 230; CoNLL 297 vs 228). A GPU wants the full batch.
+CPU_EVAL_TOKENS = 1024
+
+
 @torch.inference_mode()
 def predict(model, prep: Prepared, data: dict, batch_size: int, autocast, progress: str | None = None) -> list:
     """Predictions in input order: class ids, scores, or per-token class ids. progress: a label for a
@@ -80,7 +86,7 @@ def predict(model, prep: Prepared, data: dict, batch_size: int, autocast, progre
     lengths = data["input_ids"].lengths.tolist()
     out: list = [None] * len(lengths)
     kind = prep.task.task_kind
-    batches = sorted_batches(lengths, batch_size)
+    batches = sorted_batches(lengths, batch_size, CPU_EVAL_TOKENS if device.type == "cpu" else None)
     for indices in tqdm(batches, desc=progress, unit="batch", leave=False, disable=progress is None):
         batch = batch_for(prep, data, indices, device)
         batch.pop("labels")

@@ -133,3 +133,21 @@ def test_collate_matches_the_tokenizers_own_padding(tiny_models, glue_dir, tmp_p
         assert batch["labels"].tolist() == pytest.approx([ex.labels[i] for i in rows])
     for key in ("input_ids", "attention_mask", "token_type_ids"):
         assert batch[key].tolist() == ref[key].tolist(), key
+
+
+def test_eval_batches_cover_every_row_once_within_the_token_budget():
+    import random
+
+    from bench.batching import sorted_batches
+
+    rng = random.Random(0)
+    lengths = [rng.randint(1, 128) for _ in range(500)]
+    for max_tokens in (None, 1024, 64, 1):
+        batches = sorted_batches(lengths, 32, max_tokens)
+        assert sorted(i for b in batches for i in b) == list(range(500))
+        assert all(1 <= len(b) <= 32 for b in batches)
+        flat = [lengths[i] for b in batches for i in b]
+        assert flat == sorted(flat, reverse=True)
+        if max_tokens:  # a single row longer than the budget still gets its own batch
+            assert all(len(b) == 1 or len(b) * max(lengths[i] for i in b) <= max_tokens for b in batches)
+    assert len(sorted_batches(lengths, 32, 1024)) > len(sorted_batches(lengths, 32))

