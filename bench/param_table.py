@@ -3,13 +3,11 @@ architectures' configs ship as data (bench/archs) and models are built on the me
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
 from bench.errors import choices_error
 from bench.params import count_parameters, percent
-
 
 
 def arch_names() -> list[str]:
@@ -20,7 +18,8 @@ def arch_names() -> list[str]:
 
 def arch_config(model: str, task):
     """The architecture's config with the task's head (bench.models.arch_config)."""
-    from bench.models import arch_config as config, head_kwargs
+    from bench.models import arch_config as config
+    from bench.models import head_kwargs
 
     return config(model, **head_kwargs(task))
 

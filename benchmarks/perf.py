@@ -93,7 +93,20 @@ def steady_step(r: dict) -> float:
     return (r["train_s"] - r["first_step_s"]) / (r["steps"] - 1)
 
 
-def run_bench(cfg: RunConfig, steps: int) -> dict:
+def eval_subset(data: dict, n: int | None) -> dict:
+    """The first n rows of an encoded split (all of them when n is None): `--eval-samples`."""
+    import numpy as np
+
+    from bench.encoding import split_rows
+
+    return data if n is None else split_rows(data, np.arange(min(n, len(data["labels"]))))
+
+
+def trainable(model) -> int:
+    return sum(p.numel() for p in model.parameters() if p.requires_grad)
+
+
+def run_bench(cfg: RunConfig, steps: int, eval_samples: int | None = None) -> dict:
     from bench.train import train
 
     task = get_task(cfg.task)
@@ -101,6 +114,7 @@ def run_bench(cfg: RunConfig, steps: int) -> dict:
     built = build_model(cfg, task)
     t0 = time.perf_counter()
     prep = prepare_data(cfg, task, built)  # cached after the first repetition
+    prep.dev = {split: eval_subset(data, eval_samples) for split, data in prep.dev.items()}
     data_s = time.perf_counter() - t0
     accelerator, _ = make_accelerator(cfg.precision)
     with peak_memory() as mem:
@@ -109,15 +123,19 @@ def run_bench(cfg: RunConfig, steps: int) -> dict:
     main = task.dev_splits[0]
     return {"train_s": res.train_seconds, "first_step_s": res.first_step_seconds, "tokens": res.train_tokens,
             "eval_s": res.eval_seconds, "eval_n": res.eval_samples, "metric": res.best_metrics[main][task.main_metric],
+            "trainable": trainable(built.model),
             "timings": res.timings, "mem": mem, "load_data_s": data_s, "steps": res.steps,
             "flops_per_token": flops_per_token(built.model, not built.method.frozen_backbone),
             # What the method reports of itself after training (SAID/DID: projection state bytes per parameter).
             "method_counts": built.method.counts_after_training(built.model, built.method_config)}
 
 
-def run_trainer(cfg: RunConfig, steps: int, pad_to_max: bool) -> dict:
-    """The reference: transformers.Trainer on the same model (our method attached: LoRA is peft's own),
-    users' defaults otherwise (eval batch 8)."""
+def run_trainer(cfg: RunConfig, steps: int, pad_to_max: bool, ref: str = "ours", eval_samples: int | None = None,
+                bench_batches: bool = False) -> dict:
+    """The reference: transformers.Trainer on the same model with the method as `ref` attaches it
+    (benchmarks/references.py), users' defaults otherwise (eval batch 8). bench_batches: the Trainer trains on
+    the batches bench's loop draws for the same seed, in its order, instead of its own length-grouped sampler
+    (per-step work then differs only by the loops, not by which rows a few steps happened to draw)."""
     from datasets import Dataset
     from transformers import (
         DataCollatorForTokenClassification,
@@ -128,11 +146,14 @@ def run_trainer(cfg: RunConfig, steps: int, pad_to_max: bool) -> dict:
         default_data_collator,
     )
 
+    from benchmarks.references import reference_model
+
     task = get_task(cfg.task)
-    built = build_model(cfg, task)
+    built = reference_model(ref, cfg, task)
     prep = prepare_data(cfg, task, built)
     tok = built.tokenizer
-    keep = [k for k in ("input_ids", "token_type_ids", "labels") if k in prep.train]
+    # + the columns the method reads (PASTA: special_tokens_mask), which the Trainer must not drop
+    keep = [k for k in ("input_ids", "token_type_ids", "labels", *built.method.batch_columns) if k in prep.train]
 
     def dataset(cols):
         ds = Dataset.from_dict({k: cols[k].tolist() for k in keep})
@@ -143,6 +164,8 @@ def run_trainer(cfg: RunConfig, steps: int, pad_to_max: bool) -> dict:
                        "attention_mask": [1] * len(row["input_ids"]) + [0] * n}
                 if "token_type_ids" in row:
                     out["token_type_ids"] = row["token_type_ids"] + [0] * n
+                if "special_tokens_mask" in row:
+                    out["special_tokens_mask"] = row["special_tokens_mask"] + [1] * n
                 if task.kind == TAGGING:
                     out["labels"] = row["labels"] + [IGNORE_INDEX] * n
                 return out
@@ -160,7 +183,7 @@ def run_trainer(cfg: RunConfig, steps: int, pad_to_max: bool) -> dict:
             output_dir=tmp, per_device_train_batch_size=cfg.batch_size, per_device_eval_batch_size=8,
             max_steps=steps, learning_rate=cfg.lr, weight_decay=cfg.weight_decay, warmup_steps=int(cfg.warmup_ratio * steps),
             max_grad_norm=cfg.max_grad_norm, lr_scheduler_type="linear", logging_strategy="no", save_strategy="no",
-            eval_strategy="no", report_to=[], seed=cfg.seed,
+            eval_strategy="no", report_to=[], seed=cfg.seed, remove_unused_columns=not built.method.batch_columns,
             train_sampling_strategy="random" if pad_to_max else "group_by_length",
             dataloader_num_workers=0, use_cpu=not cuda, bf16=cuda and torch.cuda.is_bf16_supported(),
             **{ckpt: cfg.gradient_checkpointing, f"{ckpt}_kwargs": {"use_reentrant": False}},
@@ -171,13 +194,25 @@ def run_trainer(cfg: RunConfig, steps: int, pad_to_max: bool) -> dict:
             def on_step_end(self, *args, **kwargs):
                 step_ends.append(time.perf_counter())
 
-        trainer = Trainer(model=built.model, args=args, train_dataset=dataset(prep.train), data_collator=collator,
-                          callbacks=[StepClock()])
+        class BenchBatches(Trainer):
+            def get_train_dataloader(self):
+                from torch.utils.data import DataLoader
+
+                from bench.batching import length_grouped_batches
+
+                order = length_grouped_batches(prep.train["input_ids"].lengths.tolist(), cfg.batch_size,
+                                               torch.Generator().manual_seed(cfg.seed))  # as bench.train draws them
+                return self.accelerator.prepare(DataLoader(self.train_dataset, batch_sampler=order,
+                                                           collate_fn=self.data_collator))
+
+        trainer = (BenchBatches if bench_batches else Trainer)(
+            model=built.model, args=args, train_dataset=dataset(prep.train), data_collator=collator,
+            callbacks=[StepClock()])
         with peak_memory() as mem, contextlib.redirect_stdout(sys.stderr):  # Trainer prints its metrics
             t = time.perf_counter()
             trainer.train()
             train_s, first_step_s = step_ends[-1] - t, step_ends[0] - t
-        dev = prep.dev[task.dev_splits[0]]
+        dev = eval_subset(prep.dev[task.dev_splits[0]], eval_samples)
         t = time.perf_counter()
         out = trainer.predict(dataset(dev))
         eval_s = time.perf_counter() - t
@@ -190,24 +225,26 @@ def run_trainer(cfg: RunConfig, steps: int, pad_to_max: bool) -> dict:
         preds = logits.argmax(-1).tolist()
     metric = compute_metrics(task, preds, dev["labels"])[task.main_metric]
     return {"train_s": train_s, "first_step_s": first_step_s, "steps": len(step_ends), "eval_s": eval_s,
-            "eval_n": len(dev["labels"]),
-            "metric": metric, "mem": mem}
+            "eval_n": len(dev["labels"]), "metric": metric, "mem": mem, "trainable": trainable(built.model)}
 
 
-def measure(kind: str, cfg: RunConfig, steps: int) -> dict:
+KINDS = ("bench", "trainer_pad128", "trainer_dynamic")  # + "ref:<reference>" (benchmarks/references.py)
+
+
+def measure(kind: str, cfg: RunConfig, steps: int, eval_samples: int | None = None) -> dict:
     """One measurement in a fresh process: memory peaks and allocator caches of earlier measurements
     must not leak into this one."""
     import json
     import subprocess
 
-    proc = subprocess.run([*PYTHON, "-m", "benchmarks.perf", kind, str(steps), json.dumps(cfg.to_dict())],
-                          capture_output=True, text=True)
+    proc = subprocess.run([*PYTHON, "-m", "benchmarks.perf", kind, str(steps), json.dumps(cfg.to_dict()),
+                           str(eval_samples or 0)], capture_output=True, text=True)
     if proc.returncode != 0:
         raise RuntimeError(f"perf measurement {kind} failed: {proc.stderr.strip().splitlines()[-1:]}")
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
-def _measure_here(kind: str, steps: int, cfg_json: str) -> None:
+def _measure_here(kind: str, steps: int, cfg_json: str, eval_samples: int) -> None:
     import json
 
     import scipy.stats  # noqa: F401 - imported before timing: bench scores inside its eval time
@@ -216,54 +253,121 @@ def _measure_here(kind: str, steps: int, cfg_json: str) -> None:
 
     quiet_libraries()
     cfg = RunConfig(**json.loads(cfg_json))
-    out = run_bench(cfg, steps) if kind == "bench" else run_trainer(cfg, steps, pad_to_max=kind == "trainer_pad128")
+    n = eval_samples or None
+    if kind == "bench":
+        out = run_bench(cfg, steps, n)
+    else:
+        ref = kind.removeprefix("ref:") if kind.startswith("ref:") else "ours"
+        out = run_trainer(cfg, steps, pad_to_max=kind == "trainer_pad128", ref=ref, eval_samples=n,
+                          bench_batches=kind.startswith("ref:"))
     print(json.dumps(out, default=float))
 
 
 
-def compare(cfg: RunConfig, steps: int, repeats: int, methods: list[str], echo=print) -> str:
+class Measurements:
+    """Every fresh-process measurement of one `bench perf` call by (kind, configuration), in the order taken:
+    a configuration both tables need (bench's full FT) is measured once per repetition."""
+
+    def __init__(self, steps: int, eval_samples: int | None, echo):
+        self.steps, self.eval_samples, self.echo, self.runs = steps, eval_samples, echo, {}
+
+    def _key(self, kind: str, cfg: RunConfig) -> tuple:
+        import json
+
+        return kind, json.dumps(cfg.to_dict(), sort_keys=True)
+
+    def take(self, kind: str, cfg: RunConfig, rep: int, label: str) -> None:
+        runs = self.runs.setdefault(self._key(kind, cfg), [])
+        if len(runs) <= rep:
+            self.echo(label)
+            runs.append(measure(kind, cfg, self.steps, self.eval_samples))
+
+    def all(self, kind: str, cfg: RunConfig) -> list[dict]:
+        return self.runs[self._key(kind, cfg)]
+
+
+def epoch_s(run: dict, steps_per_epoch: int) -> float:
+    """Time to the end of step 1 (one-time setup + the first step) + steady step time x the other steps."""
+    return run["first_step_s"] + steady_step(run) * (steps_per_epoch - 1)
+
+
+def median_run(runs: list[dict]) -> dict:
+    """The run with the median steady step: its columns stay consistent with each other."""
+    return sorted(runs, key=steady_step)[(len(runs) - 1) // 2]
+
+
+def compare(cfg: RunConfig, steps: int, repeats: int, methods: list[str], echo=print,
+            eval_samples: int | None = None) -> str:
     quiet_libraries()
     task = get_task(cfg.task)
     cfg = cfg.replace(lr=cfg.lr if cfg.lr is not None else 5e-5)
-    n_train = len(prepare_data(cfg, task, build_model(cfg, task)).train["labels"])  # warms the cache too
+    built = build_model(cfg, task)
+    n_train = len(prepare_data(cfg, task, built).train["labels"])  # warms the cache too
     steps_per_epoch = -(-n_train // cfg.batch_size)
-    results = {"bench": [], "trainer_pad128": [], "trainer_dynamic": []}
+    store = Measurements(steps, eval_samples, echo)
     for r in range(repeats):  # alternate, so drift in machine speed hits every variant alike
-        for name in results:
-            echo(f"repetition {r + 1}/{repeats}: {name}")
-            results[name].append(measure(name, cfg, steps))
+        for name in KINDS:
+            store.take(name, cfg, r, f"repetition {r + 1}/{repeats}: {name}")
+    results = {name: store.all(name, cfg) for name in KINDS}
     med = {name: {k: statistics.median(x[k] for x in runs) for k in ("first_step_s", "metric")}
            | {"step_s": statistics.median(steady_step(x) for x in runs),
               "samples_s": statistics.median(cfg.batch_size / steady_step(x) for x in runs),
               "eval_samples_s": statistics.median(x["eval_n"] / x["eval_s"] for x in runs),
+              "epoch_s": statistics.median(epoch_s(x, steps_per_epoch) for x in runs),
               "mem": statistics.median(x["mem"]["peak"] for x in runs), "mem_kind": runs[0]["mem"]["kind"]}
            for name, runs in results.items()}
-    for m in med.values():
-        m["epoch_s"] = m["first_step_s"] + m["step_s"] * (steps_per_epoch - 1)
     device = (torch.cuda.get_device_name(0) if torch.cuda.is_available() else
               f"{platform.processor() or platform.machine()}, {psutil.cpu_count()} cores, torch threads "
               f"{torch.get_num_threads()}")
-    lines = [f"## {cfg.method} / {cfg.model} / {task.name}: bench vs the HF Trainer",
+    random = cfg.init == "random"
+    n_eval = results["bench"][0]["eval_n"]
+    metric_cols = [] if random else [f"dev {task.main_metric}"]
+    lines = [f"## {cfg.method} / {cfg.model}{' (random init)' if random else ''} / {task.name}: bench vs the HF Trainer",
              f"Machine: {device}; torch {torch.__version__}. Same model init, lr {cfg.lr:g}, batch {cfg.batch_size}, "
              f"seed {cfg.seed}, {steps} optimizer steps per variant, {repeats} repetitions alternated; medians. "
              f"Epoch time = time to the end of step 1 (one-time setup, e.g. the Trainer's length grouping reading every"
              f" row, + the first step) + steady step time x the other {steps_per_epoch - 1} steps ({n_train} training "
-             "examples); train samples/s = batch / steady step time. Dev metric: "
-             f"{task.dev_splits[0]} {task.main_metric} after {steps} steps (data order differs between loops). "
-             f"Trainer eval batch 8 (its default); bench eval batch {cfg.eval_batch_size}.", "",
-             "| variant | epoch s | train samples/s | eval samples/s | " + med["bench"]["mem_kind"] + " MiB | dev "
-             + task.main_metric + " | bench speed-up per epoch |", "|---|---|---|---|---|---|---|"]
-    for name, m in med.items():
-        ratio = m["epoch_s"] / med["bench"]["epoch_s"]
-        lines.append(f"| {name} | {m['epoch_s']:.4g} | {m['samples_s']:.1f} | {m['eval_samples_s']:.1f} | "
-                     f"{m['mem'] / 2**20:.0f} | {m['metric']:.4f} | {'-' if name == 'bench' else f'{ratio:.2f}x'} |")
+             "examples); train samples/s = batch / steady step time. "
+             + (random_init_note(cfg, built) if random else
+                f"Dev metric: {task.dev_splits[0]} {task.main_metric} after {steps} steps (data order differs "
+                "between loops). ")
+             + f"Evaluation on {n_eval} {task.dev_splits[0]} examples"
+             f"{' (the first, --eval-samples)' if eval_samples else ''}: Trainer eval batch 8 (its default); bench "
+             f"eval batch {cfg.eval_batch_size}{cpu_eval_note()}.", "",
+             table(["variant", "epoch s", "train samples/s", "eval samples/s", med["bench"]["mem_kind"] + " MiB",
+                    *metric_cols, "bench speed-up per epoch"],
+                   [[name, f"{m['epoch_s']:.4g}", f"{m['samples_s']:.1f}", f"{m['eval_samples_s']:.1f}",
+                     f"{m['mem'] / 2**20:.0f}", *([] if random else [f"{m['metric']:.4f}"]),
+                     "-" if name == "bench" else f"{m['epoch_s'] / med['bench']['epoch_s']:.2f}x"]
+                    for name, m in med.items()])]
     extra = side_measurements(cfg, task, results["bench"], steps)
-    method_rows = []
+    method_rows, reference_rows = [], []
     if methods:
-        table, method_rows = methods_table(cfg, steps, methods, repeats, echo)
-        lines += ["", table]
-    lines += ["", targets_table(med, extra, method_rows)]
+        text, method_rows = methods_table(cfg, steps, methods, repeats, store)
+        ref_text, reference_rows = references_table(cfg, methods, store, steps_per_epoch)
+        lines += ["", text, "", ref_text]
+    lines += ["", targets_table(med, extra, method_rows, reference_rows, cfg)]
     return "\n".join(lines)
+
+
+def table(header: list[str], rows: list[list[str]]) -> str:
+    return "\n".join(["| " + " | ".join(header) + " |", "|" + "---|" * len(header),
+                      *("| " + " | ".join(row) + " |" for row in rows)])
+
+
+def random_init_note(cfg: RunConfig, built) -> str:
+    tok = built.tokenizer
+    stand_in = (f"MiniLM's WordPiece tokenizer standing in for {cfg.model}'s (vocabulary {len(tok):,}, the "
+                "embedding matrix sized to it; sequence lengths are WordPiece's)"
+                if getattr(tok, "stands_in_for", None) else "the model's own tokenizer")
+    return (f"Random init: {cfg.model}'s architecture (bench/archs) with weights drawn from its initialiser "
+            f"(seed {cfg.seed}), {stand_in}. Speed and memory only: no dev metric is reported. ")
+
+
+def cpu_eval_note() -> str:
+    from bench.train import CPU_EVAL_TOKENS
+
+    return "" if torch.cuda.is_available() else f", at most {CPU_EVAL_TOKENS:,} padded tokens a batch on CPU"
 
 
 def side_measurements(cfg: RunConfig, task, bench_runs: list[dict], steps: int) -> dict:
@@ -308,56 +412,70 @@ def side_measurements(cfg: RunConfig, task, bench_runs: list[dict], steps: int) 
             "tracking_share": track_s / wall}
 
 
-def targets_table(med: dict, extra: dict, method_rows: list[dict]) -> str:
-    """Issue 6's targets, each with the measured value and met / missed by how much."""
+def targets_table(med: dict, extra: dict, method_rows: list[dict], reference_rows: list[dict],
+                  cfg: RunConfig) -> str:
+    """Issues 6 and 16's targets, each with the measured value and met / missed."""
     def row(name, value, target, ok, unit=""):
-        return f"| {name} | {value}{unit} | {target} | {'met' if ok else 'MISSED'} |"
+        return [name, f"{value}{unit}", target, "met" if ok else "MISSED"]
 
     pad = med["trainer_pad128"]["epoch_s"] / med["bench"]["epoch_s"]
     dyn = med["trainer_dynamic"]["epoch_s"] / med["bench"]["epoch_s"]
     overhead = extra["data_share"] + extra["tracking_share"]
     tok = extra["tok_fresh"] / max(extra["tok_cached"], 1e-9)
-    lines = ["### Targets", "", "| target | measured | goal | status |", "|---|---|---|---|",
-             row("epoch speed-up vs run_glue padding to 128", f"{pad:.2f}x", ">= 1.5x", pad >= 1.5),
-             row("epoch speed-up vs Trainer dynamic + group_by_length", f"{dyn:.2f}x", ">= 1.1x", dyn >= 1.1),
-             row("data + tracking share of wall time", f"{100 * overhead:.1f}% (data {100 * extra['data_share']:.1f}%"
-                 f", tracking {100 * extra['tracking_share']:.1f}%)", "<= 5%", overhead <= 0.05),
-             row("cached tokenisation speed-up on a rerun", f"{tok:.0f}x ({extra['tok_fresh']:.2f}s -> "
-                 f"{extra['tok_cached']:.3f}s, training split)", ">= 10x", tok >= 10),
-             row("`bench --help`", f"{extra['help_s']:.2f}", "< 1 s", extra["help_s"] < 1, " s")]
+    rows = [row("epoch speed-up vs run_glue padding to 128", f"{pad:.2f}x", ">= 1.5x", pad >= 1.5),
+            row("epoch speed-up vs Trainer dynamic + group_by_length", f"{dyn:.2f}x", ">= 1.1x", dyn >= 1.1),
+            row("data + tracking share of wall time", f"{100 * overhead:.1f}% (data {100 * extra['data_share']:.1f}%"
+                f", tracking {100 * extra['tracking_share']:.1f}%)", "<= 5%", overhead <= 0.05),
+            row("cached tokenisation speed-up on a rerun", f"{tok:.0f}x ({extra['tok_fresh']:.2f}s -> "
+                f"{extra['tok_cached']:.3f}s, training split)", ">= 10x", tok >= 10),
+            row("`bench --help`", f"{extra['help_s']:.2f}", "< 1 s", extra["help_s"] < 1, " s")]
     from methods import get_method
 
     frozen = [r for r in method_rows if get_method(r["method"]).frozen_backbone]
     if frozen:
         worst = max(frozen, key=lambda r: r["step_ratio"])
-        lines.append(row("slowest frozen-backbone step / full FT step", f"{worst['step_ratio']:.2f} ({worst['method']})",
-                         "<= 0.75", worst["step_ratio"] <= 0.75))
+        rows.append(row("slowest frozen-backbone step / full FT step", f"{worst['step_ratio']:.2f} ({worst['method']})",
+                        "<= 0.75", worst["step_ratio"] <= 0.75))
+        # 0.5 at paper scale (issue 16: BERT-large's gradients and Adam state dominate full FT's memory); issue
+        # 6's 0.6 on the small pretrained models, where activations dominate.
+        goal = 0.5 if cfg.init == "random" else 0.6
         for key, what in (("mem_ratio", "peak memory"), ("rise_ratio", "training memory (peak above the loaded model)")):
             worst = max(frozen, key=lambda r: r[key])
-            lines.append(row(f"largest PEFT {what} / full FT", f"{worst[key]:.2f} ({worst['method']})", "<= 0.6",
-                             worst[key] <= 0.6))
-    return "\n".join(lines)
+            rows.append(row(f"largest PEFT {what} / full FT", f"{worst[key]:.2f} ({worst['method']})", f"<= {goal}",
+                            worst[key] <= goal))
+    lora = [r for r in method_rows if r["method"] == "lora"]
+    if lora:
+        rows.append(row("LoRA step / full FT step", f"{lora[0]['step_ratio']:.2f}", "<= 0.8",
+                        lora[0]["step_ratio"] <= 0.8))
+    if reference_rows:
+        worst = min(reference_rows, key=lambda r: r["speedup"])
+        rows.append(row("slowest method's epoch speed-up vs its Trainer reference",
+                        f"{worst['speedup']:.2f}x ({worst['method']}, {worst['reference']})", ">= 1.1x",
+                        worst["speedup"] >= 1.1))
+    evals = [("full FT, Trainer", med["bench"]["eval_samples_s"] / med["trainer_dynamic"]["eval_samples_s"])]
+    evals += [(f"{r['method']}, {r['reference']}", r["eval_ratio"]) for r in reference_rows]
+    name, worst = min(evals, key=lambda e: e[1])
+    rows.append(row("lowest evaluation throughput / the Trainer's", f"{worst:.2f}x ({name})", ">= 1.0x", worst >= 1.0))
+    return "\n".join(["### Targets", "", table(["target", "measured", "goal", "status"], rows)])
 
 
-def methods_table(cfg: RunConfig, steps: int, methods: list[str], repeats: int = 1,
-                  echo=print) -> tuple[str, list[dict]]:
-    """Step time of each method relative to full FT on the same batches, the time split, FLOP/s; each
-    method measured `repeats` times, alternated with the others, and the run with the median step kept."""
-    from methods import get_method
+def methods_table(cfg: RunConfig, steps: int, methods: list[str], repeats: int,
+                  store: Measurements) -> tuple[str, list[dict]]:
+    """Step time of each method relative to full FT on the same batches, the time split, FLOP/s. Each method
+    is measured `repeats` times with its Trainer references (references_table), alternated with the others,
+    and the run with the median step kept."""
+    from benchmarks.references import references
 
     peak = matmul_peak()
-    ref = reference_method()
-    names = [ref, *[m for m in methods if m != ref]]
-    runs: dict[str, list[dict]] = {name: [] for name in names}
+    names = method_names(methods)
     for rep in range(repeats):
         for name in names:
-            echo(f"method {name} ({rep + 1}/{repeats})")
-            c = cfg.replace(method=name, lr=get_method(name).default_lr if name != ref else cfg.lr,
-                            method_options={})
-            runs[name].append(measure("bench", c, steps))
+            c = method_config(cfg, name)
+            for kind in ("bench", *(f"ref:{r}" for r in references(name))):
+                store.take(kind, c, rep, f"method {name}, {kind} ({rep + 1}/{repeats})")
     rows, measured, full = [], [], None
     for name in names:
-        r = sorted(runs[name], key=steady_step)[(len(runs[name]) - 1) // 2]
+        r = median_run(store.all("bench", method_config(cfg, name)))
         step = steady_step(r)
         full = full or {"step": step, "peak": r["mem"]["peak"], "rise": r["mem"]["rise"]}
         t = r["timings"]
@@ -367,13 +485,13 @@ def methods_table(cfg: RunConfig, steps: int, methods: list[str], repeats: int =
         ratios = {"step_ratio": step / full["step"], "mem_ratio": r["mem"]["peak"] / full["peak"],
                   "rise_ratio": r["mem"]["rise"] / full["rise"]}
         measured.append({"method": name, **ratios})
-        rows.append((f"| {name} | {1000 * step:.0f} | {ratios['step_ratio']:.2f} | "
-                    + " | ".join(f"{100 * v:.0f}%" for v in split.values())
-                    + f" | {r['mem']['peak'] / 2**20:.0f} ({ratios['mem_ratio']:.2f}x) | "
-                    f"{r['mem']['rise'] / 2**20:.0f} ({ratios['rise_ratio']:.2f}x) | ", flops,
+        rows.append(([name, f"{1000 * step:.0f}", f"{ratios['step_ratio']:.2f}",
+                      *(f"{100 * v:.0f}%" for v in split.values()),
+                      f"{r['mem']['peak'] / 2**20:.0f} ({ratios['mem_ratio']:.2f}x)",
+                      f"{r['mem']['rise'] / 2**20:.0f} ({ratios['rise_ratio']:.2f}x)"], flops,
                      method_counts(r.get("method_counts") or {})))
     peak = max(peak, matmul_peak())  # before and after: the better of two moments on a shared machine
-    rows = [f"{row}{flops / 1e9:.1f} ({100 * flops / peak:.0f}%) | {own} |" for row, flops, own in rows]
+    rows = [[*cells, f"{flops / 1e9:.1f} ({100 * flops / peak:.0f}%)", own] for cells, flops, own in rows]
     return "\n".join([
         f"### Methods on the same batches ({steps} steps, {repeats} repetitions alternated, the median kept; "
         f"matmul peak measured here: {peak / 1e9:.0f} GFLOP/s)",
@@ -385,10 +503,58 @@ def methods_table(cfg: RunConfig, steps: int, methods: list[str], repeats: int =
         "computed (full FT, SAID/DID, Diff pruning) and 4N for frozen-backbone methods, N = encoder parameters "
         "without embeddings (SAID/DID's projection FLOPs not counted). Method's own counts = what the method reports of "
         "itself after training (e.g. SAID/DID: bytes of projection state kept, in all and per base parameter).", "",
-        "| method | step ms | x full FT | data | forward | backward | optimizer | eval | peak memory MiB | "
-        "training memory MiB | model GFLOP/s (of peak) | method's own counts |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|",
-        *rows]), measured
+        table(["method", "step ms", "x full FT", "data", "forward", "backward", "optimizer", "eval", "peak memory MiB",
+               "training memory MiB", "model GFLOP/s (of peak)", "method's own counts"], rows)]), measured
+
+
+def method_names(methods: list[str]) -> list[str]:
+    ref = reference_method()
+    return [ref, *[m for m in methods if m != ref]]
+
+
+def method_config(cfg: RunConfig, name: str) -> RunConfig:
+    """The configuration a method is timed in: the run's, with the method's default lr (full FT: the run's)."""
+    from methods import get_method
+
+    return cfg.replace(method=name, lr=get_method(name).default_lr if name != reference_method() else cfg.lr,
+                       method_options={})
+
+
+def references_table(cfg: RunConfig, methods: list[str], store: Measurements,
+                     steps_per_epoch: int) -> tuple[str, list[dict]]:
+    """Each method through bench against the same method through the Trainer as its users would attach it."""
+    from benchmarks.references import LABELS, references
+
+    rows, measured, none = [], [], []
+    for name in method_names(methods):
+        c = method_config(cfg, name)
+        if not references(name):
+            none.append(name)
+        ours = store.all("bench", c)
+        for ref in references(name):
+            theirs = store.all(f"ref:{ref}", c)
+            b, t = median_run(ours), median_run(theirs)
+            be, te = (statistics.median(epoch_s(x, steps_per_epoch) for x in runs) for runs in (ours, theirs))
+            bev, tev = (statistics.median(x["eval_n"] / x["eval_s"] for x in runs) for runs in (ours, theirs))
+            measured.append({"method": name, "reference": LABELS[ref], "speedup": te / be, "eval_ratio": bev / tev})
+            rows.append([name, LABELS[ref], f"{b['trainable']:,} / {t['trainable']:,}", f"{be:.4g}", f"{te:.4g}",
+                         f"{te / be:.2f}x", f"{1000 * steady_step(b):.0f} / {1000 * steady_step(t):.0f}",
+                         f"{b['mem']['rise'] / 2**20:.0f} / {t['mem']['rise'] / 2**20:.0f}",
+                         f"{bev:.1f} / {tev:.1f}"])
+    note = (f" No Trainer reference for {', '.join(none)}: its training needs hooks the Trainer lacks (an extra loss"
+            " term, a step hook or its own parameter groups)." if none else "")
+    return "\n".join([
+        "### Each method against its Trainer reference",
+        "The same method, model, hyperparameters, seed and batches (bench's length-grouped draw for the seed, "
+        "dynamic padding, fed to the Trainer in the same order) through bench and through "
+        "`transformers.Trainer`, the method attached as its users attach it "
+        "(benchmarks/references.py: LoRA and prefix tuning through peft's get_peft_model, BitFit as requires_grad "
+        "on every bias + the head, the rest with bench's modules); each in a fresh process, alternated, medians. "
+        "Epoch time as above; training memory = peak above the loaded model; trainable = parameters with "
+        "requires_grad (head included)." + note, "",
+        table(["method", "reference", "trainable bench / reference", "bench epoch s", "reference epoch s",
+               "bench speed-up per epoch", "step ms bench / reference", "training memory MiB bench / reference",
+               "eval samples/s bench / reference"], rows)]), measured
 
 
 def method_counts(counts: dict) -> str:
@@ -399,4 +565,4 @@ def method_counts(counts: dict) -> str:
 
 
 if __name__ == "__main__":
-    _measure_here(sys.argv[1], int(sys.argv[2]), sys.argv[3])
+    _measure_here(sys.argv[1], int(sys.argv[2]), sys.argv[3], int(sys.argv[4]))

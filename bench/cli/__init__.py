@@ -79,7 +79,9 @@ EXAMPLES = {
     "report heads": "bench report heads docs/heads/heads-minilm-rte.json docs/heads/heads-minilm-rte-pasta.json",
     "heads": "bench heads --model minilm --task rte --data-dir ../shared/data\n"
              "bench heads --run <mlflow run id> --ablate vertical",
-    "perf": "bench perf --method full --model minilm --task mrpc --data-dir ../shared/data --methods lora,pasta",
+    "perf": "bench perf --method full --model minilm --task mrpc --data-dir ../shared/data --methods lora,pasta\n"
+            "bench perf --model bert-large-cased --random-init --task sst2 --data-dir ../shared/data --batch-size 8 "
+            "--steps 6 --eval-samples 64",
     "ui": "bench ui --tracking-uri sqlite:///mlflow.db --port 5000",
 }
 

@@ -1,0 +1,59 @@
+"""Each method's natural reference for `bench perf`: how a researcher would train it without bench, through
+`transformers.Trainer`. LoRA and prefix tuning as peft users write them (get_peft_model), BitFit as a
+requires_grad mask over the biases, everything else with bench's own modules attached. A method whose
+training needs hooks the Trainer lacks (an extra loss term, a step hook, its own parameter groups: Diff
+pruning) has no reference: the Trainer would train something else."""
+
+from __future__ import annotations
+
+import dataclasses
+
+from bench.tasks import TAGGING
+from methods import get_method
+from methods.base import Method
+
+LABELS = {
+    "ours": "Trainer + bench's modules",
+    "peft": "Trainer + peft get_peft_model",
+    "masks": "Trainer + requires_grad on biases",
+    "peft-prefix": "Trainer + peft prefix tuning",
+}
+# Where the natural reference is not bench's modules under the Trainer. P-tuning v2 has both: our module
+# under the Trainer, and peft's prefix tuning (the same deep prompts, peft's implementation).
+NATURAL = {"lora": ("peft",), "bitfit": ("masks",), "ptuning": ("ours", "peft-prefix")}
+HOOKS = ("param_groups", "loss_term", "after_step", "eval_selectable")
+
+
+def references(method_name: str) -> tuple[str, ...]:
+    method = type(get_method(method_name))
+    if any(getattr(method, hook) is not getattr(Method, hook) for hook in HOOKS):
+        return ()
+    return NATURAL.get(method_name, ("ours",))
+
+
+def reference_model(ref: str, cfg, task):
+    """The model the reference trains (a runner.Built): bench's build for "ours", else the plain pretrained
+    model (bench's head) with peft or a requires_grad mask applied as a user would."""
+    from bench.runner import build_model
+
+    if ref == "ours":
+        return build_model(cfg, task)
+    plain = build_model(cfg.replace(method="full", method_options={}), task)
+    model, options = plain.model, get_method(cfg.method).make_config(cfg.method_options)
+    if ref == "masks":
+        for name, p in model.named_parameters():  # BitFit: every bias (LayerNorm betas included) + the head
+            p.requires_grad_(name.endswith(".bias") or name.startswith("classifier."))
+        return plain
+    from peft import LoraConfig, PrefixTuningConfig, TaskType, get_peft_model
+
+    task_type = TaskType.TOKEN_CLS if task.kind == TAGGING else TaskType.SEQ_CLS
+    if ref == "peft":
+        config = LoraConfig(task_type=task_type, r=options.r, lora_alpha=options.alpha,
+                            lora_dropout=options.dropout, bias="none",
+                            target_modules=[t.strip() for t in options.target_modules.split(",") if t.strip()])
+    elif ref == "peft-prefix":
+        config = PrefixTuningConfig(task_type=task_type, num_virtual_tokens=options.prefix_length,
+                                    prefix_projection=False)
+    else:
+        raise ValueError(f"unknown reference {ref!r} (choices: {', '.join(LABELS)})")
+    return dataclasses.replace(plain, model=get_peft_model(model, config))
