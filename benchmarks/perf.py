@@ -303,6 +303,8 @@ def compare(cfg: RunConfig, steps: int, repeats: int, methods: list[str], echo=p
     cfg = cfg.replace(lr=cfg.lr if cfg.lr is not None else 5e-5)
     built = build_model(cfg, task)
     n_train = len(prepare_data(cfg, task, built).train["labels"])  # warms the cache too
+    tokenizer = built.tokenizer
+    del built  # measurements run in their own processes: this one need not hold a (BERT-large) model meanwhile
     steps_per_epoch = -(-n_train // cfg.batch_size)
     store = Measurements(steps, eval_samples, echo)
     for r in range(repeats):  # alternate, so drift in machine speed hits every variant alike
@@ -328,7 +330,7 @@ def compare(cfg: RunConfig, steps: int, repeats: int, methods: list[str], echo=p
              f"Epoch time = time to the end of step 1 (one-time setup, e.g. the Trainer's length grouping reading every"
              f" row, + the first step) + steady step time x the other {steps_per_epoch - 1} steps ({n_train} training "
              "examples); train samples/s = batch / steady step time. "
-             + (random_init_note(cfg, built) if random else
+             + (random_init_note(cfg, tokenizer) if random else
                 f"Dev metric: {task.dev_splits[0]} {task.main_metric} after {steps} steps (data order differs "
                 "between loops). ")
              + f"Evaluation on {n_eval} {task.dev_splits[0]} examples"
@@ -355,8 +357,7 @@ def table(header: list[str], rows: list[list[str]]) -> str:
                       *("| " + " | ".join(row) + " |" for row in rows)])
 
 
-def random_init_note(cfg: RunConfig, built) -> str:
-    tok = built.tokenizer
+def random_init_note(cfg: RunConfig, tok) -> str:
     stand_in = (f"MiniLM's WordPiece tokenizer standing in for {cfg.model}'s (vocabulary {len(tok):,}, the "
                 "embedding matrix sized to it; sequence lengths are WordPiece's)"
                 if getattr(tok, "stands_in_for", None) else "the model's own tokenizer")

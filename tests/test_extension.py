@@ -176,7 +176,7 @@ def _imports(path: Path) -> set[str]:
 
 def test_core_never_imports_cli_sweeps_reports_or_benchmarks():
     core = [p for p in (ROOT / "bench").rglob("*.py") if "cli" not in p.relative_to(ROOT / "bench").parts]
-    core += list((ROOT / "methods").glob("*.py"))
+    core += list((ROOT / "methods").rglob("*.py"))
     bad = {str(p.relative_to(ROOT)): sorted(m for m in _imports(p)
                                             if m.split(".")[0] in ("sweeps", "reports", "benchmarks")
                                             or m.startswith("bench.cli"))

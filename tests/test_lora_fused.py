@@ -7,7 +7,7 @@ import pytest
 import torch
 from peft import LoraConfig, inject_adapter_in_model
 
-from methods.lora_fused import FusedLoraLinear, fuse
+from methods.lora.fused import FusedLoraLinear, fuse
 
 
 class TwoProjections(torch.nn.Module):

@@ -7,32 +7,75 @@ import pytest
 from bench.cli import main
 
 
+def tables(text: str) -> dict[str, list[dict]]:
+    """Markdown tables by their first header cell, rows as {header: cell}."""
+    out, header = {}, None
+    for line in text.splitlines():
+        if not line.startswith("|"):
+            header = None
+            continue
+        cells = [c.strip() for c in line.strip("|").split("|")]
+        if header is None:
+            header = cells
+            out.setdefault(cells[0], [])
+            current = out[cells[0]]
+        elif not set(line) <= set("|-"):
+            current.append(dict(zip(header, cells, strict=True)))
+    return out
+
+
 @pytest.mark.slow
 def test_perf_runs_and_accounting_adds_up(tiny_models, glue_dir, tmp_path, capsys, monkeypatch):
     (tmp_path / "methods").mkdir()  # a user's folder named like our package must not shadow it
     monkeypatch.chdir(tmp_path)
     out_file = tmp_path / "perf.md"
-    assert main(["perf", "--model", tiny_models["roberta"], "--task", "sst2", "--data-dir", str(glue_dir),
-                 "--steps", "2", "--repeats", "1", "--batch-size", "8", "--methods", "lora",
-                 "--out", str(out_file)]) == 0
+    # --random-init on a local model: its architecture with fresh weights, its own tokenizer
+    assert main(["perf", "--model", tiny_models["roberta"], "--random-init", "--task", "sst2", "--data-dir",
+                 str(glue_dir), "--steps", "2", "--repeats", "1", "--batch-size", "8", "--methods", "lora,bitfit",
+                 "--eval-samples", "5", "--out", str(out_file)]) == 0
     text = capsys.readouterr().out
     assert text.strip() == out_file.read_text().strip()
-    rows = {r.split("|")[1].strip(): [c.strip() for c in r.split("|")[2:-1]]
-            for r in text.splitlines() if r.startswith("| ") and not r.startswith("| variant")
-            and not r.startswith("| method")}
-    assert {"bench", "trainer_pad128", "trainer_dynamic", "full", "lora"} <= set(rows)
-    bench_epoch = float(rows["bench"][0])
-    assert bench_epoch > 0
+    t = tables(text)
+    variants = {r["variant"]: r for r in t["variant"]}
+    assert set(variants) == {"bench", "trainer_pad128", "trainer_dynamic"}
+    assert not any(k.startswith("dev ") for k in t["variant"][0])  # random init: no dev metric
+    assert "(random init)" in text and "Random init:" in text and "no dev metric is reported" in text
+    assert "Evaluation on 5 dev examples (the first, --eval-samples)" in text
+    bench_epoch = float(variants["bench"]["epoch s"])
     for ref in ("trainer_pad128", "trainer_dynamic"):  # speed-up = reference epoch time / bench epoch time
-        printed, recomputed = float(rows[ref][5].rstrip("x")), float(rows[ref][0]) / bench_epoch
-        assert printed == pytest.approx(recomputed, rel=0.1, abs=0.02)  # both from 2-decimal roundings
-    for name in ("full", "lora"):
-        shares = [float(c.rstrip("%")) for c in rows[name][2:7]]
+        printed = float(variants[ref]["bench speed-up per epoch"].rstrip("x"))
+        assert printed == pytest.approx(float(variants[ref]["epoch s"]) / bench_epoch, rel=0.1, abs=0.02)
+    methods = {r["method"]: r for r in t["method"] if "step ms" in r}
+    assert set(methods) == {"full", "lora", "bitfit"}
+    for row in methods.values():
+        shares = [float(row[k].rstrip("%")) for k in ("data", "forward", "backward", "optimizer", "eval")]
         assert 0 < sum(shares) <= 101  # data + forward + backward + optimizer + eval <= wall time
-    assert rows["full"][1] == "1.00" and rows["full"][7].endswith("(1.00x)") and rows["full"][8].endswith("(1.00x)")
+    full = methods["full"]
+    assert full["x full FT"] == "1.00" and full["peak memory MiB"].endswith("(1.00x)")
+    # Each method against its natural Trainer reference, the same trainable parameters on both sides
+    refs = [r for r in t["method"] if "reference" in r]
+    assert [(r["method"], r["reference"]) for r in refs] == [
+        ("full", "Trainer + bench's modules"), ("lora", "Trainer + peft get_peft_model"),
+        ("bitfit", "Trainer + requires_grad on biases")]
+    for r in refs:
+        ours, theirs = r["trainable bench / reference"].split(" / ")
+        assert ours == theirs and int(ours.replace(",", "")) > 0
+        speedup = float(r["reference epoch s"]) / float(r["bench epoch s"])
+        assert float(r["bench speed-up per epoch"].rstrip("x")) == pytest.approx(speedup, rel=0.1, abs=0.02)
+    targets = {r["target"]: r for r in t["target"]}
     for target in ("epoch speed-up vs run_glue padding to 128", "data + tracking share of wall time",
                    "cached tokenisation speed-up on a rerun", "`bench --help`",
                    "slowest frozen-backbone step / full FT step", "largest PEFT peak memory / full FT",
-                   "largest PEFT training memory (peak above the loaded model) / full FT"):
-        assert rows[target][2] in ("met", "MISSED")
+                   "largest PEFT training memory (peak above the loaded model) / full FT", "LoRA step / full FT step",
+                   "slowest method's epoch speed-up vs its Trainer reference",
+                   "lowest evaluation throughput / the Trainer's"):
+        assert targets[target]["status"] in ("met", "MISSED")
+    assert targets["largest PEFT peak memory / full FT"]["goal"] == "<= 0.5"  # paper-scale goal on random init
     assert re.search(r"Machine: .+; torch ", text) and "1 repetitions alternated; medians" in text
+
+
+def test_perf_bad_input_is_one_line(capsys):
+    for argv, bad in ((["--eval-samples", "0"], "--eval-samples 0"), (["--steps", "1"], "--steps 1")):
+        assert main(["perf", *argv]) == 2
+        err = capsys.readouterr().err.strip()
+        assert len(err.splitlines()) == 1 and bad in err

@@ -51,7 +51,7 @@ class Lora(Method):
         model = inject_adapter_in_model(config, model)
         for name, p in model.named_parameters():
             p.requires_grad_("lora_" in name)
-        from methods.lora_fused import fuse
+        from methods.lora.fused import fuse
 
-        fuse(model)  # the same arithmetic in one autograd node per module (methods/lora_fused.py)
+        fuse(model)  # the same arithmetic in one autograd node per module (methods/lora/fused.py)
         return model
