@@ -387,7 +387,7 @@ def side_measurements(cfg: RunConfig, task, bench_runs: list[dict], steps: int) 
     encode(task, ex, built.tokenizer, cfg.max_length)
     fresh = time.perf_counter() - t
     cached_encode(task, "train", ex, built.tokenizer, cfg.max_length, cfg.cache_dir)  # make sure it is stored
-    rerun_tokenizer = load_tokenizer(cfg.model, task)  # as in a new process: its fingerprint is part of the cost
+    rerun_tokenizer = load_tokenizer(cfg.model, task, cfg.init)  # as in a new process: its fingerprint is part of the cost
     t = time.perf_counter()
     cached_encode(task, "train", ex, rerun_tokenizer, cfg.max_length, cfg.cache_dir)
     cached = time.perf_counter() - t
