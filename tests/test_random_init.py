@@ -94,3 +94,38 @@ def test_random_init_run_reloads_exactly(tiny_archs, glue_dir, tmp_path, trackin
     result = evaluate_checkpoint(download_run_checkpoint(run.info.run_id, tracking_uri, tmp_path / "dl"),
                                  echo=lambda *a: None)
     assert result["metrics"]["dev"]["accuracy"] == run.data.metrics["best_dev_accuracy"]
+
+
+def test_perf_side_measurements_on_a_random_init(tiny_archs, glue_dir, tmp_path):
+    """The tokenisation-cache rerun loads the stand-in tokenizer too: nothing reaches for the hub."""
+    from benchmarks.perf import side_measurements
+
+    cfg = RunConfig(model="roberta-large", task="rte", init="random", data_dir=str(glue_dir),
+                    cache_dir=str(tmp_path / "cache"))
+    run = {"train_s": 1.0, "eval_s": 1.0, "timings": {"data": 0.01}}
+    extra = side_measurements(cfg, get_task("rte"), [run], steps=2)
+    assert extra["tok_cached"] > 0 and 0 < extra["data_share"] < 1
+
+
+@pytest.mark.parametrize("method,ref", [("lora", "peft"), ("bitfit", "masks"), ("ptuning", "peft-prefix"),
+                                        ("pasta", "ours")])
+def test_perf_references_train_what_bench_trains(tiny_archs, glue_dir, tmp_path, method, ref):
+    """Each Trainer reference of `bench perf` trains as many parameters as bench's method, and runs a step."""
+    from bench.batching import collate
+    from benchmarks.references import reference_model, references
+
+    assert ref in references(method) and references("diffprune") == ()  # its hooks: no Trainer equivalent
+    task = get_task("rte")
+    cfg = RunConfig(model="roberta-large", task="rte", init="random", method=method, data_dir=str(glue_dir),
+                    cache_dir=str(tmp_path / "cache"))
+    ours, theirs = build_model(cfg, task), reference_model(ref, cfg, task)
+
+    def trainable(model):
+        return sum(p.numel() for p in model.parameters() if p.requires_grad)
+
+    assert trainable(ours.model) == trainable(theirs.model) > 0
+    prep = prepare_data(cfg, task, theirs)
+    batch = collate(prep.train, list(range(4)), prep.pad_id)
+    if not theirs.method.batch_columns:
+        batch.pop("special_tokens_mask")
+    theirs.model(**batch).loss.backward()
