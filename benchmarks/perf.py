@@ -495,7 +495,8 @@ def methods_table(cfg: RunConfig, steps: int, methods: list[str], repeats: int,
     peak = max(peak, matmul_peak())  # before and after: the better of two moments on a shared machine
     rows = [[*cells, f"{flops / 1e9:.1f} ({100 * flops / peak:.0f}%)", own] for cells, flops, own in rows]
     return "\n".join([
-        f"### Methods on the same batches ({steps} steps, {repeats} repetitions alternated, the median kept; "
+        f"### Methods on the same batches ({steps} steps, {repeats} repetitions alternated, the run with the median "
+        "step kept (of two: the faster); "
         f"matmul peak measured here: {peak / 1e9:.0f} GFLOP/s)",
         "Step ms = steady step time (steps 2..N; the first carries one-time setup). Split = share of train + eval "
         "wall time. Peak memory = peak during "
@@ -535,14 +536,17 @@ def references_table(cfg: RunConfig, methods: list[str], store: Measurements,
         ours = store.all("bench", c)
         for ref in references(name):
             theirs = store.all(f"ref:{ref}", c)
-            b, t = median_run(ours), median_run(theirs)
-            be, te = (statistics.median(epoch_s(x, steps_per_epoch) for x in runs) for runs in (ours, theirs))
-            bev, tev = (statistics.median(x["eval_n"] / x["eval_s"] for x in runs) for runs in (ours, theirs))
+            def med(fn, runs):  # every column a median over the repetitions, as in the first table
+                return statistics.median(fn(x) for x in runs)
+
+            be, te = (med(lambda x: epoch_s(x, steps_per_epoch), runs) for runs in (ours, theirs))
+            bs, ts = (med(steady_step, runs) for runs in (ours, theirs))
+            bm, tm = (med(lambda x: x["mem"]["rise"], runs) for runs in (ours, theirs))
+            bev, tev = (med(lambda x: x["eval_n"] / x["eval_s"], runs) for runs in (ours, theirs))
             measured.append({"method": name, "reference": LABELS[ref], "speedup": te / be, "eval_ratio": bev / tev})
-            rows.append([name, LABELS[ref], f"{b['trainable']:,} / {t['trainable']:,}", f"{be:.4g}", f"{te:.4g}",
-                         f"{te / be:.2f}x", f"{1000 * steady_step(b):.0f} / {1000 * steady_step(t):.0f}",
-                         f"{b['mem']['rise'] / 2**20:.0f} / {t['mem']['rise'] / 2**20:.0f}",
-                         f"{bev:.1f} / {tev:.1f}"])
+            rows.append([name, LABELS[ref], f"{ours[0]['trainable']:,} / {theirs[0]['trainable']:,}", f"{be:.4g}",
+                         f"{te:.4g}", f"{te / be:.2f}x", f"{1000 * bs:.0f} / {1000 * ts:.0f}",
+                         f"{bm / 2**20:.0f} / {tm / 2**20:.0f}", f"{bev:.1f} / {tev:.1f}"])
     note = (f" No Trainer reference for {', '.join(none)}: its training needs hooks the Trainer lacks (an extra loss"
             " term, a step hook or its own parameter groups)." if none else "")
     return "\n".join([
