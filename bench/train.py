@@ -13,6 +13,7 @@ import torch
 from bench.batching import collate, length_grouped_batches, sorted_batches
 from bench.metrics import compute_metrics
 from bench.record import eval_metric
+from bench.signals import raise_if_terminated
 from bench.tasks import Task
 
 
@@ -198,6 +199,7 @@ def train(model, prep: Prepared, cfg, accelerator, stored_names: set[str], log: 
         batches = length_grouped_batches(lengths, cfg.batch_size, generator)
         t["data"] += time.perf_counter() - t0
         for indices in batches:
+            raise_if_terminated()
             t0 = time.perf_counter()
             # Each process takes every world-th example of the global batch: the mean of the processes'
             # gradients (DDP) is the global batch's, so the batch size and steps are those asked for. A last

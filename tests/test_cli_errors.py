@@ -106,6 +106,30 @@ def test_tracking_uri_resolution(tmp_path, monkeypatch):
     assert redact(resolve_uri(None)) == "postgresql://u:***@db/x"
 
 
+def test_a_dropped_sigterm_still_stops_training_at_the_next_step(tiny_models, glue_dir, tmp_path, monkeypatch):
+    """Python drops an exception raised inside a finalizer or weakref callback; the SIGTERM is remembered
+    and the training loop raises it before its next step."""
+    import bench.signals
+    from bench.config import RunConfig
+    from bench.runner import build_model, make_accelerator, prepare_data
+    from bench.tasks import get_task
+    from bench.train import train
+
+    monkeypatch.setattr(bench.signals, "_terminated", False)  # so that it is False again after the test
+    try:
+        bench.signals.sigterm_as_interrupt(15, None)
+    except KeyboardInterrupt:
+        pass  # what "Exception ignored in ..." does to it
+    task = get_task("rte")
+    cfg = RunConfig(model=tiny_models["bert"], task="rte", data_dir=str(glue_dir), max_steps=3,
+                    cache_dir=str(tmp_path / "cache"))
+    built = build_model(cfg, task)
+    prep = prepare_data(cfg, task, built)
+    with pytest.raises(KeyboardInterrupt, match="SIGTERM"):
+        train(built.model, prep, cfg.replace(lr=1e-3), make_accelerator("fp32")[0], built.stored_names,
+              lambda *a: None, progress=False)
+
+
 @pytest.mark.slow
 def test_sigterm_mid_run_ends_killed_not_running(tiny_models, glue_dir, tmp_path, tracking_uri):
     import signal
