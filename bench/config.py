@@ -77,7 +77,7 @@ FIELDS = {f.name: f for f in fields(RunConfig)}
 # config hash at that value, so existing runs are still found (and reused) by sweeps and grids.
 ADDED_FIELDS = {"init": "pretrained", "head": "family", "lr_schedule": "linear", "select_on": "dev", "holdout_fraction": 0.1}
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
-INITS = ("pretrained", "random")  # bench.models.INITS says what each means
+INITS = ("pretrained", "random")  # what each means: the comment at bench.models.ARCH_DIR
 LR_SCHEDULES = ("linear", "constant")
 SELECT_ON = ("dev", "holdout")
 

@@ -292,6 +292,18 @@ def epoch_s(run: dict, steps_per_epoch: int) -> float:
     return run["first_step_s"] + steady_step(run) * (steps_per_epoch - 1)
 
 
+def medians(runs: list[dict], batch_size: int, steps_per_epoch: int) -> dict:
+    """Each column of a variant a median over its repetitions."""
+    def med(fn):
+        return statistics.median(fn(x) for x in runs)
+
+    return {"first_step_s": med(lambda x: x["first_step_s"]), "metric": med(lambda x: x["metric"]),
+            "step_s": med(steady_step), "samples_s": med(lambda x: batch_size / steady_step(x)),
+            "eval_samples_s": med(lambda x: x["eval_n"] / x["eval_s"]),
+            "epoch_s": med(lambda x: epoch_s(x, steps_per_epoch)), "mem": med(lambda x: x["mem"]["peak"]),
+            "rise": med(lambda x: x["mem"]["rise"]), "mem_kind": runs[0]["mem"]["kind"]}
+
+
 def median_run(runs: list[dict]) -> dict:
     """The run with the median steady step: its columns stay consistent with each other."""
     return sorted(runs, key=steady_step)[(len(runs) - 1) // 2]
@@ -312,13 +324,7 @@ def compare(cfg: RunConfig, steps: int, repeats: int, methods: list[str], echo=p
         for name in KINDS:
             store.take(name, cfg, r, f"repetition {r + 1}/{repeats}: {name}")
     results = {name: store.all(name, cfg) for name in KINDS}
-    med = {name: {k: statistics.median(x[k] for x in runs) for k in ("first_step_s", "metric")}
-           | {"step_s": statistics.median(steady_step(x) for x in runs),
-              "samples_s": statistics.median(cfg.batch_size / steady_step(x) for x in runs),
-              "eval_samples_s": statistics.median(x["eval_n"] / x["eval_s"] for x in runs),
-              "epoch_s": statistics.median(epoch_s(x, steps_per_epoch) for x in runs),
-              "mem": statistics.median(x["mem"]["peak"] for x in runs), "mem_kind": runs[0]["mem"]["kind"]}
-           for name, runs in results.items()}
+    med = {name: medians(runs, cfg.batch_size, steps_per_epoch) for name, runs in results.items()}
     device = (torch.cuda.get_device_name(0) if torch.cuda.is_available() else
               f"{platform.processor() or platform.machine()}, {psutil.cpu_count()} cores, torch threads "
               f"{torch.get_num_threads()}")
@@ -536,17 +542,14 @@ def references_table(cfg: RunConfig, methods: list[str], store: Measurements,
         ours = store.all("bench", c)
         for ref in references(name):
             theirs = store.all(f"ref:{ref}", c)
-            def med(fn, runs):  # every column a median over the repetitions, as in the first table
-                return statistics.median(fn(x) for x in runs)
-
-            be, te = (med(lambda x: epoch_s(x, steps_per_epoch), runs) for runs in (ours, theirs))
-            bs, ts = (med(steady_step, runs) for runs in (ours, theirs))
-            bm, tm = (med(lambda x: x["mem"]["rise"], runs) for runs in (ours, theirs))
-            bev, tev = (med(lambda x: x["eval_n"] / x["eval_s"], runs) for runs in (ours, theirs))
-            measured.append({"method": name, "reference": LABELS[ref], "speedup": te / be, "eval_ratio": bev / tev})
-            rows.append([name, LABELS[ref], f"{ours[0]['trainable']:,} / {theirs[0]['trainable']:,}", f"{be:.4g}",
-                         f"{te:.4g}", f"{te / be:.2f}x", f"{1000 * bs:.0f} / {1000 * ts:.0f}",
-                         f"{bm / 2**20:.0f} / {tm / 2**20:.0f}", f"{bev:.1f} / {tev:.1f}"])
+            b, t = (medians(runs, cfg.batch_size, steps_per_epoch) for runs in (ours, theirs))
+            speedup, eval_ratio = t["epoch_s"] / b["epoch_s"], b["eval_samples_s"] / t["eval_samples_s"]
+            measured.append({"method": name, "reference": LABELS[ref], "speedup": speedup, "eval_ratio": eval_ratio})
+            rows.append([name, LABELS[ref], f"{ours[0]['trainable']:,} / {theirs[0]['trainable']:,}",
+                         f"{b['epoch_s']:.4g}", f"{t['epoch_s']:.4g}", f"{speedup:.2f}x",
+                         f"{1000 * b['step_s']:.0f} / {1000 * t['step_s']:.0f}",
+                         f"{b['rise'] / 2**20:.0f} / {t['rise'] / 2**20:.0f}",
+                         f"{b['eval_samples_s']:.1f} / {t['eval_samples_s']:.1f}"])
     note = (f" No Trainer reference for {', '.join(none)}: its training needs hooks the Trainer lacks (an extra loss"
             " term, a step hook or its own parameter groups)." if none else "")
     return "\n".join([

@@ -22,7 +22,7 @@ def bench_run(argv, tmp_path, nproc=None):
 
 
 @pytest.mark.slow
-def test_two_gloo_processes_match_one_process(tiny_models, glue_dir, tmp_path):
+def test_two_gloo_processes_match_one_process(tiny_models, glue_dir, tmp_path, monkeypatch):
     if shutil.which("torchrun", path=str(Path(sys.executable).parent)) is None:
         pytest.skip("torchrun not installed beside this Python")
     common = ["run", "--method", "lora", "--model", tiny_models["bert"], "--task", "sst2", "--data-dir",
@@ -30,7 +30,7 @@ def test_two_gloo_processes_match_one_process(tiny_models, glue_dir, tmp_path):
               "--no-progress", "--set", "eval_batch_size=4", "--set", "log_every=2"]
     from bench.cli import main
 
-    os.environ.pop("WORLD_SIZE", None)
+    monkeypatch.delenv("WORLD_SIZE", raising=False)
     assert main([*common, "--tracking-uri", f"sqlite:///{tmp_path / 'one.db'}", "--output-dir",
                  str(tmp_path / "one")]) == 0  # the one-process run, in this process
     two = bench_run([*common, "--tracking-uri", f"sqlite:///{tmp_path / 'two.db'}", "--output-dir", "two"], tmp_path,

@@ -63,9 +63,9 @@ SPACE = {"lr": {"type": "float", "low": 1e-4, "high": 1e-3, "log": True}, "epoch
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("backend", ["local"])  # PostgreSQL: tests/test_shared_tracking.py (with an MLflow server)
-def test_three_workers_share_one_study(tiny_models, glue_dir, tmp_path, backend):
-    storage = postgres_or_skip() if backend == "postgresql" else None
+def test_three_workers_share_one_study(tiny_models, glue_dir, tmp_path):
+    """Local SQLite storage; the same on PostgreSQL with an MLflow server: tests/test_shared_tracking.py."""
+    storage = None
     n = 6
     name = make_study(tiny_models, glue_dir, tmp_path, storage, n, SPACE, pruner="none")
     procs = [worker(name, storage, tmp_path) for _ in range(3)]
