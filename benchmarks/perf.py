@@ -320,6 +320,11 @@ def compare(cfg: RunConfig, steps: int, repeats: int, methods: list[str], echo=p
     del built  # measurements run in their own processes: this one need not hold a (BERT-large) model meanwhile
     steps_per_epoch = -(-n_train // cfg.batch_size)
     store = Measurements(steps, eval_samples, echo)
+    if methods:
+        from benchmarks.references import skipped
+
+        for line in skipped(method_names(methods), cfg):
+            echo(line)  # e.g. peft's prefix tuning on a transformers that renamed past_key_values
     for r in range(repeats):  # alternate, so drift in machine speed hits every variant alike
         for name in KINDS:
             store.take(name, cfg, r, f"repetition {r + 1}/{repeats}: {name}")
@@ -479,7 +484,7 @@ def methods_table(cfg: RunConfig, steps: int, methods: list[str], repeats: int,
     for rep in range(repeats):
         for name in names:
             c = method_config(cfg, name)
-            for kind in ("bench", *(f"ref:{r}" for r in references(name))):
+            for kind in ("bench", *(f"ref:{r}" for r in references(name, c))):
                 store.take(kind, c, rep, f"method {name}, {kind} ({rep + 1}/{repeats})")
     rows, measured, full = [], [], None
     for name in names:
@@ -532,7 +537,7 @@ def method_config(cfg: RunConfig, name: str) -> RunConfig:
 def references_table(cfg: RunConfig, methods: list[str], store: Measurements,
                      steps_per_epoch: int) -> tuple[str, list[dict]]:
     """Each method through bench against the same method through the Trainer as its users would attach it."""
-    from benchmarks.references import LABELS, references
+    from benchmarks.references import LABELS, references, skipped
 
     rows, measured, none = [], [], []
     for name in method_names(methods):
@@ -540,7 +545,7 @@ def references_table(cfg: RunConfig, methods: list[str], store: Measurements,
         if not references(name):
             none.append(name)
         ours = store.all("bench", c)
-        for ref in references(name):
+        for ref in references(name, c):
             theirs = store.all(f"ref:{ref}", c)
             b, t = (medians(runs, cfg.batch_size, steps_per_epoch) for runs in (ours, theirs))
             speedup, eval_ratio = t["epoch_s"] / b["epoch_s"], b["eval_samples_s"] / t["eval_samples_s"]
@@ -552,6 +557,7 @@ def references_table(cfg: RunConfig, methods: list[str], store: Measurements,
                          f"{b['eval_samples_s']:.1f} / {t['eval_samples_s']:.1f}"])
     note = (f" No Trainer reference for {', '.join(none)}: its training needs hooks the Trainer lacks (an extra loss"
             " term, a step hook or its own parameter groups)." if none else "")
+    note += "".join(f" {line}." for line in skipped(method_names(methods), cfg))
     return "\n".join([
         "### Each method against its Trainer reference",
         "The same method, model, hyperparameters, seed and batches (bench's length-grouped draw for the seed, "

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 
+from bench.compat import peft_prefix_tuning_problem
 from bench.tasks import TAGGING
 from methods import get_method
 from methods.base import Method
@@ -24,11 +25,34 @@ NATURAL = {"lora": ("peft",), "bitfit": ("masks",), "ptuning": ("ours", "peft-pr
 HOOKS = ("param_groups", "loss_term", "after_step", "eval_selectable")
 
 
-def references(method_name: str) -> tuple[str, ...]:
+def references(method_name: str, cfg=None) -> tuple[str, ...]:
+    """The method's natural references; given a run configuration, only those that can run on its model with
+    the installed libraries (`why_not`)."""
     method = type(get_method(method_name))
     if any(getattr(method, hook) is not getattr(Method, hook) for hook in HOOKS):
         return ()
-    return NATURAL.get(method_name, ("ours",))
+    natural = NATURAL.get(method_name, ("ours",))
+    return natural if cfg is None else tuple(r for r in natural if why_not(r, cfg) is None)
+
+
+def why_not(ref: str, cfg) -> str | None:
+    """Why reference `ref` cannot run on cfg's model with the installed libraries, or None."""
+    if ref != "peft-prefix":
+        return None
+    from transformers import AutoModel
+
+    from bench.models import model_class, model_config
+    from bench.tasks import get_task
+
+    config = model_config(cfg.model, cfg.init)
+    task_cls = model_class(get_task(cfg.task))._model_mapping[type(config)]
+    return peft_prefix_tuning_problem(task_cls, AutoModel._model_mapping[type(config)])
+
+
+def skipped(method_names: list[str], cfg) -> list[str]:
+    """One line per natural reference that cannot run here, saying why."""
+    return [f"{name}: {LABELS[ref]} skipped: {reason}" for name in method_names
+            for ref in references(name) if (reason := why_not(ref, cfg))]
 
 
 def reference_model(ref: str, cfg, task):
