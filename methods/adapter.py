@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from torch import nn
 
 from methods import register
-from methods.base import Method, encoder_layers
+from methods.base import Method
 
 
 class Bottleneck(nn.Module):
@@ -28,17 +28,23 @@ class Bottleneck(nn.Module):
         return x + self.up(self.act(self.down(x)))
 
 
-class AfterDropout(nn.Module):
-    """Stands in for a sub-layer's output dropout, so the adapter runs after projection + dropout
-    and before the residual add + LayerNorm (BertSelfOutput / BertOutput call self.dropout there)."""
+class Followed(nn.Module):
+    """Stands in for the module at an adapter site (the family's: BERT's sub-layer output dropout, ModernBERT's
+    output projection), so the adapter runs on a sub-layer's output after projection + dropout and before the
+    residual add."""
 
-    def __init__(self, dropout: nn.Module, adapter: Bottleneck):
+    def __init__(self, inner: nn.Module, adapter: Bottleneck):
         super().__init__()
-        self.dropout = dropout
+        self.inner = inner
         self.adapter = adapter
 
     def forward(self, x):
-        return self.adapter(self.dropout(x))
+        return self.adapter(self.inner(x))
+
+
+def is_norm(module: nn.Module) -> bool:
+    """LayerNorm-like by type, whatever a family names it (LayerNorm, attn_norm, final_norm, ...)."""
+    return isinstance(module, nn.LayerNorm) or type(module).__name__.endswith(("LayerNorm", "RMSNorm"))
 
 
 @dataclass(frozen=True)
@@ -67,17 +73,25 @@ class Adapter(Method):
 
     def expected_params(self, model_config, task, family, cfg, special_positions):
         L, H, m = model_config.num_hidden_layers, model_config.hidden_size, cfg.size
-        layernorms = (4 * L * H + 2 * H) if cfg.train_layernorm else 0  # 2 per layer + embeddings, gain and bias
-        return 2 * L * (2 * H * m + m + H) + layernorms
+        norms = family.norm_params(model_config) if cfg.train_layernorm else 0  # BERT: 2 per layer + embeddings
+        return len(family.adapter_sites) * L * (2 * H * m + m + H) + norms
+
+    def unsupported(self, ctx, cfg):
+        if not ctx.family.adapter_sites:
+            return f"{ctx.family.name} names no adapter sites (bench/families/)"
+        return None
 
     def attach(self, model, cfg: AdapterConfig, ctx):
         hidden = model.config.hidden_size
-        for layer in encoder_layers(model):
-            for sub in (layer.attention.output, layer.output):
-                sub.dropout = AfterDropout(sub.dropout, Bottleneck(hidden, cfg.size, cfg.init_std))
-                sub.dropout.adapter.requires_grad_(True)
+        for layer in ctx.family.layers(model):
+            for site in ctx.family.adapter_sites:
+                parent_path, _, attr = site.rpartition(".")
+                parent = layer.get_submodule(parent_path)
+                wrapped = Followed(getattr(parent, attr), Bottleneck(hidden, cfg.size, cfg.init_std))
+                wrapped.adapter.requires_grad_(True)
+                setattr(parent, attr, wrapped)
         if cfg.train_layernorm:
-            for name, p in model.base_model.named_parameters():
-                if "LayerNorm" in name:
-                    p.requires_grad_(True)
+            for module in model.base_model.modules():
+                if is_norm(module):
+                    module.requires_grad_(True)
         return model

@@ -13,23 +13,26 @@ from dataclasses import dataclass
 from typing import Any, ClassVar
 
 from bench.errors import BenchError, choices_error
+from bench.families import Family
 from bench.tasks import KINDS, Task
 
 
 @dataclass(frozen=True)
 class AttachContext:
-    """What a method may need to know beyond the model: the task and the tokenizer."""
+    """What a method may need to know beyond the model: the task, the tokenizer, the model's family and
+    config."""
 
     task: Task
     tokenizer: Any  # None when counting on the meta device without the model's files
-    family: str  # bert | roberta
+    family: Family | None  # None: an architecture bench has no family module for (generic methods still run)
+    config: Any = None  # the model's transformers config
 
     def special_positions(self) -> int:
         """M: special-token positions in one input of this task's layout, from the tokenizer's own
         template (BERT 2 single / 3 pair, RoBERTa 2 / 4); never from hard-coded ids."""
         pair = self.task.is_pair
-        if self.tokenizer is None:  # architecture-only counting (`bench params`): the families' templates
-            return {"bert": (2, 3), "roberta": (2, 4)}[self.family][pair]
+        if self.tokenizer is None:  # architecture-only counting (`bench params`): the family's template
+            return self.family.special_positions[pair]
         enc = self.tokenizer("a", "b" if pair else None, return_special_tokens_mask=True)
         return int(sum(enc["special_tokens_mask"]))
 
@@ -39,7 +42,9 @@ class Method:
     display_name: ClassVar[str] = ""  # in tables and figures (e.g. "P-tuning v2"); default: the name
     summary: ClassVar[str] = ""
     config_cls: ClassVar[type]  # a dataclass; its defaults are the paper's
-    families: ClassVar[tuple[str, ...]] = ("bert", "roberta")  # () = any
+    # False: the method works on any architecture transformers loads (full FT, head, SAID/DID, Diff pruning);
+    # True: it asks the model's family (bench/families) where things are, and refuses a model without one.
+    needs_family: ClassVar[bool] = True
     task_kinds: ClassVar[tuple[str, ...]] = KINDS
     default_lr: ClassVar[float] = 1e-3
     trains_head: ClassVar[bool] = True
@@ -80,11 +85,23 @@ class Method:
     def defaults(self) -> dict:
         return dataclasses.asdict(self.config_cls())
 
-    def check_supported(self, ctx: AttachContext) -> None:
-        if self.families and ctx.family not in self.families:
-            raise choices_error(f"model family for method {self.name}:", ctx.family, self.families)
+    def check_supported(self, ctx: AttachContext, cfg=None) -> None:
+        """Refuse, in one line and before anything is built or created, a model, task or option set the
+        method cannot train as it claims (rather than train nothing, or the wrong parameters)."""
         if ctx.task.kind not in self.task_kinds:
             raise choices_error(f"task kind for method {self.name}:", ctx.task.kind, self.task_kinds)
+        if self.needs_family and ctx.family is None:
+            from bench.families import families
+
+            raise BenchError(f"{self.name}: model type {getattr(ctx.config, 'model_type', '?')!r} has no family "
+                             f"module in bench/families (choices: {', '.join(families())})")
+        reason = self.unsupported(ctx, cfg if cfg is not None else self.config_cls())
+        if reason:
+            raise BenchError(f"{self.name}: {reason}")
+
+    def unsupported(self, ctx: AttachContext, cfg) -> str | None:
+        """Why this method cannot apply to ctx's model family and task with these options, or None."""
+        return None
 
     # --- attaching ---
     def attach(self, model, cfg, ctx: AttachContext):
@@ -96,7 +113,7 @@ class Method:
         """Numbers beside the parameter counts that explain them (PASTA: M special positions)."""
         return {}
 
-    def expected_params(self, model_config, task: Task, family: str, cfg, special_positions: int) -> int | None:
+    def expected_params(self, model_config, task: Task, family: Family, cfg, special_positions: int) -> int | None:
         """The method's own parameter count in closed form (docs/methods.md), head excluded; None when the
         method has no formula (full FT: the whole backbone). Tests check it against the attached model."""
         return None
@@ -218,23 +235,19 @@ def has_role(name: str, role: str) -> bool:
     return name in REGISTRY and bool(getattr(REGISTRY[name], role))
 
 
-def encoder_layers(model):
-    """The list of transformer blocks of a BERT/RoBERTa encoder."""
-    return model.base_model.encoder.layer
-
-
 def apply_method(model, method: Method, cfg, ctx: AttachContext):
     """Freeze the backbone, attach the method, unfreeze the task head if the method trains it: the one
     place a model becomes a method's model (runs, evaluation and parameter tables alike).
     Returns (model, parameters of the pretrained encoder before attaching)."""
     from bench.models import backbone, head_prefixes
 
-    method.check_supported(ctx)
+    method.check_supported(ctx, cfg)
     backbone_numel = sum(p.numel() for p in backbone(model).parameters())
+    model.bench_head_prefixes = head_prefixes(model)  # before the method hangs its own modules on the model
     model.requires_grad_(False)
     model = method.attach(model, cfg, ctx)
     if method.trains_head:
         for name, p in model.named_parameters():
-            if name.startswith(head_prefixes(model)):
+            if name.startswith(model.bench_head_prefixes):
                 p.requires_grad_(True)
     return model, backbone_numel

@@ -90,6 +90,7 @@ class DiffPrune(Method):
     name = "diffprune"
     display_name = "Diff pruning"
     frozen_backbone = False
+    needs_family = False  # a diff on every pretrained tensor, whatever the architecture
     summary = "Diff pruning: a sparse diff on every pretrained tensor (L0 gates, projected to 0.5%)"
     config_cls = DiffPruneConfig
     knob = "sparsity"

@@ -17,7 +17,7 @@ class Full(Method):
     display_name = "Full FT"
     summary = "full fine-tuning: all parameters"
     config_cls = FullConfig
-    families = ()  # any encoder transformers can load
+    needs_family = False  # any encoder transformers can load
     default_lr = 2e-5
     frozen_backbone = False
     reference = True

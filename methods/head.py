@@ -19,6 +19,7 @@ class Head(Method):
     summary = "task head only (linear probe): the encoder stays frozen"
     config_cls = HeadConfig
     default_lr = 1e-3
+    needs_family = False
     anchor = True
     in_default_lists = False
 

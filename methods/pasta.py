@@ -13,7 +13,7 @@ from torch import nn
 
 from bench.errors import BenchError
 from methods import register
-from methods.base import Method, check_range, encoder_layers
+from methods.base import Method, check_range
 
 
 @dataclass(frozen=True)
@@ -83,12 +83,15 @@ class PastaVectors(nn.Module):
         def add_vectors(module, args, kwargs):
             # Touch only the special positions: gathering a (B, T, H) tensor of mostly zeros and
             # scattering its gradient back into M rows made PASTA's step slower than full FT on CoNLL.
-            hidden, *rest = args
             # One dropout mask per example and position, as the reference's dropout on the (B, T, H) sum of
             # vectors (zero elsewhere) draws; a shared (M, H) mask would tie every example of the batch.
             delta = self.dropout(self.vectors[j][self._which])  # (special positions in the batch, H)
-            hidden = hidden.index_put(self._where, delta.to(hidden.dtype), accumulate=True)
-            return (hidden, *rest), kwargs
+            if args:  # every family's encoder passes the block's input first, positionally
+                hidden = args[0].index_put(self._where, delta.to(args[0].dtype), accumulate=True)
+                return (hidden, *args[1:]), kwargs
+            hidden = kwargs["hidden_states"]
+            return args, {**kwargs, "hidden_states": hidden.index_put(self._where, delta.to(hidden.dtype),
+                                                                      accumulate=True)}
 
         return add_vectors
 
@@ -129,7 +132,7 @@ class Pasta(Method):
         return [{"last_k": 1, "tokens": "cls"}] + [{"last_k": k} for k in ks]
 
     def attach(self, model, cfg: PastaConfig, ctx):
-        layers = encoder_layers(model)
+        layers = ctx.family.layers(model)
         conf = model.config
         try:
             ids = parse_layers(cfg.layers if cfg.last_k is None else f"last:{cfg.last_k}", len(layers))

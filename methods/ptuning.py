@@ -14,7 +14,8 @@ import torch
 from torch import nn
 
 from methods import register
-from methods.base import Method, check_range, encoder_layers
+from bench.families.base import eager_attention
+from methods.base import Method, check_range
 
 ATTN_NAME = "bench_prefix_sdpa"
 
@@ -49,10 +50,8 @@ def _prefix_sdpa(module, query, key, value, attention_mask, **kwargs):
 
 def _prefix_eager(module, query, key, value, attention_mask, **kwargs):
     """Eager attention with the prefix; the weights returned cover the input tokens only."""
-    from transformers.models.bert.modeling_bert import eager_attention_forward
-
     key, value, attention_mask, p = with_prefix(module, query, key, value, attention_mask)
-    out, weights = eager_attention_forward(module, query, key, value, attention_mask, **kwargs)
+    out, weights = eager_attention(module, query, key, value, attention_mask, **kwargs)
     return out, None if weights is None else weights[..., p:]
 
 
@@ -164,11 +163,19 @@ class Ptuning(Method):
             return p * L * 2 * H
         return p * H + H * m + m + m * L * 2 * H + L * 2 * H  # one embedding and one MLP for all layers
 
+    def unsupported(self, ctx, cfg):
+        fam = ctx.family
+        if fam.attention_path is None:
+            return f"{fam.name}: {fam.attention_note}"
+        if cfg.position_shift and not fam.absolute_positions:
+            return f"position_shift=true: {fam.name} has no absolute position embeddings to shift"
+        return None
+
     def attach(self, model, cfg: PtuningConfig, ctx):
         _register_attention()
         conf = model.config
         heads = conf.num_attention_heads
-        layers = encoder_layers(model)
+        layers = ctx.family.layers(model)
         std = conf.initializer_range if cfg.init_std is None else cfg.init_std
         encoder = PrefixEncoder(cfg.prefix_length, len(layers), heads, conf.hidden_size // heads, cfg.dropout, std,
                                 cfg.reparameterize)
@@ -178,6 +185,6 @@ class Ptuning(Method):
         if cfg.position_shift:
             model.register_forward_pre_hook(shift_positions(cfg.prefix_length), with_kwargs=True)
         for i, layer in enumerate(layers):
-            layer.attention.self.bench_prefix = LayerSlot(encoder, i)
+            ctx.family.attention_module(layer).bench_prefix = LayerSlot(encoder, i)
         model.config._attn_implementation = ATTN_NAME
         return model

@@ -136,6 +136,7 @@ class SubspaceConfig:
 
 
 class _Random(Method):
+    needs_family = False  # spans every parameter, whatever the architecture
     def knob_points(self, model_config, n: int) -> list[dict]:
         """d log-spaced from the method's smallest d to top_d()."""
         import numpy as np

@@ -154,12 +154,11 @@ def write_outputs(scores: HeadScores, out_dir: Path, name: str, title: str, extr
 # --- ablation: mask heads, re-evaluate ---
 
 def _masked_attention(module, query, key, value, attention_mask, **kwargs):
-    from transformers.models.bert.modeling_bert import eager_attention_forward
-
+    from bench.families.base import eager_attention
     from methods.ptuning import with_prefix
 
     key, value, attention_mask, _ = with_prefix(module, query, key, value, attention_mask)  # P-tuning v2 keeps its prefix
-    out, weights = eager_attention_forward(module, query, key, value, attention_mask, **kwargs)
+    out, weights = eager_attention(module, query, key, value, attention_mask, **kwargs)
     mask = getattr(module, "bench_head_mask", None)
     if mask is not None:  # out: (batch, tokens, heads, head_dim)
         out = out * mask.to(out.dtype)[None, None, :, None]
@@ -171,13 +170,17 @@ def set_head_mask(model, masked: set[tuple[int, int]]) -> None:
     from transformers import AttentionInterface
     from transformers.masking_utils import ALL_MASK_ATTENTION_FUNCTIONS, eager_mask
 
-    from methods.base import encoder_layers
+    from bench.families import of
 
+    fam = of(model)
+    if fam.attention_path is None:
+        raise BenchError(f"--ablate: heads of {fam.name} cannot be masked: {fam.attention_note}")
     AttentionInterface.register(MASKED_ATTN, _masked_attention)
     ALL_MASK_ATTENTION_FUNCTIONS.register(MASKED_ATTN, eager_mask)  # padding masked as for eager attention
     heads = model.config.num_attention_heads
-    for i, layer in enumerate(encoder_layers(model)):
-        layer.attention.self.bench_head_mask = torch.tensor([0.0 if (i, h) in masked else 1.0 for h in range(heads)])
+    for i, layer in enumerate(fam.layers(model)):
+        fam.attention_module(layer).bench_head_mask = torch.tensor(
+            [0.0 if (i, h) in masked else 1.0 for h in range(heads)])
     model.config._attn_implementation = MASKED_ATTN
 
 

@@ -1,4 +1,4 @@
-"""Shared fixtures: tiny BERT and RoBERTa models and tokenizers built locally (no hub), small GLUE and
+"""Shared fixtures: a tiny model and tokenizer of every encoder family built locally (no hub), small GLUE and
 CoNLL files with the quirks of the real ones, and an isolated MLflow store per test."""
 
 import os
@@ -15,47 +15,68 @@ WORDS = ("the a an cat dog bird sat ran flew on in under mat log tree is was not
          "john paris london acme corp said that it this and or but new york times").split()
 
 
-def build_tiny_model(directory: Path, family: str) -> Path:
-    """A 2-layer, hidden-32 encoder with a real tokenizer of the family's kind, saved like a hub model."""
-    import torch
+def _tokenizer(kind: str, directory: Path):
+    """A real tokenizer of the family's kind, trained on WORDS: WordPiece with [CLS]/[SEP] (BERT, ELECTRA,
+    DeBERTa's template), byte-level BPE with <s> a </s></s> b </s> (RoBERTa, XLM-R's template), or byte-level
+    BPE with [CLS]/[SEP] and no token types (ModernBERT)."""
     from tokenizers import ByteLevelBPETokenizer
-    from transformers import (
-        BertConfig,
-        BertModel,
-        BertTokenizer,
-        RobertaConfig,
-        RobertaModel,
-        RobertaTokenizer,
-    )
+    from tokenizers.processors import TemplateProcessing
+    from transformers import BertTokenizer, PreTrainedTokenizerFast, RobertaTokenizer
 
-    torch.manual_seed(0)
-    directory.mkdir(parents=True, exist_ok=True)
-    common = dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64,
-                  hidden_dropout_prob=0.1, attention_probs_dropout_prob=0.1)
-    if family == "bert":
+    if kind == "wordpiece":
         vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *WORDS, *"abcdefghijklmnopqrstuvwxyz",
                  *(f"##{c}" for c in "abcdefghijklmnopqrstuvwxyz"), ".", ",", "'", '"', "-"]
-        tok = BertTokenizer(vocab={w: i for i, w in enumerate(vocab)}, do_lower_case=True)
-        model = BertModel(BertConfig(vocab_size=len(vocab), max_position_embeddings=160, **common))
-    else:
-        bpe = ByteLevelBPETokenizer()
+        return BertTokenizer(vocab={w: i for i, w in enumerate(vocab)}, do_lower_case=True)
+    bpe = ByteLevelBPETokenizer()
+    if kind == "bpe-pair-sep":
         bpe.train_from_iterator([" ".join(WORDS)] * 20, vocab_size=400, min_frequency=1,
                                 special_tokens=["<s>", "<pad>", "</s>", "<unk>", "<mask>"])
         vocab_file, merges_file = bpe.save_model(str(directory))
-        tok = RobertaTokenizer(vocab=vocab_file, merges=merges_file)
-        model = RobertaModel(RobertaConfig(vocab_size=bpe.get_vocab_size(), max_position_embeddings=162,
-                                           pad_token_id=1, bos_token_id=0, eos_token_id=2, type_vocab_size=1,
-                                           **common))
+        return RobertaTokenizer(vocab=vocab_file, merges=merges_file)
+    assert kind == "bpe-cls", kind
+    bpe.train_from_iterator([" ".join(WORDS)] * 20, vocab_size=400, min_frequency=1,
+                            special_tokens=["[CLS]", "[SEP]", "[PAD]", "[UNK]", "[MASK]"])
+    cls, sep = bpe.token_to_id("[CLS]"), bpe.token_to_id("[SEP]")
+    bpe.post_processor = TemplateProcessing(single="[CLS] $A [SEP]", pair="[CLS] $A [SEP] $B:1 [SEP]:1",
+                                            special_tokens=[("[CLS]", cls), ("[SEP]", sep)])
+    return PreTrainedTokenizerFast(tokenizer_object=bpe._tokenizer, cls_token="[CLS]", sep_token="[SEP]",
+                                   pad_token="[PAD]", unk_token="[UNK]", mask_token="[MASK]",
+                                   model_input_names=["input_ids", "attention_mask"])
+
+
+def build_tiny_model(directory: Path, family) -> Path:
+    """A 2-layer, hidden-32 encoder of the family (a bench.families.Family, or its name) with a real tokenizer
+    of the family's kind, saved like a hub model."""
+    import torch
+    from transformers import AutoConfig, AutoModel
+
+    from bench.families import families
+
+    fam = families()[family] if isinstance(family, str) else family
+    torch.manual_seed(0)
+    directory.mkdir(parents=True, exist_ok=True)
+    tok = _tokenizer(fam.tiny_tokenizer, directory)
+    ids = {f"{name}_token_id": tok.convert_tokens_to_ids(getattr(tok, f"{name}_token"))
+           for name in ("pad", "bos", "eos", "cls", "sep") if getattr(tok, f"{name}_token", None)}
+    config = AutoConfig.for_model(
+        fam.model_types[0], vocab_size=len(tok), hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+        intermediate_size=64, hidden_dropout_prob=0.1, attention_probs_dropout_prob=0.1,
+        **(ids | fam.tiny_config))
+    model = AutoModel.from_config(config)
     tok.model_max_length = 128
     tok.save_pretrained(directory)
     model.save_pretrained(directory)
     return directory
 
 
+
 @pytest.fixture(scope="session")
 def tiny_models(tmp_path_factory):
+    """A tiny model of every registered family, by family name."""
+    from bench.families import families
+
     root = tmp_path_factory.mktemp("models")
-    return {fam: str(build_tiny_model(root / f"tiny-{fam}", fam)) for fam in ("bert", "roberta")}
+    return {name: str(build_tiny_model(root / f"tiny-{name}", fam)) for name, fam in families().items()}
 
 
 def _tsv(path: Path, rows, bom=False):

@@ -1,18 +1,81 @@
-"""The method matrix: every method x {tiny BERT, tiny RoBERTa} x {pair, single, regression, tagging}."""
+"""The method matrix: every method x every encoder family (a tiny model of each) x {pair, single, regression,
+tagging}. Counts are checked against closed forms written here from each method's and family's definition,
+and the trainable set against names derived here, never against what the code says of itself."""
 
 import pytest
 import torch
 
 from bench import checkpoint
 from bench.config import build_config
+from bench.errors import BenchError
+from bench.families import families
 from bench.params import count_parameters
 from bench.runner import build_model, prepare_data
 from bench.tasks import get_task
 from bench.train import batch_for
-from methods import REGISTRY, AttachContext
+from methods import REGISTRY
 
 SHAPES = ["rte", "sst2", "stsb", "conll2003"]  # pair, single, regression, token tagging
+FIRST = ("bert", "roberta")  # every shape; the other families on pair + tagging in the fast subset, all when slow
 OPTIONS = {"lora": {"r": 2}, "adapter": {"size": 4}, "ptuning": {"prefix_length": 3}}
+# (method, family) pairs that must be refused before anything is built, with the reason's words.
+REFUSED = {("bitfit", "modernbert"): "bitfit: modernbert has no bias terms in its encoder",
+           ("ptuning", "deberta-v2"): "ptuning: deberta-v2: its disentangled attention"}
+
+
+def cells():
+    for method in REGISTRY:
+        for family in families():
+            for task in SHAPES:
+                slow = family not in FIRST and task in ("sst2", "stsb")
+                yield pytest.param(method, family, task, marks=[pytest.mark.slow] if slow else [],
+                                   id=f"{method}-{family}-{task}")
+
+
+def closed_form(method, family, task, conf, m_special):
+    """The method's own parameters (head excluded), from the papers' formulas and each family's layout."""
+    L, H, I = conf.num_hidden_layers, conf.hidden_size, conf.intermediate_size  # noqa: E741
+    seq = task.kind != "tagging"
+    if method == "pasta":
+        return L * m_special * H
+    if method == "adapter":  # 2 adapters a layer + every LayerNorm (gain and bias; ModernBERT: gains only,
+        m = 4                # no norm before layer 0's attention, one after the last layer)
+        norms = {"modernbert": (2 * L - 1 + 2) * H, "deberta-v2": (2 * L + 2) * 2 * H}.get(family, (2 * L + 1) * 2 * H)
+        return 2 * L * (2 * H * m + m + H) + norms
+    if method == "bitfit":  # every bias: q, k, v, attention out, 2 LN betas, FFN in and out; embedding LN;
+        extra = {"deberta-v2": H, "bert": H if seq else 0}.get(family, 0)  # + rel-pos LN / the pretrained pooler
+        return L * (7 * H + I) + H + extra
+    if method == "lora":  # r=2 on W_q and W_v; ModernBERT: on its fused Wqkv (H -> 3H)
+        return L * 2 * (4 * H) if family == "modernbert" else L * 2 * 2 * (2 * H)
+    if method == "ptuning":
+        return L * 2 * H * 3
+    if method == "head":
+        return 0
+    if method in ("said", "did"):
+        return REGISTRY[method].make_config({}).d
+    return None  # full FT: the whole backbone; Diff pruning: its diff and gates
+
+
+def special_positions(family, task):
+    if task.layout == "words" or not task.is_pair:
+        return 2
+    return 4 if family in ("roberta", "xlm-roberta") else 3  # <s> a </s></s> b </s> vs [CLS] a [SEP] b [SEP]
+
+
+def head_names(family, task):
+    """Top-level modules of the task head (BERT's pooler is pretrained, inside the encoder, and stays frozen)."""
+    seq = task.kind != "tagging"
+    return {"deberta-v2": ("pooler.", "classifier.") if seq else ("classifier.",),
+            "modernbert": ("head.", "classifier.")}.get(family, ("classifier.",))
+
+
+def is_trained(method, family, task, name):
+    """Whether the method's definition trains parameter `name` (the head apart)."""
+    base = not name.startswith(head_names(family, task))
+    norm = ("norm" in name.lower()) and base
+    return {"full": base, "head": False, "pasta": name.endswith("pasta.vectors"),
+            "adapter": ".adapter." in name or norm, "bitfit": base and name.endswith(".bias"),
+            "lora": "lora_" in name, "ptuning": "prefix_encoder." in name}.get(method)
 
 
 def setup(tiny_models, glue_dir, method, family, task_name, seed=0):
@@ -25,30 +88,42 @@ def setup(tiny_models, glue_dir, method, family, task_name, seed=0):
 
 def expected_head(model, task, family):
     H, C = model.config.hidden_size, task.num_labels
-    if family == "roberta" and task.kind != "tagging":
-        return H * H + H + H * C + C  # RobertaClassificationHead: dense + out_proj
-    return H * C + C
+    if task.kind == "tagging":
+        return H * H + H + H * C + C if family == "modernbert" else H * C + C
+    return {"bert": H * C + C,  # the pretrained pooler is the encoder's
+            "modernbert": H * H + H + H * C + C,  # head.dense (no bias) + head.norm (gain only) + classifier
+            }.get(family, H * H + H + H * C + C)  # a new dense (+ bias) + the output layer
 
 
-@pytest.mark.parametrize("task_name", SHAPES)
-@pytest.mark.parametrize("family", ["bert", "roberta"])
-@pytest.mark.parametrize("method", list(REGISTRY))
+def test_the_matrix_covers_every_registered_family():
+    assert set(families()) >= {"bert", "roberta", "deberta-v2", "electra", "xlm-roberta", "modernbert"}
+
+
+@pytest.mark.parametrize("method, family, task_name", list(cells()))
 def test_method_matrix(tiny_models, glue_dir, tmp_path, method, family, task_name):
+    if (method, family) in REFUSED:
+        with pytest.raises(BenchError, match=REFUSED[method, family]):
+            setup(tiny_models, glue_dir, method, family, task_name)
+        return
     cfg, task, built, prep = setup(tiny_models, glue_dir, method, family, task_name)
     model = built.model
     trainable = {n for n, p in model.named_parameters() if p.requires_grad}
 
-    # Counts equal the formulas, and the head is counted apart from the method.
+    # Counts equal the closed forms, and the head is counted apart from the method; full FT is 100%.
     counts = count_parameters(model, built.backbone_numel, built.stored_names)
     assert counts["head"] == expected_head(model, task, family)
-    # The method's closed-form count (None: the whole backbone, full FT) against the attached model.
     m = built.method
-    ctx = AttachContext(task=task, tokenizer=built.tokenizer, family=family)
-    expected = m.expected_params(model.config, task, family, built.method_config, ctx.special_positions())
+    expected = closed_form(method, family, task, model.config, special_positions(family, task))
     if expected is not None:
         assert counts["method"] == expected
     elif m.reference:
         assert counts["method"] == built.backbone_numel
+    rule = is_trained(method, family, task, "")
+    if rule is not None:  # the trainable set from the method's definition (+ the head where the method trains it)
+        head = head_names(family, task)
+        defined = {n for n, _ in model.named_parameters()
+                   if is_trained(method, family, task, n) or (m.trains_head and n.startswith(head))}
+        assert trainable == defined, (sorted(trainable - defined)[:3], sorted(defined - trainable)[:3])
     assert counts["trainable"] == counts["method"] + (counts["head"] if m.trains_head else 0)
     # Stored: what trains, plus the newly initialised head when the method does not train it (SAID/DID).
     assert counts["stored"] == counts["trainable"] + (0 if m.trains_head else counts["head"])
@@ -98,14 +173,43 @@ def test_added_vectors_are_not_decayed(tiny_models, glue_dir, method, added):
 
 
 @pytest.mark.parametrize("subset", ["query_last", "query", "query_intermediate", "attention", "all"])
-@pytest.mark.parametrize("family", ["bert", "roberta"])
+@pytest.mark.parametrize("family", ["bert", "roberta", "deberta-v2", "electra"])
 def test_bitfit_subsets_count_and_train_the_pooler_bias(tiny_models, glue_dir, subset, family):
-    """Every subset trains the pooler bias where there is a pooler (the reference adds it to any subset)."""
+    """Every subset trains the pooler bias where there is a pooler (the reference adds it to any subset); the
+    subsets follow each family's own projection names (DeBERTa: query_proj ...)."""
     cfg = build_config({"method": "bitfit", "model": tiny_models[family], "task": "rte", "data_dir": str(glue_dir),
                         "method_options": {"subset": subset}})
     task = get_task("rte")
     b = build_model(cfg, task)
-    trainable = {n for n, p in b.model.named_parameters() if p.requires_grad}
+    trainable = {n for n, p in b.model.named_parameters() if p.requires_grad and not n.startswith("classifier.")
+                 and not n.startswith("pooler.")}
     assert any(n.endswith("pooler.dense.bias") for n in trainable) == (family == "bert")
-    counts = count_parameters(b.model, b.backbone_numel, b.stored_names)
-    assert counts["method"] == b.method.expected_params(b.model.config, task, family, b.method_config, 0)
+    L, H, I = 2, 32, 64  # noqa: E741 - the tiny models
+    pooler = H if family == "bert" else 0
+    per_layer = {"query": H, "query_intermediate": H + I, "attention": 5 * H + I}
+    expected = (H if subset == "query_last" else L * per_layer[subset] if subset != "all"
+                else L * (7 * H + I) + H + (H if family == "deberta-v2" else 0)) + pooler
+    assert sum(p.numel() for n, p in b.model.named_parameters() if n in trainable) == expected
+    assert all(n.endswith(".bias") for n in trainable)
+
+
+@pytest.mark.parametrize("subset", ["query", "attention"])
+def test_bitfit_subsets_refused_where_projections_are_fused(tiny_models, glue_dir, subset, tmp_path):
+    """ModernBERT's biases, when a config has them, sit in a fused Wqkv: a query-only subset cannot exist."""
+    import json
+
+    from conftest import build_tiny_model
+    from bench.families import families
+
+    fam = families()["modernbert"]
+    biased = type("Biased", (type(fam),), {"tiny_config": {**fam.tiny_config, "attention_bias": True}})()
+    directory = build_tiny_model(tmp_path / "biased", biased)
+    assert json.loads((directory / "config.json").read_text())["attention_bias"] is True
+    cfg = build_config({"method": "bitfit", "model": str(directory), "task": "rte", "data_dir": str(glue_dir),
+                        "method_options": {"subset": subset}})
+    with pytest.raises(BenchError, match="fused projection"):
+        build_model(cfg, get_task("rte"))
+    b = build_model(cfg.replace(method_options={"subset": "all"}), get_task("rte"))
+    H = 32
+    assert sum(p.numel() for n, p in b.model.named_parameters()
+               if p.requires_grad and not n.startswith(("head.", "classifier."))) == 2 * 4 * H  # Wqkv 3H + Wo H

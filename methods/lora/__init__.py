@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
+from bench.errors import BenchError, first_line
 from methods import register
 from methods.base import Method, check_range
 
@@ -13,7 +15,9 @@ class LoraOptions:
     r: int = 8
     alpha: int = 16
     dropout: float = 0.0  # the LoRA paper's GLUE scripts (microsoft/LoRA examples/NLU) use no LoRA dropout
-    target_modules: str = "query,value"  # comma-separated module names
+    # Comma-separated projection roles (query, key, value, attention_output, intermediate, output: each family
+    # maps them to its modules; ModernBERT's fused Wqkv serves query, key and value alike) or module names.
+    target_modules: str = "query,value"
 
     def __post_init__(self):
         if self.r < 1:
@@ -23,6 +27,19 @@ class LoraOptions:
             raise ValueError(f"alpha {self.alpha} must be positive")
         if not [t for t in self.target_modules.split(",") if t.strip()]:
             raise ValueError(f"target_modules {self.target_modules!r} names no module")
+
+
+def names(cfg: LoraOptions) -> list[str]:
+    return [t.strip() for t in cfg.target_modules.split(",") if t.strip()]
+
+
+def target_pattern(cfg: LoraOptions, family) -> str:
+    """One regex over module names (peft full-matches a string target): the family's module for each role,
+    inside the encoder's blocks only (so "output" never also hits the attention's output.dense), and any
+    other name as a module-name suffix."""
+    paths = sorted({re.escape(family.projection(t)) if family.projection(t) else rf"(?:.*\.)?{re.escape(t)}"
+                    for t in names(cfg)})
+    return rf".*\.{re.escape(family.layers_path)}\.\d+\.(?:{'|'.join(paths)})"
 
 
 @register
@@ -37,18 +54,27 @@ class Lora(Method):
     default_lr = 5e-4
 
     def expected_params(self, model_config, task, family, cfg, special_positions):
-        targets = [t for t in cfg.target_modules.split(",") if t.strip()]
-        return model_config.num_hidden_layers * len(targets) * 2 * model_config.hidden_size * cfg.r
+        modules = {family.fused.get(t, t) for t in names(cfg)}
+        if any(family.projection(t) is None for t in modules):
+            return None  # a module name rather than a role: no closed form
+        return model_config.num_hidden_layers * sum(cfg.r * sum(family.projection_shape(t, model_config))
+                                                    for t in modules)
+
+    def unsupported(self, ctx, cfg):
+        return None if ctx.family.projection("query") or ctx.family.projection("value") else (
+            f"{ctx.family.name} names no attention projections (bench/families/)")
 
     def attach(self, model, cfg: LoraOptions, ctx):
         from peft import LoraConfig, inject_adapter_in_model
 
-        targets = [t.strip() for t in cfg.target_modules.split(",") if t.strip()]
         # inject_adapter_in_model keeps the HF model class (no PeftModel wrapper, no duplicated
         # "modules_to_save" head copy): the head is trained and counted exactly once.
         config = LoraConfig(r=cfg.r, lora_alpha=cfg.alpha, lora_dropout=cfg.dropout,
-                            target_modules=targets, bias="none")
-        model = inject_adapter_in_model(config, model)
+                            target_modules=target_pattern(cfg, ctx.family), bias="none")
+        try:
+            model = inject_adapter_in_model(config, model)
+        except ValueError as e:  # peft: a target that matches no module of this model
+            raise BenchError(f"lora: target_modules {cfg.target_modules!r}: {first_line(e)}") from None
         for name, p in model.named_parameters():
             p.requires_grad_("lora_" in name)
         from methods.lora.fused import fuse

@@ -1,0 +1,79 @@
+"""Encoder families: one module each (bert.py, roberta.py, ...) with a registered Family subclass, found by
+walking this folder and every plugin directory's families/ folder ($BENCH_PLUGINS), as methods are. Adding
+an architecture is one module + its architecture configs in bench/archs/."""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import pkgutil
+import sys
+from pathlib import Path
+
+from bench.errors import BenchError
+from bench.families.base import Family
+from bench.plugins import plugin_dirs
+
+_FAMILIES: dict[str, Family] = {}
+
+
+def register(cls):
+    for other in _FAMILIES.values():
+        if set(other.model_types) & set(cls.model_types) and type(other) is not cls:
+            raise BenchError(f"model type(s) {sorted(set(other.model_types) & set(cls.model_types))} claimed by "
+                             f"families {other.name} and {cls.name}")
+    _FAMILIES[cls.name] = cls()
+    return cls
+
+
+def families() -> dict[str, Family]:
+    _discover()
+    return dict(_FAMILIES)
+
+
+def find(model_type: str) -> Family | None:
+    """The family of a transformers model type, or None."""
+    return next((fam for fam in families().values() if model_type in fam.model_types), None)
+
+
+def for_model_type(model_type: str) -> Family:
+    """The family of a transformers model type; a one-line refusal naming the known ones otherwise."""
+    if (fam := find(model_type)) is not None:
+        return fam
+    known = sorted(t for f in _FAMILIES.values() for t in f.model_types)
+    raise BenchError(f"model type {model_type!r} is not a family bench knows (choices: {', '.join(known)}); "
+                     "adding one is a module in bench/families/ (README, 'Extending bench')")
+
+
+def of(model) -> Family:
+    return for_model_type(model.config.model_type)
+
+
+def aliases() -> dict[str, str]:
+    """Every family's hub aliases (bench alias -> hub id)."""
+    return {alias: hub for fam in families().values() for alias, hub in fam.aliases.items()}
+
+
+def _discover() -> None:
+    if getattr(_discover, "done", False):
+        return
+    _discover.done = True
+    for info in pkgutil.iter_modules(__path__):
+        if info.name != "base":
+            importlib.import_module(f"{__name__}.{info.name}")
+    for directory in plugin_dirs():
+        for path in sorted(Path(directory, "families").glob("*.py")):
+            module_name = f"bench_plugin_families.{path.stem}"
+            if module_name in sys.modules:
+                continue
+            spec = importlib.util.spec_from_file_location(module_name, path)
+            module = importlib.util.module_from_spec(spec)
+            sys.modules[module_name] = module
+            try:
+                spec.loader.exec_module(module)
+            except Exception as e:  # a broken plugin is named, not a traceback
+                del sys.modules[module_name]
+                raise BenchError(f"family plugin {path} failed to load ({type(e).__name__}: {e})") from None
+
+
+__all__ = ["Family", "aliases", "families", "find", "for_model_type", "of", "register"]
