@@ -20,7 +20,7 @@ TOY_METHOD = '''
 from dataclasses import dataclass
 
 from methods import register
-from methods.base import Method, encoder_layers
+from methods.base import Method
 
 
 @dataclass(frozen=True)
@@ -39,9 +39,9 @@ class LayerNormGains(Method):
     default_lr = 1e-2
 
     def attach(self, model, cfg, ctx):
-        for layer in list(encoder_layers(model))[-cfg.last_k:]:
-            for sub in (layer.attention.output, layer.output):
-                sub.LayerNorm.weight.requires_grad_(True)
+        for layer in list(ctx.family.layers(model))[-cfg.last_k:]:
+            for role in ("attention_norm", "output_norm"):
+                layer.get_submodule(ctx.family.norms[role]).weight.requires_grad_(True)
         return model
 
     def expected_params(self, model_config, task, family, cfg, special_positions):

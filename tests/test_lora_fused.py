@@ -7,6 +7,7 @@ import pytest
 import torch
 from peft import LoraConfig, inject_adapter_in_model
 
+from bench.families import families
 from methods.lora.fused import FusedLoraLinear, fuse
 
 
@@ -61,7 +62,7 @@ def test_fused_falls_back_to_peft_where_it_would_differ():
     assert not fused.query.fusable(x)
 
 
-@pytest.mark.parametrize("family", ["bert", "roberta"])
+@pytest.mark.parametrize("family", ["bert", "roberta", "deberta-v2", "modernbert"])
 def test_training_steps_match_peft(tiny_models, family):
     """Five AdamW steps of the whole tiny model: the fused and peft's forward end at the same weights."""
     from bench.models import load_model
@@ -74,7 +75,8 @@ def test_training_steps_match_peft(tiny_models, family):
     base, _ = load_model(tiny_models[family], task)
     method = get_method("lora")
     cfg = method.make_config({"r": 4})
-    model, _ = apply_method(base, method, cfg, AttachContext(task=task, tokenizer=None, family=family))
+    ctx = AttachContext(task=task, tokenizer=None, family=families()[family], config=base.config)
+    model, _ = apply_method(base, method, cfg, ctx)
     assert any(type(m) is FusedLoraLinear for m in model.modules())
     reference = copy.deepcopy(model)
     for m in reference.modules():

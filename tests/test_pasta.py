@@ -3,6 +3,7 @@
 import pytest
 import torch
 
+from bench.families import families
 from bench.tasks import get_task
 from methods import AttachContext, get_method
 from methods.pasta import parse_layers
@@ -24,7 +25,7 @@ def attach(tiny_models, family, task_name, **options):
     for i, layer in enumerate(layers):  # registered before PASTA's hooks: sees the unmodified input
         layer.register_forward_pre_hook(capture("before", i), with_kwargs=True)
     method = get_method("pasta")
-    ctx = AttachContext(get_task(task_name), tok, family)
+    ctx = AttachContext(get_task(task_name), tok, families()[family], model.config)
     model.requires_grad_(False)
     model = method.attach(model, method.make_config(options), ctx)
     for i, layer in enumerate(layers):  # registered after: sees what the layer really receives
