@@ -78,7 +78,11 @@ PUBLISHED = [
 ]
 
 
-def method_rows(models: list[str], task, methods: list[str], head: str = "family") -> list[dict]:
+def method_rows(models: list[str], task, methods: list[str], head: str = "family",
+                explicit: bool = False) -> list[dict]:
+    """One row per (model, method). A method that refuses the model's family is a row with the reason
+    (`refused`) in the default list, and a one-line error when the user named it (`explicit`)."""
+    from bench.errors import BenchError
     from bench.models import ALIASES
 
     rows = []
@@ -86,7 +90,13 @@ def method_rows(models: list[str], task, methods: list[str], head: str = "family
         if model not in arch_names() and model not in ALIASES and not Path(model).is_dir():
             raise choices_error("model", model, arch_names() + ["minilm", "<local dir>"])
         for name in methods:
-            c = meta_counts(model, task, name, head=head)
+            try:
+                c = meta_counts(model, task, name, head=head)
+            except BenchError as e:
+                if explicit or not str(e).startswith(f"{name}: "):
+                    raise
+                rows.append({"model": model, "name": name, "refused": str(e).removeprefix(f"{name}: ")})
+                continue
             rows.append({"model": model, "name": name, **c,
                          "percent": percent(c["method"], c["backbone"])})
     return rows

@@ -20,7 +20,7 @@ from methods.base import Method, check_range
 class PastaConfig:
     layers: str = "all"  # all | last:K | first:K | a list such as "0,3,5"
     tokens: str = "all"  # all special positions | cls (the first position only)
-    dropout: float | None = None  # None: the model's hidden_dropout_prob (0.1)
+    dropout: float | None = None  # None: the model's hidden dropout (BERT's hidden_dropout_prob: 0.1)
     init_std: float | None = None  # None: the model's initializer_range (0.02)
     last_k: int | None = None  # knob for curves: shorthand for layers="last:K"
 
@@ -140,7 +140,7 @@ class Pasta(Method):
             raise BenchError(f"option for method pasta: {e}") from None
         pasta = PastaVectors(
             ids, ctx.special_positions(), conf.hidden_size,
-            conf.hidden_dropout_prob if cfg.dropout is None else cfg.dropout,
+            ctx.family.hidden_dropout(conf) if cfg.dropout is None else cfg.dropout,
             conf.initializer_range if cfg.init_std is None else cfg.init_std,
             cls_only=cfg.tokens == "cls",
         )

@@ -251,6 +251,7 @@ def run_analysis(model: str | None, task_name: str | None, data_dir: str | None,
         prepare_data,
         quiet_libraries,
     )
+    from bench.models import family
     from bench.tasks import get_task
     from reports.render import render
 
@@ -278,6 +279,8 @@ def run_analysis(model: str | None, task_name: str | None, data_dir: str | None,
             source = "pretrained"
     prep = prepare_data(cfg, task, built, train=False)
     split = task.dev_splits[0]
+    fam = family(built.model)
+    local = fam.local_attention(built.model.config) if fam else None  # PASTA's premise needs [CLS]/[SEP] in view
     scores = score_heads(built.model, prep.dev[split], samples, threshold, count_special_queries,
                          built.method.batch_columns)
     label = f"{Path(cfg.model).name} {cfg.method if tuned else 'pretrained'} on {task.name}"
@@ -285,7 +288,8 @@ def run_analysis(model: str | None, task_name: str | None, data_dir: str | None,
     queries = "all query tokens" if count_special_queries else "non-special query tokens only"
     title = (f"{label}: vertical score per head (share of {queries} whose largest attention is on a special token), "
              f"{len(scores.vertical)} {split} inputs, threshold {threshold}")
-    files = write_outputs(scores, Path(out_dir), name, title, {"label": label, "source": source, "split": split})
+    files = write_outputs(scores, Path(out_dir), name, title, {"label": label, "source": source, "split": split,
+                                                              "local_attention": local})
     kinds = scores.kinds()
     counts = {k: int((kinds == k).sum()) for k in KINDS}
     result = {"counts": counts, "files": files, "ablation": None}
@@ -309,6 +313,8 @@ def run_analysis(model: str | None, task_name: str | None, data_dir: str | None,
     table = render(["layer", *KINDS, "mean vertical score"], [[str(x) for x in r] for r in per_layer_table(scores)],
                    "md", f"{title}. Vertical >= threshold wins over diagonal (previous, same or next token).")
     echo(table)
+    if local:
+        echo(f"note: {Path(cfg.model).name}: {local}")
     if result["ablation"]:
         a = ablate_result
         rand = ("no non-vertical draw" if a["random_mean"] is None else

@@ -9,15 +9,17 @@ from reports.render import render
 def render_method_rows(rows: list[dict], task, fmt: str) -> str:
     header = ["model", "method", "method params", "%Param", "head", "trainable (+head)", "stored", "backbone"]
     body = [[r["model"], display_name(r["name"]), f"{r['method']:,}", f"{r['percent']:.4f}", f"{r['head']:,}",
-             f"{r['trainable']:,}", f"{r['stored']:,}", f"{r['backbone']:,}"] for r in rows]
+             f"{r['trainable']:,}", f"{r['stored']:,}", f"{r['backbone']:,}"] if "refused" not in r else
+            [r["model"], display_name(r["name"]), "refused", "-", "-", "-", "-", r["refused"]] for r in rows]
     caption = (f"Parameters per method on {task.title} ({'pair' if task.is_pair else 'single'} input, "
                f"{task.num_labels}-output head), each method at its default configuration. method params: the "
                "method's own, head excluded (the papers' %Param numerator); %Param: method params as a percentage "
-               "of the backbone, the pretrained encoder as loaded for this task head (BERT with pooler, RoBERTa "
-               "without); stored: adapter checkpoint.")
+               "of the backbone, the pretrained encoder as loaded for this task head (embeddings included, and a "
+               "pretrained pooler where the family's head uses one); stored: adapter checkpoint; refused: the method cannot apply to "
+               "that family (why in the last column).")
     return render(header, body, fmt, caption, label=f"tab:params-{task.name}",
                   json_rows=[{k: r[k] for k in ("model", "name", "method", "percent", "head", "trainable", "stored",
-                                                "backbone")} for r in rows])
+                                                "backbone", "refused") if k in r} for r in rows])
 
 
 def render_published(rows: list[dict], fmt: str) -> str:

@@ -58,10 +58,11 @@ def build_tiny_model(directory: Path, family) -> Path:
     tok = _tokenizer(fam.tiny_tokenizer, directory)
     ids = {f"{name}_token_id": tok.convert_tokens_to_ids(getattr(tok, f"{name}_token"))
            for name in ("pad", "bos", "eos", "cls", "sep") if getattr(tok, f"{name}_token", None)}
+    defaults = AutoConfig.for_model(fam.model_types[0])
+    dropouts = {k: 0.1 for k in ("hidden_dropout_prob", "attention_probs_dropout_prob") if hasattr(defaults, k)}
     config = AutoConfig.for_model(
         fam.model_types[0], vocab_size=len(tok), hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
-        intermediate_size=64, hidden_dropout_prob=0.1, attention_probs_dropout_prob=0.1,
-        **(ids | fam.tiny_config))
+        intermediate_size=64, **(dropouts | ids | fam.tiny_config))
     model = AutoModel.from_config(config)
     tok.model_max_length = 128
     tok.save_pretrained(directory)

@@ -104,3 +104,29 @@ def test_ptuning_models_keep_their_prefix(tiny_models, glue_dir):
         assert out.attentions[0].shape[-1] == batch["input_ids"].shape[1]
         set_head_mask(model, set())
         assert torch.allclose(model(**batch).logits, normal, atol=1e-5)
+
+
+@pytest.mark.parametrize("family", ["bert", "roberta", "deberta-v2", "electra", "modernbert", "xlm-roberta"])
+def test_heads_are_scored_on_every_family(tiny_models, glue_dir, family):
+    """Eager attention is forced (sdpa returns no weights): every family yields a (inputs, layers, heads) score
+    whose rows are shares in [0, 1]."""
+    from bench.config import build_config
+    from bench.runner import build_model, prepare_data
+    from bench.tasks import get_task
+    from reports.heads import score_heads
+
+    cfg = build_config({"method": "head", "model": tiny_models[family], "task": "rte", "data_dir": str(glue_dir)})
+    built = build_model(cfg, get_task("rte"))
+    prep = prepare_data(cfg, get_task("rte"), built, train=False)
+    scores = score_heads(built.model, prep.dev["dev"], 3, 0.9)
+    assert scores.vertical.shape == (3, 2, 2)
+    assert ((scores.vertical >= 0) & (scores.vertical <= 1)).all() and scores.vertical.sum() > 0
+
+
+def test_heads_states_modernbert_local_attention(tiny_models, glue_dir, tmp_path, capsys, tracking_uri):
+    assert main(["heads", "--model", tiny_models["modernbert"], "--task", "rte", "--data-dir", str(glue_dir),
+                 "--samples", "2", "--out-dir", str(tmp_path), "--tracking-uri", tracking_uri]) == 0
+    out = capsys.readouterr().out
+    assert "1 of its 2 layers" in out and "cannot see [CLS] or [SEP]" in out
+    data = json.loads(next(tmp_path.glob("*.json")).read_text())
+    assert "within +-4 tokens" in data["local_attention"]

@@ -72,6 +72,10 @@ class Family:
         L, H, I = config.num_hidden_layers, config.hidden_size, config.intermediate_size  # noqa: E741
         return L * (7 * H + I) + H
 
+    def hidden_dropout(self, config) -> float:
+        """The dropout the model applies on its residual stream (BERT: hidden_dropout_prob, 0.1)."""
+        return config.hidden_dropout_prob
+
     def max_length(self, config) -> int | None:
         """The longest input the position embeddings cover (None: relative positions, no table)."""
         return getattr(config, "max_position_embeddings", None)

@@ -26,6 +26,9 @@ class ModernBert(Family):
                    "classifier_pooling": "mean", "attention_bias": False, "mlp_bias": False, "norm_bias": False}
     tiny_tokenizer = "bpe-cls"
 
+    def hidden_dropout(self, config):
+        return config.mlp_dropout  # dropout on a sub-layer's output before the residual add (0.0 as released)
+
     def has_biases(self, config):
         return any(getattr(config, f, False) for f in ("attention_bias", "mlp_bias", "norm_bias"))
 
