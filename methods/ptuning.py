@@ -13,8 +13,8 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from methods import register
 from bench.families.base import eager_attention
+from methods import register
 from methods.base import Method, check_range
 
 ATTN_NAME = "bench_prefix_sdpa"

@@ -1,8 +1,12 @@
 """Random-subspace training (Aghajanyan, Zettlemoyer, Gupta 2020, arXiv 2012.13255): every tensor of the
 model, head included, becomes theta0 + P(theta_d), with theta_d (d entries, zero at the start) the only
 thing trained. P is a Fastfood transform per tensor, H G Pi H B (random signs B, Walsh-Hadamard H, a
-permutation Pi, a Gaussian diagonal G), on theta_d zero-padded to n = 2^ceil(log2(max(D, d))) and scaled by
-1 / sqrt(n * sum(G^2)); the first D entries are the tensor's update. DID uses all d coordinates in every
+permutation Pi, a Gaussian diagonal G) of size n = 2^ceil(log2(D)), on theta_d zero-padded to n (or, when
+d > n, its first n entries), scaled by 1 / sqrt(D * sum(G^2)) so that every column has unit norm in
+expectation; the first D entries are the tensor's update. This is the public intrinsic-dimension code's
+transform (fastfood_vars / fastfood_torched: divisor sqrt(LL * sum G^2) times sqrt(DD / LL), and F.pad with
+a negative width crops theta_d to LL); its FastWalshHadamard backward that rescales the gradient by
+1/sqrt(LL) in some copies is not followed: here the gradient is the transform's exact transpose. DID uses all d coordinates in every
 tensor; SAID gives m of them to one learned scale per tensor (theta0 + lambda_i P(theta_{d-m})).
 
 Our own module: no maintained library implements it correctly (see docs/intrinsic.md's pitfalls). The
@@ -60,14 +64,14 @@ class Fastfood(nn.Module):
     def __init__(self, d: int, numel: int, seed: int, device: torch.device):
         super().__init__()
         self.d, self.numel, self.seed = d, numel, seed
-        self.n = 1 << math.ceil(math.log2(max(numel, d, 2)))
+        self.n = 1 << (numel - 1).bit_length()  # the tensor's size rounded up to a power of two, as the reference
         if device.type == "meta":  # counting parameters without weights (`bench params`): shapes only
             perm, self.scale = torch.empty(self.n, dtype=torch.int32, device=device), 1.0
         else:
             generator = torch.Generator().manual_seed(seed)
             perm = torch.randperm(self.n, generator=generator).to(torch.int32)
             _, gauss = self.signs_and_gauss(torch.device("cpu"))
-            self.scale = 1.0 / math.sqrt(self.n * float((gauss.double() ** 2).sum()))
+            self.scale = 1.0 / math.sqrt(numel * float((gauss.double() ** 2).sum()))
         # Regenerated from the seed at every attach: not part of the state dict (the checkpoint stays small).
         self.register_buffer("perm", perm, persistent=False)
 
@@ -78,7 +82,9 @@ class Fastfood(nn.Module):
 
     def forward(self, theta_d: torch.Tensor) -> torch.Tensor:
         signs, gauss = self.signs_and_gauss(theta_d.device)
-        x = nn.functional.pad(theta_d, (0, self.n - theta_d.numel()))  # zero-pad to n (never crop)
+        # zero-pad to n, or keep the first n coordinates when d > n (the reference's negative F.pad)
+        d = theta_d.numel()
+        x = nn.functional.pad(theta_d, (0, self.n - d)) if d <= self.n else theta_d[: self.n]
         x = fwht(x * signs.to(x.dtype))
         x = fwht(x.index_select(-1, self.perm) * gauss.to(x.dtype))  # int32 indices: no int64 copy
         return (x * self.scale)[: self.numel]
@@ -125,10 +131,10 @@ class Projected(nn.Module):
 @dataclass(frozen=True)
 class SubspaceConfig:
     d: int = 1000  # trained coordinates (SAID: d - number of tensors + one scale per tensor)
-    # The projection's seed. Fixed by default, so a checkpoint (theta_d + these options) reloads exactly
-    # whatever the loading run's seed; docs/intrinsic.md lets the run seed vary the projection too: set it to the
-    # run's seed for that (the options are recorded with the run and the checkpoint either way).
-    projection_seed: int = 0
+    # The projection's seed. Fixed by default, so every seed of a curve point trains in the same subspace;
+    # None: the run's seed, so each seed draws its own projection (docs/intrinsic.md's protocol). Either way a
+    # checkpoint reloads exactly: the options and the seed are recorded with the run.
+    projection_seed: int | None = 0
 
     def __post_init__(self):
         if self.d < 1:
@@ -168,7 +174,9 @@ class _Random(Method):
                              "a scale each")
         subspace = Subspace(cfg.d, len(targets), self.said)
         model.subspace = subspace  # registered on the model: saved, moved and counted once
-        base = torch.Generator().manual_seed(cfg.projection_seed)
+        # torch's seed was set to the run's seed before attaching (runner.build_model)
+        seed = torch.initial_seed() if cfg.projection_seed is None else cfg.projection_seed
+        base = torch.Generator().manual_seed(seed)
         dim = subspace.theta.numel()
         for i, (module, name, p) in enumerate(targets):
             seed = int(torch.randint(0, 2**62, (1,), generator=base, device="cpu"))  # also under a meta default device

@@ -243,6 +243,7 @@ def run_analysis(model: str | None, task_name: str | None, data_dir: str | None,
 
     from bench import record, tracking
     from bench.config import build_config
+    from bench.models import family
     from bench.runner import (
         build_model,
         checkpoint_dir,
@@ -251,7 +252,6 @@ def run_analysis(model: str | None, task_name: str | None, data_dir: str | None,
         prepare_data,
         quiet_libraries,
     )
-    from bench.models import family
     from bench.tasks import get_task
     from reports.render import render
 

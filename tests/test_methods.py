@@ -198,8 +198,9 @@ def test_bitfit_subsets_refused_where_projections_are_fused(tiny_models, glue_di
     """ModernBERT's biases, when a config has them, sit in a fused Wqkv: a query-only subset cannot exist."""
     import json
 
-    from conftest import build_tiny_model
     from bench.families import families
+
+    from conftest import build_tiny_model
 
     fam = families()["modernbert"]
     biased = type("Biased", (type(fam),), {"tiny_config": {**fam.tiny_config, "attention_bias": True}})()

@@ -112,9 +112,7 @@ def test_perf_side_measurements_on_a_random_init(tiny_archs, glue_dir, tmp_path)
 def test_perf_references_train_what_bench_trains(tiny_archs, glue_dir, tmp_path, method, ref):
     """Each Trainer reference of `bench perf` trains as many parameters as bench's method, and runs a step."""
     from bench.batching import collate
-    from benchmarks.references import reference_model, references
-
-    from benchmarks.references import why_not
+    from benchmarks.references import reference_model, references, why_not
 
     assert ref in references(method) and references("diffprune") == ()  # its hooks: no Trainer equivalent
     task = get_task("rte")

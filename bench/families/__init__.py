@@ -20,8 +20,8 @@ _FAMILIES: dict[str, Family] = {}
 def register(cls):
     for other in _FAMILIES.values():
         if set(other.model_types) & set(cls.model_types) and type(other) is not cls:
-            raise BenchError(f"model type(s) {sorted(set(other.model_types) & set(cls.model_types))} claimed by "
-                             f"families {other.name} and {cls.name}")
+            shared = sorted(set(other.model_types) & set(cls.model_types))
+            raise BenchError(f"model type(s) {shared} claimed by families {other.name} and {cls.name}")
     _FAMILIES[cls.name] = cls()
     return cls
 

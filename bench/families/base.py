@@ -14,7 +14,8 @@ from torch import nn
 # encoders copied.
 BERT_PROJECTIONS = {
     "query": "attention.self.query", "key": "attention.self.key", "value": "attention.self.value",
-    "attention_output": "attention.output.dense", "intermediate": "intermediate.dense", "output": "output.dense",
+    "attention_output": "attention.output.dense", "intermediate": "intermediate.dense",
+    "output": "output.dense",
 }
 BERT_NORMS = {"attention_norm": "attention.output.LayerNorm", "output_norm": "output.LayerNorm"}
 
@@ -22,21 +23,24 @@ BERT_NORMS = {"attention_norm": "attention.output.LayerNorm", "output_norm": "ou
 class Family:
     name: ClassVar[str]
     model_types: ClassVar[tuple[str, ...]]  # transformers' config.model_type values this family covers
-    aliases: ClassVar[dict[str, str]] = {}  # bench alias -> hub id; the architecture ships in bench/archs/<alias>.json
-    special_positions: ClassVar[tuple[int, int]] = (2, 3)  # special tokens in (single, pair) inputs: [CLS] a [SEP] b [SEP]
+    # bench alias -> hub id; each alias's architecture ships in bench/archs/<alias>.json
+    aliases: ClassVar[dict[str, str]] = {}
+    # special tokens in (single, pair) inputs: [CLS] a [SEP] / [CLS] a [SEP] b [SEP]
+    special_positions: ClassVar[tuple[int, int]] = (2, 3)
     layers_path: ClassVar[str] = "encoder.layer"  # the block list, under the base model
     projections: ClassVar[dict[str, str]] = BERT_PROJECTIONS
     fused: ClassVar[dict[str, str]] = {}  # role -> the projection role that computes it fused with others
     norms: ClassVar[dict[str, str]] = BERT_NORMS  # norm roles -> path inside one layer
-    # Where a Houlsby adapter goes: the module whose output the adapter transforms, inside one layer; each sits
-    # after a sub-layer's output projection (and its dropout), before the residual add.
+    # Where a Houlsby adapter goes: the module whose output the adapter transforms, inside one layer; each
+    # sits after a sub-layer's output projection (and its dropout), before the residual add.
     adapter_sites: ClassVar[tuple[str, ...]] = ("attention.output.dropout", "output.dropout")
-    attention_implementation: ClassVar[str] = "sdpa"  # what transformers is asked for (DeBERTa has only eager)
-    attention_path: ClassVar[str | None] = "attention.self"  # the module transformers' attention interface receives
+    attention_implementation: ClassVar[str] = "sdpa"  # asked of transformers (DeBERTa has only eager)
+    # the module transformers' attention interface receives (P-tuning v2's prefix, head masking)
+    attention_path: ClassVar[str | None] = "attention.self"
     attention_note: ClassVar[str] = ""  # why a prefix cannot be read, when attention_path is None
-    absolute_positions: ClassVar[bool] = True  # learned absolute position embeddings (P-tuning v2's position_shift)
-    pooler_in_backbone: ClassVar[bool] = False  # a pretrained pooler inside the encoder, used by the sequence head
-    prefix_space_for_words: ClassVar[bool] = False  # byte-level BPE: pre-split words (NER) need a leading space
+    absolute_positions: ClassVar[bool] = True  # learned absolute positions (P-tuning v2's position_shift)
+    pooler_in_backbone: ClassVar[bool] = False  # a pretrained pooler in the encoder (sequence head)
+    prefix_space_for_words: ClassVar[bool] = False  # byte-level BPE: pre-split words (NER) need a space
     # What a tiny test model of this family needs beyond width and depth, and its tokenizer's kind:
     # wordpiece ([CLS] a [SEP] b [SEP]), bpe-pair-sep (<s> a </s></s> b </s>), bpe-cls (BPE with [CLS]/[SEP]).
     tiny_config: ClassVar[dict] = {}
@@ -47,7 +51,7 @@ class Family:
         return model.base_model.get_submodule(self.layers_path)
 
     def projection(self, role: str) -> str | None:
-        """The module path (inside a layer) that computes a projection role; fused roles map to the fused module."""
+        """The module path (inside a layer) computing a projection role; fused roles give the fused module."""
         return self.projections.get(self.fused.get(role, role))
 
     def projection_shape(self, role: str, config) -> tuple[int, int]:
@@ -81,7 +85,7 @@ class Family:
         return getattr(config, "max_position_embeddings", None)
 
     def local_attention(self, config) -> str | None:
-        """A sentence when some layers attend only within a window (a distant token cannot see [CLS]/[SEP])."""
+        """A sentence when some layers attend only within a window (far tokens cannot see [CLS]/[SEP])."""
         return None
 
     def norm_params(self, config) -> int:
@@ -128,5 +132,6 @@ def eager_attention(module, query, key, value, attention_mask, scaling=None, dro
     weights = torch.matmul(query, key.transpose(2, 3)) * scaling
     if attention_mask is not None:
         weights = weights + attention_mask
-    weights = nn.functional.dropout(nn.functional.softmax(weights, dim=-1), p=dropout, training=module.training)
+    weights = nn.functional.softmax(weights, dim=-1)
+    weights = nn.functional.dropout(weights, p=dropout, training=module.training)
     return torch.matmul(weights, value).transpose(1, 2).contiguous(), weights

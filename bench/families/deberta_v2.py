@@ -9,7 +9,8 @@ from bench.families.base import BERT_PROJECTIONS, Family, FirstToken
 class DebertaV2(Family):
     name = "deberta-v2"
     model_types = ("deberta-v2",)
-    aliases = {"deberta-v3-base": "microsoft/deberta-v3-base", "deberta-v3-large": "microsoft/deberta-v3-large"}
+    aliases = {"deberta-v3-base": "microsoft/deberta-v3-base",
+               "deberta-v3-large": "microsoft/deberta-v3-large"}
     projections = {**BERT_PROJECTIONS, "query": "attention.self.query_proj", "key": "attention.self.key_proj",
                    "value": "attention.self.value_proj"}
     attention_implementation = "eager"

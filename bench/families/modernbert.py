@@ -11,9 +11,11 @@ from bench.families.base import Family
 class ModernBert(Family):
     name = "modernbert"
     model_types = ("modernbert",)
-    aliases = {"modernbert-base": "answerdotai/ModernBERT-base", "modernbert-large": "answerdotai/ModernBERT-large"}
+    aliases = {"modernbert-base": "answerdotai/ModernBERT-base",
+               "modernbert-large": "answerdotai/ModernBERT-large"}
     layers_path = "layers"
-    projections = {"qkv": "attn.Wqkv", "attention_output": "attn.Wo", "intermediate": "mlp.Wi", "output": "mlp.Wo"}
+    projections = {"qkv": "attn.Wqkv", "attention_output": "attn.Wo", "intermediate": "mlp.Wi",
+                   "output": "mlp.Wo"}
     fused = {"query": "qkv", "key": "qkv", "value": "qkv"}
     norms = {"attention_norm": "attn_norm", "output_norm": "mlp_norm"}
     # Pre-norm: each sub-layer's output goes straight into the residual add; the adapter follows its output
@@ -23,7 +25,8 @@ class ModernBert(Family):
     absolute_positions = False
     prefix_space_for_words = True
     tiny_config = {"max_position_embeddings": 160, "global_attn_every_n_layers": 2, "local_attention": 8,
-                   "classifier_pooling": "mean", "attention_bias": False, "mlp_bias": False, "norm_bias": False}
+                   "classifier_pooling": "mean", "attention_bias": False, "mlp_bias": False,
+                   "norm_bias": False}
     tiny_tokenizer = "bpe-cls"
 
     def hidden_dropout(self, config):
@@ -33,11 +36,13 @@ class ModernBert(Family):
         return any(getattr(config, f, False) for f in ("attention_bias", "mlp_bias", "norm_bias"))
 
     def no_bias_reason(self, config):
-        return f"{self.name} has no bias terms in its encoder (attention_bias, mlp_bias and norm_bias are false)"
+        return (f"{self.name} has no bias terms in its encoder (attention_bias, mlp_bias and norm_bias are "
+                "false)")
 
     def projection_shape(self, role, config):
         H, I = config.hidden_size, config.intermediate_size  # noqa: E741
-        return {"qkv": (H, 3 * H), "intermediate": (H, 2 * I), "output": (I, H)}.get(self.fused.get(role, role), (H, H))
+        shapes = {"qkv": (H, 3 * H), "intermediate": (H, 2 * I), "output": (I, H)}  # Wi: GLU, 2I wide
+        return shapes.get(self.fused.get(role, role), (H, H))
 
     def bias_params(self, config):
         L, H, I = config.num_hidden_layers, config.hidden_size, config.intermediate_size  # noqa: E741
@@ -50,8 +55,8 @@ class ModernBert(Family):
         local = [i for i, kind in enumerate(config.layer_types) if kind == "sliding_attention"]
         if not local:
             return None
-        return (f"{len(local)} of its {config.num_hidden_layers} layers (global attention in the others) attend "
-                f"within +-{config.local_attention // 2} tokens only: there a token farther away cannot see "
+        return (f"{len(local)} of its {config.num_hidden_layers} layers (global attention in the others) "
+                f"attend within +-{config.local_attention // 2} tokens only: a farther token cannot see "
                 "[CLS] or [SEP]")
 
     def norm_params(self, config):

@@ -16,7 +16,8 @@ class Roberta(Family):
     tiny_tokenizer = "bpe-pair-sep"
 
     def max_length(self, config):
-        return config.max_position_embeddings - (config.pad_token_id or 0) - 1  # positions start after padding_idx
+        # positions start after the padding index
+        return config.max_position_embeddings - (config.pad_token_id or 0) - 1
 
     def linear_sequence_head(self, model, task):
         conf = model.config
