@@ -1,11 +1,18 @@
 """Where bench finds what it can be extended with: its own folders first, then every directory named
 in $BENCH_PLUGINS (os.pathsep-separated). A plugin directory may hold methods/*.py (method modules),
-spaces/*.yaml (their search spaces) and tasks/*.yaml (task entries); nothing else needs editing."""
+families/*.py (encoder families), spaces/*.yaml (search spaces) and tasks/*.yaml (task entries); nothing
+else needs editing."""
 
 from __future__ import annotations
 
+import importlib
+import importlib.util
 import os
+import pkgutil
+import sys
 from pathlib import Path
+
+from bench.errors import BenchError
 
 ENV = "BENCH_PLUGINS"
 
@@ -20,3 +27,24 @@ def files(builtin: Path, sub: str, pattern: str) -> list[Path]:
     for d in plugin_dirs():
         found += sorted((d / sub).glob(pattern))
     return found
+
+
+def import_all(package: str, package_path, sub: str, kind: str) -> None:
+    """Import every module of a built-in package (alphabetical; `base` excepted), then each plugin
+    directory's `sub`/*.py; a plugin that fails to load is one line naming it, not a traceback."""
+    for info in pkgutil.iter_modules(package_path):
+        if info.name != "base":
+            importlib.import_module(f"{package}.{info.name}")
+    for directory in plugin_dirs():
+        for path in sorted(Path(directory, sub).glob("*.py")):
+            module_name = f"bench_plugin_{sub}.{path.stem}"
+            if module_name in sys.modules:
+                continue
+            spec = importlib.util.spec_from_file_location(module_name, path)
+            module = importlib.util.module_from_spec(spec)
+            sys.modules[module_name] = module
+            try:
+                spec.loader.exec_module(module)
+            except Exception as e:  # a broken plugin is named, not a traceback
+                del sys.modules[module_name]
+                raise BenchError(f"{kind} plugin {path} failed to load ({type(e).__name__}: {e})") from None

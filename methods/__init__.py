@@ -4,12 +4,8 @@ methods/ folder ($BENCH_PLUGINS), so there is no list to edit."""
 
 from __future__ import annotations
 
-import importlib
-import importlib.util
-import pkgutil
-import sys
-
 from bench.errors import BenchError, choices_error
+from bench.plugins import import_all
 from methods.base import AttachContext, Method
 
 REGISTRY: dict[str, Method] = {}
@@ -31,26 +27,7 @@ def get_method(name: str) -> Method:
 
 def _discover() -> None:
     """Built-in modules (alphabetical: the order of `bench methods`), then plugin modules."""
-    from pathlib import Path
-
-    from bench.plugins import plugin_dirs
-
-    for info in pkgutil.iter_modules(__path__):
-        if info.name != "base":
-            importlib.import_module(f"{__name__}.{info.name}")
-    for directory in plugin_dirs():
-        for path in sorted(Path(directory, "methods").glob("*.py")):
-            module_name = f"bench_plugin_methods.{path.stem}"
-            if module_name in sys.modules:
-                continue
-            spec = importlib.util.spec_from_file_location(module_name, path)
-            module = importlib.util.module_from_spec(spec)
-            sys.modules[module_name] = module
-            try:
-                spec.loader.exec_module(module)
-            except Exception as e:  # a broken plugin is named, not a traceback
-                del sys.modules[module_name]
-                raise BenchError(f"method plugin {path} failed to load ({type(e).__name__}: {e})") from None
+    import_all(__name__, __path__, "methods", "method")
 
 
 _discover()

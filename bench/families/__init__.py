@@ -4,15 +4,9 @@ an architecture is one module + its architecture configs in bench/archs/."""
 
 from __future__ import annotations
 
-import importlib
-import importlib.util
-import pkgutil
-import sys
-from pathlib import Path
-
 from bench.errors import BenchError
 from bench.families.base import Family
-from bench.plugins import plugin_dirs
+from bench.plugins import import_all
 
 _FAMILIES: dict[str, Family] = {}
 
@@ -55,25 +49,9 @@ def aliases() -> dict[str, str]:
 
 
 def _discover() -> None:
-    if getattr(_discover, "done", False):
-        return
-    _discover.done = True
-    for info in pkgutil.iter_modules(__path__):
-        if info.name != "base":
-            importlib.import_module(f"{__name__}.{info.name}")
-    for directory in plugin_dirs():
-        for path in sorted(Path(directory, "families").glob("*.py")):
-            module_name = f"bench_plugin_families.{path.stem}"
-            if module_name in sys.modules:
-                continue
-            spec = importlib.util.spec_from_file_location(module_name, path)
-            module = importlib.util.module_from_spec(spec)
-            sys.modules[module_name] = module
-            try:
-                spec.loader.exec_module(module)
-            except Exception as e:  # a broken plugin is named, not a traceback
-                del sys.modules[module_name]
-                raise BenchError(f"family plugin {path} failed to load ({type(e).__name__}: {e})") from None
+    if not getattr(_discover, "done", False):
+        _discover.done = True
+        import_all(__name__, __path__, "families", "family")
 
 
 __all__ = ["Family", "aliases", "families", "find", "for_model_type", "of", "register"]
