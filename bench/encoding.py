@@ -15,7 +15,7 @@ from bench.data import Examples
 from bench.kinds import IGNORE_INDEX  # noqa: F401 - re-exported for callers
 from bench.tasks import Task
 
-CACHE_VERSION = 4  # bump when the encoded layout changes
+CACHE_VERSION = 5  # bump when the encoded layout changes
 
 
 def default_cache_dir() -> Path:

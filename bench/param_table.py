@@ -42,7 +42,11 @@ def meta_counts(model: str, task, method_name: str, options: dict | None = None,
         ctx = AttachContext(task=task, tokenizer=None, family=family(m), config=m.config)
         m, backbone_numel = apply_method(m, method, cfg, ctx)
     stored = {n for n, p in m.named_parameters() if p.requires_grad}
-    return {**count_parameters(m, backbone_numel, stored), **method.extra_counts(ctx)}
+    counts = {**count_parameters(m, backbone_numel, stored), **method.extra_counts(ctx)}
+    final = method.final_params(m, cfg)
+    if final is not None:  # Diff pruning: %Param is the budget it ends with; trainable keeps the training count
+        counts |= {"method_training": counts["method"], "method": final}
+    return counts
 
 
 @dataclass(frozen=True)

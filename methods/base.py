@@ -142,6 +142,11 @@ class Method:
         """Whether an evaluation after `step` may become the best one (Diff pruning: only once projected)."""
         return True
 
+    def final_params(self, model, cfg) -> int | None:
+        """The method's own parameter count once trained, when it differs from what trains (Diff pruning: the
+        diff entries its sparsity budget keeps); what %Param reports. None: the trained count."""
+        return None
+
     def counts_after_training(self, model, cfg) -> dict:
         """Counts that only exist once trained (Diff pruning: the nonzero diff entries); they replace the
         counts logged at the start under the same names."""

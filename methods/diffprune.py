@@ -114,6 +114,9 @@ class DiffPrune(Method):
     def expected_params(self, model_config, task, family, cfg, special_positions):
         return None  # 2-3 per backbone entry while training; the nonzero diff after it (counts_after_training)
 
+    def final_params(self, model, cfg):
+        return max(1, math.ceil(cfg.sparsity * sum(g.diff.numel() for g in gates(model))))  # as project() keeps
+
     def param_groups(self, model, cfg, weight_decay: float) -> list[dict]:
         groups = super().param_groups(model, cfg, weight_decay)
         alphas = {id(p) for g in gates(model) for p in (g.log_alpha, g.group_log_alpha) if p is not None}

@@ -16,7 +16,9 @@ def render_method_rows(rows: list[dict], task, fmt: str) -> str:
                "method's own, head excluded (the papers' %Param numerator); %Param: method params as a percentage "
                "of the backbone, the pretrained encoder as loaded for this task head (embeddings included, and a "
                "pretrained pooler where the family's head uses one); stored: adapter checkpoint; refused: the method cannot apply to "
-               "that family (why in the last column).")
+               "that family (why in the last column). Diff pruning: method params and %Param are the diff entries "
+               "it ends with (its sparsity budget), trainable (+head) its dense diff and gates while training. "
+               "SAID/DID: the head is inside the projected subspace, so trainable = d, below the head's own size.")
     return render(header, body, fmt, caption, label=f"tab:params-{task.name}",
                   json_rows=[{k: r[k] for k in ("model", "name", "method", "percent", "head", "trainable", "stored",
                                                 "backbone", "refused") if k in r} for r in rows])

@@ -30,3 +30,22 @@ def test_truncated_words_count_as_misses(tiny_models):
         assert [len(p) for p in preds] == [len(w) for w in ex.texts]  # one tag per word, every word
         m = compute_metrics(task, preds, task.task_kind.gold(data))
         assert m["recall"] == expected_recall and m["precision"] == 1.0
+
+
+def test_a_word_without_sub_tokens_does_not_shift_the_others(tiny_models):
+    """U+200B and a soft hyphen tokenise to nothing: the word is scored as O, and every later word keeps its
+    own prediction (before, the later words' predictions moved one word to the left)."""
+    from transformers import AutoTokenizer
+
+    task = get_task("conll2003")
+    tok = AutoTokenizer.from_pretrained(tiny_models["bert"])
+    PER, LOC, OUT = (task.labels.index(t) for t in ("B-PER", "B-LOC", "O"))
+    words = ["john", "\u200b", "sat", "in", "\u00ad", "paris"]
+    assert tok.tokenize("\u200b") == [] and tok.tokenize("\u00ad") == []
+    tags = [PER, LOC, OUT, OUT, PER, LOC]  # the empty words carry entities the model cannot see
+    data = encode(task, Examples([words], [tags], "mem", "empty-words"), tok, 32)
+    token_preds = [np.where(row == IGNORE_INDEX, OUT, row).tolist() for row in data["labels"]]
+    (preds,) = task.task_kind.finish(task, token_preds, data)
+    assert preds == [PER, OUT, OUT, OUT, OUT, LOC]  # john and paris in place; the empty words predicted O
+    m = compute_metrics(task, [preds], task.task_kind.gold(data))
+    assert m["precision"] == 1.0 and m["recall"] == 0.5  # 2 of the 4 gold entities are on empty words

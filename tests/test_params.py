@@ -56,3 +56,17 @@ def test_cli_formats(capsys):
     assert "no single m gives it" in out and "98,304 / 335M = 0.029%" in out  # no note cut mid-sentence
     assert main(["params", "--model", "bert-huge"]) == 2
     assert "unknown model 'bert-huge'" in capsys.readouterr().err
+
+
+def test_diff_pruning_reports_its_budget_as_percent_param():
+    """%Param is the count Diff pruning ends with (its 0.5% sparsity budget over the gated entries), not the
+    dense diff and gates it trains (200%), which the trainable column keeps."""
+    import math
+
+    from bench.param_table import meta_counts
+    from bench.tasks import get_task
+
+    c = meta_counts("bert-large-cased", get_task("rte"), "diffprune")
+    backbone = 333_579_264  # bert-large-cased with its pooler (every entry gated, embeddings included)
+    assert c["backbone"] == backbone and c["method"] == math.ceil(0.005 * backbone)
+    assert c["method_training"] == 2 * backbone and c["trainable"] == 2 * backbone + 2 * 1024 + 2

@@ -21,15 +21,21 @@ class Tagging(TaskKind):
         from bench.encoding import Ragged
 
         enc = tokenizer(examples.texts, is_split_into_words=True, **_common(max_length))
-        rows = []
+        rows, words = [], []
         for i, word_tags in enumerate(examples.labels):
-            row, prev = [], None
+            row, index, prev = [], [], None
             for w in enc.word_ids(i):
-                row.append(word_tags[w] if w is not None and w != prev else IGNORE_INDEX)
+                first = w is not None and w != prev
+                row.append(word_tags[w] if first else IGNORE_INDEX)
+                index.append(w if first else -1)
                 prev = w
             rows.append(row)
+            words.append(index)
         out = _ragged_columns(enc, Ragged)
         out["labels"] = Ragged.from_rows(rows)  # per token, for training
+        # per token, the word it starts (-1 elsewhere): predictions go back to their own word even when a word
+        # produced no sub-token at all (U+200B, a soft hyphen), which would otherwise shift every later word
+        out["word_index"] = Ragged.from_rows(words)
         out["word_labels"] = Ragged.from_rows(examples.labels)  # per word, every word: what is scored
         return out
 
@@ -37,16 +43,19 @@ class Tagging(TaskKind):
         return [row[: lengths[i]] for row, i in zip(logits.argmax(-1).tolist(), indices, strict=True)]
 
     def finish(self, task, predictions: list, data: dict) -> list:
-        """Token predictions -> one tag per word: the first sub-token's, then O for every word the
-        truncation cut off."""
+        """Token predictions -> one tag per word: its first sub-token's; O for a word the truncation cut off
+        or that produced no sub-token."""
         if "word_labels" not in data:
             return predictions
         outside = task.labels.index("O") if "O" in task.labels else 0
         out = []
-        for pred_row, label_row, n_words in zip(predictions, data["labels"], data["word_labels"].lengths.tolist(),
+        for pred_row, index_row, n_words in zip(predictions, data["word_index"], data["word_labels"].lengths.tolist(),
                                                 strict=True):
-            words = [p for p, t in zip(pred_row, label_row, strict=False) if t != IGNORE_INDEX]
-            out.append(words + [outside] * (n_words - len(words)))
+            tags = [outside] * n_words
+            for p, w in zip(pred_row, index_row, strict=False):
+                if w >= 0:
+                    tags[w] = p
+            out.append(tags)
         return out
 
     def gold(self, data: dict):
