@@ -22,6 +22,19 @@ def length_grouped_batches(lengths: list[int], batch_size: int, generator: torch
     return [batches[i] for i in order]
 
 
+def uniform_batches(n: int, batch_size: int, generator: torch.Generator) -> list[list[int]]:
+    """A plain shuffle cut into batches (a DataLoader with shuffle=True, as the reference scripts train)."""
+    perm = torch.randperm(n, generator=generator).tolist()
+    return [perm[i:i + batch_size] for i in range(0, n, batch_size)]
+
+
+def training_batches(order: str, lengths: list[int], batch_size: int, generator: torch.Generator):
+    """One epoch's batches: `length` groups similar lengths (less padding), `uniform` shuffles plainly."""
+    if order == "uniform":
+        return uniform_batches(len(lengths), batch_size, generator)
+    return length_grouped_batches(lengths, batch_size, generator)
+
+
 def sorted_batches(lengths: list[int], batch_size: int, max_tokens: int | None = None) -> list[list[int]]:
     """Evaluation batches by decreasing length, at most `batch_size` rows and, if given, `max_tokens` padded
     tokens each (rows x the batch's longest); predictions are put back in input order."""

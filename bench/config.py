@@ -31,12 +31,16 @@ class RunConfig:
     warmup_ratio: float = 0.06
     lr_schedule: str = "linear"  # linear (warmup, then linear decay to 0) | constant (warmup, then flat)
     weight_decay: float = 0.01
-    max_grad_norm: float = 1.0
+    max_grad_norm: float = 1.0  # 0: no clipping
+    adam_eps: float = 1e-8  # torch's AdamW default; transformers' old AdamW (PASTA, BitFit code): 1e-6
+    adam_beta2: float = 0.999  # fairseq's RoBERTa recipe: 0.98
+    batch_order: str = "length"  # length (length-grouped: little padding, faster) | uniform (a plain shuffle)
     patience: int | None = None  # epochs without improvement before stopping; None: never
     max_train_samples: int | None = None  # keep only the first N training examples (budgets)
     init: str = "pretrained"  # pretrained | random (the architecture with fresh weights: speed and memory studies)
     head: str = "family"  # family (the family's HF head) | linear (one linear layer on the first token's state)
     select_on: str = "dev"  # the split that picks the best epoch: dev (as the papers do) | holdout
+    select_metric: str | None = None  # the metric that picks it; None: the task's main metric (GLUE: mean score)
     holdout_fraction: float = 0.1  # select_on=holdout: this share of train (fixed draw) held out to select on
     eval_every_steps: int | None = None  # also evaluate every N steps; None: once per epoch
     log_every: int = 20  # log loss and lr every N optimizer steps (more often on runs under 10 N steps)
@@ -75,11 +79,14 @@ class RunConfig:
 FIELDS = {f.name: f for f in fields(RunConfig)}
 # Fields added after runs existed, with the value that reproduces the earlier behaviour: left out of the
 # config hash at that value, so existing runs are still found (and reused) by sweeps and grids.
-ADDED_FIELDS = {"init": "pretrained", "head": "family", "lr_schedule": "linear", "select_on": "dev", "holdout_fraction": 0.1}
+ADDED_FIELDS = {"init": "pretrained", "head": "family", "lr_schedule": "linear", "select_on": "dev",
+                "holdout_fraction": 0.1, "adam_eps": 1e-8, "adam_beta2": 0.999, "batch_order": "length",
+                "select_metric": None}
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 INITS = ("pretrained", "random")  # what each means: the comment at bench.models.ARCH_DIR
 LR_SCHEDULES = ("linear", "constant")
 SELECT_ON = ("dev", "holdout")
+BATCH_ORDERS = ("length", "uniform")
 
 
 def parse_value(text: str):
@@ -182,6 +189,12 @@ def validate(cfg: RunConfig) -> RunConfig:
         raise choices_error("head", cfg.head, HEADS)
     if cfg.select_on not in SELECT_ON:
         raise choices_error("select_on", cfg.select_on, SELECT_ON)
+    if cfg.batch_order not in BATCH_ORDERS:
+        raise choices_error("batch_order", cfg.batch_order, BATCH_ORDERS)
+    if cfg.select_metric is not None and cfg.select_metric not in task.metrics:
+        raise choices_error(f"select_metric for task {task.name}:", cfg.select_metric, task.metrics)
+    if not 0 < cfg.adam_eps < 1 or not 0 < cfg.adam_beta2 < 1:
+        raise BenchError(f"options adam_eps={cfg.adam_eps} and adam_beta2={cfg.adam_beta2} must be in (0, 1)")
     for f in fields(RunConfig):  # every number finite: nan and inf are never meant
         value = getattr(cfg, f.name)
         if isinstance(value, float) and not math.isfinite(value):

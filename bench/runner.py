@@ -320,7 +320,8 @@ def format_summary(s: dict) -> str:
     task, res, cfg = s["task"], s["result"], s["cfg"]
     lines = [f"\n== {s['run_name']} (MLflow run {s['run_id']}, experiment {s['experiment']}) ==",
              f"best epoch {res.best_epoch} of {res.epochs_run:.2f} run ({res.steps} steps, stopped by {res.stopped};"
-             f" best = highest {task.main_metric} on {next(iter(res.best_metrics), task.dev_splits[0])}, earliest wins"
+             f" best = highest {cfg.select_metric or task.main_metric} on "
+             f"{next(iter(res.best_metrics), task.dev_splits[0])}, earliest wins"
              f" ties), seed {cfg.seed}",
              f"{'split':<16}{'metric':<12}{'best epoch':>12}{'majority baseline':>20}"]
     main = task.dev_splits[0]

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 
 import torch
 
-from bench.batching import collate, length_grouped_batches, sorted_batches
+from bench.batching import collate, sorted_batches, training_batches
 from bench.metrics import compute_metrics
 from bench.record import eval_metric
 from bench.signals import raise_if_terminated
@@ -130,7 +130,7 @@ def train(model, prep: Prepared, cfg, accelerator, stored_names: set[str], log: 
 
         method = Method()
     groups = [g for g in method.param_groups(model, method_cfg, cfg.weight_decay) if g["params"]]
-    optimizer = torch.optim.AdamW(groups, lr=cfg.lr, fused=True)
+    optimizer = torch.optim.AdamW(groups, lr=cfg.lr, betas=(0.9, cfg.adam_beta2), eps=cfg.adam_eps, fused=True)
     trainable = [p for p in model.parameters() if p.requires_grad]
     lengths_np = prep.train["input_ids"].lengths
     lengths = lengths_np.tolist()
@@ -180,7 +180,7 @@ def train(model, prep: Prepared, cfg, accelerator, stored_names: set[str], log: 
         flat = {eval_metric(split, k): v for split, m in metrics.items() for k, v in m.items()}
         log({**flat, "epoch": step / steps_per_epoch}, step)
         res.history.append({"epoch": tag_epoch, "step": step, **flat})
-        value = metrics[main_split][task.main_metric]
+        value = metrics[main_split][cfg.select_metric or task.main_metric]
         if value > best_value and method.eval_selectable(method_cfg, step, total):  # strict: ties keep the earlier
             best_value, bad_epochs = value, 0
             best_state = {n: p.detach().clone() for n, p in model.named_parameters() if n in snapshot}
@@ -196,7 +196,7 @@ def train(model, prep: Prepared, cfg, accelerator, stored_names: set[str], log: 
     while step < total:
         epoch += 1
         t0 = time.perf_counter()
-        batches = length_grouped_batches(lengths, cfg.batch_size, generator)
+        batches = training_batches(cfg.batch_order, lengths, cfg.batch_size, generator)
         t["data"] += time.perf_counter() - t0
         for indices in batches:
             raise_if_terminated()

@@ -198,10 +198,10 @@ def run_trainer(cfg: RunConfig, steps: int, pad_to_max: bool, ref: str = "ours",
             def get_train_dataloader(self):
                 from torch.utils.data import DataLoader
 
-                from bench.batching import length_grouped_batches
+                from bench.batching import training_batches
 
-                order = length_grouped_batches(prep.train["input_ids"].lengths.tolist(), cfg.batch_size,
-                                               torch.Generator().manual_seed(cfg.seed))  # as bench.train draws them
+                order = training_batches(cfg.batch_order, prep.train["input_ids"].lengths.tolist(), cfg.batch_size,
+                                         torch.Generator().manual_seed(cfg.seed))  # as bench.train draws them
                 return self.accelerator.prepare(DataLoader(self.train_dataset, batch_sampler=order,
                                                            collate_fn=self.data_collator))
 

@@ -1,6 +1,9 @@
 """`bench heads`: the vertical-head analysis behind PASTA. A head is vertical when at least `threshold` of the
-query tokens give their largest attention to a special token ([CLS]/[SEP], <s>/</s>), diagonal when that
-share goes to the previous, same or next token, else heterogeneous. Scores are per input (unpadded, one at a
+query tokens give their largest attention to a special token, diagonal when that share goes to the previous,
+same or next token, else heterogeneous. Two definitions (DEFINITIONS): `reference`, the PASTA authors'
+plot_attentions.py (is_vertical: every query row counts, a hit is an argmax on the first or the last token of
+the input: [CLS] and the final [SEP]), the default; `special-tokens`, bench's earlier variant (the special
+tokens' own queries left out unless asked, a hit on any special token: a pair's middle [SEP] too). Scores are per input (unpadded, one at a
 time), then averaged over inputs with their spread. `--ablate vertical` masks the vertical heads of a model
 and re-evaluates it, beside as many randomly drawn non-vertical heads."""
 
@@ -24,6 +27,7 @@ class HeadScores:
     diagonal: np.ndarray  # same shape: share whose argmax key is the previous, same or next token
     threshold: float
     count_special_queries: bool
+    definition: str = "reference"
 
     def kinds(self) -> np.ndarray:
         v, d = self.vertical.mean(0), self.diagonal.mean(0)
@@ -53,7 +57,7 @@ def use_eager_attention(model) -> None:
 
 
 def score_heads(model, data: dict, n: int, threshold: float, count_special_queries: bool = False,
-                extra_columns: tuple[str, ...] = ()) -> HeadScores:
+                extra_columns: tuple[str, ...] = (), definition: str = "reference") -> HeadScores:
     """The first n examples of an encoded split, each fed alone (no padding) with attention weights."""
     import torch
 
@@ -73,27 +77,37 @@ def score_heads(model, data: dict, n: int, threshold: float, count_special_queri
                 kwargs["special_tokens_mask"] = torch.as_tensor(special[i], dtype=torch.long, device=device)[None]
             att = torch.stack(model(**kwargs).attentions)[:, 0]  # (layers, heads, queries, keys)
             is_special = torch.as_tensor(special[i], dtype=torch.bool, device=device)
-            scored = input_scores(att, is_special, count_special_queries)
+            scored = input_scores(att, is_special, count_special_queries, definition)
             if scored is not None:
                 vertical.append(scored[0])
                 diagonal.append(scored[1])
     if not vertical:
         raise BenchError("no input had a non-special token to score")
-    return HeadScores(np.stack(vertical), np.stack(diagonal), threshold, count_special_queries)
+    return HeadScores(np.stack(vertical), np.stack(diagonal), threshold, count_special_queries, definition)
 
 
-def input_scores(att, is_special, count_special_queries: bool):
+DEFINITIONS = ("reference", "special-tokens")
+
+
+def input_scores(att, is_special, count_special_queries: bool, definition: str = "reference"):
     """One input's attention (layers, heads, queries, keys) -> per head, the share of the counted query tokens
-    whose largest attention is on a special token (vertical) and on the previous, same or next token
-    (diagonal); None when no query token is counted."""
+    whose largest attention is on a target key (vertical) and on the previous, same or next token (diagonal);
+    None when no query token is counted. reference: every query, targets the first and the last token;
+    special-tokens: non-special queries (all with count_special_queries), targets every special token."""
     import torch
 
-    queries = torch.ones_like(is_special) if count_special_queries else ~is_special
+    if definition == "reference":
+        queries = torch.ones_like(is_special)
+        targets = torch.zeros_like(is_special)
+        targets[0] = targets[-1] = True
+    else:
+        queries = torch.ones_like(is_special) if count_special_queries else ~is_special
+        targets = is_special
     if not queries.any():
         return None
     top = att.argmax(-1)  # (layers, heads, queries)
     q = torch.arange(top.shape[-1], device=top.device)
-    vertical = is_special[top][..., queries].float().mean(-1)
+    vertical = targets[top][..., queries].float().mean(-1)
     diagonal = ((top - q).abs() <= 1)[..., queries].float().mean(-1)
     return vertical.cpu().numpy(), diagonal.cpu().numpy()
 
@@ -147,6 +161,7 @@ def write_outputs(scores: HeadScores, out_dir: Path, name: str, title: str, extr
         w.writerows(rows)
     (out_dir / f"{name}.json").write_text(json.dumps({**extra, "threshold": scores.threshold,
                                                       "count_special_queries": scores.count_special_queries,
+                                                      "definition": scores.definition,
                                                       "inputs": len(scores.vertical), "heads": rows}, indent=1))
     return [str(out_dir / f"{name}.csv"), str(out_dir / f"{name}.json"), *plot_grid(scores, str(out_dir / name), title)]
 
@@ -237,7 +252,8 @@ def compare(a_path: str, b_path: str) -> str:
 
 def run_analysis(model: str | None, task_name: str | None, data_dir: str | None, samples: int, threshold: float,
                  count_special_queries: bool, run_id: str | None, checkpoint: str | None, ablate: str | None,
-                 draws: int, out_dir: str, tracking_uri: str | None, echo=print) -> dict:
+                 draws: int, out_dir: str, tracking_uri: str | None, echo=print,
+                 definition: str = "reference") -> dict:
     """The whole `bench heads` command: score, write the files, optionally ablate, track it in MLflow."""
     import contextlib
 
@@ -282,11 +298,15 @@ def run_analysis(model: str | None, task_name: str | None, data_dir: str | None,
     fam = family(built.model)
     local = fam.local_attention(built.model.config) if fam else None  # PASTA's premise needs [CLS]/[SEP] in view
     scores = score_heads(built.model, prep.dev[split], samples, threshold, count_special_queries,
-                         built.method.batch_columns)
+                         built.method.batch_columns, definition)
     label = f"{Path(cfg.model).name} {cfg.method if tuned else 'pretrained'} on {task.name}"
     name = f"heads-{Path(cfg.model).name}-{task.name}-{cfg.method if tuned else 'pretrained'}"
-    queries = "all query tokens" if count_special_queries else "non-special query tokens only"
-    title = (f"{label}: vertical score per head (share of {queries} whose largest attention is on a special token), "
+    if definition == "reference":
+        rule = "share of all query tokens whose largest attention is on the first or the last token"
+    else:
+        queries = "all query tokens" if count_special_queries else "non-special query tokens"
+        rule = f"share of {queries} whose largest attention is on a special token"
+    title = (f"{label}: vertical score per head ({rule}; definition {definition}), "
              f"{len(scores.vertical)} {split} inputs, threshold {threshold}")
     files = write_outputs(scores, Path(out_dir), name, title, {"label": label, "source": source, "split": split,
                                                               "local_attention": local})
@@ -301,7 +321,8 @@ def run_analysis(model: str | None, task_name: str | None, data_dir: str | None,
             "source": source}
     with tracking.tracked_run(uri, record.experiment_name(task.name), name, tags) as tracker:
         tracker.log_params({"samples": len(scores.vertical), "threshold": threshold, "split": split,
-                            "count_special_queries": count_special_queries, "ablate": ablate or "-", "draws": draws})
+                            "count_special_queries": count_special_queries, "definition": definition,
+                            "ablate": ablate or "-", "draws": draws})
         metrics = {f"heads_{k}": v for k, v in counts.items()}
         if result["ablation"]:
             a = result["ablation"]

@@ -249,7 +249,7 @@ def _main_metric(cfg):
     from bench.tasks import get_task
 
     task = get_task(cfg.task)
-    return selection_split(cfg, task), task.main_metric
+    return selection_split(cfg, task), cfg.select_metric or task.main_metric  # what picks the epoch is optimised
 
 
 def _best_value(run, cfg) -> float:

@@ -19,13 +19,42 @@ def test_scoring_rule_on_hand_made_attention():
     att[0, 0, :, 0] = 1.0  # head 0: every query looks at [CLS]
     att[0, 1] = torch.eye(T)  # head 1: every query looks at itself
     att[0, 2, :, 2] = 1.0  # head 2: everyone looks at token "b"
-    v, d = input_scores(att, special, count_special_queries=False)  # queries a, b, c, d
+    v, d = input_scores(att, special, count_special_queries=False, definition="special-tokens")  # queries a..d
     assert v[0].tolist() == [1.0, 0.0, 0.0]
     assert d[0].tolist() == [0.25, 1.0, 0.75]  # head 0: only "a" is next to [CLS]; head 2: a, b, c near "b"
     scores = HeadScores(v[None], d[None], threshold=0.9, count_special_queries=False)
     assert scores.kinds()[0].tolist() == ["vertical", "diagonal", "heterogeneous"]
-    v_all, _ = input_scores(att, special, count_special_queries=True)
+    v_all, _ = input_scores(att, special, count_special_queries=True, definition="special-tokens")
     assert v_all[0, 0] == 1.0 and v_all[0, 1] == pytest.approx(2 / 6)  # the specials' own queries now count
+
+
+def reference_is_vertical(single_head, cutoff=0.9):
+    """luka-group/PASTA plot_attentions.py is_vertical, transcribed: every query row counts; a hit is an
+    argmax on the first or the last key."""
+    count = sum(int(single_head[i].argmax()) in (0, single_head.shape[1] - 1) for i in range(single_head.shape[0]))
+    return count >= single_head.shape[0] * cutoff
+
+
+def test_the_default_definition_is_the_reference_scripts():
+    """A pair input [CLS] a [SEP] b [SEP]: a head looking at the middle [SEP] is vertical for bench's
+    special-tokens variant but not for the reference, which counts only the first and last positions, and
+    every query row (special ones included)."""
+    T = 5
+    special = torch.tensor([True, False, True, False, True])
+    gen = torch.Generator().manual_seed(0)
+    att = torch.rand(2, 4, T, T, generator=gen)
+    att[0, 0, :, 2] = 9.0  # the middle [SEP]
+    att[0, 1, :, 0] = 9.0  # [CLS]
+    att[0, 2, :, 4] = 9.0  # the last [SEP]
+    att[0, 3, :4, 0] = 9.0  # 4 of 5 rows on [CLS]: 0.8 < 0.9
+    v, _ = input_scores(att, special, count_special_queries=False)
+    kinds = HeadScores(v[None], v[None] * 0, threshold=0.9, count_special_queries=False).kinds()
+    for layer in range(2):
+        for head in range(4):
+            assert (kinds[layer, head] == "vertical") == reference_is_vertical(att[layer, head].numpy())
+    assert kinds[0].tolist()[:3] == ["heterogeneous", "vertical", "vertical"]
+    v_var, _ = input_scores(att, special, count_special_queries=False, definition="special-tokens")
+    assert v_var[0, 0] == 1.0  # the variant counts the middle [SEP]
 
 
 def model_and_batch(tiny_models, glue_dir, method, options=None):

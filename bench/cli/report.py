@@ -104,8 +104,11 @@ def add_parsers(sub) -> None:
     p.add_argument("--data-dir", default=None)
     p.add_argument("--samples", type=int, default=100, help="dev inputs, each fed alone, unpadded (default: 100)")
     p.add_argument("--threshold", type=float, default=0.9, help="share of query tokens (default: 0.9)")
+    p.add_argument("--definition", default="reference", choices=["reference", "special-tokens"],
+                   help="reference (default): the PASTA authors' plot_attentions.py, every query token, a hit on the "
+                        "first or last token; special-tokens: a hit on any special token, special queries left out")
     p.add_argument("--count-special-queries", action="store_true",
-                   help="also count the special tokens' own queries (default: non-special query tokens only)")
+                   help="with --definition special-tokens: also count the special tokens' own queries")
     p.add_argument("--run", default=None, help="analyse a tuned model: an MLflow run id")
     p.add_argument("--checkpoint", default=None, metavar="DIR", help="analyse a tuned model: an adapter directory")
     p.add_argument("--ablate", default=None, help="vertical: mask the vertical heads and re-evaluate, beside as "
@@ -120,5 +123,6 @@ def cmd_heads(args) -> int:
     from reports.heads import run_analysis
 
     run_analysis(args.model, args.task, args.data_dir, args.samples, args.threshold, args.count_special_queries,
-                 args.run, args.checkpoint, args.ablate, args.draws, args.out_dir, args.tracking_uri)
+                 args.run, args.checkpoint, args.ablate, args.draws, args.out_dir, args.tracking_uri,
+                 definition=args.definition)
     return 0

@@ -1,0 +1,116 @@
+"""Three steps of bench's training loop against a plain-PyTorch loop written here from the definitions: the
+reference scripts' uniform shuffle (torch.randperm with the run's seed, cut into batches), AdamW with
+decoupled weight decay on matrices only, the options' eps and beta2, a linear warmup then linear decay, and
+global gradient-norm clipping. The trained parameters must end equal."""
+
+import copy
+
+import pytest
+import torch
+
+from bench.batching import collate
+from bench.config import build_config
+from bench.runner import build_model, make_accelerator, prepare_data
+from bench.tasks import get_task
+from bench.train import train
+
+OPTIONS = {"batch_order": "uniform", "adam_eps": 1e-6, "adam_beta2": 0.98, "max_grad_norm": 1e-3,
+           "warmup_ratio": 0.34, "weight_decay": 0.1, "lr": 1e-2, "max_steps": 3, "batch_size": 4, "seed": 5}
+
+
+def no_dropout(model):
+    for m in model.modules():
+        if isinstance(m, torch.nn.Dropout):
+            m.p = 0.0
+    model.config.attention_probs_dropout_prob = 0.0
+
+
+@pytest.mark.parametrize("method", ["bitfit", "lora"])
+def test_three_steps_match_a_plain_loop(tiny_models, glue_dir, method):
+    cfg = build_config({"method": method, "model": tiny_models["bert"], "task": "rte", "data_dir": str(glue_dir),
+                        **OPTIONS})
+    task = get_task("rte")
+    built = build_model(cfg, task)
+    no_dropout(built.model)
+    prep = prepare_data(cfg, task, built)
+    plain = copy.deepcopy(built.model)
+    start = {n: p.detach().clone() for n, p in plain.named_parameters()}
+    accelerator, _ = make_accelerator("fp32")
+    train(built.model, prep, cfg, accelerator, built.stored_names, lambda *a: None, progress=False,
+          method=built.method, method_cfg=built.method_config)
+
+    # The plain loop.
+    params = {n: p for n, p in plain.named_parameters() if p.requires_grad}
+    decay = [p for n, p in params.items() if p.ndim >= 2 and "LayerNorm" not in n]
+    rest = [p for n, p in params.items() if not (p.ndim >= 2 and "LayerNorm" not in n)]
+    opt = torch.optim.AdamW([{"params": decay, "weight_decay": 0.1}, {"params": rest, "weight_decay": 0.0}],
+                            lr=1e-2, betas=(0.9, 0.98), eps=1e-6)
+    total, warmup = 3, int(0.34 * 3)
+
+    def factor(k):  # linear warmup to the peak, then linear decay to 0 at `total`
+        return k / warmup if k < warmup else (total - k) / (total - warmup)
+
+    schedule = torch.optim.lr_scheduler.LambdaLR(opt, factor)
+    n = len(prep.train["labels"])
+    order = torch.randperm(n, generator=torch.Generator().manual_seed(5)).tolist()
+    plain.train()
+    for step in range(total):
+        rows = order[step * 4:(step + 1) * 4]
+        batch = collate(prep.train, rows, prep.pad_id)
+        batch.pop("special_tokens_mask", None)
+        plain(**batch).loss.backward()
+        norm = torch.sqrt(sum((p.grad ** 2).sum() for p in params.values()))
+        scale = min(1.0, 1e-3 / (float(norm) + 1e-6))
+        assert scale < 1.0  # clipping is active in this test
+        for p in params.values():
+            p.grad.mul_(scale)
+        opt.step()
+        schedule.step()
+        opt.zero_grad()
+    ours = dict(built.model.named_parameters())
+    for name, p in params.items():
+        assert torch.allclose(ours[name], p, atol=1e-6), (name, (ours[name] - p).abs().max())
+    assert all(not torch.equal(p, start[n]) for n, p in params.items() if "lora_A" not in n)  # every one trained
+
+
+def test_uniform_order_is_not_length_grouped(tiny_models, glue_dir):
+    """The option changes what is drawn: the length-grouped default sorts rows by length inside mega-batches."""
+    from bench.batching import training_batches
+
+    lengths = list(range(1, 41))
+    g = lambda: torch.Generator().manual_seed(0)  # noqa: E731
+    uniform = training_batches("uniform", lengths, 4, g())
+    grouped = training_batches("length", lengths, 4, g())
+    assert sorted(i for b in uniform for i in b) == list(range(40)) == sorted(i for b in grouped for i in b)
+    assert uniform[0] == torch.randperm(40, generator=g()).tolist()[:4]
+    spread = lambda batches: max(max(lengths[i] for i in b) - min(lengths[i] for i in b) for b in batches)  # noqa: E731
+    assert spread(grouped) <= 3 < spread(uniform)
+
+
+@pytest.mark.parametrize("select_metric, best_epoch", [(None, 2), ("f1", 1), ("accuracy", 2)])
+def test_the_selection_metric_picks_the_best_epoch(tiny_models, glue_dir, monkeypatch, select_metric, best_epoch):
+    """MRPC's main metric is the mean of F1 and accuracy; select_metric=f1 picks the epoch with the best F1,
+    as references that select on the metric they report do."""
+    import bench.train
+
+    scripted = iter([{"dev": {"f1": 0.9, "accuracy": 0.5, "glue_score": 0.7}},
+                     {"dev": {"f1": 0.8, "accuracy": 0.9, "glue_score": 0.85}}])
+    monkeypatch.setattr(bench.train, "evaluate", lambda *a, **k: next(scripted))
+    cfg = build_config({"method": "bitfit", "model": tiny_models["bert"], "task": "mrpc", "data_dir": str(glue_dir),
+                        "epochs": 2, "batch_size": 8, "lr": 1e-3, "select_metric": select_metric})
+    task = get_task("mrpc")
+    built = build_model(cfg, task)
+    prep = prepare_data(cfg, task, built)
+    accelerator, _ = make_accelerator("fp32")
+    res = train(built.model, prep, cfg, accelerator, built.stored_names, lambda *a: None, progress=False,
+                method=built.method, method_cfg=built.method_config)
+    assert res.best_epoch == best_epoch
+
+
+def test_a_bad_selection_metric_is_one_line():
+    from bench.errors import BenchError
+
+    with pytest.raises(BenchError, match=r"unknown select_metric for task mrpc: 'mcc' \(choices: accuracy, f1"):
+        build_config({"task": "mrpc", "select_metric": "mcc"})
+    with pytest.raises(BenchError, match="unknown batch_order 'sorted'"):
+        build_config({"batch_order": "sorted"})
