@@ -100,11 +100,18 @@ def predict(model, prep: Prepared, data: dict, batch_size: int, autocast, progre
 
 def evaluate(model, prep: Prepared, batch_size: int, autocast, splits: dict | None = None,
              progress: bool = False) -> dict[str, dict]:
-    """Metrics of every split in `splits` (default: the dev splits), with a progress bar per split if asked."""
+    """Metrics of every split in `splits` (default: the dev splits, then the task's pooled splits, e.g. MNLI's
+    dev_all: their predictions scored together), with a progress bar per split if asked."""
     gold = prep.task.task_kind.gold
-    return {split: compute_metrics(prep.task, predict(model, prep, data, batch_size, autocast,
-                                                      f"eval {split}" if progress else None), gold(data))
-            for split, data in (prep.dev if splits is None else splits).items()}
+    chosen = prep.dev if splits is None else splits
+    scored = {split: (predict(model, prep, data, batch_size, autocast, f"eval {split}" if progress else None),
+                      gold(data)) for split, data in chosen.items()}
+    out = {split: compute_metrics(prep.task, p, g) for split, (p, g) in scored.items()}
+    for name, parts in (prep.task.pooled_splits if splits is None else {}).items():
+        if all(p in scored for p in parts):
+            out[name] = compute_metrics(prep.task, [x for p in parts for x in scored[p][0]],
+                                        [x for p in parts for x in scored[p][1]])
+    return out
 
 
 def train(model, prep: Prepared, cfg, accelerator, stored_names: set[str], log: Callable[[dict, int], None],

@@ -114,3 +114,24 @@ def test_a_bad_selection_metric_is_one_line():
         build_config({"task": "mrpc", "select_metric": "mcc"})
     with pytest.raises(BenchError, match="unknown batch_order 'sorted'"):
         build_config({"batch_order": "sorted"})
+
+
+def test_mnli_overall_accuracy_pools_both_dev_sets(tiny_models, glue_dir):
+    """dev_all scores matched + mismatched predictions together: the size-weighted mean of the two accuracies
+    (checked with unequal sizes), never the plain mean; the best epoch is still picked on matched."""
+    import numpy as np
+
+    from bench.encoding import split_rows
+    from bench.train import evaluate
+
+    cfg = build_config({"method": "head", "model": tiny_models["bert"], "task": "mnli", "data_dir": str(glue_dir)})
+    task = get_task("mnli")
+    built = build_model(cfg, task)
+    prep = prepare_data(cfg, task, built)
+    prep.dev["dev_mismatched"] = split_rows(prep.dev["dev_mismatched"], np.arange(4))
+    accelerator, _ = make_accelerator("fp32")
+    m = evaluate(built.model, prep, 8, accelerator.autocast)
+    assert list(m) == ["dev_matched", "dev_mismatched", "dev_all"]
+    n_m, n_mm = len(prep.dev["dev_matched"]["labels"]), 4
+    expected = (n_m * m["dev_matched"]["accuracy"] + n_mm * m["dev_mismatched"]["accuracy"]) / (n_m + n_mm)
+    assert m["dev_all"]["accuracy"] == pytest.approx(expected, abs=1e-12)

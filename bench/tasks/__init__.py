@@ -63,6 +63,9 @@ class Task:
     test_splits: tuple[str, ...] = ()  # labelled test splits, scored once at the best dev epoch (test_* metrics)
     curve_metric: str = ""  # the metric of intrinsic-dimension curves (default: main_metric)
     predict: PredictSpec | None = None
+    # Dev splits scored together as one more split (MNLI: dev_all = matched + mismatched, the "overall" accuracy
+    # RoBERTa-large tables report): name -> the splits whose predictions are pooled; never selects the epoch.
+    pooled_splits: dict = field(default_factory=dict)
     aliases: tuple[str, ...] = ()
     description: str = ""
     source_file: str = ""
@@ -149,8 +152,12 @@ def parse_task(entry: dict, where: str) -> Task:
         if predict and not set(predict.files) == set(predict.hub) == set(predict.submission):
             raise BenchError(f"task file {where}: predict.hub, predict.files and predict.submission name "
                              "different splits")
+        pooled = {str(k): _tuple(v) for k, v in (entry.get("pooled_splits") or {}).items()}
+        for name, parts in pooled.items():
+            if not set(parts) <= set(hub_splits) - {"train"} or len(parts) < 2:
+                raise BenchError(f"task file {where}: pooled_splits.{name} must name two or more dev splits")
         return Task(
-            predict=predict,
+            predict=predict, pooled_splits=pooled,
             name=str(need(entry, "name")).lower(), kind=kind, labels=labels, metrics=metrics, main_metric=main,
             score=_tuple(entry.get("score") or main),
             hub=Source(text=_tuple(need(hub, "text", "hub.")), label=need(hub, "label", "hub."), splits=hub_splits,
