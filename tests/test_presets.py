@@ -25,7 +25,7 @@ def test_resolution_is_specific_over_general():
     values, sources = resolve("paper", "lora", "roberta-large", "sst2")
     assert (values["lr"], values["batch_size"], values["weight_decay"]) == (4e-4, 64, 0.1)
     assert values["method_options"] == {"r": 8, "alpha": 16, "dropout": 0.0}
-    assert "roberta_large_sst2.sh" in sources["batch_size"] and "Table 9" in sources["lr"]
+    assert "roberta_large_sst2.sh" in sources["batch_size"] and "roberta_large_sst2.sh" in sources["lr"]
     values, sources = resolve("paper", "pasta", "bert-large-cased", "conll2003")
     assert (values["lr"], values["batch_size"], values["epochs"], values["weight_decay"]) == (3e-3, 16, 100, 0.0)
     assert "CoNLL03.sh" in sources["lr"] and "main_glue.py" in sources["weight_decay"]
@@ -84,3 +84,15 @@ def test_sweep_centred_on_a_preset(tiny_models, glue_dir, tmp_path):
     assert attrs["space"]["lr"]["low"] == pytest.approx(2e-5 / 3) and attrs["space"]["epochs"]["choices"] == [1, 3]
     assert attrs["base"]["warmup_ratio"] == 0.1 and attrs["base"]["batch_size"] == 8  # the user's --set wins
     assert attrs["base"]["tags"] == {"preset": "paper"}
+
+
+def test_every_roberta_large_lora_task_has_its_scripts_values():
+    """microsoft/LoRA examples/NLU/roberta_large_<task>.sh, 8 GPUs: (per-GPU batch x 8, lr, epochs, max length),
+    transcribed here; no GLUE task falls back to bench's defaults."""
+    scripts = {"mnli": (32, 3e-4, 10, 128), "sst2": (64, 4e-4, 10, 512), "mrpc": (32, 3e-4, 20, 512),
+               "cola": (32, 3e-4, 20, 128), "qnli": (32, 2e-4, 10, 512), "qqp": (32, 3e-4, 20, 512),
+               "rte": (64, 4e-4, 20, 512), "stsb": (32, 3e-4, 10, 128)}
+    for task, expected in scripts.items():
+        values, sources = resolve("paper", "lora", "roberta-large", task)
+        assert (values["batch_size"], values["lr"], values["epochs"], values["max_length"]) == expected, task
+        assert all(f"roberta_large_{task}.sh" in sources[k] for k in ("batch_size", "lr", "epochs", "max_length"))
