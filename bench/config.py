@@ -38,6 +38,8 @@ class RunConfig:
     patience: int | None = None  # epochs without improvement before stopping; None: never
     max_train_samples: int | None = None  # keep only the first N training examples (budgets)
     init: str = "pretrained"  # pretrained | random (the architecture with fresh weights: speed and memory studies)
+    # a finished run to start from, its head replaced: an MLflow run id, an adapter dir, or task:<name> (bench/warm_start.py)
+    init_from: str | None = None
     head: str = "family"  # family (the family's HF head) | linear (one linear layer on the first token's state)
     select_on: str = "dev"  # the split that picks the best epoch: dev (as the papers do) | holdout
     select_metric: str | None = None  # the metric that picks it; None: the task's main metric (GLUE: mean score)
@@ -81,7 +83,7 @@ FIELDS = {f.name: f for f in fields(RunConfig)}
 # config hash at that value, so existing runs are still found (and reused) by sweeps and grids.
 ADDED_FIELDS = {"init": "pretrained", "head": "family", "lr_schedule": "linear", "select_on": "dev",
                 "holdout_fraction": 0.1, "adam_eps": 1e-8, "adam_beta2": 0.999, "batch_order": "length",
-                "select_metric": None}
+                "select_metric": None, "init_from": None}
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 INITS = ("pretrained", "random")  # what each means: the comment at bench.models.ARCH_DIR
 LR_SCHEDULES = ("linear", "constant")

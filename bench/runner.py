@@ -25,6 +25,7 @@ class Built:
     method_config: object
     stored_names: set
     backbone_numel: int
+    init_tags: dict = dataclasses.field(default_factory=dict)  # init_from: where the weights started (the chain)
 
 
 def quiet_libraries() -> None:
@@ -68,11 +69,16 @@ def build_model(cfg: RunConfig, task) -> Built:
     model, new_names = load_model(cfg.model, task, cfg.head, cfg.init, tokenizer)
     ctx = AttachContext(task=task, tokenizer=tokenizer, family=family(model), config=model.config)
     model, backbone_numel = apply_method(model, method, method_cfg, ctx)
+    init_tags = {}
+    if cfg.init_from:  # a finished run's weights (its head replaced), e.g. the MNLI warm start
+        from bench.warm_start import warm_start
+
+        init_tags = warm_start(model, cfg, model.bench_head_prefixes)
     # Stored with the adapter: what trains, plus anything newly initialised (so reload is exact), also
     # when a method reparameterised it (torch's parametrize renames `w` to `parametrizations.w.original`).
     stored = {n for n, p in model.named_parameters()
               if p.requires_grad or n in new_names or plain_name(n) in new_names}
-    return Built(model, tokenizer, method, method_cfg, stored, backbone_numel)
+    return Built(model, tokenizer, method, method_cfg, stored, backbone_numel, init_tags)
 
 
 def check_max_length(cfg: RunConfig) -> None:
@@ -207,7 +213,7 @@ def run(cfg: RunConfig, progress: bool = True, parent_run_id: str | None = None,
          + ", ".join(f"{len(d['labels'])} {s}" for s, d in prep.dev.items()) + f"; lr {lr:g}; {precision}")
     echo(describe(counts))
 
-    tags = record.run_tags(cfg, built.method, built.method_config)
+    tags = record.run_tags(cfg, built.method, built.method_config) | built.init_tags
     experiment = record.experiment_name(task.name, cfg.experiment)
     with tracking.tracked_run(uri, experiment, cfg.run_name(), tags, parent_run_id) as tracker:
         if on_start is not None:  # sweeps record the run id at once: a killed worker's run can be closed
@@ -234,6 +240,7 @@ def run(cfg: RunConfig, progress: bool = True, parent_run_id: str | None = None,
             echo(describe(counts) + " (after training)")
         meta = {"format": 1, "method": cfg.method, "method_options": cfg.method_options, "model": cfg.model,
                 "task": task.name, "config": config_dict, "counts": counts,
+                "init_chain": built.init_tags.get("init_chain", ""),
                 "best_epoch": result.best_epoch, "best_metrics": {**result.best_metrics, **tested}}
         size, where = store_checkpoint(tracker, run_dir, built, meta)
         final = {record.best_metric(s, k): v for s, m in result.best_metrics.items() for k, v in m.items()}
@@ -351,7 +358,8 @@ def load_checkpoint(directory: Path, data_dir: str | None = None):
     quiet_libraries()
     meta = checkpoint.read_meta(directory)
     checkpoint.verify(directory)  # a damaged file is refused before any model loads
-    conf = {k: v for k, v in meta["config"].items() if k != "tracking_uri"}
+    # init_from is not replayed: the stored parameters hold everything the warm start and training changed
+    conf = {k: v for k, v in meta["config"].items() if k not in ("tracking_uri", "init_from")}
     if data_dir:
         conf["data_dir"] = data_dir
     cfg = build_config(conf)
