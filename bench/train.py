@@ -114,6 +114,22 @@ def evaluate(model, prep: Prepared, batch_size: int, autocast, splits: dict | No
     return out
 
 
+def constant(step: int) -> float:
+    """A parameter group whose lr never changes (Diff pruning's gate logits: the reference never steps their
+    scheduler)."""
+    return 1.0
+
+
+def lr_factor(schedule: str, warmup: int, total: int):
+    """The lr multiplier at an optimizer step: linear warmup over `warmup` steps, then linear decay to 0 at
+    `total` (transformers' get_linear_schedule_with_warmup) or flat (its constant_schedule_with_warmup)."""
+    def factor(step: int) -> float:
+        if step < warmup:
+            return step / max(1, warmup)
+        return 1.0 if schedule == "constant" else max(0.0, (total - step) / max(1, total - warmup))
+    return factor
+
+
 def train(model, prep: Prepared, cfg, accelerator, stored_names: set[str], log: Callable[[dict, int], None],
           on_eval: Callable[[int, dict], None] | None = None, progress: bool = True,
           sync_timers: bool = False, method=None, method_cfg=None) -> TrainResult:
@@ -125,7 +141,6 @@ def train(model, prep: Prepared, cfg, accelerator, stored_names: set[str], log: 
     supplies the optimizer's parameter groups, an optional extra loss term and a hook after each optimizer
     step (methods/base.py); without it, the base Method's defaults apply."""
     from tqdm.auto import tqdm
-    from transformers import get_constant_schedule_with_warmup, get_linear_schedule_with_warmup
 
     task = prep.task
     main_split = next(iter(prep.dev))
@@ -138,7 +153,6 @@ def train(model, prep: Prepared, cfg, accelerator, stored_names: set[str], log: 
         method = Method()
     groups = [g for g in method.param_groups(model, method_cfg, cfg.weight_decay) if g["params"]]
     optimizer = torch.optim.AdamW(groups, lr=cfg.lr, betas=(0.9, cfg.adam_beta2), eps=cfg.adam_eps, fused=True)
-    trainable = [p for p in model.parameters() if p.requires_grad]
     lengths_np = prep.train["input_ids"].lengths
     lengths = lengths_np.tolist()
     steps_per_epoch = math.ceil(len(lengths) / cfg.batch_size)
@@ -147,8 +161,13 @@ def train(model, prep: Prepared, cfg, accelerator, stored_names: set[str], log: 
     # Loss curves with at least ~10 points: a short run logs more often than log_every, and the last step
     # always logs its window.
     log_every = max(1, min(cfg.log_every, total // 10))
-    scheduler = (get_constant_schedule_with_warmup(optimizer, warmup) if cfg.lr_schedule == "constant"
-                 else get_linear_schedule_with_warmup(optimizer, warmup, total))
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, [
+        constant if g.get("schedule") == "constant" else lr_factor(cfg.lr_schedule, warmup, total) for g in groups])
+    # Clipped apart where a method asks (Diff pruning clips its diff and its gate logits separately, as its
+    # reference does); otherwise every trainable tensor together.
+    clip_sets: dict[str, list] = {}
+    for g in groups:
+        clip_sets.setdefault(g.get("clip_group", "all"), []).extend(g["params"])
     if cfg.gradient_checkpointing:  # non-reentrant: works with frozen inputs and keeps the dropout masks
         kwargs = {"use_reentrant": False}
         if hasattr(model, "activation_checkpointing_enable"):  # transformers >= 5.2x; the old name warns
@@ -229,7 +248,8 @@ def train(model, prep: Prepared, cfg, accelerator, stored_names: set[str], log: 
             sync()
             t3 = time.perf_counter()
             if cfg.max_grad_norm:
-                accelerator.clip_grad_norm_(trainable, cfg.max_grad_norm)
+                for params in clip_sets.values():
+                    accelerator.clip_grad_norm_(params, cfg.max_grad_norm)
             optimizer.step()
             scheduler.step()
             optimizer.zero_grad(set_to_none=True)

@@ -124,7 +124,8 @@ class Method:
         return param.ndim < 2 or "LayerNorm" in name
 
     def param_groups(self, model, cfg, weight_decay: float) -> list[dict]:
-        """Optimizer parameter groups; a group may carry its own lr or weight_decay."""
+        """Optimizer parameter groups; a group may carry its own lr or weight_decay, `schedule: constant` (its lr
+        never decays) and a `clip_group` name (groups of one name are clipped together, each name apart)."""
         decay, no_decay = [], []
         for name, p in model.named_parameters():
             if p.requires_grad:

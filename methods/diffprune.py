@@ -123,10 +123,16 @@ class DiffPrune(Method):
         diffs = {id(g.diff) for g in gates(model)}
         for g in groups:
             g["params"] = [p for p in g["params"] if id(p) not in alphas | diffs]
+        # As dguo98/DiffPruning run_glue_diffpruning.py: the model's own parameters, the diff and the gate
+        # logits are clipped apart (three clip_grad_norm_ calls), and the gates' lr stays at alpha_lr (their
+        # scheduler2 is built and never stepped).
+        for g in groups:
+            g["clip_group"] = "model"
         return groups + [
-            {"params": [g.diff for g in gates(model)], "weight_decay": 0.0},  # the L0 penalty regularises w
+            {"params": [g.diff for g in gates(model)], "weight_decay": 0.0,  # the L0 penalty regularises w
+             "clip_group": "diff"},
             {"params": [p for g in gates(model) for p in (g.log_alpha, g.group_log_alpha) if p is not None],
-             "weight_decay": 0.0, "lr": cfg.alpha_lr},
+             "weight_decay": 0.0, "lr": cfg.alpha_lr, "clip_group": "gates", "schedule": "constant"},
         ]
 
     def loss_term(self, model, cfg, step: int, total_steps: int):

@@ -135,3 +135,61 @@ def test_mnli_overall_accuracy_pools_both_dev_sets(tiny_models, glue_dir):
     n_m, n_mm = len(prep.dev["dev_matched"]["labels"]), 4
     expected = (n_m * m["dev_matched"]["accuracy"] + n_mm * m["dev_mismatched"]["accuracy"]) / (n_m + n_mm)
     assert m["dev_all"]["accuracy"] == pytest.approx(expected, abs=1e-12)
+
+
+def test_groups_can_keep_their_lr_and_be_clipped_apart(tiny_models, glue_dir, monkeypatch):
+    """A method's group with schedule=constant keeps its lr while the others decay, and each clip_group is
+    clipped on its own norm (Diff pruning's gates and diff, as its reference): checked against a plain loop."""
+    from methods.bitfit import BitFit
+
+    def groups(self, model, cfg, weight_decay):
+        params = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
+        head = [p for n, p in params if n.startswith("classifier.")]
+        body = [p for n, p in params if not n.startswith("classifier.")]
+        return [{"params": body, "weight_decay": 0.0, "clip_group": "body"},
+                {"params": head, "weight_decay": 0.0, "lr": 3e-2, "clip_group": "head", "schedule": "constant"}]
+
+    monkeypatch.setattr(BitFit, "param_groups", groups)
+    cfg = build_config({"method": "bitfit", "model": tiny_models["bert"], "task": "rte", "data_dir": str(glue_dir),
+                        **{**OPTIONS, "warmup_ratio": 0.0}})
+    task = get_task("rte")
+    built = build_model(cfg, task)
+    no_dropout(built.model)
+    prep = prepare_data(cfg, task, built)
+    plain = copy.deepcopy(built.model)
+    accelerator, _ = make_accelerator("fp32")
+    train(built.model, prep, cfg, accelerator, built.stored_names, lambda *a: None, progress=False,
+          method=built.method, method_cfg=built.method_config)
+
+    named = {n: p for n, p in plain.named_parameters() if p.requires_grad}
+    head = [p for n, p in named.items() if n.startswith("classifier.")]
+    body = [p for n, p in named.items() if not n.startswith("classifier.")]
+    opt = torch.optim.AdamW([{"params": body, "weight_decay": 0.0}, {"params": head, "weight_decay": 0.0, "lr": 3e-2}],
+                            lr=1e-2, betas=(0.9, 0.98), eps=1e-6)
+    order = torch.randperm(len(prep.train["labels"]), generator=torch.Generator().manual_seed(5)).tolist()
+    plain.train()
+    for step in range(3):
+        for g, lr in zip(opt.param_groups, (1e-2 * (3 - step) / 3, 3e-2), strict=True):  # decay vs constant
+            g["lr"] = lr
+        batch = collate(prep.train, order[step * 4:(step + 1) * 4], prep.pad_id)
+        batch.pop("special_tokens_mask", None)
+        plain(**batch).loss.backward()
+        for part in (body, head):  # each clipped on its own norm
+            norm = float(torch.sqrt(sum((p.grad ** 2).sum() for p in part)))
+            for p in part:
+                p.grad.mul_(min(1.0, 1e-3 / (norm + 1e-6)))
+        opt.step()
+        opt.zero_grad()
+    ours = dict(built.model.named_parameters())
+    for name, p in named.items():
+        assert torch.allclose(ours[name], p, atol=1e-6), name
+
+
+def test_diff_pruning_groups_follow_its_reference(tiny_models, glue_dir):
+    cfg = build_config({"method": "diffprune", "model": tiny_models["bert"], "task": "rte", "data_dir": str(glue_dir)})
+    built = build_model(cfg, get_task("rte"))
+    groups = built.method.param_groups(built.model, built.method_config, 0.01)
+    by_clip = {g["clip_group"] for g in groups if g["params"]}
+    assert by_clip == {"model", "diff", "gates"}
+    (gates,) = [g for g in groups if g["clip_group"] == "gates"]
+    assert gates["schedule"] == "constant" and gates["lr"] == built.method_config.alpha_lr
