@@ -164,7 +164,8 @@ def _hub_split(task: Task, split: str, hub_split: str):
     try:
         import datasets
 
-        return datasets.load_dataset(task.hub.dataset, task.hub.config, split=hub_split)
+        config, _, name = hub_split.rpartition(":")  # "ax:test": a split of another config of the dataset
+        return datasets.load_dataset(task.hub.dataset, config or task.hub.config, split=name)
     except Exception as e:  # noqa: BLE001 - any failure: one line for the user
         raise BenchError(f"could not load {task.name}/{split} from the Hugging Face hub ({first_line(e)}); "
                          f"pass --data-dir with the local files") from None

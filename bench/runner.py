@@ -399,8 +399,16 @@ def predict_checkpoint(directory: Path, splits: list[str] | None, out_dir: str, 
     if task.predict is None:
         raise BenchError(f"task {task.name} has no unlabelled split to predict (its labelled splits are scored "
                          f"by bench run / bench eval)")
+    asked = bool(splits)
     splits = splits or list(task.predict.files)
-    examples = {s: load_unlabelled(task, s, cfg.data_dir) for s in splits}  # every split checked before writing
+    examples = {}
+    for s in splits:  # every split checked before writing
+        try:
+            examples[s] = load_unlabelled(task, s, cfg.data_dir)
+        except BenchError as e:
+            if asked or s not in task.predict.optional:
+                raise
+            echo(f"{task.predict.submission[s]} not written: {e}")
     accelerator, _ = make_accelerator(cfg.precision)
     model = accelerator.prepare(built.model)
     out = check_output_dir(out_dir)

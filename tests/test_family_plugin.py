@@ -1,7 +1,7 @@
 """Adding an encoder family is one module: a throwaway DistilBERT family in a plugin directory (layers under
 transformer.layer, projections q_lin/k_lin/v_lin/out_lin, its own norm names and dropout, no token types)
-reaches `bench params` (every method counted), `bench run` with PASTA and Adapter, and `bench heads`, with no other
-edit, while the built-in families know nothing of it."""
+reaches `bench params` (every method counted) and `bench run` (Adapter: its sites, norms and layers), with no
+other edit, while the built-in families know nothing of it."""
 
 import json
 import os
@@ -68,14 +68,11 @@ def test_a_plugin_family_reaches_every_command(plugin, glue_dir, tmp_path):
     assert rows["lora"]["method"] == L * 2 * (2 * H * 8)  # q_lin and v_lin at r=8
     assert rows["bitfit"]["method"] == L * (7 * H + I) + H  # every bias, no pooler
     assert rows["full"]["percent"] == 100.0
-    for method in ("pasta", "adapter"):  # (LoRA and BitFit are counted above: same module lookups)
-        proc = bench(["run", "--method", method, "--model", str(model), "--task", "rte", "--data-dir", str(glue_dir),
-                      "--max-steps", "2", "--batch-size", "4", "--no-progress", "--tracking-uri", uri,
-                      "--output-dir", str(tmp_path / method)], root, tmp_path)
-        assert proc.returncode == 0, (method, proc.stderr[-2000:])
-    proc = bench(["heads", "--model", str(model), "--task", "rte", "--data-dir", str(glue_dir), "--samples", "2",
-                  "--out-dir", str(tmp_path / "heads"), "--tracking-uri", uri], root, tmp_path)
+    proc = bench(["run", "--method", "adapter", "--model", str(model), "--task", "rte", "--data-dir", str(glue_dir),
+                  "--max-steps", "2", "--batch-size", "4", "--no-progress", "--tracking-uri", uri,
+                  "--output-dir", str(tmp_path / "adapter")], root, tmp_path)
     assert proc.returncode == 0, proc.stderr[-2000:]
+    assert f"{L * 2 * (2 * H * 64 + 64 + H) + (2 * L + 1) * 2 * H:,}" in proc.stdout  # adapters + LayerNorms
 
 
 def test_without_the_plugin_the_model_type_is_refused_in_one_line(plugin, glue_dir, tmp_path):

@@ -15,6 +15,15 @@ from bench.tasks import get_task
 from conftest import all_runs
 
 
+@pytest.fixture(scope="module")
+def mnli_store(tiny_models, glue_dir, tmp_path_factory):
+    """One finished LoRA run on MNLI, shared by the refusal cases."""
+    root = tmp_path_factory.mktemp("warm")
+    uri = f"sqlite:///{root / 'mlflow.db'}"
+    run(tiny_models, glue_dir, root, uri, "mnli")
+    return uri
+
+
 def run(tiny_models, glue_dir, tmp_path, uri, task, *extra):
     argv = ["run", "--method", "lora", "--model", tiny_models["bert"], "--task", task, "--data-dir", str(glue_dir),
             "--max-steps", "2", "--batch-size", "4", "--lr", "5e-2", "--no-progress", "--tracking-uri", uri,
@@ -61,8 +70,8 @@ def test_rte_starts_from_the_mnli_run(tiny_models, glue_dir, tmp_path, tracking_
     ({"init_from": "0123456789abcdef0123456789abcdef"}, "no MLflow run"),
     ({"init_from": "task:qnli"}, "init_from task:qnli: no finished lora run"),
 ])
-def test_a_source_that_does_not_fit_is_one_line(tiny_models, glue_dir, tmp_path, tracking_uri, change, message):
-    run(tiny_models, glue_dir, tmp_path, tracking_uri, "mnli")
+def test_a_source_that_does_not_fit_is_one_line(tiny_models, glue_dir, mnli_store, change, message):
+    tracking_uri = mnli_store
     (mnli,) = all_runs(tracking_uri)
     base = {"method": "lora", "model": tiny_models["bert"], "task": "rte", "data_dir": str(glue_dir),
             "method_options": {"r": 2}, "tracking_uri": tracking_uri, "init_from": mnli.info.run_id}

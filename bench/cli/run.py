@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
 from bench.cli import split_list
 from bench.config import FIELDS, RunConfig
@@ -141,10 +142,19 @@ def cmd_eval(args) -> int:
 
 
 def cmd_predict(args) -> int:
-    from bench.runner import checkpoint_dir, predict_checkpoint
+    from bench.runner import check_output_dir, checkpoint_dir, predict_checkpoint
+    from bench.submission import missing, write_wnli_majority
 
-    with checkpoint_dir(args.run, args.checkpoint, args.tracking_uri) as directory:
-        predict_checkpoint(directory, split_list(args.split), args.out_dir, args.data_dir)
+    if args.wnli_majority:
+        if not args.data_dir:
+            raise BenchError("--wnli-majority needs --data-dir (the GLUE root or its WNLI directory)")
+        write_wnli_majority(args.data_dir, check_output_dir(args.out_dir))
+    if args.run or args.checkpoint or not args.wnli_majority:
+        with checkpoint_dir(args.run, args.checkpoint, args.tracking_uri) as directory:
+            predict_checkpoint(directory, split_list(args.split), args.out_dir, args.data_dir)
+    todo = missing(Path(args.out_dir))
+    print(f"{args.out_dir}: " + (f"still missing for a complete GLUE submission: {', '.join(todo)}" if todo else
+                                 "a complete GLUE submission (zip the .tsv files for gluebenchmark.com)"))
     return 0
 
 
@@ -284,6 +294,9 @@ def add_parsers(sub) -> None:
     p.add_argument("--out-dir", default="predictions", help="where the TSV files go (default: predictions)")
     p.add_argument("--tracking-uri", default=None)
     p.add_argument("--data-dir", default=None, help="override the data directory recorded in the run")
+    p.add_argument("--wnli-majority", action="store_true",
+                   help="also write WNLI.tsv: the training majority for every test pair, as GLUE's baselines "
+                        "(needs --data-dir; --run/--checkpoint then optional)")
     p.set_defaults(func=cmd_predict)
 
     sub.add_parser("tasks", help="list tasks").set_defaults(func=cmd_tasks)

@@ -44,6 +44,7 @@ class PredictSpec:
     text: tuple  # local text columns (header names)
     index: str  # local index column
     submission: dict  # split -> the server's file name (RTE.tsv, MNLI-m.tsv)
+    optional: tuple = ()  # splits skipped, with a line saying so, when their file is absent (MNLI: GLUE's AX)
 
 
 @dataclass(frozen=True)
@@ -148,7 +149,7 @@ def parse_task(entry: dict, where: str) -> Task:
         predict = None if not pred else PredictSpec(
             hub=dict(need(pred, "hub", "predict.")), files=dict(need(pred, "files", "predict.")),
             text=_tuple(need(pred, "text", "predict.")), index=str(pred.get("index", "index")),
-            submission=dict(need(pred, "submission", "predict.")))
+            submission=dict(need(pred, "submission", "predict.")), optional=_tuple(pred.get("optional") or ()))
         if predict and not set(predict.files) == set(predict.hub) == set(predict.submission):
             raise BenchError(f"task file {where}: predict.hub, predict.files and predict.submission name "
                              "different splits")
