@@ -10,7 +10,7 @@ import sys
 
 import pytest
 
-from conftest import build_tiny_model
+from conftest import all_runs, build_tiny_model
 
 FAMILY = '''
 from bench.families import register
@@ -57,7 +57,7 @@ def bench(args, plugin_dir, cwd):
 
 
 @pytest.mark.slow
-def test_a_plugin_family_reaches_every_command(plugin, glue_dir, tmp_path):
+def test_a_plugin_family_reaches_every_command(plugin, glue_dir, tmp_path, monkeypatch, capsys):
     root, model = plugin
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     proc = bench(["params", "--model", str(model), "--task", "rte", "--format", "json"], root, tmp_path)
@@ -68,17 +68,28 @@ def test_a_plugin_family_reaches_every_command(plugin, glue_dir, tmp_path):
     assert rows["lora"]["method"] == L * 2 * (2 * H * 8)  # q_lin and v_lin at r=8
     assert rows["bitfit"]["method"] == L * (7 * H + I) + H  # every bias, no pooler
     assert rows["full"]["percent"] == 100.0
-    proc = bench(["run", "--method", "adapter", "--model", str(model), "--task", "rte", "--data-dir", str(glue_dir),
-                  "--max-steps", "2", "--batch-size", "4", "--no-progress", "--tracking-uri", uri,
-                  "--output-dir", str(tmp_path / "adapter")], root, tmp_path)
-    assert proc.returncode == 0, proc.stderr[-2000:]
-    assert f"{L * 2 * (2 * H * 64 + 64 + H) + (2 * L + 1) * 2 * H:,}" in proc.stdout  # adapters + LayerNorms
+    # A run with the family registered here as the plugin loader registers it (the loading itself is the
+    # params call above: one subprocess is enough).
+    from bench import families
+    from bench.cli import main
+
+    namespace = {}
+    exec(compile(FAMILY.replace("@register\n", ""), "distil.py", "exec"), namespace)
+    monkeypatch.setitem(families._FAMILIES, "distil", namespace["Distil"]())
+    assert main(["run", "--method", "adapter", "--model", str(model), "--task", "rte", "--data-dir", str(glue_dir),
+                 "--max-steps", "2", "--batch-size", "4", "--no-progress", "--tracking-uri", uri,
+                 "--output-dir", str(tmp_path / "adapter")]) == 0
+    out = capsys.readouterr().out
+    assert f"{L * 2 * (2 * H * 64 + 64 + H) + (2 * L + 1) * 2 * H:,}" in out  # adapters + LayerNorms
 
 
-def test_without_the_plugin_the_model_type_is_refused_in_one_line(plugin, glue_dir, tmp_path):
+def test_without_the_plugin_the_model_type_is_refused_in_one_line(plugin, glue_dir, tmp_path, capsys):
+    from bench.cli import main
+
     _, model = plugin
-    proc = bench(["run", "--method", "pasta", "--model", str(model), "--task", "rte", "--data-dir", str(glue_dir),
-                  "--max-steps", "1", "--tracking-uri", f"sqlite:///{tmp_path / 'm.db'}"], tmp_path / "none", tmp_path)
-    assert proc.returncode == 2 and "Traceback" not in proc.stderr
-    assert "pasta: model type 'distilbert' has no family module in bench/families" in proc.stderr
-    assert not (tmp_path / "m.db").exists() or "distil" not in proc.stdout
+    uri = f"sqlite:///{tmp_path / 'm.db'}"
+    assert main(["run", "--method", "pasta", "--model", str(model), "--task", "rte", "--data-dir", str(glue_dir),
+                 "--max-steps", "1", "--tracking-uri", uri]) == 2
+    err = capsys.readouterr().err
+    assert "pasta: model type 'distilbert' has no family module in bench/families" in err and err.count("\n") == 1
+    assert not (tmp_path / "m.db").exists() or all_runs(uri) == []  # refused before any run is created
