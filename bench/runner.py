@@ -59,11 +59,11 @@ def build_model(cfg: RunConfig, task) -> Built:
 
     method = get_method(cfg.method)
     method_cfg = method.make_config(cfg.method_options)
-    check_max_length(cfg)  # from the model's config: before any weights load
-    conf = model_config(cfg.model, cfg.init)
-    # A method that cannot apply to this family refuses here, from the config alone: before weights load.
-    method.check_supported(AttachContext(task=task, tokenizer=None, family=find(conf.model_type), config=conf),
-                           method_cfg)
+    conf = model_config(cfg.model, cfg.init)  # read once; every check below needs only it, before weights load
+    fam = find(conf.model_type)
+    check_max_length(cfg, conf, fam)
+    # A method that cannot apply to this family refuses here, from the config alone.
+    method.check_supported(AttachContext(task=task, tokenizer=None, family=fam, config=conf), method_cfg)
     tokenizer = load_tokenizer(cfg.model, task, cfg.init)
     torch.manual_seed(cfg.seed)  # head and method initialisation follow the seed (and a random init's weights)
     model, new_names = load_model(cfg.model, task, cfg.head, cfg.init, tokenizer)
@@ -81,14 +81,9 @@ def build_model(cfg: RunConfig, task) -> Built:
     return Built(model, tokenizer, method, method_cfg, stored, backbone_numel, init_tags)
 
 
-def check_max_length(cfg: RunConfig) -> None:
-    """max_length within the positions the model has (its family says how many: RoBERTa's start after its
-    padding index, DeBERTa-v3's relative positions have no table)."""
-    from bench.families import find
-    from bench.models import model_config
-
-    conf = model_config(cfg.model, cfg.init)
-    fam = find(conf.model_type)
+def check_max_length(cfg: RunConfig, conf, fam) -> None:
+    """max_length within the positions the model (config `conf`, family `fam` or None) has: its family says
+    how many (RoBERTa's start after its padding index, DeBERTa-v3's relative positions have no table)."""
     limit = fam.max_length(conf) if fam else getattr(conf, "max_position_embeddings", None)
     if limit is None:
         return

@@ -122,7 +122,8 @@ def constant(step: int) -> float:
 
 def lr_factor(schedule: str, warmup: int, total: int):
     """The lr multiplier at an optimizer step: linear warmup over `warmup` steps, then linear decay to 0 at
-    `total` (transformers' get_linear_schedule_with_warmup) or flat (its constant_schedule_with_warmup)."""
+    `total` (transformers' get_linear_schedule_with_warmup) or flat (its constant_schedule_with_warmup).
+    Written out because those functions give every parameter group one lambda, and a group may keep its lr."""
     def factor(step: int) -> float:
         if step < warmup:
             return step / max(1, warmup)
