@@ -13,6 +13,7 @@ import yaml
 
 from bench import yamlio
 from bench.errors import BenchError, choices_error, first_line
+from bench.values import typed
 
 
 @dataclass(frozen=True)
@@ -24,7 +25,7 @@ class RunConfig:
     seed: int = 42
     epochs: float = 3.0
     max_steps: int | None = None  # optimizer steps; overrides epochs when set
-    lr: float | None = None  # None: the method's default (see `bench methods`)
+    lr: float | None = None  # None: the method's default (see `bench methods`), filled in by build_config
     batch_size: int = 32
     eval_batch_size: int = 128
     max_length: int = 128
@@ -69,8 +70,7 @@ class RunConfig:
 
     def config_hash(self) -> str:
         """Identifies the training configuration (seed and bookkeeping excluded)."""
-        skip = {"seed", "output_dir", "tracking_uri", "experiment", "cache_dir", "tags", "data_dir", "compile",
-                "gradient_checkpointing"}  # speed/memory options: the same training either way
+        skip = {*NOT_TRAINING, "seed", "tags", "data_dir"}
         body = {k: v for k, v in self.to_dict().items() if k not in skip}
         for key, old_behaviour in ADDED_FIELDS.items():  # options added later hash as before at their old behaviour
             if body.get(key) == old_behaviour:
@@ -79,6 +79,9 @@ class RunConfig:
 
 
 FIELDS = {f.name: f for f in fields(RunConfig)}
+# Fields that say where a run is kept or how fast it trains, never what it trains: left out of the config
+# hash and of a sweep's identity, and never searched.
+NOT_TRAINING = ("output_dir", "tracking_uri", "experiment", "cache_dir", "compile", "gradient_checkpointing")
 # Fields added after runs existed, with the value that reproduces the earlier behaviour: left out of the
 # config hash at that value, so existing runs are still found (and reused) by sweeps and grids.
 ADDED_FIELDS = {"init": "pretrained", "head": "family", "lr_schedule": "linear", "select_on": "dev",
@@ -129,32 +132,11 @@ def load_yaml(path: str | Path, what: str = "config file") -> dict:
 
 
 def _coerce(name: str, value):
-    f = FIELDS[name]
-    if value is None or name in ("method_options", "tags"):
-        if name in ("method_options", "tags") and not isinstance(value or {}, dict):
+    if name in ("method_options", "tags"):
+        if not isinstance(value or {}, dict):
             raise BenchError(f"{name} must be a mapping, got {value!r}")
-        return value if value is not None else ({} if name in ("method_options", "tags") else None)
-    kind = str(f.type)
-    if kind == "bool":
-        if not isinstance(value, bool):
-            raise BenchError(f"option {name}={value!r} is not a valid bool: use true or false")
-        return value
-    try:
-        if isinstance(value, bool) and kind != "bool":  # true is not 1 and not a name
-            raise ValueError
-        if "int" in kind and "float" not in kind:
-            if isinstance(value, float) and not value.is_integer():
-                raise ValueError
-            return int(value)
-        if "float" in kind:
-            return float(value)
-        if "str" in kind:
-            if isinstance(value, (dict, list)):
-                raise ValueError
-            return str(value)
-    except (TypeError, ValueError):
-        raise BenchError(f"option {name}={value!r} is not a valid {kind.replace(' | None', '')}") from None
-    return value
+        return value if value is not None else {}
+    return typed(name, value, str(FIELDS[name].type))
 
 
 def build_config(*layers: dict) -> RunConfig:
@@ -220,4 +202,5 @@ def validate(cfg: RunConfig) -> RunConfig:
             raise BenchError(f"option {name}={getattr(cfg, name)} must be at least 1")
     if cfg.lr is not None and cfg.lr <= 0:
         raise BenchError(f"option lr={cfg.lr} must be positive")
-    return cfg.replace(task=task.name)
+    # resolved here, before anything runs, so that a configuration hashes the same wherever it is built
+    return cfg.replace(task=task.name, lr=method.default_lr if cfg.lr is None else cfg.lr)

@@ -12,6 +12,9 @@ import pkgutil
 import sys
 from pathlib import Path
 
+import yaml
+
+from bench import yamlio
 from bench.errors import BenchError
 
 ENV = "BENCH_PLUGINS"
@@ -27,6 +30,25 @@ def files(builtin: Path, sub: str, pattern: str) -> list[Path]:
     for d in plugin_dirs():
         found += sorted((d / sub).glob(pattern))
     return found
+
+
+def load_registry(builtin: Path, sub: str, kind: str, parse) -> list:
+    """Every YAML file of a registry folder (built-in, then plugins) as `parse(data, path)` gives it; a file
+    that cannot be read or parsed is one line naming it (tasks, presets and report layouts load this way)."""
+    out = []
+    for path in files(builtin, sub, "*.yaml"):
+        try:
+            data = yamlio.load(path.read_text())
+        except (OSError, UnicodeDecodeError, yaml.YAMLError) as e:
+            raise BenchError(f"{kind} file {path} is not readable YAML ({type(e).__name__})") from None
+        try:
+            parsed = parse(data, path)
+        except BenchError:
+            raise
+        except (KeyError, TypeError, AttributeError, ValueError) as e:
+            raise BenchError(f"{kind} file {path} is malformed (missing or bad {type(e).__name__}: {e})") from None
+        out.extend(parsed if isinstance(parsed, list) else [parsed])
+    return out
 
 
 def import_all(package: str, package_path, sub: str, kind: str) -> None:

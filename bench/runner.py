@@ -11,7 +11,7 @@ from pathlib import Path
 
 import yaml
 
-from bench.config import RunConfig
+from bench.config import RunConfig, validate
 from bench.errors import BenchError
 
 
@@ -183,6 +183,7 @@ def run(cfg: RunConfig, progress: bool = True, parent_run_id: str | None = None,
     from bench.train import evaluate, train
 
     quiet_libraries()
+    cfg = validate(cfg)  # a RunConfig built by hand is resolved as build_config resolves one
     task = get_task(cfg.task)
     world = processes()
     if cfg.batch_size % world:
@@ -193,8 +194,6 @@ def run(cfg: RunConfig, progress: bool = True, parent_run_id: str | None = None,
     tracking.check_reachable(uri)
     set_seed(cfg.seed)
     built = build_model(cfg, task)
-    lr = cfg.lr if cfg.lr is not None else built.method.default_lr
-    cfg = cfg.replace(lr=lr)
     prep = prepare_data(cfg, task, built)
     accelerator, precision = make_accelerator(cfg.precision)
     if not accelerator.is_main_process:  # data-parallel: rank 0 alone logs, stores and prints; the others train
@@ -205,7 +204,7 @@ def run(cfg: RunConfig, progress: bool = True, parent_run_id: str | None = None,
     main_split = task.dev_splits[0]  # the trivial baseline is reported on the first dev split
     baseline = trivial_baseline(task, prep.train["labels"], task.task_kind.gold(prep.dev[main_split]))
     echo(f"{cfg.run_name()}: {len(prep.train['labels'])} train examples, "
-         + ", ".join(f"{len(d['labels'])} {s}" for s, d in prep.dev.items()) + f"; lr {lr:g}; {precision}")
+         + ", ".join(f"{len(d['labels'])} {s}" for s, d in prep.dev.items()) + f"; lr {cfg.lr:g}; {precision}")
     echo(describe(counts))
 
     tags = record.run_tags(cfg, built.method, built.method_config) | built.init_tags

@@ -313,7 +313,6 @@ def compare(cfg: RunConfig, steps: int, repeats: int, methods: list[str], echo=p
             eval_samples: int | None = None) -> str:
     quiet_libraries()
     task = get_task(cfg.task)
-    cfg = cfg.replace(lr=cfg.lr if cfg.lr is not None else 5e-5)
     built = build_model(cfg, task)
     n_train = len(prepare_data(cfg, task, built).train["labels"])  # warms the cache too
     tokenizer = built.tokenizer
@@ -528,10 +527,11 @@ def method_names(methods: list[str]) -> list[str]:
 
 def method_config(cfg: RunConfig, name: str) -> RunConfig:
     """The configuration a method is timed in: the run's, with the method's default lr (full FT: the run's)."""
-    from methods import get_method
+    from bench.config import build_config
 
-    return cfg.replace(method=name, lr=get_method(name).default_lr if name != reference_method() else cfg.lr,
-                       method_options={})
+    if name == reference_method():
+        return cfg.replace(method=name, method_options={})
+    return build_config({**cfg.to_dict(), "method": name, "method_options": {}, "lr": None})
 
 
 def references_table(cfg: RunConfig, methods: list[str], store: Measurements,

@@ -15,6 +15,7 @@ from typing import Any, ClassVar
 from bench.errors import BenchError, choices_error
 from bench.families import Family
 from bench.tasks import KINDS, Task
+from bench.values import typed
 
 
 @dataclass(frozen=True)
@@ -71,13 +72,13 @@ class Method:
         fields = {f.name: f for f in dataclasses.fields(self.config_cls)}
         if options is not None and not isinstance(options, dict):
             raise BenchError(f"method options must be a mapping, got {options!r}")
-        typed = {}
+        given = {}
         for key, value in (options or {}).items():
             if key not in fields:
                 raise choices_error(f"option for method {self.name}:", key, fields)
-            typed[key] = _typed(self.name, key, value, str(fields[key].type))
+            given[key] = typed(key, value, str(fields[key].type), f"for method {self.name}")
         try:
-            cfg = self.config_cls(**typed)
+            cfg = self.config_cls(**given)
         except (TypeError, ValueError) as e:
             raise BenchError(f"bad option for method {self.name}: {e}") from None
         return cfg
@@ -173,34 +174,6 @@ class Method:
     def knob_value_label(self, options: dict) -> str:
         """How a curve point is named in MLflow tags and tables."""
         return str(options.get(self.knob, "-")) if self.knob else "-"
-
-
-def _typed(method: str, key: str, value, kind: str):
-    """A method option as its dataclass field declares it (int, float, bool, str, optionally None): numbers
-    finite, integers whole, booleans true/false; a one-line error names the option otherwise."""
-    import math
-
-    if value is None and "None" in kind:
-        return None
-    bad = BenchError(f"option {key}={value!r} for method {method} is not a valid {kind.replace(' | None', '')}")
-    base = kind.replace(" | None", "")
-    if base == "bool":
-        if not isinstance(value, bool):
-            raise bad
-        return value
-    if base in ("int", "float"):
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-            raise bad
-        if base == "int":
-            if not float(value).is_integer():
-                raise bad
-            return int(value)
-        return float(value)
-    if base == "str":
-        if isinstance(value, (dict, list, bool)) or value is None:
-            raise bad
-        return str(value)
-    return value
 
 
 def check_range(name: str, value, low: float, high: float, high_open: bool = True) -> None:

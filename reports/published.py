@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from bench.errors import BenchError, choices_error
+from bench.plugins import load_registry
 
 LAYOUT_DIR = Path(__file__).parent / "layouts"
 
@@ -36,24 +37,15 @@ class Layout:
 
 
 def load_layouts() -> dict[str, Layout]:
-    from bench import yamlio
-    from bench.plugins import files
+    return {layout.name: layout for layout in load_registry(LAYOUT_DIR, "layouts", "layout", _layout)}
 
-    out = {}
-    for path in files(LAYOUT_DIR, "layouts", "*.yaml"):
-        try:
-            d = yamlio.load(path.read_text())
-            layout = Layout(d["name"], d["title"], tuple(d["models"]), str(d["published_split"]), list(d["columns"]),
-                            str(d.get("average") or ""), list(d.get("published") or []), str(path),
-                            bool(d.get("auto", True)))
-            for c in layout.columns:
-                c["label"], c["task"], c["metric"], c["ours"]  # noqa: B018 - every column names all four
-        except (KeyError, TypeError, AttributeError) as e:
-            raise BenchError(f"layout file {path} is malformed (missing or bad {e})") from None
-        except Exception as e:  # noqa: BLE001 - YAML errors, unreadable files
-            raise BenchError(f"layout file {path} is not readable YAML ({type(e).__name__})") from None
-        out[layout.name] = layout
-    return out
+
+def _layout(d: dict, path: Path) -> Layout:
+    layout = Layout(d["name"], d["title"], tuple(d["models"]), str(d["published_split"]), list(d["columns"]),
+                    str(d.get("average") or ""), list(d.get("published") or []), str(path), bool(d.get("auto", True)))
+    for c in layout.columns:
+        c["label"], c["task"], c["metric"], c["ours"]  # noqa: B018 - every column names all four
+    return layout
 
 
 def get_layout(name: str | None, model: str) -> Layout:

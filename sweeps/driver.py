@@ -13,6 +13,7 @@ import time
 import warnings
 from pathlib import Path
 
+from bench.config import NOT_TRAINING
 from bench.errors import BenchError, first_line
 from bench.record import FINAL, TRIAL
 from bench.redact import redact_tree
@@ -199,11 +200,8 @@ def create(method: str, model: str, task: str, base: dict, space_file: str | Non
 
 
 # Options that do not change what a trial trains: left out of a study's identity.
-BOOKKEEPING = ("tracking_uri", "output_dir", "experiment", "cache_dir", "compile", "gradient_checkpointing")
-
-
 def _trial_options(base: dict) -> dict:
-    return {k: v for k, v in (base or {}).items() if k not in BOOKKEEPING}
+    return {k: v for k, v in (base or {}).items() if k not in NOT_TRAINING}
 
 
 def _canon(value):

@@ -7,8 +7,11 @@ from __future__ import annotations
 from bench.errors import BenchError
 
 
-def plan(model: str, task: str, methods: list[str], points: int, lr_grid: dict[str, list[float]]) -> list[tuple]:
-    """[(method, method_options, lr)] for every curve point and anchor."""
+def plan(model: str, task: str, methods: list[str], points: int, lr_grid: dict[str, list[float]],
+         base: dict | None = None) -> list[tuple]:
+    """[(method, method_options, lr)] for every curve point and anchor; a method without a grid runs at the
+    lr its configuration resolves to (the base's, else the method's default)."""
+    from bench.config import build_config
     from bench.param_table import arch_config
     from bench.tasks import get_task
     from methods import REGISTRY, get_method
@@ -18,8 +21,9 @@ def plan(model: str, task: str, methods: list[str], points: int, lr_grid: dict[s
     anchors = [m.name for m in REGISTRY.values() if m.anchor]
     for name in [*anchors, *[m for m in methods if m not in anchors]]:
         method = get_method(name)
+        resolved = build_config(base or {}, {"method": name, "model": model, "task": task}).lr
         for opts in method.knob_points(config, points):
-            for lr in lr_grid.get(name) or [method.default_lr]:
+            for lr in lr_grid.get(name) or [resolved]:
                 out.append((name, opts, lr))
     return out
 
@@ -52,7 +56,7 @@ def run_intrinsic(model: str, task: str, methods: list[str], seeds: int, points:
     uri = tracking.resolve_uri(probe.tracking_uri)
     tracking.check_reachable(uri)
     experiment = record.experiment_name(probe.task, probe.experiment)
-    steps = plan(model, probe.task, methods, points, lr_grid or {})
+    steps = plan(model, probe.task, methods, points, lr_grid or {}, base)
     budget = {"seeds": seeds, "points": points, "methods": ",".join(methods), "base": base,
               "lr_grid": {m: [lr for mm, _, lr in steps if mm == m] for m in {s[0] for s in steps}}}
     parent = parent_run(uri, experiment, name, budget)

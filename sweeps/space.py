@@ -7,13 +7,13 @@ import hashlib
 import json
 from pathlib import Path
 
-from bench.config import FIELDS, load_yaml
+from bench.config import FIELDS, NOT_TRAINING, load_yaml
 from bench.errors import BenchError
 
 SPACES_DIR = Path(__file__).parent / "spaces"
 TYPES = ("float", "int", "categorical")
-NOT_SEARCHABLE = {"method", "model", "task", "seed", "data_dir", "output_dir", "tracking_uri", "experiment",
-                  "cache_dir", "method_options", "tags"}
+# what a trial is of (and its seed) is fixed by the study; NOT_TRAINING changes nothing worth searching
+NOT_SEARCHABLE = {"method", "model", "task", "seed", "data_dir", "method_options", "tags", *NOT_TRAINING}
 
 
 def default_space_file(method: str) -> Path:

@@ -285,3 +285,27 @@ def test_work_with_worker_processes_packs_one_machine(tiny_models, glue_dir, tmp
     assert "2 worker processes ran 3 trials" in capsys.readouterr().out
     study = driver.load(name, driver.open_storage(driver.storage_url(None, str(tmp_path / "runs"))))
     assert len([t for t in study.trials if t.state.name == "COMPLETE"]) == 3
+
+
+def test_a_space_without_lr_reuses_finished_trials_and_final_seeds(tiny_models, glue_dir, tmp_path):
+    # lr is neither searched nor fixed: every configuration resolves it to the method's default before it is
+    # hashed, so the lookup of a finished run and the run's own tag use one hash.
+    name = make_study(tiny_models, glue_dir, tmp_path, None, 2, {"warmup_ratio": {"type": "categorical",
+                                                                                   "choices": [0.0]}},
+                      pruner="none", max_steps=2, batch_size=4)
+    st = driver.open_storage(driver.storage_url(None, str(tmp_path / "runs")))
+    said = []
+    driver.work(name, None, output_dir=str(tmp_path / "runs"), echo=said.append)
+    study = driver.load(name, st)
+    assert [t.state.name for t in study.trials] == ["COMPLETE", "COMPLETE"]
+    assert "reused_run" in study.trials[1].user_attrs  # the same configuration and seed: not trained again
+    assert study.trials[1].value == study.trials[0].value
+    runs = [r for r in child_runs(tmp_path, study) if r.data.tags["phase"] == "trial"]
+    assert len(runs) == 1 and float(runs[0].data.params["lr"]) == 2e-5  # full FT's default, logged as used
+    assert runs[0].data.tags["config_hash"] == study.trials[0].user_attrs["config_hash"]
+
+    first = driver.finalize(name, None, 1, output_dir=str(tmp_path / "runs"), echo=lambda *a: None)
+    said = []
+    again = driver.finalize(name, None, 1, output_dir=str(tmp_path / "runs"), echo=said.append)
+    assert said[0].startswith("final seed 1: already finished") and again["values"] == first["values"]
+    assert len([r for r in child_runs(tmp_path, study) if r.data.tags["phase"] == "final"]) == 1

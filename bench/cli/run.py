@@ -99,10 +99,9 @@ def dry_run_yaml(cfg: RunConfig, layers: list, preset_sources: dict) -> str:
     for key, value in cfg.to_dict().items():
         if key == "method_options":
             continue
-        if key == "lr" and value is None:  # what the run will use
-            value, where = get_method(cfg.method).default_lr, "the method's default lr (`bench methods`)"
-        else:
-            where = origin(key)
+        where = origin(key)
+        if key == "lr" and where == "bench default":
+            where = "the method's default lr (`bench methods`)"
         out.append(f"{line(key, value):<48}  # {where}")
     out.append("method_options:")
     for key, value in get_method(cfg.method).make_config(cfg.method_options).__dict__.items():

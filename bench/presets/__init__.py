@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from bench.errors import BenchError
+from bench.plugins import load_registry
 
 PRESET_DIR = Path(__file__).parent
 
@@ -35,26 +36,19 @@ class Entry:
 
 
 def load_entries() -> list[Entry]:
-    from bench import yamlio
-    from bench.plugins import files
+    return load_registry(PRESET_DIR, "presets", "preset", _entries)
 
-    entries = []
-    for path in files(PRESET_DIR, "presets", "*.yaml"):
-        try:
-            data = yamlio.load(path.read_text()) or {}
-            method = data["method"]
-            for preset, items in data.items():
-                if preset == "method":
-                    continue
-                for item in items:
-                    match = item.get("match") or {}
-                    entries.append(Entry(method, preset, tuple(match.get("model") or ()), match.get("family"),
-                                         tuple(match.get("task") or ()), str(item["source"]), dict(item["values"]),
-                                         str(path)))
-        except (KeyError, TypeError, AttributeError, ValueError) as e:
-            raise BenchError(f"preset file {path} is malformed ({type(e).__name__}: {e})") from None
-        except Exception as e:  # yaml errors, unreadable file
-            raise BenchError(f"preset file {path} is not readable YAML ({type(e).__name__})") from None
+
+def _entries(data: dict, path: Path) -> list[Entry]:
+    method, entries = data["method"], []
+    for preset, items in data.items():
+        if preset == "method":
+            continue
+        for item in items:
+            match = item.get("match") or {}
+            entries.append(Entry(method, preset, tuple(match.get("model") or ()), match.get("family"),
+                                 tuple(match.get("task") or ()), str(item["source"]), dict(item["values"]),
+                                 str(path)))
     return entries
 
 

@@ -10,10 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import yaml
-
-from bench import yamlio
 from bench.errors import BenchError, choices_error
+from bench.plugins import load_registry
 
 CLASSIFICATION, REGRESSION, TAGGING = "classification", "regression", "tagging"
 KINDS = (CLASSIFICATION, REGRESSION, TAGGING)
@@ -184,17 +182,11 @@ def _checked_test_splits(entry: dict, splits: dict, where: str) -> tuple[str, ..
 
 
 def load_tasks() -> dict[str, Task]:
-    from bench.plugins import files
-
     tasks: dict[str, Task] = {}
-    for path in files(TASK_DIR, "tasks", "*.yaml"):
-        try:
-            entry = yamlio.load(path.read_text())
-        except (OSError, yaml.YAMLError) as e:
-            raise BenchError(f"task file {path} is not readable YAML ({type(e).__name__})") from None
-        task = parse_task(entry, str(path))
+    for task in load_registry(TASK_DIR, "tasks", "task", lambda entry, path: parse_task(entry, str(path))):
         if task.name in tasks:
-            raise BenchError(f"task {task.name!r} is defined twice: {tasks[task.name].source_file} and {path}")
+            raise BenchError(f"task {task.name!r} is defined twice: {tasks[task.name].source_file} and "
+                             f"{task.source_file}")
         tasks[task.name] = task
     return dict(sorted(tasks.items(), key=lambda kv: (kv[1].report_order, kv[0])))
 
