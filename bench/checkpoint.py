@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
 import json
+import tempfile
 from pathlib import Path
 
 import torch
 
+from bench import tracking
 from bench.errors import BenchError, first_line
+from bench.logs import quiet_libraries
+from bench.redact import redact_tree
 
 WEIGHTS, META = "adapter.safetensors", "bench_adapter.json"
 
@@ -17,8 +23,6 @@ def stored_state(model, stored_names: set[str]) -> dict[str, torch.Tensor]:
 
 
 def sha256(path: Path) -> str:
-    import hashlib
-
     h = hashlib.sha256()
     with open(path, "rb") as f:
         for block in iter(lambda: f.read(1 << 20), b""):
@@ -35,7 +39,6 @@ def save(directory: Path, model, stored_names: set[str], meta: dict) -> int:
     state = {n: t.contiguous().cpu() for n, t in stored_state(model, stored_names).items()}
     save_file(state, str(directory / WEIGHTS))
     meta = {**meta, "weights_sha256": sha256(directory / WEIGHTS)}
-    from bench.redact import redact_tree
 
     (directory / META).write_text(json.dumps(redact_tree(meta), indent=2, default=str))
     return (directory / WEIGHTS).stat().st_size
@@ -94,3 +97,34 @@ def load_into(model, directory: Path) -> None:
                 raise BenchError(f"checkpoint {directory}: {n} has shape {tuple(t.shape)}, the model's is "
                                  f"{tuple(names[n].shape)} (another model or method options)")
             names[n].copy_(t)
+
+
+def download_run_checkpoint(run_id: str, tracking_uri: str | None, dst: str | Path) -> Path:
+    """The run's adapter artifact, downloaded under `dst`."""
+    quiet_libraries()
+    uri = tracking.resolve_uri(tracking_uri)
+    tracking.check_existing(uri)
+    tracking.check_reachable(uri)
+    c = tracking.client(uri)
+    try:
+        c.get_run(run_id)
+    except Exception:
+        raise BenchError(f"no MLflow run {run_id!r} in {tracking.redact(uri)}") from None
+    try:
+        Path(dst).mkdir(parents=True, exist_ok=True)
+        return Path(c.download_artifacts(run_id, "adapter", str(dst)))
+    except Exception as e:
+        raise BenchError(f"run {run_id} has no adapter artifact ({type(e).__name__})") from None
+
+
+@contextlib.contextmanager
+def checkpoint_dir(run_id: str | None, directory: str | None, tracking_uri: str | None):
+    """The adapter directory of --run (downloaded into a temporary directory removed afterwards) or
+    --checkpoint."""
+    if bool(run_id) == bool(directory):
+        raise BenchError("needs exactly one of --run RUN_ID or --checkpoint DIR")
+    if directory:
+        yield Path(directory)
+        return
+    with tempfile.TemporaryDirectory(prefix="bench-eval-") as tmp:
+        yield download_run_checkpoint(run_id, tracking_uri, tmp)

@@ -1,18 +1,19 @@
-"""One validated, frozen RunConfig: defaults < YAML file < --set key=value < explicit CLI flags."""
+"""A run's configuration: the frozen RunConfig, its fields and how option values are read. Light on purpose
+(the CLI's parsers import it); bench/resolve.py builds and validates one from option layers."""
 
 from __future__ import annotations
 
 import dataclasses
 import hashlib
 import json
-import math
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 
 import yaml
 
 from bench import yamlio
-from bench.errors import BenchError, choices_error, first_line
+from bench.errors import BenchError, first_line
+from bench.record import run_name
 from bench.values import typed
 
 
@@ -64,8 +65,6 @@ class RunConfig:
         return dataclasses.asdict(self)
 
     def run_name(self) -> str:
-        from bench.record import run_name
-
         return run_name(self.method, self.model, self.task, self.seed, self.tags)
 
     def config_hash(self) -> str:
@@ -131,76 +130,9 @@ def load_yaml(path: str | Path, what: str = "config file") -> dict:
     return data
 
 
-def _coerce(name: str, value):
+def coerce(name: str, value):
     if name in ("method_options", "tags"):
         if not isinstance(value or {}, dict):
             raise BenchError(f"{name} must be a mapping, got {value!r}")
         return value if value is not None else {}
     return typed(name, value, str(FIELDS[name].type))
-
-
-def build_config(*layers: dict) -> RunConfig:
-    """Merge option layers (later wins; method_options merge key by key) and validate."""
-    merged: dict = {}
-    for layer in layers:
-        for key, value in (layer or {}).items():
-            if key not in FIELDS:
-                raise choices_error("option", key, FIELDS)
-            if key in ("method_options", "tags") and isinstance(value, dict):
-                merged[key] = {**merged.get(key, {}), **value}
-            else:
-                merged[key] = value
-    cfg = RunConfig(**{k: _coerce(k, v) for k, v in merged.items()})
-    return validate(cfg)
-
-
-def validate(cfg: RunConfig) -> RunConfig:
-    from bench.tasks import get_task
-    from methods import get_method
-
-    task = get_task(cfg.task)
-    method = get_method(cfg.method)
-    method.make_config(cfg.method_options)  # unknown or ill-typed method options fail here
-    if cfg.precision not in PRECISIONS:
-        raise choices_error("precision", cfg.precision, PRECISIONS)
-    if cfg.init not in INITS:
-        raise choices_error("init", cfg.init, INITS)
-    if cfg.lr_schedule not in LR_SCHEDULES:
-        raise choices_error("lr_schedule", cfg.lr_schedule, LR_SCHEDULES)
-    from bench.task_heads import HEADS
-
-    if cfg.head not in HEADS:
-        raise choices_error("head", cfg.head, HEADS)
-    if cfg.select_on not in SELECT_ON:
-        raise choices_error("select_on", cfg.select_on, SELECT_ON)
-    if cfg.batch_order not in BATCH_ORDERS:
-        raise choices_error("batch_order", cfg.batch_order, BATCH_ORDERS)
-    if cfg.select_metric is not None and cfg.select_metric not in task.metrics:
-        raise choices_error(f"select_metric for task {task.name}:", cfg.select_metric, task.metrics)
-    if not 0 < cfg.adam_eps < 1 or not 0 < cfg.adam_beta2 < 1:
-        raise BenchError(f"options adam_eps={cfg.adam_eps} and adam_beta2={cfg.adam_beta2} must be in (0, 1)")
-    for f in fields(RunConfig):  # every number finite: nan and inf are never meant
-        value = getattr(cfg, f.name)
-        if isinstance(value, float) and not math.isfinite(value):
-            raise BenchError(f"option {f.name}={value} must be a finite number")
-    if not 0 < cfg.holdout_fraction <= 0.5:
-        raise BenchError(f"option holdout_fraction={cfg.holdout_fraction} must be in (0, 0.5]")
-    if not 0 <= cfg.warmup_ratio <= 1:
-        raise BenchError(f"option warmup_ratio={cfg.warmup_ratio} must be in [0, 1]")
-    for name in ("weight_decay", "max_grad_norm"):
-        if getattr(cfg, name) < 0:
-            raise BenchError(f"option {name}={getattr(cfg, name)} must be at least 0")
-    if not 0 <= cfg.seed < 2**32:
-        raise BenchError(f"option seed={cfg.seed} must be in [0, 2**32)")
-    for name in ("batch_size", "eval_batch_size", "max_length", "log_every"):
-        if getattr(cfg, name) < 1:
-            raise BenchError(f"option {name}={getattr(cfg, name)} must be at least 1")
-    if cfg.epochs <= 0 and not cfg.max_steps:
-        raise BenchError(f"option epochs={cfg.epochs} must be positive (or set max_steps)")
-    for name in ("max_steps", "patience", "max_train_samples", "eval_every_steps"):
-        if getattr(cfg, name) is not None and getattr(cfg, name) < 1:
-            raise BenchError(f"option {name}={getattr(cfg, name)} must be at least 1")
-    if cfg.lr is not None and cfg.lr <= 0:
-        raise BenchError(f"option lr={cfg.lr} must be positive")
-    # resolved here, before anything runs, so that a configuration hashes the same wherever it is built
-    return cfg.replace(task=task.name, lr=method.default_lr if cfg.lr is None else cfg.lr)

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import hashlib
-import itertools
 import json
 import os
+import sys
 import tempfile
 from pathlib import Path
 
@@ -13,6 +13,7 @@ import numpy as np
 
 from bench.data import Examples
 from bench.kinds import IGNORE_INDEX  # noqa: F401 - re-exported for callers
+from bench.ragged import Ragged
 from bench.tasks import Task
 
 CACHE_VERSION = 5  # bump when the encoded layout changes
@@ -45,48 +46,6 @@ def tokenizer_fingerprint(tokenizer) -> str:
     fingerprint = hashlib.sha1((body + extra).encode()).hexdigest()
     tokenizer._bench_fingerprint = fingerprint
     return fingerprint
-
-
-class Ragged:
-    """Rows of different lengths stored flat: one int32 array and row offsets. A split then loads
-    from the cache as a few array copies and batches are cut by slicing (nested Python lists, the
-    first cache format, unpickled as slowly as the tokenizer ran)."""
-
-    __slots__ = ("flat", "offsets")
-
-    def __init__(self, flat: np.ndarray, offsets: np.ndarray):
-        self.flat, self.offsets = flat, offsets
-
-    @classmethod
-    def from_rows(cls, rows) -> Ragged:
-        offsets = np.zeros(len(rows) + 1, dtype=np.int64)
-        np.cumsum([len(r) for r in rows], out=offsets[1:])
-        flat = np.fromiter(itertools.chain.from_iterable(rows), dtype=np.int32, count=int(offsets[-1]))
-        return cls(flat, offsets)
-
-    def __len__(self) -> int:
-        return len(self.offsets) - 1
-
-    def __getitem__(self, i: int) -> np.ndarray:
-        return self.flat[self.offsets[i]:self.offsets[i + 1]]
-
-    def __iter__(self):
-        return (self[i] for i in range(len(self)))
-
-    def __eq__(self, other) -> bool:
-        return (isinstance(other, Ragged) and np.array_equal(self.flat, other.flat)
-                and np.array_equal(self.offsets, other.offsets))
-
-    @property
-    def lengths(self) -> np.ndarray:
-        return np.diff(self.offsets)
-
-    def take(self, indices) -> np.ndarray:
-        """The rows at `indices`, concatenated."""
-        return np.concatenate([self[i] for i in indices])
-
-    def tolist(self) -> list[list[int]]:
-        return [row.tolist() for row in self]
 
 
 def split_rows(data: dict, rows) -> dict:
@@ -150,7 +109,6 @@ def cached_encode(task: Task, split: str, examples: Examples, tokenizer, max_len
                 return data
             raise ValueError("columns of different lengths")
         except Exception as e:  # noqa: BLE001 - any damage: rebuild, never crash later runs
-            import sys
 
             print(f"bench: warning: tokenisation cache entry {path} is damaged ({type(e).__name__}); "
                   "rebuilding it", file=sys.stderr)

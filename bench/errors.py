@@ -14,3 +14,14 @@ def first_line(e: BaseException) -> str:
 def choices_error(what: str, value, choices) -> BenchError:
     """`unknown task 'rtee' (choices: cola, mnli, ...)`: the shape every choice error takes."""
     return BenchError(f"unknown {what} {value!r} (choices: {', '.join(sorted(map(str, choices)))})")
+
+
+class StopRun(Exception):
+    """Raised by an on_eval callback to stop training early (Optuna pruning); the MLflow run then ends
+    KILLED with its `state` tag set to `state` below."""
+
+    state = "stopped"
+
+
+class NonFiniteLoss(RuntimeError):
+    """The training loss became NaN or infinite: the run ends FAILED with the step it happened at."""

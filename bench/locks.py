@@ -4,13 +4,12 @@ when several processes start at once. POSIX advisory locks (fcntl): the machines
 from __future__ import annotations
 
 import contextlib
+import fcntl
 from pathlib import Path
 
 
 @contextlib.contextmanager
 def file_lock(path: Path):
-    import fcntl
-
     with open(path, "a") as f:
         fcntl.flock(f, fcntl.LOCK_EX)
         try:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import logging
 import os
+import sys
 from pathlib import Path
 
 LIBRARIES = ("mlflow", "alembic", "optuna", "accelerate", "datasets")  # transformers: errors only (its load reports)
@@ -19,8 +20,6 @@ def log_file() -> Path:
 def route_library_logs() -> None:
     """Idempotent: the first call installs the handlers; Optuna's own terminal handler is removed whenever
     Optuna is loaded (call again after importing it)."""
-    import sys
-
     if "optuna" in sys.modules:
         sys.modules["optuna"].logging.disable_default_handler()
     if _DONE:
@@ -48,3 +47,12 @@ def route_library_logs() -> None:
         logger.setLevel(logging.INFO)
         logger.propagate = False
 
+
+def quiet_libraries() -> None:
+    """Keep the terminal for bench's own lines: no load reports, weight bars or MLflow schema notices."""
+    from transformers.utils import logging as hf_logging  # lazy: transformers takes seconds to import
+
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+    route_library_logs()  # library INFO lines to the log file, not the terminal
+    hf_logging.set_verbosity_error()
+    hf_logging.disable_progress_bar()

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import importlib.util
+import json
 from pathlib import Path
 
 from bench import families
 from bench.errors import BenchError, choices_error, first_line
 from bench.families import Family
+from bench.task_heads import set_head
 from bench.tasks import Task
 
 HUB_ALIASES = families.aliases()  # each family's checkpoints (bench/families/<family>.py)
@@ -72,8 +74,6 @@ def model_config(ref: str, init: str = "pretrained"):
 def arch_config(ref: str, **overrides):
     """A transformers config for the architecture: the shipped JSON for the standard models, else the
     model's own config.json (minilm, local directories)."""
-    import json
-
     from transformers import AutoConfig
 
     path = ARCH_DIR / f"{ref}.json"
@@ -127,7 +127,6 @@ def load_model(ref: str, task: Task, head: str = "family", init: str = "pretrain
                                     dtype=torch.float32, **head_kwargs(task)),
         ref,
     )
-    from bench.task_heads import set_head
 
     return model, sorted(set(info.get("missing_keys", [])) | set(set_head(model, task, head)))
 
@@ -137,8 +136,6 @@ def random_model(ref: str, task: Task, head: str, cls, tokenizer):
     all of them are stored with a run's adapter. A stand-in tokenizer sizes the vocabulary and sets the pad id
     (RoBERTa derives position ids from it)."""
     import torch
-
-    from bench.task_heads import set_head
 
     overrides = head_kwargs(task)
     if getattr(tokenizer, "stands_in_for", None):
@@ -158,8 +155,6 @@ def attention_implementation(config) -> str:
 def family_of(ref: str) -> str | None:
     """The family of a model reference without loading weights: the shipped architecture config for the
     standard aliases, else the model directory's config.json; None when it cannot be told (a hub id offline)."""
-    import json
-
     arch = ARCH_DIR / f"{ref}.json"
     try:
         if arch.is_file():

@@ -6,37 +6,33 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from bench.errors import choices_error
+from bench.errors import BenchError, choices_error
+from bench.models import ALIASES, ARCH_DIR, family, head_kwargs, model_class
+from bench.models import arch_config as config
 from bench.params import count_parameters, percent
+from bench.task_heads import set_head
+from bench.tasks import get_task
+from methods import AttachContext, get_method
+from methods.base import apply_method
 
 
 def arch_names() -> list[str]:
-    from bench.models import ARCH_DIR
-
     return sorted(p.stem for p in ARCH_DIR.glob("*.json") if p.stem != "README")
 
 
 def arch_config(model: str, task):
     """The architecture's config with the task's head (bench.models.arch_config)."""
-    from bench.models import arch_config as config
-    from bench.models import head_kwargs
-
     return config(model, **head_kwargs(task))
 
 
 def meta_counts(model: str, task, method_name: str, options: dict | None = None, head: str = "family") -> dict:
     import torch
 
-    from bench.models import family, model_class
-    from methods import AttachContext, get_method
-    from methods.base import apply_method
-
     method = get_method(method_name)
     cfg = method.make_config(options or {})
     config = arch_config(model, task)
     with torch.device("meta"):
         m = model_class(task).from_config(config)
-        from bench.task_heads import set_head
 
         set_head(m, task, head)
         ctx = AttachContext(task=task, tokenizer=None, family=family(m), config=m.config)
@@ -86,9 +82,6 @@ def method_rows(models: list[str], task, methods: list[str], head: str = "family
                 explicit: bool = False) -> list[dict]:
     """One row per (model, method). A method that refuses the model's family is a row with the reason
     (`refused`) in the default list, and a one-line error when the user named it (`explicit`)."""
-    from bench.errors import BenchError
-    from bench.models import ALIASES
-
     rows = []
     for model in models:
         if model not in arch_names() and model not in ALIASES and not Path(model).is_dir():
@@ -107,8 +100,6 @@ def method_rows(models: list[str], task, methods: list[str], head: str = "family
 
 
 def published_rows() -> list[dict]:
-    from bench.tasks import get_task
-
     rows = []
     for p in PUBLISHED:
         c = meta_counts(p.model, get_task(p.task), p.method, p.options)

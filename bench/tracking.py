@@ -3,12 +3,20 @@
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import os
+import socket
+import threading
 import time
+import urllib.request
+import warnings
 from pathlib import Path
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit
 
-from bench.errors import BenchError, first_line
+from bench.errors import BenchError, StopRun, first_line
+from bench.locks import file_lock
+from bench.logs import quiet_libraries
+from bench.record import FINAL, INTRINSIC, experiment_note, standard_tags
 from bench.redact import redact  # noqa: F401 - part of this module's API (callers use tracking.redact)
 
 DEFAULT_DB = "mlflow.db"
@@ -50,8 +58,6 @@ def _check_usable(uri: str) -> None:
         _migrate_sqlite_once(uri, db)
         return
     if scheme in ("http", "https"):
-        import urllib.request
-
         try:
             urllib.request.urlopen(uri.rstrip("/") + "/health", timeout=5)
         except Exception as e:
@@ -81,7 +87,6 @@ def _migrate_sqlite_once(uri: str, db: Path) -> None:
     and then find it ready (two processes migrating one new file at once leave it half-made)."""
     if uri in _MIGRATED:
         return
-    from bench.locks import file_lock
 
     with file_lock(db.with_name(db.name + ".lock")):
         try:
@@ -140,8 +145,6 @@ class Tracker:
     background thread that also stamps the `heartbeat` tag (so a SIGKILLed run can be told from a live one)."""
 
     def __init__(self, uri: str, run_id: str):
-        import threading
-
         self.uri = uri
         self.client = client(uri)
         self.run_id = run_id
@@ -152,8 +155,6 @@ class Tracker:
         self.seconds = 0.0  # time spent talking to MLflow
 
     def start_heartbeat(self) -> None:
-        import threading
-
         def beat():
             while not self._stop.wait(heartbeat_seconds()):
                 with contextlib.suppress(Exception):  # a store hiccup must not kill training
@@ -215,8 +216,6 @@ class Tracker:
 
     def local_artifact_dir(self) -> Path | None:
         """The run's artifact directory when it is a path on this machine (file:// or a plain path)."""
-        from urllib.parse import unquote
-
         uri = self.artifact_uri()
         parts = urlsplit(uri)
         if parts.scheme == "file":
@@ -236,14 +235,11 @@ def tracked_run(uri: str, experiment: str, run_name: str, tags: dict, parent_run
     never left RUNNING by an exception or a SIGTERM/Ctrl-C."""
     from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID, MLFLOW_RUN_NAME
 
-    from bench.record import experiment_note, standard_tags
-
     c = client(uri)
     exp_id = experiment_id(c, experiment, uri, experiment_note(experiment))
     all_tags = {**standard_tags(), MLFLOW_RUN_NAME: run_name, **tags}
     if parent_run_id:  # explicit parent id: nesting that works across processes and machines
         all_tags[MLFLOW_PARENT_RUN_ID] = parent_run_id
-    import socket
 
     all_tags |= {"host": socket.gethostname(), "pid": os.getpid(), "heartbeat": f"{time.time():.0f}"}
     run = c.create_run(exp_id, run_name=run_name, tags={k: redact(v) for k, v in all_tags.items()})
@@ -253,7 +249,6 @@ def tracked_run(uri: str, experiment: str, run_name: str, tags: dict, parent_run
         yield tracker
     except BaseException as e:
         tracker.stop_heartbeat()
-        from bench.train import StopRun
 
         # Interrupted (Ctrl-C, SIGTERM) or stopped on purpose (pruning): KILLED. Anything else: FAILED.
         status = "KILLED" if isinstance(e, (KeyboardInterrupt, StopRun)) else "FAILED"
@@ -281,7 +276,6 @@ def close_lost_runs(uri: str) -> list[str]:
     if uri in _REAPED:
         return []
     _REAPED.add(uri)
-    import socket
 
     import psutil
 
@@ -314,3 +308,109 @@ def close_lost_runs(uri: str) -> list[str]:
             c.set_terminated(run.info.run_id, "KILLED")
             closed.append(run.info.run_id)
     return closed
+
+
+def create_container(uri: str, experiment: str, name: str, tags: dict, params: dict) -> str:
+    """A parent run that holds no training of its own (a sweep, an intrinsic grid): created FINISHED, set
+    RUNNING while its workers work (update_container); children attach to it by explicit parent id, which
+    works across processes and machines."""
+    c = client(uri)
+    run = c.create_run(experiment_id(c, experiment, uri, experiment_note(experiment)), run_name=name,
+                       tags={**standard_tags(), **{k: redact(v) for k, v in tags.items()},
+                             "mlflow.runName": name})
+    tracker = Tracker(uri, run.info.run_id)
+    tracker.log_params(params)
+    c.set_terminated(run.info.run_id, "FINISHED")
+    return run.info.run_id
+
+
+def update_container(uri: str, run_id: str, metrics: dict, status: str | None = None) -> None:
+    """Numeric progress of a parent run (sortable and chartable in the UI) and its state: RUNNING while its
+    study works, FINISHED once the budget is done. Never fails the work for it."""
+    c = client(uri)
+    with contextlib.suppress(Exception):
+        from mlflow.entities import Metric
+
+        now = int(time.time() * 1000)
+        c.log_batch(run_id, metrics=[Metric(k, float(v), now, 0) for k, v in metrics.items() if v is not None])
+        if status == "RUNNING" and c.get_run(run_id).info.status != "RUNNING":
+            c.update_run(run_id, status="RUNNING")
+        elif status in ("FINISHED", "FAILED", "KILLED"):
+            c.set_terminated(run_id, status)
+
+
+def log_datasets(uri: str, run_id: str, task_name: str, sources: dict) -> None:
+    """Each split the run read as an MLflow dataset input (the UI's Dataset column): its source (local file
+    or hub dataset), a digest of its content, and its role (train / dev / test) as the context tag."""
+    from mlflow.data.dataset_source_registry import resolve_dataset_source
+    from mlflow.data.huggingface_dataset_source import HuggingFaceDatasetSource
+    from mlflow.data.meta_dataset import MetaDataset
+    from mlflow.entities import DatasetInput, InputTag
+
+    inputs = []
+    for split, (source, fingerprint, rows) in sources.items():
+        if source.startswith("hf:"):
+            parts = source[3:].split("/")
+            src = HuggingFaceDatasetSource(path="/".join(parts[:-2]) if len(parts) > 2 else parts[0],
+                                           config_name=parts[-2] if len(parts) > 2 else None, split=parts[-1])
+        else:
+            with warnings.catch_warnings():  # "can be interpreted in multiple ways": both are the local file
+                warnings.simplefilter("ignore")
+                src = resolve_dataset_source(str(Path(source).resolve()))
+        digest = hashlib.sha1(fingerprint.encode()).hexdigest()[:12]  # MLflow keeps at most 36 characters
+        ds = MetaDataset(src, name=f"{task_name}-{split} ({rows} rows)", digest=digest)
+        role = "train" if split == "train" else "test" if split.startswith("test") else "dev"
+        inputs.append(DatasetInput(ds._to_mlflow_entity(), tags=[InputTag("mlflow.data.context", role)]))
+    # Workers starting together race to insert the same dataset row (MLflow's get-or-create is not atomic: a
+    # UNIQUE constraint error in the loser); the retry finds the row. Dataset inputs never fail a run.
+
+    c = client(uri)
+    for attempt in range(4):
+        try:
+            c.log_inputs(run_id, datasets=inputs)
+            return
+        except Exception as e:  # noqa: BLE001 - bookkeeping, not training
+            error = e
+            time.sleep(0.2 * (attempt + 1))
+
+    c.set_tag(run_id, "dataset_inputs_error", f"{type(error).__name__}: {first_line(error)}"[:500])
+
+
+def find_runs(uri: str, experiment: str, tags: dict, status: str | None = None, max_results: int = 1) -> list:
+    """Runs of `experiment` whose tags equal `tags` (and status, if given)."""
+    c = client(uri)
+    exp = c.get_experiment_by_name(experiment)
+    if exp is None:
+        return []
+    where = [f"tags.{k} = '{v}'" for k, v in tags.items()]
+    if status:
+        where.append(f"attributes.status = '{status}'")
+    return c.search_runs([exp.experiment_id], filter_string=" and ".join(where), max_results=max_results)
+
+
+def finished_run(cfg, phase: str, scope: dict):
+    """The FINISHED run of this (config hash, seed) in `phase` within `scope` (e.g. {"study": name}),
+    or None: sweeps and grids reuse it instead of training again."""
+    runs = find_runs(cfg.tracking_uri, cfg.experiment, {**scope, "phase": phase, "config_hash": cfg.config_hash(),
+                                                        "seed": cfg.seed}, status="FINISHED")
+    return runs[0] if runs else None
+
+
+def load_runs(tracking_uri: str | None = None, phase: str | None = FINAL):
+    """FINISHED runs of every experiment as a pandas DataFrame (mlflow.search_runs columns: tags.*,
+    params.*, metrics.*); only `phase` runs unless phase is None."""
+    import mlflow
+
+    uri = resolve_uri(tracking_uri)
+    check_existing(uri)
+    check_reachable(uri)
+
+    quiet_libraries()
+    mlflow.set_tracking_uri(uri)
+    where = "attributes.status = 'FINISHED'" + (f" and tags.phase = '{phase}'" if phase else "")
+    df = mlflow.search_runs(search_all_experiments=True, filter_string=where)
+    if df.empty:
+        raise BenchError(f"no FINISHED{' ' + phase if phase else ''} runs in {redact(uri)}"
+                         + (" (final runs come from `bench sweep finalize`; --all-runs uses every run)" if phase == FINAL
+                            else " (they come from `bench intrinsic`)" if phase == INTRINSIC else ""))
+    return df

@@ -11,22 +11,12 @@ from dataclasses import dataclass, field
 import torch
 
 from bench.batching import collate, sorted_batches, training_batches
+from bench.errors import NonFiniteLoss
 from bench.metrics import compute_metrics
 from bench.record import eval_metric
 from bench.signals import raise_if_terminated
 from bench.tasks import Task
-
-
-class NonFiniteLoss(RuntimeError):
-    pass
-
-
-class StopRun(Exception):
-    """Raised by an on_eval callback to stop training early (Optuna pruning); the MLflow run then ends
-    KILLED with its `state` tag set to `state` below."""
-
-    state = "stopped"
-
+from methods.base import Method
 
 OPTIONAL_COLUMNS = ("special_tokens_mask",)
 
@@ -149,8 +139,6 @@ def train(model, prep: Prepared, cfg, accelerator, stored_names: set[str], log: 
     # Fused: one kernel over all tensors (the Trainer's default too); `bench perf` showed the per-tensor
     # AdamW at 8% of a full fine-tuning step on CPU.
     if method is None:
-        from methods.base import Method
-
         method = Method()
     groups = [g for g in method.param_groups(model, method_cfg, cfg.weight_decay) if g["params"]]
     optimizer = torch.optim.AdamW(groups, lr=cfg.lr, betas=(0.9, cfg.adam_beta2), eps=cfg.adam_eps, fused=True)

@@ -10,8 +10,10 @@ from pathlib import Path
 
 import torch
 
-from bench import checkpoint
+from bench import checkpoint, record, tracking
+from bench.checkpoint import download_run_checkpoint
 from bench.errors import BenchError, first_line
+from bench.tasks import get_task
 
 TASK_PREFIX = "task:"
 
@@ -19,9 +21,6 @@ TASK_PREFIX = "task:"
 def find_task_run(task_name: str, cfg) -> str:
     """The finished run of cfg's method, model and method options on `task_name` with the highest main
     metric (on its first dev split), in cfg's tracking store."""
-    from bench import record, tracking
-    from bench.tasks import get_task
-
     task = get_task(task_name)
     uri = tracking.resolve_uri(cfg.tracking_uri)
     client = tracking.client(uri)
@@ -49,8 +48,6 @@ def warm_start(model, cfg, head: tuple[str, ...]) -> dict:
         if Path(spec).is_dir():
             directory, source = Path(spec), str(Path(spec).resolve())
         else:
-            from bench.runner import download_run_checkpoint
-
             source = find_task_run(spec[len(TASK_PREFIX):], cfg) if spec.startswith(TASK_PREFIX) else spec
             directory = download_run_checkpoint(source, cfg.tracking_uri, tmp)
         meta = checkpoint.read_meta(directory)

@@ -7,8 +7,10 @@ import time
 
 import torch
 
-from bench.config import build_config
-from bench.runner import build_model, make_accelerator, prepare_data, quiet_libraries
+from bench.build import build_model, prepare_data
+from bench.device import make_accelerator
+from bench.logs import quiet_libraries
+from bench.resolve import build_config
 from bench.tasks import get_task
 from bench.train import train
 

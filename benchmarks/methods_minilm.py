@@ -6,6 +6,8 @@ import argparse
 import subprocess
 import sys
 
+from bench.tasks import get_task
+
 # Per task: training examples kept (the first N), epochs, batch size. Small enough for 2 CPU cores.
 BUDGETS = {"rte": (1000, 2, 16), "mrpc": (2000, 2, 16), "stsb": (2000, 1, 16), "conll2003": (2000, 1, 16)}
 # Short budgets need livelier learning rates than the papers' long schedules.
@@ -36,8 +38,6 @@ def main():
 
 def table(uri, tasks, methods):
     import mlflow
-
-    from bench.tasks import get_task
 
     mlflow.set_tracking_uri(uri)
     runs = mlflow.search_runs(experiment_names=["methods-minilm"], filter_string="attributes.status = 'FINISHED'",

@@ -6,22 +6,34 @@ printed side by side. All numbers come from this one invocation on this machine.
 from __future__ import annotations
 
 import contextlib
+import json
 import platform
 import statistics
+import subprocess
 import sys
 import tempfile
 import threading
 import time
 
+import numpy as np
 import psutil
 import torch
 
+from bench import tracking
+from bench.batching import training_batches
+from bench.build import build_model, prepare_data
 from bench.config import RunConfig
-from bench.encoding import IGNORE_INDEX
+from bench.data import load_examples
+from bench.device import make_accelerator
+from bench.encoding import IGNORE_INDEX, cached_encode, encode, split_rows
+from bench.logs import quiet_libraries
 from bench.metrics import compute_metrics
-from bench.runner import build_model, make_accelerator, prepare_data, quiet_libraries
+from bench.models import load_tokenizer
+from bench.resolve import build_config
 from bench.tasks import REGRESSION, TAGGING, get_task
-from methods.base import reference_method
+from bench.train import CPU_EVAL_TOKENS, train
+from benchmarks.references import LABELS, reference_model, references, skipped
+from methods import get_method, reference_method
 
 # `python -P -m`: without -P the working directory would come first on sys.path, where a folder named like
 # one of our packages (methods/, reports/) would shadow it.
@@ -95,10 +107,6 @@ def steady_step(r: dict) -> float:
 
 def eval_subset(data: dict, n: int | None) -> dict:
     """The first n rows of an encoded split (all of them when n is None): `--eval-samples`."""
-    import numpy as np
-
-    from bench.encoding import split_rows
-
     return data if n is None else split_rows(data, np.arange(min(n, len(data["labels"]))))
 
 
@@ -107,8 +115,6 @@ def trainable(model) -> int:
 
 
 def run_bench(cfg: RunConfig, steps: int, eval_samples: int | None = None) -> dict:
-    from bench.train import train
-
     task = get_task(cfg.task)
     cfg = cfg.replace(max_steps=steps)
     built = build_model(cfg, task)
@@ -145,8 +151,6 @@ def run_trainer(cfg: RunConfig, steps: int, pad_to_max: bool, ref: str = "ours",
         TrainingArguments,
         default_data_collator,
     )
-
-    from benchmarks.references import reference_model
 
     task = get_task(cfg.task)
     built = reference_model(ref, cfg, task)
@@ -198,8 +202,6 @@ def run_trainer(cfg: RunConfig, steps: int, pad_to_max: bool, ref: str = "ours",
             def get_train_dataloader(self):
                 from torch.utils.data import DataLoader
 
-                from bench.batching import training_batches
-
                 order = training_batches(cfg.batch_order, prep.train["input_ids"].lengths.tolist(), cfg.batch_size,
                                          torch.Generator().manual_seed(cfg.seed))  # as bench.train draws them
                 return self.accelerator.prepare(DataLoader(self.train_dataset, batch_sampler=order,
@@ -235,9 +237,6 @@ KINDS = ("bench", "trainer_pad128", "trainer_dynamic")  # + "ref:<reference>" (b
 def measure(kind: str, cfg: RunConfig, steps: int, eval_samples: int | None = None) -> dict:
     """One measurement in a fresh process: memory peaks and allocator caches of earlier measurements
     must not leak into this one."""
-    import json
-    import subprocess
-
     proc = subprocess.run([*PYTHON, "-m", "benchmarks.perf", kind, str(steps), json.dumps(cfg.to_dict()),
                            str(eval_samples or 0)], capture_output=True, text=True)
     if proc.returncode != 0:
@@ -246,8 +245,6 @@ def measure(kind: str, cfg: RunConfig, steps: int, eval_samples: int | None = No
 
 
 def _measure_here(kind: str, steps: int, cfg_json: str, eval_samples: int) -> None:
-    import json
-
     import scipy.stats  # noqa: F401 - imported before timing: bench scores inside its eval time
     import seqeval.metrics  # noqa: F401
     import sklearn.metrics  # noqa: F401
@@ -273,8 +270,6 @@ class Measurements:
         self.steps, self.eval_samples, self.echo, self.runs = steps, eval_samples, echo, {}
 
     def _key(self, kind: str, cfg: RunConfig) -> tuple:
-        import json
-
         return kind, json.dumps(cfg.to_dict(), sort_keys=True)
 
     def take(self, kind: str, cfg: RunConfig, rep: int, label: str) -> None:
@@ -320,8 +315,6 @@ def compare(cfg: RunConfig, steps: int, repeats: int, methods: list[str], echo=p
     steps_per_epoch = -(-n_train // cfg.batch_size)
     store = Measurements(steps, eval_samples, echo)
     if methods:
-        from benchmarks.references import skipped
-
         for line in skipped(method_names(methods), cfg):
             echo(line)  # e.g. peft's prefix tuning on a transformers that renamed past_key_values
     for r in range(repeats):  # alternate, so drift in machine speed hits every variant alike
@@ -377,20 +370,11 @@ def random_init_note(cfg: RunConfig, tok) -> str:
 
 
 def cpu_eval_note() -> str:
-    from bench.train import CPU_EVAL_TOKENS
-
     return "" if torch.cuda.is_available() else f", at most {CPU_EVAL_TOKENS:,} padded tokens a batch on CPU"
 
 
 def side_measurements(cfg: RunConfig, task, bench_runs: list[dict], steps: int) -> dict:
     """Tokenisation cache speed-up, `bench --help` time, data and tracking shares of a bench run."""
-    import subprocess
-
-    from bench import tracking
-    from bench.data import load_examples
-    from bench.encoding import cached_encode, encode
-    from bench.models import load_tokenizer
-
     built = build_model(cfg, task)
     ex = load_examples(task, "train", cfg.data_dir)
     t = time.perf_counter()
@@ -441,7 +425,6 @@ def targets_table(med: dict, extra: dict, method_rows: list[dict], reference_row
             row("cached tokenisation speed-up on a rerun", f"{tok:.0f}x ({extra['tok_fresh']:.2f}s -> "
                 f"{extra['tok_cached']:.3f}s, training split)", ">= 10x", tok >= 10),
             row("`bench --help`", f"{extra['help_s']:.2f}", "< 1 s", extra["help_s"] < 1, " s")]
-    from methods import get_method
 
     frozen = [r for r in method_rows if get_method(r["method"]).frozen_backbone]
     if frozen:
@@ -476,8 +459,6 @@ def methods_table(cfg: RunConfig, steps: int, methods: list[str], repeats: int,
     """Step time of each method relative to full FT on the same batches, the time split, FLOP/s. Each method
     is measured `repeats` times with its Trainer references (references_table), alternated with the others,
     and the run with the median step kept."""
-    from benchmarks.references import references
-
     peak = matmul_peak()
     names = method_names(methods)
     for rep in range(repeats):
@@ -527,8 +508,6 @@ def method_names(methods: list[str]) -> list[str]:
 
 def method_config(cfg: RunConfig, name: str) -> RunConfig:
     """The configuration a method is timed in: the run's, with the method's default lr (full FT: the run's)."""
-    from bench.config import build_config
-
     if name == reference_method():
         return cfg.replace(method=name, method_options={})
     return build_config({**cfg.to_dict(), "method": name, "method_options": {}, "lr": None})
@@ -537,8 +516,6 @@ def method_config(cfg: RunConfig, name: str) -> RunConfig:
 def references_table(cfg: RunConfig, methods: list[str], store: Measurements,
                      steps_per_epoch: int) -> tuple[str, list[dict]]:
     """Each method through bench against the same method through the Trainer as its users would attach it."""
-    from benchmarks.references import LABELS, references, skipped
-
     rows, measured, none = [], [], []
     for name in method_names(methods):
         c = method_config(cfg, name)

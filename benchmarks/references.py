@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import dataclasses
 
+from bench.build import build_model
 from bench.compat import peft_prefix_tuning_problem
-from bench.models import family, head_prefixes
-from bench.tasks import TAGGING
+from bench.models import family, head_prefixes, model_class, model_config
+from bench.tasks import TAGGING, get_task
 from methods import get_method
 from methods.base import Method
 from methods.lora import target_pattern
@@ -43,9 +44,6 @@ def why_not(ref: str, cfg) -> str | None:
         return None
     from transformers import AutoModel
 
-    from bench.models import model_class, model_config
-    from bench.tasks import get_task
-
     config = model_config(cfg.model, cfg.init)
     task_cls = model_class(get_task(cfg.task))._model_mapping[type(config)]
     return peft_prefix_tuning_problem(task_cls, AutoModel._model_mapping[type(config)])
@@ -60,8 +58,6 @@ def skipped(method_names: list[str], cfg) -> list[str]:
 def reference_model(ref: str, cfg, task):
     """The model the reference trains (a runner.Built): bench's build for "ours", else the plain pretrained
     model (bench's head) with peft or a requires_grad mask applied as a user would."""
-    from bench.runner import build_model
-
     if ref == "ours":
         return build_model(cfg, task)
     plain = build_model(cfg.replace(method="full", method_options={}), task)

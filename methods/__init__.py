@@ -25,6 +25,30 @@ def get_method(name: str) -> Method:
     return REGISTRY[name]
 
 
+def default_methods(role: str) -> list[str]:
+    """The default method list of `bench intrinsic` ('curve') or `bench perf` ('perf')."""
+    if role == "curve":
+        return [m.name for m in REGISTRY.values() if m.in_default_lists and m.knob and not m.anchor]
+    return [m.name for m in REGISTRY.values() if m.in_default_lists and not m.reference]
+
+
+def reference_method() -> str:
+    """The method every other is measured against (full fine-tuning): tables' first row, d90's target,
+    benchmark ratios."""
+    return next(m.name for m in REGISTRY.values() if m.reference)
+
+
+def display_name(name: str) -> str:
+    """A method's name as tables and figures print it; the id itself for one no longer registered."""
+    return (REGISTRY[name].display_name or name) if name in REGISTRY else name
+
+
+def has_role(name: str, role: str) -> bool:
+    """Whether registered method `name` is the `reference` or an `anchor`; False for one no longer registered
+    (runs of it may still be in a store)."""
+    return name in REGISTRY and bool(getattr(REGISTRY[name], role))
+
+
 def _discover() -> None:
     """Built-in modules (alphabetical: the order of `bench methods`), then plugin modules."""
     import_all(__name__, __path__, "methods", "method")
@@ -32,4 +56,5 @@ def _discover() -> None:
 
 _discover()
 
-__all__ = ["REGISTRY", "AttachContext", "Method", "get_method", "register"]
+__all__ = ["REGISTRY", "AttachContext", "Method", "default_methods", "display_name", "get_method", "has_role",
+           "reference_method", "register"]

@@ -12,8 +12,11 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
+import numpy as np
+
 from bench.errors import BenchError, choices_error
-from bench.families import Family
+from bench.families import Family, families
+from bench.models import backbone, head_prefixes
 from bench.tasks import KINDS, Task
 from bench.values import typed
 
@@ -92,8 +95,6 @@ class Method:
         if ctx.task.kind not in self.task_kinds:
             raise choices_error(f"task kind for method {self.name}:", ctx.task.kind, self.task_kinds)
         if self.needs_family and ctx.family is None:
-            from bench.families import families
-
             raise BenchError(f"{self.name}: model type {getattr(ctx.config, 'model_type', '?')!r} has no family "
                              f"module in bench/families (choices: {', '.join(families())})")
         reason = self.unsupported(ctx, cfg if cfg is not None else self.config_cls())
@@ -162,7 +163,6 @@ class Method:
             return [{}]
         if n >= len(values):
             return [{self.knob: v} for v in values]
-        import numpy as np
 
         if all(isinstance(v, (int, float)) for v in values):  # nearest candidate to log-even targets
             logs = np.log(values)
@@ -182,44 +182,10 @@ def check_range(name: str, value, low: float, high: float, high_open: bool = Tru
         raise ValueError(f"{name} {value} must be in [{low}, {high}{')' if high_open else ']'}")
 
 
-def default_methods(role: str) -> list[str]:
-    """The default method list of `bench intrinsic` ('curve') or `bench perf` ('perf')."""
-    from methods import REGISTRY
-
-    if role == "curve":
-        return [m.name for m in REGISTRY.values() if m.in_default_lists and m.knob and not m.anchor]
-    return [m.name for m in REGISTRY.values() if m.in_default_lists and not m.reference]
-
-
-def reference_method() -> str:
-    """The method every other is measured against (full fine-tuning): tables' first row, d90's target,
-    benchmark ratios."""
-    from methods import REGISTRY
-
-    return next(m.name for m in REGISTRY.values() if m.reference)
-
-
-def display_name(name: str) -> str:
-    """A method's name as tables and figures print it; the id itself for one no longer registered."""
-    from methods import REGISTRY
-
-    return (REGISTRY[name].display_name or name) if name in REGISTRY else name
-
-
-def has_role(name: str, role: str) -> bool:
-    """Whether registered method `name` is the `reference` or an `anchor`; False for one no longer registered
-    (runs of it may still be in a store)."""
-    from methods import REGISTRY
-
-    return name in REGISTRY and bool(getattr(REGISTRY[name], role))
-
-
 def apply_method(model, method: Method, cfg, ctx: AttachContext):
     """Freeze the backbone, attach the method, unfreeze the task head if the method trains it: the one
     place a model becomes a method's model (runs, evaluation and parameter tables alike).
     Returns (model, parameters of the pretrained encoder before attaching)."""
-    from bench.models import backbone, head_prefixes
-
     method.check_supported(ctx, cfg)
     backbone_numel = sum(p.numel() for p in backbone(model).parameters())
     model.bench_head_prefixes = head_prefixes(model)  # before the method hangs its own modules on the model

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -125,8 +126,6 @@ class Pasta(Method):
     def knob_points(self, model_config, n: int) -> list[dict]:
         """[CLS] only in the last layer, then vectors at every special position of the last k layers,
         k log-spaced up to all layers."""
-        import numpy as np
-
         layers = model_config.num_hidden_layers
         ks = sorted({int(round(k)) for k in np.geomspace(1, layers, max(n - 1, 1))})
         return [{"last_k": 1, "tokens": "cls"}] + [{"last_k": k} for k in ks]

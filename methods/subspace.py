@@ -20,6 +20,7 @@ import functools
 import math
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 from torch import nn
 from torch.nn.utils import parametrize
@@ -145,8 +146,6 @@ class _Random(Method):
     needs_family = False  # spans every parameter, whatever the architecture
     def knob_points(self, model_config, n: int) -> list[dict]:
         """d log-spaced from the method's smallest d to top_d()."""
-        import numpy as np
-
         low, high = self.lowest_d(model_config), top_d(model_config)
         return [{"d": v} for v in sorted({int(round(x)) for x in np.geomspace(low, high, max(n, 1))})]
 

@@ -9,13 +9,31 @@ and re-evaluates it, beside as many randomly drawn non-vertical heads."""
 
 from __future__ import annotations
 
+import contextlib
+import csv
 import json
+import textwrap
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from bench import record, tracking
+from bench.build import build_model, prepare_data
+from bench.checkpoint import checkpoint_dir
+from bench.device import make_accelerator
 from bench.errors import BenchError
+from bench.families import of
+from bench.families.base import eager_attention
+from bench.logs import quiet_libraries
+from bench.models import family
+from bench.reload import load_checkpoint
+from bench.resolve import build_config
+from bench.tasks import get_task
+from bench.train import evaluate
+from methods import ptuning
+from methods.ptuning import with_prefix
+from reports.render import render, save_figure
 
 KINDS = ("vertical", "diagonal", "heterogeneous")
 MASKED_ATTN = "bench_head_masked_eager"
@@ -50,8 +68,6 @@ class HeadScores:
 def use_eager_attention(model) -> None:
     """Attention weights come only from an eager implementation. P-tuning v2 models keep their prefix and
     report the weights on the input tokens only (the argmax is taken among the input tokens)."""
-    from methods import ptuning
-
     prefixed = getattr(model.config, "_attn_implementation", None) in (ptuning.ATTN_NAME, ptuning.EAGER_NAME)
     model.config._attn_implementation = ptuning.EAGER_NAME if prefixed else "eager"
 
@@ -142,17 +158,13 @@ def plot_grid(scores: HeadScores, path_stem: str, title: str) -> list[str]:
 
     ax.legend(handles=[Patch(color=c, label=k) for c, k in zip(["#d95f02", "#1b9e77", "#cccccc"], KINDS, strict=True)],
               bbox_to_anchor=(1.02, 1), loc="upper left", fontsize=8)
-    import textwrap
 
     ax.set_title("\n".join(textwrap.wrap(title, 100)), fontsize=8)
-    from reports.render import save_figure
 
     return save_figure(fig, path_stem)
 
 
 def write_outputs(scores: HeadScores, out_dir: Path, name: str, title: str, extra: dict) -> list[str]:
-    import csv
-
     out_dir.mkdir(parents=True, exist_ok=True)
     rows = scores.rows()
     with open(out_dir / f"{name}.csv", "w", newline="") as f:
@@ -169,9 +181,6 @@ def write_outputs(scores: HeadScores, out_dir: Path, name: str, title: str, extr
 # --- ablation: mask heads, re-evaluate ---
 
 def _masked_attention(module, query, key, value, attention_mask, **kwargs):
-    from bench.families.base import eager_attention
-    from methods.ptuning import with_prefix
-
     key, value, attention_mask, _ = with_prefix(module, query, key, value, attention_mask)  # P-tuning v2 keeps its prefix
     out, weights = eager_attention(module, query, key, value, attention_mask, **kwargs)
     mask = getattr(module, "bench_head_mask", None)
@@ -184,8 +193,6 @@ def set_head_mask(model, masked: set[tuple[int, int]]) -> None:
     import torch
     from transformers import AttentionInterface
     from transformers.masking_utils import ALL_MASK_ATTENTION_FUNCTIONS, eager_mask
-
-    from bench.families import of
 
     fam = of(model)
     if fam.attention_path is None:
@@ -202,8 +209,6 @@ def set_head_mask(model, masked: set[tuple[int, int]]) -> None:
 def ablation(model, prep, scores: HeadScores, draws: int, eval_batch_size: int, autocast, seed: int = 0) -> dict:
     """The dev metric with no head masked, with the vertical heads masked, and with as many non-vertical heads
     drawn at random (`draws` times: mean and spread)."""
-    from bench.train import evaluate
-
     task = prep.task
     split, metric = task.dev_splits[0], task.main_metric
     kinds = scores.kinds()
@@ -225,8 +230,6 @@ def ablation(model, prep, scores: HeadScores, draws: int, eval_batch_size: int, 
 # --- comparing two analyses ---
 
 def compare(a_path: str, b_path: str) -> str:
-    from reports.render import render
-
     def load(p):
         try:
             return json.loads(Path(p).read_text())
@@ -255,22 +258,6 @@ def run_analysis(model: str | None, task_name: str | None, data_dir: str | None,
                  draws: int, out_dir: str, tracking_uri: str | None, echo=print,
                  definition: str = "reference") -> dict:
     """The whole `bench heads` command: score, write the files, optionally ablate, track it in MLflow."""
-    import contextlib
-
-    from bench import record, tracking
-    from bench.config import build_config
-    from bench.models import family
-    from bench.runner import (
-        build_model,
-        checkpoint_dir,
-        load_checkpoint,
-        make_accelerator,
-        prepare_data,
-        quiet_libraries,
-    )
-    from bench.tasks import get_task
-    from reports.render import render
-
     if samples < 1 or not 0 < threshold <= 1 or draws < 1:
         raise BenchError(f"--samples {samples} and --draws {draws} must be at least 1 and --threshold {threshold} "
                          "in (0, 1]")

@@ -3,6 +3,7 @@ method; d90 = the fewest parameters reaching 90% of full fine-tuning's mean metr
 
 from __future__ import annotations
 
+import textwrap
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -10,7 +11,12 @@ import numpy as np
 import pandas as pd
 
 from bench.errors import BenchError
-from methods.base import display_name, reference_method
+from bench.record import INTRINSIC, eval_metric, intrinsic_name
+from bench.tasks import get_task
+from bench.tracking import load_runs
+from methods import display_name, reference_method
+from reports.render import render, save_figure, standalone_latex
+from reports.style import fit_ylim, method_style, metric_label, reference_line, spread_note
 
 BELOW, ABOVE = "at or below the smallest point", "above the largest point"
 
@@ -27,9 +33,6 @@ class Point:
 def primary_metric(task: str) -> str:
     """The task entry's curve metric on its first dev split (MRPC: accuracy, whose F1 passes 90% of full
     FT by always answering 'paraphrase')."""
-    from bench.record import eval_metric
-    from bench.tasks import get_task
-
     t = get_task(task)
     return eval_metric(t.dev_splits[0], t.curve_metric)
 
@@ -131,8 +134,6 @@ def chance_corrected(m: float, trivial: float | None, full: float) -> float | No
 
 
 def d90_table(a: dict, fmt: str, budget: str) -> str:
-    from reports.render import render
-
     def fmt_n(x):
         return "inf" if not np.isfinite(x) else f"{x:,.0f}"
 
@@ -159,8 +160,6 @@ def d90_table(a: dict, fmt: str, budget: str) -> str:
 
 
 def points_table(a: dict, fmt: str) -> str:
-    from reports.render import render
-
     full = a["full"].values.mean()
     header = ["method", "knob", "lr", "params (with head)", "params (method)", a["metric"], "rel. to full",
               "chance-corrected g"]
@@ -186,8 +185,6 @@ def plot(a: dict, path_stem: str, title: str) -> list[str]:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-
-    from reports.style import fit_ylim, method_style, metric_label, reference_line
 
     full = a["full"].values.mean()
     metric = metric_label(a["metric"], a.get("task"))
@@ -227,10 +224,8 @@ def plot(a: dict, path_stem: str, title: str) -> list[str]:
         ax.legend(fontsize=7)
     grid[0][0].plot([], [], marker="v", color="gray", markeredgecolor="black", ls="none", label="d90 crossing")
     grid[0][0].legend(fontsize=7)
-    import textwrap
 
     fig.suptitle(textwrap.fill(title, 150), fontsize=10)
-    from reports.render import save_figure
 
     return save_figure(fig, path_stem)
 
@@ -240,11 +235,6 @@ def write_report(model: str, task_name: str, metric: str | None, fmt: str, out_d
     """`bench report intrinsic`: d90 tables (md + tex) and the curve figure (PNG + PDF) of one grid;
     returns the text to print (LaTeX with standalone: one complete document; the files written are said
     through echo)."""
-    from pathlib import Path
-
-    from bench.record import INTRINSIC, intrinsic_name, load_runs
-    from bench.tasks import get_task
-
     task = get_task(task_name)
     name = intrinsic_name(model, task.name)
     df = load_runs(tracking_uri, phase=INTRINSIC)
@@ -259,7 +249,6 @@ def write_report(model: str, task_name: str, metric: str | None, fmt: str, out_d
               f"training examples, {len(df)} runs.")
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    from reports.style import metric_label, spread_note
 
     a["task"] = task.name
     files = plot(a, str(out / name), f"{Path(model).name} on {task.title}: {metric_label(a['metric'])} against "
@@ -269,8 +258,6 @@ def write_report(model: str, task_name: str, metric: str | None, fmt: str, out_d
     wrote = "wrote " + ", ".join(files + [str(out / f"{name}-d90.md"), str(out / f"{name}-d90.tex")])
     text = "\n".join([d90_table(a, fmt, budget), points_table(a, fmt)])
     if fmt == "latex" and standalone:
-        from reports.render import standalone_latex
-
         echo(wrote)
         return standalone_latex(text)
     return text + "\n" + wrote
@@ -295,10 +282,6 @@ def across_models(models: list[str], task_name: str, metric: str | None, fmt: st
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from bench.record import INTRINSIC, intrinsic_name, load_runs
-    from bench.tasks import get_task
-    from reports.render import render, save_figure
-
     task = get_task(task_name)
     df_all = load_runs(tracking_uri, phase=INTRINSIC)
     points: dict[str, list[tuple]] = {}
@@ -315,7 +298,6 @@ def across_models(models: list[str], task_name: str, metric: str | None, fmt: st
                 points.setdefault(r["method"], []).append((size, r["d90"], r["status"]))
                 rows.append([Path(model).name, f"{size:,.0f}", display_name(r["method"]), f"{r['d90']:,.0f}",
                              r["status"]])
-    from reports.style import method_style
 
     fig, ax = plt.subplots(figsize=(7, 4.5))
     for method, pts in sorted(points.items()):

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from methods.base import display_name
+from methods import display_name
 from reports.render import render
 
 

@@ -5,12 +5,19 @@ the view of peft's method comparison, drawn from MLflow. One point per method (p
 
 from __future__ import annotations
 
+import textwrap
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 from bench.errors import BenchError, choices_error
+from bench.record import FINAL
+from bench.tasks import get_task
+from bench.tracking import load_runs
+from methods import display_name
+from reports.render import render, save_figure
+from reports.style import method_style, metric_label, spread_note
 
 # cost name -> (logged metric(s), axis label, log scale, scale factor)
 COSTS = {
@@ -64,12 +71,6 @@ def pareto_report(tracking_uri: str | None, model: str, tasks: list[str] | None,
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from bench.record import FINAL, load_runs
-    from bench.tasks import get_task
-    from methods.base import display_name
-    from reports.render import render, save_figure
-    from reports.style import method_style, metric_label, spread_note
-
     if cost not in COSTS:
         raise choices_error("--x", cost, COSTS)
     df = load_runs(tracking_uri, phase=None if all_runs else FINAL)
@@ -110,7 +111,6 @@ def pareto_report(tracking_uri: str | None, model: str, tasks: list[str] | None,
     what = "sweeps' final runs" if not all_runs else "every finished run, one point per configuration"
     note = (f"{Path(model).name}: dev metric x100 against {cost} ({next(iter(per_task.values()))[1]['cost_metric'].iloc[0]}); "
             f"{what}; {spread_note(max(seeds))} (points with fewer seeds have shorter or no bars).")
-    import textwrap
 
     fig.suptitle(textwrap.fill(note, 70 * len(per_task)), fontsize=8)
     out = Path(out_dir)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import csv
 import io
+import json
+import re
 
 FORMATS = ("text", "md", "latex", "csv", "json")
 
@@ -18,8 +20,6 @@ _LATEX_RE = None
 
 def latex_escape(text: str) -> str:
     """Text for LaTeX, in one pass (a replacement is never escaped again)."""
-    import re
-
     global _LATEX_RE
     if _LATEX_RE is None:
         _LATEX_RE = re.compile("|".join(re.escape(k) for k in sorted(LATEX, key=len, reverse=True)))
@@ -35,8 +35,6 @@ def render(header: list[str], rows: list[list[str]], fmt: str, caption: str = ""
     table for `json` (when absent, the rows as strings keyed by header)."""
     bold, italic_rows = bold or set(), italic_rows or set()
     if fmt == "json":
-        import json
-
         return json.dumps({"caption": caption, "rows": json_rows if json_rows is not None
                            else [dict(zip(header, r, strict=False)) for r in rows]}, indent=1, default=float) + "\n"
     if fmt == "csv":

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import pandas as pd
 
-from bench.record import count_metric, load_runs  # noqa: F401 - load_runs is part of this API
+from bench.record import STUDY, count_metric
+from bench.tasks import all_tasks
+from bench.tracking import load_runs  # noqa: F401 - load_runs is part of this API
 
 
 def report_columns() -> list[tuple[str, str, str, str]]:
     """(column label, task, logged metric, score group) in the papers' column order, from the task entries."""
-    from bench.tasks import all_tasks
-
     return [(label, t.name, metric, t.report_group) for t in all_tasks().values()
             for label, metric in t.report_columns.items()]
 
@@ -48,8 +48,6 @@ def aggregate(df: pd.DataFrame, columns: list | None = None, by_config: bool = F
 
 def sweep_budgets(df_all: pd.DataFrame, studies: set[str]) -> dict[str, str]:
     """study -> its trial budget, from the parent runs' params."""
-    from bench.record import STUDY
-
     if "tags.phase" not in df_all or "tags.study" not in df_all:
         return {}
     parents = df_all[(df_all["tags.phase"] == STUDY) & df_all["tags.study"].isin(studies)]

@@ -6,6 +6,9 @@ from __future__ import annotations
 
 import numpy as np
 
+from bench.tasks import get_task
+from methods import REGISTRY, display_name, has_role
+
 # Okabe & Ito (2008), the palette colour-vision-deficiency guides recommend; black is kept for anchors, and
 # yellow comes last (it is faint on white).
 PALETTE = ("#0072B2", "#D55E00", "#009E73", "#CC79A7", "#E69F00", "#56B4E9", "#999999", "#F0E442")
@@ -15,9 +18,6 @@ MARKERS = ("o", "s", "^", "D", "v", "P", "X", "h", "<", ">")
 def method_style(method: str) -> dict:
     """matplotlib keywords of a method's line: the same marker and colour in every figure (by its place in
     the registry, so that a method keeps its look whichever others are drawn beside it)."""
-    from methods import REGISTRY
-    from methods.base import display_name, has_role
-
     if has_role(method, "reference"):
         return {"color": "black", "marker": "*", "markersize": 12, "label": display_name(method)}
     if has_role(method, "anchor"):
@@ -32,8 +32,6 @@ def metric_label(metric: str, task: str | None = None) -> str:
     """"dev_accuracy" -> "dev accuracy", "dev_glue_score" -> "dev GLUE score"; with a task: "MRPC dev accuracy"."""
     words = metric.replace("glue_score", "GLUE score").replace("_", " ")
     if task:
-        from bench.tasks import get_task
-
         words = f"{get_task(task).title} {words}"
     return words
 

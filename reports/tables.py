@@ -9,9 +9,11 @@ import numpy as np
 import pandas as pd
 
 from bench.errors import BenchError
-from methods.base import display_name, has_role
-from reports.render import render
-from reports.runs import report_columns
+from bench.record import FINAL
+from methods import display_name, has_role
+from reports.published import get_layout
+from reports.render import render, standalone_latex
+from reports.runs import aggregate, load_runs, report_columns, sweep_budgets
 
 
 def _column_tasks(layout=None) -> dict[str, str]:
@@ -217,11 +219,6 @@ def results_report(tracking_uri: str | None, model: str, tasks: list[str] | None
     """`bench report table`: the results table of tracked runs (sweeps' final seeds, or every run); with
     --published or --layout, a paper table's columns and its published rows (alone if the store has no
     runs of the model)."""
-    from bench.record import FINAL
-    from reports.published import get_layout
-    from reports.render import standalone_latex
-    from reports.runs import aggregate, load_runs, sweep_budgets
-
     layout = get_layout(layout_name, model) if (published or layout_name) else None
     try:
         df = load_runs(tracking_uri, phase=None if all_runs else FINAL)

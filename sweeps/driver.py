@@ -8,15 +8,28 @@ so nesting works across processes and machines. Workers share nothing but the st
 from __future__ import annotations
 
 import contextlib
+import json
+import os
 import statistics
 import time
 import warnings
 from pathlib import Path
 
+import yaml
+
+from bench import record, tracking
 from bench.config import NOT_TRAINING
-from bench.errors import BenchError, first_line
-from bench.record import FINAL, TRIAL
-from bench.redact import redact_tree
+from bench.errors import BenchError, NonFiniteLoss, StopRun, first_line
+from bench.locks import file_lock
+from bench.logs import quiet_libraries, route_library_logs
+from bench.presets import resolve
+from bench.record import FINAL, TRIAL, best_metric, selection_split
+from bench.redact import MASK, redact, redact_tree
+from bench.resolve import build_config
+from bench.runner import run
+from bench.tasks import get_task
+from bench.tracking import client, finished_run, update_container
+from sweeps.space import centre, default_space_file, load_space, put, sample, space_hash
 
 STORAGE_SCHEMES = ("sqlite", "postgresql", "mysql")
 PRUNERS = ("median", "halving", "none")
@@ -35,9 +48,6 @@ def open_storage(url: str, heartbeat: int = 10):
     MLflow run closed, and the trial re-queued (up to 3 times)."""
     import optuna
 
-    from bench.logs import route_library_logs
-    from bench.tracking import redact
-
     route_library_logs()  # Optuna's notices ("A new study created") to the log file
 
     scheme = url.split(":", 1)[0].split("+", 1)[0]
@@ -46,7 +56,6 @@ def open_storage(url: str, heartbeat: int = 10):
     engine = {"connect_args": {"timeout": 60}} if scheme == "sqlite" else {"pool_pre_ping": True}
     lock = contextlib.nullcontext()
     if scheme == "sqlite":  # one process creates a new SQLite study database, the others wait for it
-        from bench.locks import file_lock
 
         db = Path(url.split(":///", 1)[-1])
         if not db.parent.is_dir():
@@ -68,8 +77,6 @@ def _on_stale(study, trial) -> None:
     run_id = trial.user_attrs.get("mlflow_run_id")
     if run_id:
         with contextlib.suppress(Exception):
-            from bench.tracking import client
-
             c = client(study_tracking_uri(study.user_attrs))
             if c.get_run(run_id).info.status == "RUNNING":
                 c.set_tag(run_id, "state", "lost")
@@ -83,10 +90,6 @@ def _on_stale(study, trial) -> None:
 def study_tracking_uri(attrs: dict) -> str:
     """The study's MLflow URI. A study never stores a credential: when its URI held one, the stored copy
     is redacted and the worker takes the real one from $MLFLOW_TRACKING_URI (`--tracking-uri` sets it)."""
-    import os
-
-    from bench.redact import MASK, redact
-
     stored = attrs["tracking_uri"]
     if MASK not in stored:
         return stored
@@ -129,11 +132,6 @@ def create(method: str, model: str, task: str, base: dict, space_file: str | Non
     that changes the trials (space, fixed options, data); resuming a study whose stored options differ from
     the given ones is a one-line error listing the differences, unless resume_anyway (the stored ones win)."""
     import optuna
-    import yaml
-
-    from bench import record, tracking
-    from bench.config import build_config
-    from sweeps.space import default_space_file, load_space, space_hash
 
     if trials < 1 or seeds_final < 1:
         raise BenchError(f"--trials {trials} and --seeds-final {seeds_final} must be at least 1")
@@ -141,8 +139,6 @@ def create(method: str, model: str, task: str, base: dict, space_file: str | Non
     cfg = build_config(base, {"method": method, "model": model, "task": task})
     space = load_space(space_file or default_space_file(cfg.method), cfg.method)
     if preset:  # centre the space on the paper's values; the preset's other values become fixed options
-        from bench.presets import resolve
-        from sweeps.space import centre
 
         space, preset_fixed = centre(space, resolve(preset, cfg.method, cfg.model, cfg.task)[0])
         base = {**preset_fixed, **base, "method_options": {**preset_fixed.get("method_options", {}),
@@ -172,7 +168,7 @@ def create(method: str, model: str, task: str, base: dict, space_file: str | Non
     tracking.check_reachable(uri)
     experiment = record.experiment_name(cfg.task, cfg.experiment)
     budget = {"trials": trials, "seeds_final": seeds_final, "search_seed": search_seed, "pruner": pruner}
-    parent = record.create_container(
+    parent = tracking.create_container(
         uri, experiment, f"sweep-{name}",
         {"study": name, "phase": record.STUDY, "method": cfg.method, "model": cfg.model, "task": cfg.task},
         {"study": name, "storage": tracking.redact(url), "space_hash": space_hash(space), "budget": budget,
@@ -205,8 +201,6 @@ def _trial_options(base: dict) -> dict:
 
 
 def _canon(value):
-    import json
-
     return json.dumps(value, sort_keys=True, default=str)
 
 
@@ -227,8 +221,6 @@ def _counts(study, exclude: int | None = None) -> dict:
 
 
 def _run_config(study, layer: dict, seed: int, phase: str, extra_tags: dict):
-    from bench.config import build_config
-
     a = study.user_attrs
     tags = {"study": study.study_name, "phase": phase, **extra_tags}
     return build_config(a["base"], {"method": a["method"], "model": a["model"], "task": a["task"]}, layer,
@@ -237,31 +229,20 @@ def _run_config(study, layer: dict, seed: int, phase: str, extra_tags: dict):
 
 
 def _finished_run(cfg, study_name: str, phase: str):
-    from bench.record import finished_run
-
     return finished_run(cfg, phase, {"study": study_name})
 
 
 def _main_metric(cfg):
-    from bench.record import selection_split
-    from bench.tasks import get_task
-
     task = get_task(cfg.task)
     return selection_split(cfg, task), cfg.select_metric or task.main_metric  # what picks the epoch is optimised
 
 
 def _best_value(run, cfg) -> float:
-    from bench.record import best_metric
-
     return run.data.metrics[best_metric(*_main_metric(cfg))]
 
 
 def objective_for(study, force: bool = False, echo=print):
     import optuna
-
-    from bench.runner import run
-    from bench.train import StopRun
-    from sweeps.space import sample
 
     a = study.user_attrs
 
@@ -295,7 +276,6 @@ def objective_for(study, force: bool = False, echo=print):
         except Pruned as e:
             raise optuna.TrialPruned(str(e)) from None
         except Exception as e:  # one line here; Optuna's own report (with a traceback) is silenced in work()
-            from bench.redact import redact
 
             echo(f"trial {trial.number} failed: {type(e).__name__}: {redact(first_line(e))} (its MLflow run is FAILED "
                  "with an `error` tag)")
@@ -310,9 +290,6 @@ def work(name: str, storage: str | None = None, n_trials: int | None = None, hea
     """Run trials until the study has its budget of COMPLETE trials (or this worker ran n_trials).
     Trials of dead workers are failed after 3 missed heartbeats and retried by whoever is working."""
     import optuna
-
-    from bench.runner import quiet_libraries
-    from bench.train import NonFiniteLoss
 
     quiet_libraries()
     optuna.logging.set_verbosity(optuna.logging.ERROR)  # a failed trial: our one line, not Optuna's traceback
@@ -345,8 +322,6 @@ def report_progress(study, status: str | None) -> None:
     """The study's state on its MLflow parent run, as numbers: trials complete / pruned / failed /
     running, the budget, the best value so far; RUNNING while workers work, FINISHED once the budget is done."""
     import optuna
-
-    from bench.record import update_container
 
     a, c = study.user_attrs, _counts(study)
     done = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
@@ -383,9 +358,6 @@ def finalize(name: str, storage: str | None = None, seeds: int | None = None, ou
              force: bool = False, echo=print) -> dict:
     """Re-run the best trial's configuration on seeds 1..K (phase=final). A seed that already finished
     is skipped unless forced. Only final runs feed the report tables."""
-    from bench.runner import quiet_libraries, run
-    from sweeps.space import put
-
     quiet_libraries()
     study = load(name, open_storage(storage_url(storage, output_dir)))
     a = study.user_attrs
@@ -411,8 +383,6 @@ def finalize(name: str, storage: str | None = None, seeds: int | None = None, ou
     summary = {"study": name, "best_trial": best.number, "params": best.params, "metric": f"{split} {metric}",
                "values": values, "mean": statistics.mean(values),
                "std": statistics.stdev(values) if len(values) > 1 else 0.0, "n": len(values)}
-    from bench import tracking
-    from bench.record import update_container
 
     uri = study_tracking_uri(a)
     tracking.client(uri).set_tag(a["mlflow_parent_run_id"], "final_metric", summary["metric"])
@@ -424,8 +394,6 @@ def finalize(name: str, storage: str | None = None, seeds: int | None = None, ou
 
 
 def status(name: str, storage: str | None = None, output_dir: str = "runs") -> str:
-    from bench.tracking import redact
-
     url = storage_url(storage, output_dir)
     study = load(name, open_storage(url))
     a, c = study.user_attrs, _counts(study)
@@ -445,8 +413,6 @@ def status(name: str, storage: str | None = None, output_dir: str = "runs") -> s
 def list_studies(storage: str | None = None, output_dir: str = "runs") -> str:
     """One line per study; every column says what it counts."""
     import optuna
-
-    from bench.tracking import redact
 
     url = storage_url(storage, output_dir)
     st = open_storage(url)

@@ -4,18 +4,24 @@ Resumable: a (configuration, seed) already FINISHED under the parent is skipped.
 
 from __future__ import annotations
 
-from bench.errors import BenchError
+import multiprocessing
+import os
+from concurrent.futures import ProcessPoolExecutor, as_completed
+
+from bench import record, signals, tracking
+from bench.errors import BenchError, NonFiniteLoss
+from bench.logs import quiet_libraries
+from bench.param_table import arch_config
+from bench.resolve import build_config
+from bench.runner import run
+from bench.tasks import get_task
+from methods import REGISTRY, get_method
 
 
 def plan(model: str, task: str, methods: list[str], points: int, lr_grid: dict[str, list[float]],
          base: dict | None = None) -> list[tuple]:
     """[(method, method_options, lr)] for every curve point and anchor; a method without a grid runs at the
     lr its configuration resolves to (the base's, else the method's default)."""
-    from bench.config import build_config
-    from bench.param_table import arch_config
-    from bench.tasks import get_task
-    from methods import REGISTRY, get_method
-
     config = arch_config(model, get_task(task))
     out = []
     anchors = [m.name for m in REGISTRY.values() if m.anchor]
@@ -30,20 +36,13 @@ def plan(model: str, task: str, methods: list[str], points: int, lr_grid: dict[s
 
 def parent_run(uri: str, experiment: str, name: str, budget: dict) -> str:
     """The grid's container run, found again when the grid is resumed."""
-    from bench import record
-
     tags = {"intrinsic": name, "phase": record.INTRINSIC_STUDY}
-    found = record.find_runs(uri, experiment, tags)
-    return found[0].info.run_id if found else record.create_container(uri, experiment, name, tags, budget)
+    found = tracking.find_runs(uri, experiment, tags)
+    return found[0].info.run_id if found else tracking.create_container(uri, experiment, name, tags, budget)
 
 
 def run_intrinsic(model: str, task: str, methods: list[str], seeds: int, points: int, base: dict,
                   lr_grid: dict[str, list[float]] | None = None, workers: int = 1, echo=print) -> str:
-    from bench import record, tracking
-    from bench.config import build_config
-    from bench.runner import quiet_libraries
-    from methods import get_method
-
     quiet_libraries()
     if seeds < 1 or points < 2 or workers < 1:
         raise BenchError(f"--seeds {seeds} and --workers {workers} must be at least 1 and --points {points} "
@@ -70,13 +69,13 @@ def run_intrinsic(model: str, task: str, methods: list[str], seeds: int, points:
             cfg = build_config(base, {"method": method, "model": model, "task": task, "method_options": opts,
                                       "lr": lr, "seed": seed, "tracking_uri": uri, "experiment": experiment,
                                       "tags": tags})
-            if record.finished_run(cfg, record.INTRINSIC, {"intrinsic": name}) is None:
+            if tracking.finished_run(cfg, record.INTRINSIC, {"intrinsic": name}) is None:
                 todo.append(cfg)
     echo(f"{name}: {total} point runs, {total - len(todo)} already finished, {len(todo)} to run"
          + (f" in {workers} worker processes" if workers > 1 and todo else ""))
-    record.update_container(uri, parent, {"runs_total": total, "runs_finished": total - len(todo)}, "RUNNING")
+    tracking.update_container(uri, parent, {"runs_total": total, "runs_finished": total - len(todo)}, "RUNNING")
     failed = _run_points(todo, parent, workers, echo)
-    record.update_container(uri, parent, {"runs_total": total, "runs_finished": total - len(failed),
+    tracking.update_container(uri, parent, {"runs_total": total, "runs_finished": total - len(failed),
                                           "runs_failed": len(failed)}, "FINISHED")
     echo(f"{name}: {total - len(failed)} of {total} point runs finished under MLflow parent {parent}"
          + (f"; {len(failed)} failed (rerun the same command to retry them)" if failed else "")
@@ -87,9 +86,6 @@ def run_intrinsic(model: str, task: str, methods: list[str], seeds: int, points:
 def _run_point(cfg, parent: str) -> str | None:
     """One point; returns the failure message of a run whose loss diverged (it is tracked as FAILED,
     and the rest of the grid goes on), None when it finished."""
-    from bench.runner import run
-    from bench.train import NonFiniteLoss
-
     try:
         run(cfg, progress=False, parent_run_id=parent, echo=lambda *a: None)
     except NonFiniteLoss as e:
@@ -101,8 +97,6 @@ def _init_worker(threads: int) -> None:
     """A worker shares the cores with its siblings, and a SIGTERM (timeout, scheduler) ends its run
     KILLED in MLflow rather than leaving it RUNNING, as in `bench run`."""
     import torch
-
-    from bench import signals
 
     torch.set_num_threads(threads)
     signals.install()
@@ -122,9 +116,6 @@ def _run_points(todo: list, parent: str, workers: int, echo) -> list[str]:
                 echo(f"  failed: {err}")
                 failed.append(err)
         return failed
-    import multiprocessing
-    import os
-    from concurrent.futures import ProcessPoolExecutor, as_completed
 
     threads = max(1, (os.cpu_count() or 1) // workers)
     with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"), initializer=_init_worker,

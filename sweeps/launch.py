@@ -6,24 +6,25 @@ be started by hand, by Kubernetes (docs/scaling.md) or by anything else."""
 
 from __future__ import annotations
 
+import multiprocessing
 import os
 import shutil
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
+from bench import signals
 from bench.errors import BenchError, choices_error
+from sweeps import driver
 
 EXECUTORS = ("local", "slurm")
 
 
 def work_job(name: str, storage: str | None, output_dir: str, heartbeat: int, threads: int | None = None) -> int:
     """One worker (what each scheduled job runs): trials until the study's budget is complete."""
-    from sweeps import driver
-
     if threads:
         import torch
 
         torch.set_num_threads(threads)
-    from bench import signals
 
     signals.install()  # a scheduler's SIGTERM (time limit, scancel) ends the running trial's run KILLED
     return driver.work(name, storage, None, heartbeat, output_dir)
@@ -47,8 +48,6 @@ def launch(name: str, storage: str | None, output_dir: str, workers: int, execut
     """Submit `workers` jobs of `bench sweep work <name>`; with wait, block until they end and say what each
     did. Everything that can be refused is checked before the first submission."""
     import submitit
-
-    from sweeps import driver
 
     if workers < 1:
         raise BenchError(f"--workers {workers} must be at least 1")
@@ -96,9 +95,6 @@ def work_in_processes(name: str, storage: str | None, output_dir: str, workers: 
                       echo=print) -> int:
     """`bench sweep work --workers N`: N workers of one study in spawned processes of this command (CUDA cannot
     fork), the CPU cores split between them; on a GPU they share it. Returns the trials they ran."""
-    import multiprocessing
-    from concurrent.futures import ProcessPoolExecutor
-
     if workers < 1:
         raise BenchError(f"--workers {workers} must be at least 1")
     threads = max(1, (os.cpu_count() or 1) // workers)

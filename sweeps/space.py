@@ -9,6 +9,9 @@ from pathlib import Path
 
 from bench.config import FIELDS, NOT_TRAINING, load_yaml
 from bench.errors import BenchError
+from bench.plugins import files
+from bench.resolve import build_config
+from methods import get_method
 
 SPACES_DIR = Path(__file__).parent / "spaces"
 TYPES = ("float", "int", "categorical")
@@ -18,8 +21,6 @@ NOT_SEARCHABLE = {"method", "model", "task", "seed", "data_dir", "method_options
 
 def default_space_file(method: str) -> Path:
     """sweeps/spaces/<method>.yaml, else a plugin directory's spaces/<method>.yaml."""
-    from bench.plugins import files
-
     found = files(SPACES_DIR, "spaces", f"{method}.yaml")
     if not found:
         raise BenchError(f"no search space for method {method}: add sweeps/spaces/{method}.yaml (or spaces/"
@@ -34,8 +35,6 @@ def load_space(path: str | Path, method: str) -> dict:
 
 
 def validate_space(space: dict, method: str, where: str = "search space") -> None:
-    from methods import get_method
-
     option_names = set(get_method(method).defaults())
     for key, spec in space.items():
         if key.startswith("method."):
@@ -62,8 +61,6 @@ def validate_space(space: dict, method: str, where: str = "search space") -> Non
 def _check_values(key: str, spec: dict, method: str, where: str) -> None:
     """Every value the space can draw is a valid option: the choices, or both ends of a range (the rules are
     monotone in each option), checked before any study exists."""
-    from bench.config import build_config
-
     if spec["type"] == "categorical":
         values = spec["choices"]
     elif spec["type"] == "int":

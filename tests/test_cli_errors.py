@@ -110,8 +110,9 @@ def test_a_dropped_sigterm_still_stops_training_at_the_next_step(tiny_models, gl
     """Python drops an exception raised inside a finalizer or weakref callback; the SIGTERM is remembered
     and the training loop raises it before its next step."""
     import bench.signals
+    from bench.build import build_model, prepare_data
     from bench.config import RunConfig
-    from bench.runner import build_model, make_accelerator, prepare_data
+    from bench.device import make_accelerator
     from bench.tasks import get_task
     from bench.train import train
 

@@ -6,9 +6,11 @@ import math
 import pytest
 import torch
 
+from bench.build import build_model
+from bench.checkpoint import download_run_checkpoint
 from bench.cli import main
-from bench.config import build_config
-from bench.runner import build_model, download_run_checkpoint, evaluate_checkpoint
+from bench.reload import evaluate_checkpoint
+from bench.resolve import build_config
 from bench.tasks import get_task
 from methods.diffprune import DiffGate, gates, nonzero_diff, project, projection_step
 

@@ -4,9 +4,9 @@ counted apart from the method, trained, saved and reloaded exactly."""
 import pytest
 import torch
 
-from bench.config import build_config
+from bench.build import build_model, prepare_data
 from bench.param_table import meta_counts
-from bench.runner import build_model, prepare_data
+from bench.resolve import build_config
 from bench.tasks import get_task
 from bench.train import batch_for
 
@@ -49,8 +49,9 @@ def test_bad_head_is_one_line():
 
 
 def test_linear_head_run_reloads_exactly(tiny_models, glue_dir, tmp_path, tracking_uri):
+    from bench.checkpoint import download_run_checkpoint
     from bench.cli import main
-    from bench.runner import download_run_checkpoint, evaluate_checkpoint
+    from bench.reload import evaluate_checkpoint
 
     from conftest import all_runs
 

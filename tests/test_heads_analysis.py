@@ -59,8 +59,8 @@ def test_the_default_definition_is_the_reference_scripts():
 
 def model_and_batch(tiny_models, glue_dir, method, options=None):
     """A tiny BERT with `method` attached, in eval mode, and four dev inputs."""
-    from bench.config import build_config
-    from bench.runner import build_model, prepare_data
+    from bench.build import build_model, prepare_data
+    from bench.resolve import build_config
     from bench.tasks import get_task
     from bench.train import batch_for
 
@@ -139,8 +139,8 @@ def test_ptuning_models_keep_their_prefix(tiny_models, glue_dir):
 def test_heads_are_scored_on_every_family(tiny_models, glue_dir, family):
     """Eager attention is forced (sdpa returns no weights): every family yields a (inputs, layers, heads) score
     whose rows are shares in [0, 1]."""
-    from bench.config import build_config
-    from bench.runner import build_model, prepare_data
+    from bench.build import build_model, prepare_data
+    from bench.resolve import build_config
     from bench.tasks import get_task
     from reports.heads import score_heads
 

@@ -6,11 +6,11 @@ import pytest
 import torch
 
 from bench import checkpoint
-from bench.config import build_config
+from bench.build import build_model, prepare_data
 from bench.errors import BenchError
 from bench.families import families
 from bench.params import count_parameters
-from bench.runner import build_model, prepare_data
+from bench.resolve import build_config
 from bench.tasks import get_task
 from bench.train import batch_for
 from methods import REGISTRY

@@ -12,7 +12,7 @@ from sweeps.space import centre
 
 
 def test_every_value_has_a_source_and_every_preset_is_valid(tiny_models):
-    from bench.config import build_config
+    from bench.resolve import build_config
 
     entries = load_entries()
     assert {e.method for e in entries} >= {"pasta", "lora", "bitfit", "ptuning", "adapter", "full"}

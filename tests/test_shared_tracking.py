@@ -14,8 +14,9 @@ import uuid
 import pytest
 from test_sweeps import POSTGRES, SPACE, make_study, postgres_or_skip, worker
 
+from bench.checkpoint import download_run_checkpoint
 from bench.cli import main
-from bench.runner import download_run_checkpoint, evaluate_checkpoint
+from bench.reload import evaluate_checkpoint
 from sweeps import driver
 
 

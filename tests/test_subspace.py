@@ -6,10 +6,12 @@ import math
 import pytest
 import torch
 
+from bench.build import build_model, prepare_data
+from bench.checkpoint import download_run_checkpoint
 from bench.cli import main
-from bench.config import build_config
 from bench.params import count_parameters
-from bench.runner import build_model, download_run_checkpoint, evaluate_checkpoint, prepare_data
+from bench.reload import evaluate_checkpoint
+from bench.resolve import build_config
 from bench.tasks import get_task
 from bench.train import batch_for
 from methods.subspace import Fastfood, fwht

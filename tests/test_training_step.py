@@ -9,8 +9,9 @@ import pytest
 import torch
 
 from bench.batching import collate
-from bench.config import build_config
-from bench.runner import build_model, make_accelerator, prepare_data
+from bench.build import build_model, prepare_data
+from bench.device import make_accelerator
+from bench.resolve import build_config
 from bench.tasks import get_task
 from bench.train import train
 

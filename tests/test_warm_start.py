@@ -6,10 +6,11 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
+from bench.build import build_model
+from bench.checkpoint import download_run_checkpoint
 from bench.cli import main
-from bench.config import build_config
 from bench.errors import BenchError
-from bench.runner import build_model, download_run_checkpoint
+from bench.resolve import build_config
 from bench.tasks import get_task
 
 from conftest import all_runs
@@ -53,7 +54,7 @@ def test_rte_starts_from_the_mnli_run(tiny_models, glue_dir, tmp_path, tracking_
     rte = next(r for r in all_runs(tracking_uri) if r.data.tags["task"] == "rte")
     assert rte.data.tags["init_from"] == mnli.info.run_id and rte.data.tags["init_chain"] == f"mnli:{mnli.info.run_id}"
     # Its checkpoint reloads alone (the stored parameters hold what the warm start gave): bench eval reproduces it.
-    from bench.runner import evaluate_checkpoint
+    from bench.reload import evaluate_checkpoint
 
     result = evaluate_checkpoint(download_run_checkpoint(rte.info.run_id, tracking_uri, tmp_path / "dl-rte"),
                                  echo=lambda *a: None)

@@ -3,7 +3,8 @@ reads YAML (--set, --config, search spaces, task entries)."""
 
 import pytest
 
-from bench.config import build_config, parse_set
+from bench.config import parse_set
+from bench.resolve import build_config
 from bench.yamlio import load
 from sweeps.space import validate_space
 

@@ -2,56 +2,12 @@
 
 from __future__ import annotations
 
-from bench.cli import split_list
+from bench.cli.run import add_params_options
 
 FORMATS = ["text", "md", "latex", "csv", "json"]
 
 
-def cmd_report(args) -> int:
-    if args.report_command == "params":
-        from bench.cli.run import cmd_params
-
-        return cmd_params(args)
-    if args.report_command == "heads":
-        from reports.heads import compare
-
-        print(compare(args.first, args.second), end="")
-        return 0
-    if args.report_command == "intrinsic":
-        from reports.intrinsic import across_models, write_report
-
-        if bool(args.model) == bool(args.models):
-            from bench.errors import BenchError
-
-            raise BenchError("bench report intrinsic needs --model M (one model's curves) or --models A,B,... "
-                             "(d90 across models)")
-        if args.models:
-            print(across_models(split_list(args.models), args.task, args.metric, args.format, args.out_dir,
-                                args.tracking_uri))
-        else:
-            import sys
-
-            print(write_report(args.model, args.task, args.metric, args.format, args.out_dir, args.tracking_uri,
-                               args.standalone, echo=lambda m: print(m, file=sys.stderr)))
-        return 0
-    if args.report_command == "pareto":
-        import sys
-
-        from reports.pareto import pareto_report
-
-        print(pareto_report(args.tracking_uri, args.model, split_list(args.tasks), args.x, args.format, args.out_dir,
-                            args.all_runs, echo=lambda m: print(m, file=sys.stderr)), end="")
-        return 0
-    from reports.tables import results_report
-
-    print(results_report(args.tracking_uri, args.model, split_list(args.tasks), split_list(args.methods), args.format,
-                         args.published, args.all_runs, args.standalone, args.layout), end="")
-    return 0
-
-
 def add_parsers(sub) -> None:
-    from bench.cli.run import add_params_options
-
     p = sub.add_parser("report", help="tables from tracked runs: results (paper layout) and parameter counts")
     rs = p.add_subparsers(dest="report_command", required=True)
     q = rs.add_parser("table", help="methods x tasks, mean ± std over seeds, best in bold")
@@ -96,7 +52,7 @@ def add_parsers(sub) -> None:
     q = rs.add_parser("heads", help="compare two `bench heads` analyses head by head (pretrained vs tuned, two models)")
     q.add_argument("first", help="the JSON file of one analysis")
     q.add_argument("second", help="the JSON file of the other")
-    p.set_defaults(func=cmd_report)
+    p.set_defaults(func="report:cmd_report")
 
     p = sub.add_parser("heads", help="vertical / diagonal / heterogeneous attention heads (PASTA's motivation)")
     p.add_argument("--model", default=None, help="a pretrained model (or give --run / --checkpoint)")
@@ -116,13 +72,6 @@ def add_parsers(sub) -> None:
     p.add_argument("--draws", type=int, default=5, help="random draws for --ablate (default: 5)")
     p.add_argument("--out-dir", default="docs/heads", help="where CSV, JSON, PNG and PDF go (default: docs/heads)")
     p.add_argument("--tracking-uri", default=None)
-    p.set_defaults(func=cmd_heads)
+    p.set_defaults(func="report:cmd_heads")
 
 
-def cmd_heads(args) -> int:
-    from reports.heads import run_analysis
-
-    run_analysis(args.model, args.task, args.data_dir, args.samples, args.threshold, args.count_special_queries,
-                 args.run, args.checkpoint, args.ablate, args.draws, args.out_dir, args.tracking_uri,
-                 definition=args.definition)
-    return 0

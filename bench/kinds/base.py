@@ -7,6 +7,9 @@ from typing import ClassVar
 
 import numpy as np
 
+from bench.errors import BenchError
+from bench.ragged import Ragged
+
 IGNORE_INDEX = -100  # label of sub-tokens after the first and of special tokens (token tasks)
 
 
@@ -27,8 +30,6 @@ class TaskKind:
     # --- data ---
     def label_index(self, task, value: str, where: str):
         """A label as written in a local file -> what the model is trained on."""
-        from bench.errors import BenchError
-
         if value not in task.labels:
             raise BenchError(f"{where}: label {value!r} is not a {task.name} label "
                              f"(choices: {', '.join(task.labels)})")
@@ -40,11 +41,9 @@ class TaskKind:
     def encode(self, task, examples, tokenizer, max_length: int) -> dict:
         """Columns (Ragged): input_ids, special_tokens_mask, token_type_ids when the tokenizer makes them,
         and labels. Unpadded: the collator pads each batch to its own length."""
-        from bench.encoding import Ragged
-
         columns = list(zip(*examples.texts, strict=True))
-        enc = tokenizer(*columns, **_common(max_length))
-        out = _ragged_columns(enc, Ragged)
+        enc = tokenizer(*columns, **tokenizer_options(max_length))
+        out = ragged_columns(enc)
         out["labels"] = np.asarray(examples.labels, dtype=np.float32 if self.float_labels else np.int64)
         return out
 
@@ -74,11 +73,12 @@ class TaskKind:
         return [majority] * len(dev_labels)
 
 
-def _common(max_length: int) -> dict:
+def tokenizer_options(max_length: int) -> dict:
     return dict(truncation=True, max_length=max_length, return_special_tokens_mask=True,
                 return_attention_mask=False)
 
 
-def _ragged_columns(enc, ragged) -> dict:
-    return {k: ragged.from_rows(v) for k, v in enc.items()
+def ragged_columns(enc) -> dict:
+    """The tokenizer's output columns bench keeps, each as a Ragged."""
+    return {k: Ragged.from_rows(v) for k, v in enc.items()
             if k in ("input_ids", "token_type_ids", "special_tokens_mask")}

@@ -5,7 +5,8 @@ by max_length count as predicted O (so truncation costs recall instead of vanish
 from __future__ import annotations
 
 from bench.kinds import register
-from bench.kinds.base import IGNORE_INDEX, TaskKind, _common, _ragged_columns
+from bench.kinds.base import IGNORE_INDEX, TaskKind, ragged_columns, tokenizer_options
+from bench.ragged import Ragged
 
 
 @register
@@ -18,9 +19,7 @@ class Tagging(TaskKind):
         return AutoModelForTokenClassification
 
     def encode(self, task, examples, tokenizer, max_length: int) -> dict:
-        from bench.encoding import Ragged
-
-        enc = tokenizer(examples.texts, is_split_into_words=True, **_common(max_length))
+        enc = tokenizer(examples.texts, is_split_into_words=True, **tokenizer_options(max_length))
         rows, words = [], []
         for i, word_tags in enumerate(examples.labels):
             row, index, prev = [], [], None
@@ -31,7 +30,7 @@ class Tagging(TaskKind):
                 prev = w
             rows.append(row)
             words.append(index)
-        out = _ragged_columns(enc, Ragged)
+        out = ragged_columns(enc)
         out["labels"] = Ragged.from_rows(rows)  # per token, for training
         # per token, the word it starts (-1 elsewhere): predictions go back to their own word even when a word
         # produced no sub-token at all (U+200B, a soft hyphen), which would otherwise shift every later word

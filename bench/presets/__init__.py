@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from bench.errors import BenchError
+from bench.models import family_of
 from bench.plugins import load_registry
 
 PRESET_DIR = Path(__file__).parent
@@ -54,8 +55,6 @@ def _entries(data: dict, path: Path) -> list[Entry]:
 
 def resolve(name: str, method: str, model: str, task: str) -> tuple[dict, dict]:
     """-> (values as a config layer, {key: source}); method options appear as method.<key> in the sources."""
-    from bench.models import family_of
-
     entries = [e for e in load_entries() if e.preset == name and e.method == method]
     fam = family_of(model)
     hits = [e for e in entries if e.matches(model, fam, task)]

@@ -7,10 +7,12 @@ label strings map to the same index."""
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from bench.errors import BenchError, choices_error
+from bench.kinds import get_kind
 from bench.plugins import load_registry
 
 CLASSIFICATION, REGRESSION, TAGGING = "classification", "regression", "tagging"
@@ -73,8 +75,6 @@ class Task:
     @property
     def title(self) -> str:
         """The task as tables and figures print it: its report columns' common name (RTE, MNLI, CoNLL03)."""
-        import os
-
         labels = list(self.report_columns)
         if len(labels) != 1:  # MNLI-m, MNLI-mm -> MNLI
             prefix = os.path.commonprefix(labels)
@@ -103,8 +103,6 @@ class Task:
 
     @property
     def task_kind(self):
-        from bench.kinds import get_kind
-
         return get_kind(self.kind)
 
 

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from bench.errors import BenchError, first_line
 from methods import register
 from methods.base import Method, check_range
+from methods.lora.fused import fuse
 
 
 @dataclass(frozen=True)
@@ -77,7 +78,6 @@ class Lora(Method):
             raise BenchError(f"lora: target_modules {cfg.target_modules!r}: {first_line(e)}") from None
         for name, p in model.named_parameters():
             p.requires_grad_("lora_" in name)
-        from methods.lora.fused import fuse
 
         fuse(model)  # the same arithmetic in one autograd node per module (methods/lora/fused.py)
         return model

@@ -1,0 +1,113 @@
+"""From a RunConfig to what a run trains on: the model with its method attached, and the encoded data."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+
+import numpy as np
+
+from bench.config import RunConfig
+from bench.data import load_examples
+from bench.encoding import cached_encode, split_rows
+from bench.errors import BenchError
+from bench.families import find
+from bench.models import family, load_model, load_tokenizer, model_config
+from bench.record import HOLDOUT
+from bench.train import Prepared
+from bench.warm_start import warm_start
+from methods import AttachContext, get_method
+from methods.base import apply_method
+
+
+@dataclass
+class Built:
+    """A model with its method attached, and everything needed to train or evaluate it."""
+
+    model: object
+    tokenizer: object
+    method: object
+    method_config: object
+    stored_names: set
+    backbone_numel: int
+    init_tags: dict = dataclasses.field(default_factory=dict)  # init_from: where the weights started (the chain)
+
+
+def plain_name(name: str) -> str:
+    """A parameter's name before a method wrapped its module: torch.nn.utils.parametrize
+    (`w` -> `parametrizations.w.original`) or peft (`query.weight` -> `query.base_layer.weight`)."""
+    return name.replace(".parametrizations.", ".").removesuffix(".original").replace(".base_layer.", ".")
+
+
+def build_model(cfg: RunConfig, task) -> Built:
+    """Pretrained model + head, backbone frozen, method attached, head trainable."""
+    import torch
+
+    method = get_method(cfg.method)
+    method_cfg = method.make_config(cfg.method_options)
+    conf = model_config(cfg.model, cfg.init)  # read once; every check below needs only it, before weights load
+    fam = find(conf.model_type)
+    check_max_length(cfg, conf, fam)
+    # A method that cannot apply to this family refuses here, from the config alone.
+    method.check_supported(AttachContext(task=task, tokenizer=None, family=fam, config=conf), method_cfg)
+    tokenizer = load_tokenizer(cfg.model, task, cfg.init)
+    torch.manual_seed(cfg.seed)  # head and method initialisation follow the seed (and a random init's weights)
+    model, new_names = load_model(cfg.model, task, cfg.head, cfg.init, tokenizer)
+    ctx = AttachContext(task=task, tokenizer=tokenizer, family=family(model), config=model.config)
+    model, backbone_numel = apply_method(model, method, method_cfg, ctx)
+    init_tags = {}
+    if cfg.init_from:  # a finished run's weights (its head replaced), e.g. the MNLI warm start
+
+        init_tags = warm_start(model, cfg, model.bench_head_prefixes)
+    # Stored with the adapter: what trains, plus anything newly initialised (so reload is exact), also
+    # when a method reparameterised it (torch's parametrize renames `w` to `parametrizations.w.original`).
+    stored = {n for n, p in model.named_parameters()
+              if p.requires_grad or n in new_names or plain_name(n) in new_names}
+    return Built(model, tokenizer, method, method_cfg, stored, backbone_numel, init_tags)
+
+
+def check_max_length(cfg: RunConfig, conf, fam) -> None:
+    """max_length within the positions the model (config `conf`, family `fam` or None) has: its family says
+    how many (RoBERTa's start after its padding index, DeBERTa-v3's relative positions have no table)."""
+    limit = fam.max_length(conf) if fam else getattr(conf, "max_position_embeddings", None)
+    if limit is None:
+        return
+    if cfg.max_length > limit:
+        raise BenchError(f"option max_length={cfg.max_length} exceeds the {limit} positions of model {cfg.model}")
+
+
+def load_data(cfg: RunConfig, task, tokenizer, splits, sources: dict | None = None):
+    """Encoded splits; `sources` (if given) receives split -> (where it was read, content digest, rows)."""
+    out = {}
+    for split in splits:
+        ex = load_examples(task, split, cfg.data_dir)
+        if split == "train" and cfg.max_train_samples:
+            ex.texts, ex.labels = ex.texts[: cfg.max_train_samples], ex.labels[: cfg.max_train_samples]
+            ex.fingerprint += f"|first{cfg.max_train_samples}"
+        if sources is not None:
+            sources[split] = (ex.source, ex.fingerprint, len(ex.labels))
+        out[split] = cached_encode(task, split, ex, tokenizer, cfg.max_length, cfg.cache_dir)
+    return out
+
+
+def prepare_data(cfg: RunConfig, task, built: Built, train: bool = True):
+    """Tokenised train (optional) and dev splits, ready for the training loop."""
+    splits = (["train"] if train else []) + list(task.dev_splits) + list(task.test_splits)
+    sources: dict = {}
+    data = load_data(cfg, task, built.tokenizer, splits, sources)
+    dev = {s: data[s] for s in task.dev_splits}
+    if train and cfg.select_on == "holdout":
+        # A fixed draw (seed 0, whatever the run's seed): every seed and method selects on the same examples,
+        # and dev stays untouched for reporting. The holdout is the first "dev" split: it picks the best epoch.
+
+        n = len(data["train"]["labels"])
+        k = int(np.ceil(cfg.holdout_fraction * n))
+        if not 1 <= k < n:
+            raise BenchError(f"holdout_fraction={cfg.holdout_fraction} leaves no holdout or no training data "
+                             f"from {n} training examples")
+        order = np.random.default_rng(0).permutation(n)
+        data["train"], held = split_rows(data["train"], np.sort(order[k:])), split_rows(data["train"], np.sort(order[:k]))
+        dev = {HOLDOUT: held, **dev}
+    return Prepared(task, data.get("train", {}), dev, built.tokenizer.pad_token_id,
+                    extra_columns=built.method.batch_columns, test={s: data[s] for s in task.test_splits},
+                    sources=sources)

@@ -1,0 +1,46 @@
+"""Where a run computes: processes, the accelerator and precision, and the peak memory it used."""
+
+from __future__ import annotations
+
+import os
+import resource
+
+from bench.errors import BenchError
+
+
+def processes() -> int:
+    """Processes of this run: torchrun / accelerate launch set WORLD_SIZE (data-parallel), else 1."""
+    try:
+        return max(1, int(os.environ.get("WORLD_SIZE", "1")))
+    except ValueError:
+        raise BenchError(f"WORLD_SIZE={os.environ['WORLD_SIZE']!r} is not a number of processes") from None
+
+
+def make_accelerator(precision: str):
+    import torch
+    from accelerate import Accelerator
+
+    cuda = torch.cuda.is_available()
+    if precision == "auto":
+        precision = "bf16" if cuda and torch.cuda.is_bf16_supported() else "fp32"
+    if precision in ("bf16", "fp16") and not cuda:
+        raise BenchError(f"precision {precision} needs a GPU (this machine has none); use fp32 or auto")
+    return Accelerator(mixed_precision="no" if precision == "fp32" else precision, cpu=not cuda), precision
+
+
+def reset_peak_memory() -> None:
+    import torch
+
+    if torch.cuda.is_available():
+        torch.cuda.reset_peak_memory_stats()
+
+
+def peak_memory() -> dict:
+    """Training's peak memory: CUDA memory allocated (peak since reset_peak_memory, the run's own), or on a
+    CPU the process's peak RSS (getrusage: since the process started, so in a worker that ran several runs
+    it is the largest of them; `bench perf` measures each in a fresh process)."""
+    import torch
+
+    if torch.cuda.is_available():
+        return {"peak_cuda_allocated_bytes": torch.cuda.max_memory_allocated()}
+    return {"peak_rss_bytes": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024}  # Linux: KiB
