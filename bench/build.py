@@ -6,6 +6,7 @@ import dataclasses
 from dataclasses import dataclass
 
 import numpy as np
+import torch
 
 from bench.config import RunConfig
 from bench.data import load_examples
@@ -41,8 +42,6 @@ def plain_name(name: str) -> str:
 
 def build_model(cfg: RunConfig, task) -> Built:
     """Pretrained model + head, backbone frozen, method attached, head trainable."""
-    import torch
-
     method = get_method(cfg.method)
     method_cfg = method.make_config(cfg.method_options)
     conf = model_config(cfg.model, cfg.init)  # read once; every check below needs only it, before weights load

@@ -9,6 +9,7 @@ import tempfile
 from pathlib import Path
 
 import torch
+from safetensors.torch import load_file, save_file
 
 from bench import tracking
 from bench.errors import BenchError, first_line
@@ -33,8 +34,6 @@ def sha256(path: Path) -> str:
 def save(directory: Path, model, stored_names: set[str], meta: dict) -> int:
     """Writes the checkpoint (weights, then the metadata that records their sha256); returns the weights
     file's size in bytes."""
-    from safetensors.torch import save_file
-
     directory.mkdir(parents=True, exist_ok=True)
     state = {n: t.contiguous().cpu() for n, t in stored_state(model, stored_names).items()}
     save_file(state, str(directory / WEIGHTS))
@@ -79,8 +78,6 @@ def verify(directory: Path) -> Path:
 
 def load_into(model, directory: Path) -> None:
     """Load the stored parameters after checking the weights file against the sha256 in the metadata."""
-    from safetensors.torch import load_file
-
     weights = verify(directory)
     try:
         state = load_file(str(weights))

@@ -68,7 +68,7 @@ def _label_index(task: Task, value: str, where: str):
     return task.task_kind.label_index(task, value, where)
 
 
-def _tsv_rows(path: Path) -> list[list[str]]:
+def tsv_rows(path: Path) -> list[list[str]]:
     """GLUE TSVs are not CSV-quoted (stray quote characters abound): QUOTE_NONE keeps them verbatim;
     utf-8-sig drops MRPC's byte-order mark. A file that is not UTF-8 text is a one-line error."""
     try:
@@ -81,7 +81,7 @@ def _tsv_rows(path: Path) -> list[list[str]]:
 
 
 def _read_glue_tsv(task: Task, path: Path) -> Examples:
-    rows = _tsv_rows(path)
+    rows = tsv_rows(path)
     start = 0
     src = task.local
     if src.headerless:
@@ -162,7 +162,7 @@ def _read_conll(task: Task, path: Path) -> Examples:
 def _hub_split(task: Task, split: str, hub_split: str):
     """One split of the task's hub dataset, or a one-line error (offline, unknown revision, auth...)."""
     try:
-        import datasets
+        import datasets  # lazy: only the hub path reads through datasets (seconds to import)
 
         config, _, name = hub_split.rpartition(":")  # "ax:test": a split of another config of the dataset
         return datasets.load_dataset(task.hub.dataset, config or task.hub.config, split=name)
@@ -205,7 +205,7 @@ def load_unlabelled(task: Task, split: str, data_dir: str | None = None) -> Exam
         path = task_dir(task, data_dir) / spec.files[split]
         if not path.is_file():
             raise BenchError(f"missing {split} file for {task.name}: {path}")
-        rows = [r for r in _tsv_rows(path) if r]
+        rows = [r for r in tsv_rows(path) if r]
         if not rows:
             raise BenchError(f"split file is empty: {path}")
         header = rows[0]

@@ -5,6 +5,9 @@ from __future__ import annotations
 import os
 import resource
 
+import torch
+from accelerate import Accelerator
+
 from bench.errors import BenchError
 
 
@@ -17,9 +20,6 @@ def processes() -> int:
 
 
 def make_accelerator(precision: str):
-    import torch
-    from accelerate import Accelerator
-
     cuda = torch.cuda.is_available()
     if precision == "auto":
         precision = "bf16" if cuda and torch.cuda.is_bf16_supported() else "fp32"
@@ -29,8 +29,6 @@ def make_accelerator(precision: str):
 
 
 def reset_peak_memory() -> None:
-    import torch
-
     if torch.cuda.is_available():
         torch.cuda.reset_peak_memory_stats()
 
@@ -39,8 +37,6 @@ def peak_memory() -> dict:
     """Training's peak memory: CUDA memory allocated (peak since reset_peak_memory, the run's own), or on a
     CPU the process's peak RSS (getrusage: since the process started, so in a worker that ran several runs
     it is the largest of them; `bench perf` measures each in a fresh process)."""
-    import torch
-
     if torch.cuda.is_available():
         return {"peak_cuda_allocated_bytes": torch.cuda.max_memory_allocated()}
     return {"peak_rss_bytes": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024}  # Linux: KiB

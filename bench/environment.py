@@ -38,7 +38,7 @@ def versions() -> dict:
 
 
 def device_description() -> str:
-    import torch
+    import torch  # lazy: this module is on the import path of `bench --help`
 
     if torch.cuda.is_available():
         return f"cuda:{torch.cuda.get_device_name(0)}"

@@ -25,7 +25,7 @@ def route_library_logs() -> None:
     if _DONE:
         return
     _DONE.append("yes")
-    import mlflow  # noqa: F401 - MLflow installs its terminal handler on import: it must exist to be turned down
+    import mlflow  # lazy: MLflow installs its terminal handler on import, to be turned down here  # noqa: F401
     try:
         path = log_file()
         path.parent.mkdir(parents=True, exist_ok=True)

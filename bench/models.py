@@ -6,6 +6,8 @@ import importlib.util
 import json
 from pathlib import Path
 
+import torch
+
 from bench import families
 from bench.errors import BenchError, choices_error, first_line
 from bench.families import Family
@@ -49,7 +51,7 @@ def _load(what, fn, ref):
 
 
 def load_tokenizer(ref: str, task: Task, init: str = "pretrained"):
-    from transformers import AutoTokenizer
+    from transformers import AutoTokenizer  # lazy: `bench presets` reads aliases and families here
 
     if init == "random" and ref in HUB_ALIASES:
         return offline_tokenizer(ref, task)
@@ -63,7 +65,7 @@ def load_tokenizer(ref: str, task: Task, init: str = "pretrained"):
 
 def model_config(ref: str, init: str = "pretrained"):
     """The model's transformers config (no weights); a random init of a standard model reads the shipped one."""
-    from transformers import AutoConfig
+    from transformers import AutoConfig  # lazy: `bench presets` reads aliases and families here
 
     if init == "random":
         return arch_config(ref)
@@ -74,7 +76,7 @@ def model_config(ref: str, init: str = "pretrained"):
 def arch_config(ref: str, **overrides):
     """A transformers config for the architecture: the shipped JSON for the standard models, else the
     model's own config.json (minilm, local directories)."""
-    from transformers import AutoConfig
+    from transformers import AutoConfig  # lazy: `bench presets` reads aliases and families here
 
     path = ARCH_DIR / f"{ref}.json"
     if path.is_file():
@@ -114,8 +116,6 @@ def load_model(ref: str, task: Task, head: str = "family", init: str = "pretrain
     master weights loses small updates; bf16/fp16 training is autocast over fp32 weights.
     Returns (model, names of newly initialised parameters): those are stored with the adapter
     so a reload reproduces them exactly."""
-    import torch
-
     cls = model_class(task)
     if init == "random":
         return random_model(ref, task, head, cls, tokenizer)
@@ -135,8 +135,6 @@ def random_model(ref: str, task: Task, head: str, cls, tokenizer):
     """The architecture with freshly initialised weights (torch's current seed); every parameter is new, so
     all of them are stored with a run's adapter. A stand-in tokenizer sizes the vocabulary and sets the pad id
     (RoBERTa derives position ids from it)."""
-    import torch
-
     overrides = head_kwargs(task)
     if getattr(tokenizer, "stands_in_for", None):
         overrides |= {"vocab_size": len(tokenizer), "pad_token_id": tokenizer.pad_token_id}
@@ -160,7 +158,7 @@ def family_of(ref: str) -> str | None:
         if arch.is_file():
             model_type = json.loads(arch.read_text())["model_type"]
         else:
-            from transformers import AutoConfig
+            from transformers import AutoConfig  # lazy: `bench presets` reads aliases and families here
 
             model_type = AutoConfig.from_pretrained(resolve(ref)).model_type
     except Exception:  # noqa: BLE001 - unknown offline hub id, unreadable config: no family-level preset

@@ -6,6 +6,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+import torch
+
 from bench.errors import BenchError, choices_error
 from bench.models import ALIASES, ARCH_DIR, family, head_kwargs, model_class
 from bench.models import arch_config as config
@@ -26,8 +28,6 @@ def arch_config(model: str, task):
 
 
 def meta_counts(model: str, task, method_name: str, options: dict | None = None, head: str = "family") -> dict:
-    import torch
-
     method = get_method(method_name)
     cfg = method.make_config(options or {})
     config = arch_config(model, task)

@@ -44,6 +44,7 @@ def run_name(method: str, model: str, task: str, seed: int, tags: dict | None = 
 def standard_tags(command: str | None = None) -> dict:
     """MLflow's own source, commit and user tags (the UI's Source, Version and User columns): bench creates
     runs through the client, which does not add them the way mlflow.start_run does."""
+    # lazy: this module names things for `bench --help`'s parsers too, which must not load MLflow
     from mlflow.utils.mlflow_tags import (
         MLFLOW_GIT_COMMIT,
         MLFLOW_SOURCE_NAME,

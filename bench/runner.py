@@ -9,6 +9,7 @@ import time
 from pathlib import Path
 
 import yaml
+from transformers import set_seed
 
 from bench import checkpoint, record, tracking
 from bench.build import Built, build_model, prepare_data
@@ -39,8 +40,6 @@ def run(cfg: RunConfig, progress: bool = True, parent_run_id: str | None = None,
         on_start=None, echo=print) -> dict:
     """Train and evaluate one configuration, tracked in MLflow. Everything that bad input can break
     is checked before the MLflow run is created, so bad input leaves nothing behind."""
-    from transformers import set_seed
-
     quiet_libraries()
     cfg = validate(cfg)  # a RunConfig built by hand is resolved as build_config resolves one
     task = get_task(cfg.task)

@@ -7,7 +7,7 @@ from __future__ import annotations
 from collections import Counter
 from pathlib import Path
 
-from bench.data import _tsv_rows
+from bench.data import tsv_rows
 from bench.errors import BenchError
 
 # The server's files: one per GLUE task (MNLI twice), AX (the diagnostic set, from the MNLI model) and WNLI.
@@ -26,7 +26,7 @@ def _wnli_dir(data_dir: str) -> Path:
 def write_wnli_majority(data_dir: str, out_dir: Path, echo=print) -> Path:
     """WNLI.tsv: the majority label of WNLI's training set for every test index."""
     where = _wnli_dir(data_dir)
-    train, test = (_tsv_rows(where / f) for f in ("train.tsv", "test.tsv"))
+    train, test = (tsv_rows(where / f) for f in ("train.tsv", "test.tsv"))
     for name, rows, need in (("train.tsv", train, ("label",)), ("test.tsv", test, ("index",))):
         if not rows or any(c not in rows[0] for c in need):
             raise BenchError(f"{where / name}: no {', '.join(need)} column (header: {', '.join(rows[0] if rows else [])})")

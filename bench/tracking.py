@@ -13,6 +13,17 @@ import warnings
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
+import mlflow
+import psutil
+import sqlalchemy
+from mlflow.data.dataset_source_registry import resolve_dataset_source
+from mlflow.data.huggingface_dataset_source import HuggingFaceDatasetSource
+from mlflow.data.meta_dataset import MetaDataset
+from mlflow.entities import DatasetInput, InputTag, Metric, Param, RunTag
+from mlflow.store.tracking.sqlalchemy_store import SqlAlchemyStore
+from mlflow.tracking import MlflowClient
+from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID, MLFLOW_RUN_NAME
+
 from bench.errors import BenchError, StopRun, first_line
 from bench.locks import file_lock
 from bench.logs import quiet_libraries
@@ -64,8 +75,6 @@ def _check_usable(uri: str) -> None:
             raise BenchError(f"tracking URI {redact(uri)} is unreachable ({type(e).__name__}: {e})") from None
         return
     if scheme.startswith(("postgresql", "mysql", "mssql")):
-        import sqlalchemy
-
         try:
             engine = sqlalchemy.create_engine(uri, connect_args={"connect_timeout": 5})
             with engine.connect():
@@ -90,8 +99,6 @@ def _migrate_sqlite_once(uri: str, db: Path) -> None:
 
     with file_lock(db.with_name(db.name + ".lock")):
         try:
-            from mlflow.store.tracking.sqlalchemy_store import SqlAlchemyStore
-
             SqlAlchemyStore(uri, (db.parent / "mlartifacts").as_uri())
         except Exception as e:  # a file that is not an MLflow database, or a broken one
             raise BenchError(f"tracking store {db} is not a usable MLflow SQLite database ({first_line(e)})") from None
@@ -99,8 +106,6 @@ def _migrate_sqlite_once(uri: str, db: Path) -> None:
 
 
 def client(uri: str):
-    from mlflow.tracking import MlflowClient
-
     return MlflowClient(tracking_uri=uri)
 
 
@@ -178,22 +183,16 @@ class Tracker:
             self.seconds += time.perf_counter() - t
 
     def log_params(self, params: dict) -> None:
-        from mlflow.entities import Param
-
         items = [Param(k, redact(v)[:6000]) for k, v in flatten(params).items()]
         with self._timed():
             for i in range(0, len(items), 100):
                 self.client.log_batch(self.run_id, params=items[i:i + 100])
 
     def set_tags(self, tags: dict) -> None:
-        from mlflow.entities import RunTag
-
         with self._timed():
             self.client.log_batch(self.run_id, tags=[RunTag(k, redact(v)[:5000]) for k, v in tags.items()])
 
     def log_metrics(self, metrics: dict, step: int = 0) -> None:
-        from mlflow.entities import Metric
-
         now = int(time.time() * 1000)
         with self._lock:
             self._buffer += [Metric(k, float(v), now, step) for k, v in metrics.items() if v is not None]
@@ -233,8 +232,6 @@ class Tracker:
 def tracked_run(uri: str, experiment: str, run_name: str, tags: dict, parent_run_id: str | None = None):
     """Yields a Tracker. The run ends FINISHED, FAILED (error tag set) or KILLED (interrupted):
     never left RUNNING by an exception or a SIGTERM/Ctrl-C."""
-    from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID, MLFLOW_RUN_NAME
-
     c = client(uri)
     exp_id = experiment_id(c, experiment, uri, experiment_note(experiment))
     all_tags = {**standard_tags(), MLFLOW_RUN_NAME: run_name, **tags}
@@ -276,8 +273,6 @@ def close_lost_runs(uri: str) -> list[str]:
     if uri in _REAPED:
         return []
     _REAPED.add(uri)
-
-    import psutil
 
     c = client(uri)
     try:
@@ -329,8 +324,6 @@ def update_container(uri: str, run_id: str, metrics: dict, status: str | None = 
     study works, FINISHED once the budget is done. Never fails the work for it."""
     c = client(uri)
     with contextlib.suppress(Exception):
-        from mlflow.entities import Metric
-
         now = int(time.time() * 1000)
         c.log_batch(run_id, metrics=[Metric(k, float(v), now, 0) for k, v in metrics.items() if v is not None])
         if status == "RUNNING" and c.get_run(run_id).info.status != "RUNNING":
@@ -342,11 +335,6 @@ def update_container(uri: str, run_id: str, metrics: dict, status: str | None = 
 def log_datasets(uri: str, run_id: str, task_name: str, sources: dict) -> None:
     """Each split the run read as an MLflow dataset input (the UI's Dataset column): its source (local file
     or hub dataset), a digest of its content, and its role (train / dev / test) as the context tag."""
-    from mlflow.data.dataset_source_registry import resolve_dataset_source
-    from mlflow.data.huggingface_dataset_source import HuggingFaceDatasetSource
-    from mlflow.data.meta_dataset import MetaDataset
-    from mlflow.entities import DatasetInput, InputTag
-
     inputs = []
     for split, (source, fingerprint, rows) in sources.items():
         if source.startswith("hf:"):
@@ -399,8 +387,6 @@ def finished_run(cfg, phase: str, scope: dict):
 def load_runs(tracking_uri: str | None = None, phase: str | None = FINAL):
     """FINISHED runs of every experiment as a pandas DataFrame (mlflow.search_runs columns: tags.*,
     params.*, metrics.*); only `phase` runs unless phase is None."""
-    import mlflow
-
     uri = resolve_uri(tracking_uri)
     check_existing(uri)
     check_reachable(uri)

@@ -9,6 +9,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import torch
+from tqdm.auto import tqdm
 
 from bench.batching import collate, sorted_batches, training_batches
 from bench.errors import NonFiniteLoss
@@ -70,8 +71,6 @@ CPU_EVAL_TOKENS = 1024
 def predict(model, prep: Prepared, data: dict, batch_size: int, autocast, progress: str | None = None) -> list:
     """Predictions in input order: class ids, scores, or per-token class ids. progress: a label for a
     progress bar over the batches (none when None)."""
-    from tqdm.auto import tqdm
-
     model.eval()
     device = next(model.parameters()).device
     lengths = data["input_ids"].lengths.tolist()
@@ -131,8 +130,6 @@ def train(model, prep: Prepared, cfg, accelerator, stored_names: set[str], log: 
     each timed phase (exact time split for `bench perf`, at some cost in speed). `method` (with its config)
     supplies the optimizer's parameter groups, an optional extra loss term and a hook after each optimizer
     step (methods/base.py); without it, the base Method's defaults apply."""
-    from tqdm.auto import tqdm
-
     task = prep.task
     main_split = next(iter(prep.dev))
     device = accelerator.device

@@ -9,6 +9,7 @@ import tempfile
 from pathlib import Path
 
 import torch
+from safetensors.torch import load_file
 
 from bench import checkpoint, record, tracking
 from bench.checkpoint import download_run_checkpoint
@@ -58,7 +59,6 @@ def warm_start(model, cfg, head: tuple[str, ...]) -> dict:
             if theirs.get(key, {} if key == "method_options" else None) != value:
                 raise BenchError(f"init_from {spec}: the source trained {key} {theirs.get(key)!r}, this run "
                                  f"{value!r}: a warm start needs the same method, model and method options")
-        from safetensors.torch import load_file
 
         try:
             state = load_file(str(weights))

@@ -6,6 +6,8 @@ import argparse
 import subprocess
 import sys
 
+import mlflow
+
 from bench.tasks import get_task
 
 # Per task: training examples kept (the first N), epochs, batch size. Small enough for 2 CPU cores.
@@ -37,8 +39,6 @@ def main():
 
 
 def table(uri, tasks, methods):
-    import mlflow
-
     mlflow.set_tracking_uri(uri)
     runs = mlflow.search_runs(experiment_names=["methods-minilm"], filter_string="attributes.status = 'FINISHED'",
                               order_by=["attributes.start_time DESC"])

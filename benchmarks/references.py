@@ -8,6 +8,9 @@ from __future__ import annotations
 
 import dataclasses
 
+from peft import LoraConfig, PrefixTuningConfig, TaskType, get_peft_model
+from transformers import AutoModel
+
 from bench.build import build_model
 from bench.compat import peft_prefix_tuning_problem
 from bench.models import family, head_prefixes, model_class, model_config
@@ -42,7 +45,6 @@ def why_not(ref: str, cfg) -> str | None:
     """Why reference `ref` cannot run on cfg's model with the installed libraries, or None."""
     if ref != "peft-prefix":
         return None
-    from transformers import AutoModel
 
     config = model_config(cfg.model, cfg.init)
     task_cls = model_class(get_task(cfg.task))._model_mapping[type(config)]
@@ -67,7 +69,6 @@ def reference_model(ref: str, cfg, task):
         for name, p in model.named_parameters():  # BitFit: every bias (LayerNorm betas included) + the head
             p.requires_grad_(name.endswith(".bias") or name.startswith(head))
         return plain
-    from peft import LoraConfig, PrefixTuningConfig, TaskType, get_peft_model
 
     task_type = TaskType.TOKEN_CLS if task.kind == TAGGING else TaskType.SEQ_CLS
     if ref == "peft":

@@ -42,7 +42,9 @@ def with_prefix(module, query, key, value, attention_mask):
 
 
 def _prefix_sdpa(module, query, key, value, attention_mask, **kwargs):
-    from transformers.integrations.sdpa_attention import sdpa_attention_forward
+    from transformers.integrations.sdpa_attention import (
+        sdpa_attention_forward,  # lazy: `bench methods` lists this module
+    )
 
     key, value, attention_mask, _ = with_prefix(module, query, key, value, attention_mask)
     return sdpa_attention_forward(module, query, key, value, attention_mask, **kwargs)
@@ -55,8 +57,14 @@ def _prefix_eager(module, query, key, value, attention_mask, **kwargs):
     return out, None if weights is None else weights[..., p:]
 
 
+def eager_implementation(config) -> str:
+    """The attention implementation that returns attention weights for a model's config: the prefixed eager
+    one where P-tuning v2 attached (the weights cover the input tokens only), else transformers' eager."""
+    return EAGER_NAME if getattr(config, "_attn_implementation", None) in (ATTN_NAME, EAGER_NAME) else "eager"
+
+
 def _register_attention():
-    from transformers import AttentionInterface
+    from transformers import AttentionInterface  # lazy: `bench methods` lists this module
     from transformers.masking_utils import ALL_MASK_ATTENTION_FUNCTIONS, eager_mask, sdpa_mask
 
     AttentionInterface.register(ATTN_NAME, _prefix_sdpa)

@@ -17,6 +17,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import torch
+from transformers import AttentionInterface
+from transformers.masking_utils import ALL_MASK_ATTENTION_FUNCTIONS, eager_mask
 
 from bench import record, tracking
 from bench.build import build_model, prepare_data
@@ -31,8 +34,7 @@ from bench.reload import load_checkpoint
 from bench.resolve import build_config
 from bench.tasks import get_task
 from bench.train import evaluate
-from methods import ptuning
-from methods.ptuning import with_prefix
+from methods.ptuning import eager_implementation, with_prefix
 from reports.render import render, save_figure
 
 KINDS = ("vertical", "diagonal", "heterogeneous")
@@ -68,15 +70,12 @@ class HeadScores:
 def use_eager_attention(model) -> None:
     """Attention weights come only from an eager implementation. P-tuning v2 models keep their prefix and
     report the weights on the input tokens only (the argmax is taken among the input tokens)."""
-    prefixed = getattr(model.config, "_attn_implementation", None) in (ptuning.ATTN_NAME, ptuning.EAGER_NAME)
-    model.config._attn_implementation = ptuning.EAGER_NAME if prefixed else "eager"
+    model.config._attn_implementation = eager_implementation(model.config)
 
 
 def score_heads(model, data: dict, n: int, threshold: float, count_special_queries: bool = False,
                 extra_columns: tuple[str, ...] = (), definition: str = "reference") -> HeadScores:
     """The first n examples of an encoded split, each fed alone (no padding) with attention weights."""
-    import torch
-
     use_eager_attention(model)
     model.eval()
     device = next(model.parameters()).device
@@ -110,8 +109,6 @@ def input_scores(att, is_special, count_special_queries: bool, definition: str =
     whose largest attention is on a target key (vertical) and on the previous, same or next token (diagonal);
     None when no query token is counted. reference: every query, targets the first and the last token;
     special-tokens: non-special queries (all with count_special_queries), targets every special token."""
-    import torch
-
     if definition == "reference":
         queries = torch.ones_like(is_special)
         targets = torch.zeros_like(is_special)
@@ -135,11 +132,12 @@ def per_layer_table(scores: HeadScores) -> list[list]:
 
 
 def plot_grid(scores: HeadScores, path_stem: str, title: str) -> list[str]:
-    import matplotlib
+    import matplotlib  # lazy: the Agg backend is chosen before pyplot loads
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     from matplotlib.colors import ListedColormap
+    from matplotlib.patches import Patch
 
     kinds = scores.kinds()
     layers, heads = kinds.shape
@@ -154,8 +152,6 @@ def plot_grid(scores: HeadScores, path_stem: str, title: str) -> list[str]:
     ax.set_ylabel("layer")
     ax.set_xticks(range(heads))
     ax.set_yticks(range(layers))
-    from matplotlib.patches import Patch
-
     ax.legend(handles=[Patch(color=c, label=k) for c, k in zip(["#d95f02", "#1b9e77", "#cccccc"], KINDS, strict=True)],
               bbox_to_anchor=(1.02, 1), loc="upper left", fontsize=8)
 
@@ -190,10 +186,6 @@ def _masked_attention(module, query, key, value, attention_mask, **kwargs):
 
 
 def set_head_mask(model, masked: set[tuple[int, int]]) -> None:
-    import torch
-    from transformers import AttentionInterface
-    from transformers.masking_utils import ALL_MASK_ATTENTION_FUNCTIONS, eager_mask
-
     fam = of(model)
     if fam.attention_path is None:
         raise BenchError(f"--ablate: heads of {fam.name} cannot be masked: {fam.attention_note}")

@@ -181,7 +181,7 @@ def plot(a: dict, path_stem: str, title: str) -> list[str]:
     """Four panels: the metric and its ratio to full FT, against parameters counted with the task head (what
     trains) and without it (what the papers' %Param counts; the head-only anchor has none there). Each
     method's d90 crossing is marked on its curve (a downward triangle at the target)."""
-    import matplotlib
+    import matplotlib  # lazy: the Agg backend is chosen before pyplot loads
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -277,7 +277,7 @@ def across_models(models: list[str], task_name: str, metric: str | None, fmt: st
     """`bench report intrinsic --models a,b`: one figure of d90 against model size (backbone parameters),
     one line per method, each model's grid analysed as `bench report intrinsic` does (90% of full FT, head
     included), with Aghajanyan et al.'s published SAID/DID d90 as reference markers labelled as published."""
-    import matplotlib
+    import matplotlib  # lazy: the Agg backend is chosen before pyplot loads
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt

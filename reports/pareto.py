@@ -66,7 +66,7 @@ def frontier(x: np.ndarray, y: np.ndarray) -> np.ndarray:
 
 def pareto_report(tracking_uri: str | None, model: str, tasks: list[str] | None, cost: str, fmt: str, out_dir: str,
                   all_runs: bool = False, echo=print) -> str:
-    import matplotlib
+    import matplotlib  # lazy: the Agg backend is chosen before pyplot loads
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt

@@ -7,6 +7,8 @@ import io
 import json
 import re
 
+import pandas as pd
+
 FORMATS = ("text", "md", "latex", "csv", "json")
 
 
@@ -64,8 +66,6 @@ def latex_table(header, rows, caption, align, bold, italic_rows, rule_before, la
     """booktabs table through pandas' Styler.to_latex: cells and headers escaped by pandas, bold and italic as
     CSS converted to \\bfseries / \\itshape, caption and label placed by pandas. Two things Styler has no
     option for are added to its output: \\small, and the rule above `rule_before`."""
-    import pandas as pd
-
     df = pd.DataFrame(rows, columns=pd.Index(header))
     css = pd.DataFrame([[";".join(x for x in ("font-weight: bold" if (i, j) in bold else "",
                                               "font-style: italic" if i in italic_rows and j == 0 else "") if x)
@@ -93,7 +93,7 @@ def standalone_latex(table: str) -> str:
 
 def save_figure(fig, path_stem: str) -> list[str]:
     """A matplotlib figure as PNG (for the README and the UI) and PDF (for papers); closes it."""
-    import matplotlib.pyplot as plt
+    import matplotlib.pyplot as plt  # lazy: figure writers choose the Agg backend first
 
     fig.tight_layout()
     out = []

@@ -15,6 +15,7 @@ import time
 import warnings
 from pathlib import Path
 
+import optuna
 import yaml
 
 from bench import record, tracking
@@ -46,8 +47,6 @@ def storage_url(storage: str | None, output_dir: str = "runs") -> str:
 def open_storage(url: str, heartbeat: int = 10):
     """RDB storage with a heartbeat: a trial whose worker stops beating for 3 intervals is failed, its
     MLflow run closed, and the trial re-queued (up to 3 times)."""
-    import optuna
-
     route_library_logs()  # Optuna's notices ("A new study created") to the log file
 
     scheme = url.split(":", 1)[0].split("+", 1)[0]
@@ -72,8 +71,6 @@ def open_storage(url: str, heartbeat: int = 10):
 
 def _on_stale(study, trial) -> None:
     """A worker died mid-trial (SIGKILL, lost machine): close its MLflow run, then retry the trial."""
-    import optuna
-
     run_id = trial.user_attrs.get("mlflow_run_id")
     if run_id:
         with contextlib.suppress(Exception):
@@ -101,8 +98,6 @@ def study_tracking_uri(attrs: dict) -> str:
 
 
 def make_pruner(name: str):
-    import optuna
-
     if name == "median":
         return optuna.pruners.MedianPruner(n_startup_trials=2, n_warmup_steps=0)
     if name == "halving":
@@ -113,8 +108,6 @@ def make_pruner(name: str):
 
 
 def load(name: str, storage_obj, pruner: str | None = None):
-    import optuna
-
     names = optuna.get_all_study_names(storage=storage_obj)
     if name not in names:
         raise BenchError(f"no study {name!r} in this storage (choices: {', '.join(sorted(names)) or 'none'})")
@@ -131,8 +124,6 @@ def create(method: str, model: str, task: str, base: dict, space_file: str | Non
     Options fixed in `base` (--set) are removed from the search space. The default name hashes everything
     that changes the trials (space, fixed options, data); resuming a study whose stored options differ from
     the given ones is a one-line error listing the differences, unless resume_anyway (the stored ones win)."""
-    import optuna
-
     if trials < 1 or seeds_final < 1:
         raise BenchError(f"--trials {trials} and --seeds-final {seeds_final} must be at least 1")
     make_pruner(pruner)
@@ -242,8 +233,6 @@ def _best_value(run, cfg) -> float:
 
 
 def objective_for(study, force: bool = False, echo=print):
-    import optuna
-
     a = study.user_attrs
 
     class Pruned(StopRun):
@@ -289,8 +278,6 @@ def work(name: str, storage: str | None = None, n_trials: int | None = None, hea
          output_dir: str = "runs", force: bool = False, echo=print) -> int:
     """Run trials until the study has its budget of COMPLETE trials (or this worker ran n_trials).
     Trials of dead workers are failed after 3 missed heartbeats and retried by whoever is working."""
-    import optuna
-
     quiet_libraries()
     optuna.logging.set_verbosity(optuna.logging.ERROR)  # a failed trial: our one line, not Optuna's traceback
     study = load(name, open_storage(storage_url(storage, output_dir), heartbeat))
@@ -321,8 +308,6 @@ def work(name: str, storage: str | None = None, n_trials: int | None = None, hea
 def report_progress(study, status: str | None) -> None:
     """The study's state on its MLflow parent run, as numbers: trials complete / pruned / failed /
     running, the budget, the best value so far; RUNNING while workers work, FINISHED once the budget is done."""
-    import optuna
-
     a, c = study.user_attrs, _counts(study)
     done = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
     metrics = {"trials_complete": c["COMPLETE"], "trials_pruned": c["PRUNED"], "trials_failed": c["FAIL"],
@@ -412,8 +397,6 @@ def status(name: str, storage: str | None = None, output_dir: str = "runs") -> s
 
 def list_studies(storage: str | None = None, output_dir: str = "runs") -> str:
     """One line per study; every column says what it counts."""
-    import optuna
-
     url = storage_url(storage, output_dir)
     st = open_storage(url)
     summaries = optuna.get_all_study_summaries(storage=st)

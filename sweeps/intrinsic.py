@@ -8,6 +8,8 @@ import multiprocessing
 import os
 from concurrent.futures import ProcessPoolExecutor, as_completed
 
+import torch
+
 from bench import record, signals, tracking
 from bench.errors import BenchError, NonFiniteLoss
 from bench.logs import quiet_libraries
@@ -96,8 +98,6 @@ def _run_point(cfg, parent: str) -> str | None:
 def _init_worker(threads: int) -> None:
     """A worker shares the cores with its siblings, and a SIGTERM (timeout, scheduler) ends its run
     KILLED in MLflow rather than leaving it RUNNING, as in `bench run`."""
-    import torch
-
     torch.set_num_threads(threads)
     signals.install()
 

@@ -12,6 +12,9 @@ import shutil
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
+import submitit
+import torch
+
 from bench import signals
 from bench.errors import BenchError, choices_error
 from sweeps import driver
@@ -22,8 +25,6 @@ EXECUTORS = ("local", "slurm")
 def work_job(name: str, storage: str | None, output_dir: str, heartbeat: int, threads: int | None = None) -> int:
     """One worker (what each scheduled job runs): trials until the study's budget is complete."""
     if threads:
-        import torch
-
         torch.set_num_threads(threads)
 
     signals.install()  # a scheduler's SIGTERM (time limit, scancel) ends the running trial's run KILLED
@@ -35,8 +36,6 @@ def check_gpus(per_worker: int, workers: int, executor: str) -> None:
     if per_worker < 0:
         raise BenchError(f"--gpus-per-worker {per_worker} must be 0 or more")
     if per_worker and executor == "local":
-        import torch
-
         have = torch.cuda.device_count()
         if have < per_worker:
             raise BenchError(f"--gpus-per-worker {per_worker} with --executor local: this machine has {have} GPU(s)")
@@ -47,8 +46,6 @@ def launch(name: str, storage: str | None, output_dir: str, workers: int, execut
            heartbeat: int = 10, wait: bool = True, echo=print) -> list:
     """Submit `workers` jobs of `bench sweep work <name>`; with wait, block until they end and say what each
     did. Everything that can be refused is checked before the first submission."""
-    import submitit
-
     if workers < 1:
         raise BenchError(f"--workers {workers} must be at least 1")
     if executor not in EXECUTORS:

@@ -8,7 +8,7 @@ import pytest
 
 from bench.cli import main
 
-from conftest import all_runs
+from support import all_runs
 
 
 @pytest.fixture(scope="module")

@@ -9,7 +9,7 @@ import pytest
 
 from bench.cli import main
 
-from conftest import all_runs
+from support import all_runs
 
 
 def _run(argv, capsys):

@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from conftest import all_runs
+from support import all_runs
 
 
 @pytest.mark.slow

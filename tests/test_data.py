@@ -32,7 +32,7 @@ def test_conll_reader_drops_docstart_and_converts_iob1(glue_dir):
 
 
 def test_conll_real_file_counts():
-    from conftest import SHARED_DATA
+    from support import SHARED_DATA
 
     if not (SHARED_DATA / "conll2003" / "dev.txt").is_file():
         pytest.skip("shared CoNLL-2003 data absent")

@@ -14,7 +14,7 @@ from bench.resolve import build_config
 from bench.tasks import get_task
 from methods.diffprune import DiffGate, gates, nonzero_diff, project, projection_step
 
-from conftest import all_runs
+from support import all_runs
 
 
 def built(tiny_models, glue_dir, **options):

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import all_runs
+from support import all_runs
 
 
 def bench_run(argv, tmp_path, nproc=None):

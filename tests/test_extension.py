@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import all_runs, sentence
+from support import all_runs, sentence
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -10,7 +10,7 @@ import sys
 
 import pytest
 
-from conftest import all_runs, build_tiny_model
+from support import all_runs, build_tiny_model
 
 FAMILY = '''
 from bench.families import register

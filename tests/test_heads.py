@@ -53,7 +53,7 @@ def test_linear_head_run_reloads_exactly(tiny_models, glue_dir, tmp_path, tracki
     from bench.cli import main
     from bench.reload import evaluate_checkpoint
 
-    from conftest import all_runs
+    from support import all_runs
 
     assert main(["run", "--method", "pasta", "--model", tiny_models["roberta"], "--task", "rte", "--data-dir",
                  str(glue_dir), "--epochs", "1", "--batch-size", "8", "--set", "head=linear", "--output-dir",

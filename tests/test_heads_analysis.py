@@ -9,7 +9,7 @@ import torch
 from bench.cli import main
 from reports.heads import HeadScores, input_scores, set_head_mask
 
-from conftest import all_runs
+from support import all_runs
 
 
 def test_scoring_rule_on_hand_made_attention():

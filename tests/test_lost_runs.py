@@ -13,7 +13,7 @@ from mlflow.tracking import MlflowClient
 
 from bench.cli import main
 
-from conftest import all_runs
+from support import all_runs
 
 
 @pytest.mark.slow

@@ -202,7 +202,7 @@ def test_bitfit_subsets_refused_where_projections_are_fused(tiny_models, glue_di
 
     from bench.families import families
 
-    from conftest import build_tiny_model
+    from support import build_tiny_model
 
     fam = families()["modernbert"]
     biased = type("Biased", (type(fam),), {"tiny_config": {**fam.tiny_config, "attention_bias": True}})()

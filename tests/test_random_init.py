@@ -85,7 +85,7 @@ def test_random_init_run_reloads_exactly(tiny_archs, glue_dir, tmp_path, trackin
     from bench.checkpoint import download_run_checkpoint
     from bench.reload import evaluate_checkpoint
 
-    from conftest import all_runs
+    from support import all_runs
 
     assert main(["run", "--method", "lora", "--model", "roberta-large", "--task", "rte", "--set", "init=random",
                  "--data-dir", str(glue_dir), "--epochs", "1", "--batch-size", "8", "--output-dir",

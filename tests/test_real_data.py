@@ -8,7 +8,7 @@ import pytest
 from bench.cli import main
 from bench.tasks import get_task
 
-from conftest import SHARED_DATA, all_runs
+from support import SHARED_DATA, all_runs
 
 pytestmark = [
     pytest.mark.slow,

@@ -7,7 +7,7 @@ import pytest
 
 from bench.redact import redact
 
-from conftest import all_runs
+from support import all_runs
 
 SECRET = "S3cr3t-pw"
 

@@ -8,7 +8,7 @@ from bench.checkpoint import download_run_checkpoint
 from bench.cli import main
 from bench.reload import evaluate_checkpoint
 
-from conftest import all_runs
+from support import all_runs
 
 
 @pytest.mark.parametrize("method, family, task", [("pasta", "roberta", "rte"), ("lora", "bert", "conll2003"),

@@ -5,7 +5,7 @@ import yaml
 
 from bench.cli import main
 
-from conftest import all_runs
+from support import all_runs
 
 SHAPES = {"rte": "pair", "sst2": "single", "stsb": "regression", "conll2003": "tagging", "mnli": "two dev splits"}
 
@@ -60,7 +60,7 @@ def test_tiny_run_every_task_shape(tiny_models, glue_dir, tmp_path, uri, family,
 
 def test_config_file_set_and_flags_layer_in_order(tiny_models, glue_dir, tmp_path, uri):
     from bench.cli import build_parser
-    from bench.cli.run import config_from_args
+    from bench.cli.handlers.run import config_from_args
 
     cfg_file = tmp_path / "run.yaml"
     cfg_file.write_text(yaml.safe_dump({"method": "lora", "lr": 1e-3, "batch_size": 4,

@@ -12,12 +12,13 @@ import urllib.request
 import uuid
 
 import pytest
-from test_sweeps import POSTGRES, SPACE, make_study, postgres_or_skip, worker
 
 from bench.checkpoint import download_run_checkpoint
 from bench.cli import main
 from bench.reload import evaluate_checkpoint
 from sweeps import driver
+
+from support import POSTGRES, SPACE, make_study, postgres_or_skip, worker
 
 
 def free_port() -> int:

@@ -6,7 +6,7 @@ import shutil
 
 from bench.cli import main
 
-from conftest import all_runs
+from support import all_runs
 
 
 def test_ax_is_written_from_the_mnli_model_when_its_file_is_there(tiny_models, glue_dir, tmp_path, tracking_uri,

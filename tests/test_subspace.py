@@ -16,7 +16,7 @@ from bench.tasks import get_task
 from bench.train import batch_for
 from methods.subspace import Fastfood, fwht
 
-from conftest import all_runs
+from support import all_runs
 
 
 def hadamard(n):

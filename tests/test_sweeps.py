@@ -1,65 +1,17 @@
 """Sweeps: many workers on one study (local SQLite store and PostgreSQL), SIGKILL + restart, pruning,
 finalize, bad spaces."""
 
-import os
 import signal
-import subprocess
-import sys
 import time
-import uuid
 
 import optuna
 import pytest
-import yaml
 
 from bench.errors import BenchError
 from sweeps import driver
 from sweeps.space import load_space
 
-POSTGRES = os.environ.get("BENCH_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/test")
-ENV = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONUNBUFFERED": "1"}
-
-
-def postgres_or_skip():
-    import sqlalchemy
-
-    try:
-        with sqlalchemy.create_engine(POSTGRES, connect_args={"connect_timeout": 3}).connect():
-            return POSTGRES
-    except Exception as e:
-        pytest.skip(f"no PostgreSQL at {POSTGRES}: {type(e).__name__}")
-
-
-def space_file(tmp_path, space):
-    path = tmp_path / "space.yaml"
-    path.write_text(yaml.safe_dump(space))
-    return str(path)
-
-
-def make_study(tiny_models, glue_dir, tmp_path, storage, trials, space, task="rte", pruner="median", **base):
-    base = {"data_dir": str(glue_dir), "output_dir": str(tmp_path / "runs"), "batch_size": 8,
-            "tracking_uri": f"sqlite:///{tmp_path / 'mlflow.db'}", **base}
-    return driver.create("full", tiny_models["bert"], task, base, space_file(tmp_path, space), storage, trials,
-                         seeds_final=2, pruner=pruner, name=f"test-{uuid.uuid4().hex[:8]}", echo=lambda *a: None)
-
-
-def worker(name, storage, tmp_path, heartbeat=1):
-    cmd = [sys.executable, "-m", "bench.cli", "sweep", "work", name, "--heartbeat", str(heartbeat),
-           "--output-dir", str(tmp_path / "runs")] + (["--storage", storage] if storage else [])
-    return subprocess.Popen(cmd, env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-
-
-def child_runs(tmp_path, study):
-    from mlflow.tracking import MlflowClient
-
-    c = MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
-    exps = [e.experiment_id for e in c.search_experiments()]
-    return [r for r in c.search_runs(exps) if r.data.tags.get("study") == study.study_name
-            and r.data.tags.get("phase") != "study"]
-
-
-SPACE = {"lr": {"type": "float", "low": 1e-4, "high": 1e-3, "log": True}, "epochs": {"type": "categorical",
-                                                                                     "choices": [1, 2]}}
+from support import SPACE, child_runs, make_study, space_file, worker
 
 
 @pytest.mark.slow

@@ -13,7 +13,7 @@ from bench.errors import BenchError
 from bench.resolve import build_config
 from bench.tasks import get_task
 
-from conftest import all_runs
+from support import all_runs
 
 
 @pytest.fixture(scope="module")

@@ -90,11 +90,11 @@ def add_parsers(sub) -> None:
     p.set_defaults(func="run:cmd_predict")
 
     sub.add_parser("tasks", help="list tasks").set_defaults(func="listings:cmd_tasks")
-    sub.add_parser("methods", help="list methods, their knobs and defaults").set_defaults(func="listings:cmd_methods")
+    sub.add_parser("methods", help="list methods, their knobs and defaults").set_defaults(func="params:cmd_methods")
 
     p = sub.add_parser("params", help="parameter counts of every method on an architecture (no weights needed)")
     add_params_options(p, "text")
-    p.set_defaults(func="listings:cmd_params")
+    p.set_defaults(func="params:cmd_params")
 
 
 def add_ui_parser(sub) -> None:

@@ -19,7 +19,7 @@ class TaskKind:
 
     # --- model ---
     def model_class(self):
-        from transformers import AutoModelForSequenceClassification
+        from transformers import AutoModelForSequenceClassification  # lazy: `bench tasks` loads the kinds
 
         return AutoModelForSequenceClassification
 

@@ -13,7 +13,11 @@ class Classification(TaskKind):
     name = "classification"
 
     def metrics(self, task, predictions, labels) -> dict[str, float]:
-        from sklearn.metrics import accuracy_score, f1_score, matthews_corrcoef
+        from sklearn.metrics import (  # lazy: `bench tasks` loads the kinds
+            accuracy_score,
+            f1_score,
+            matthews_corrcoef,
+        )
 
         p, y = np.asarray(predictions), np.asarray(labels)
         out = {"accuracy": float(accuracy_score(y, p))}

@@ -39,7 +39,7 @@ class Regression(TaskKind):
         return logits.squeeze(-1).tolist()
 
     def metrics(self, task, predictions, labels) -> dict[str, float]:
-        from scipy.stats import pearsonr, spearmanr
+        from scipy.stats import pearsonr, spearmanr  # lazy: `bench tasks` loads the kinds
 
         p, y = np.asarray(predictions, dtype=float), np.asarray(labels, dtype=float)
         if p.std() == 0 or y.std() == 0:  # constant predictions: correlation undefined, scored as 0

@@ -14,7 +14,7 @@ class Tagging(TaskKind):
     name = "tagging"
 
     def model_class(self):
-        from transformers import AutoModelForTokenClassification
+        from transformers import AutoModelForTokenClassification  # lazy: `bench tasks` loads the kinds
 
         return AutoModelForTokenClassification
 
@@ -61,7 +61,10 @@ class Tagging(TaskKind):
         return data.get("word_labels", data["labels"])
 
     def metrics(self, task, predictions, labels) -> dict[str, float]:
-        from seqeval.metrics import accuracy_score, classification_report
+        from seqeval.metrics import (  # lazy: `bench tasks` loads the kinds
+            accuracy_score,
+            classification_report,
+        )
 
         y_true, y_pred = [], []
         for pred_row, label_row in zip(predictions, labels, strict=True):

@@ -8,7 +8,6 @@ from dataclasses import dataclass
 from bench.errors import BenchError, first_line
 from methods import register
 from methods.base import Method, check_range
-from methods.lora.fused import fuse
 
 
 @dataclass(frozen=True)
@@ -66,7 +65,10 @@ class Lora(Method):
             f"{ctx.family.name} names no attention projections (bench/families/)")
 
     def attach(self, model, cfg: LoraOptions, ctx):
+        # lazy: peft takes seconds to import, and every command that lists methods loads this module
         from peft import LoraConfig, inject_adapter_in_model
+
+        from methods.lora.fused import fuse  # lazy: it subclasses peft's LoRA layer (imports peft)
 
         # inject_adapter_in_model keeps the HF model class (no PeftModel wrapper, no duplicated
         # "modules_to_save" head copy): the head is trained and counted exactly once.

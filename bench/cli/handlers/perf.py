@@ -6,7 +6,7 @@ import sys
 from pathlib import Path
 
 from bench.cli.common import split_list
-from bench.cli.run import config_from_args
+from bench.cli.handlers.run import config_from_args
 from bench.errors import BenchError
 from benchmarks.perf import compare
 from methods import default_methods

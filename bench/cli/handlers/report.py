@@ -1,11 +1,11 @@
-"""What `bench report` and `bench heads` do once its command line is parsed (the parsers: bench/cli/report.py)."""
+"""What `bench report` and `bench heads` do once their command line is parsed (the parsers: bench/cli/report.py)."""
 
 from __future__ import annotations
 
 import sys
 
 from bench.cli.common import split_list
-from bench.cli.run import cmd_params
+from bench.cli.handlers.params import cmd_params
 from bench.errors import BenchError
 from reports.heads import compare, run_analysis
 from reports.intrinsic import across_models, write_report

@@ -1,4 +1,4 @@
-"""What `bench sweep` and `bench intrinsic` do once its command line is parsed (the parsers: bench/cli/sweep.py)."""
+"""What `bench sweep` and `bench intrinsic` do once their command line is parsed (the parsers: bench/cli/sweep.py)."""
 
 from __future__ import annotations
 
