@@ -17,7 +17,7 @@ from pathlib import Path
 
 VOLATILE = ("seconds", "per_s", "samples_s", "time", "memory", "mib", "bytes", "host", "pid", "git",
             "mlflow.", "run_id", "started", "version", "command", "user", "python", "torch", "cuda", "url",
-            "checkpoint", "tracking_uri", "output_dir", "cache_dir", "heartbeat")
+            "checkpoint", "tracking_uri", "output_dir", "cache_dir", "heartbeat", "run_dir")
 
 
 def stable(d: dict) -> dict:

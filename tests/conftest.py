@@ -9,7 +9,7 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 import pytest  # noqa: E402
 
-from support import build_tiny_model, sentence, write_tsv  # noqa: E402
+from support import build_tiny_model, seeded_store, sentence, write_tsv  # noqa: E402
 
 
 @pytest.fixture(scope="session")
@@ -71,7 +71,7 @@ def glue_dir(tmp_path_factory):
 
 @pytest.fixture
 def tracking_uri(tmp_path):
-    return f"sqlite:///{tmp_path / 'mlflow.db'}"
+    return seeded_store(tmp_path / "mlflow.db")
 
 
 @pytest.fixture(autouse=True)

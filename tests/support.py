@@ -2,8 +2,10 @@
 MLflow run listings and sweep set-ups. Test modules import from here, never from each other."""
 
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
 import uuid
 from pathlib import Path
 
@@ -82,6 +84,23 @@ def sentence(i: int) -> str:
     return " ".join(WORDS[(i * 7 + j * 3) % len(WORDS)] for j in range(3 + i % 6))
 
 
+_TEMPLATE: list[Path] = []
+
+
+def seeded_store(path: Path) -> str:
+    """A SQLite MLflow store at `path`, copied from one migrated once per test process (a fresh store costs
+    MLflow's ~40 migrations, a few seconds each time): the same empty store a first run would create."""
+    if not _TEMPLATE:
+        from mlflow.tracking import MlflowClient
+
+        template = Path(tempfile.mkdtemp(prefix="bench-store-")) / "template.db"
+        MlflowClient(f"sqlite:///{template}").search_experiments()
+        _TEMPLATE.append(template)
+    if not path.exists():
+        shutil.copyfile(_TEMPLATE[0], path)
+    return f"sqlite:///{path}"
+
+
 def all_runs(uri):
     from mlflow.tracking import MlflowClient
 
@@ -114,7 +133,7 @@ def space_file(tmp_path, space):
 
 def make_study(tiny_models, glue_dir, tmp_path, storage, trials, space, task="rte", pruner="median", **base):
     base = {"data_dir": str(glue_dir), "output_dir": str(tmp_path / "runs"), "batch_size": 8,
-            "tracking_uri": f"sqlite:///{tmp_path / 'mlflow.db'}", **base}
+            "tracking_uri": seeded_store(tmp_path / "mlflow.db"), **base}
     return driver.create("full", tiny_models["bert"], task, base, space_file(tmp_path, space), storage, trials,
                          seeds_final=2, pruner=pruner, name=f"test-{uuid.uuid4().hex[:8]}", echo=lambda *a: None)
 

@@ -8,14 +8,14 @@ import pytest
 
 from bench.cli import main
 
-from support import all_runs
+from support import all_runs, seeded_store
 
 
 @pytest.fixture(scope="module")
 def world(tiny_models, glue_dir, tmp_path_factory):
     """A store holding one finished run (and its checkpoint) that every case points at."""
     root = tmp_path_factory.mktemp("matrix")
-    uri = f"sqlite:///{root / 'mlflow.db'}"
+    uri = seeded_store(root / "mlflow.db")
     assert main(["run", "--method", "lora", "--model", tiny_models["bert"], "--task", "rte", "--data-dir",
                  str(glue_dir), "--max-steps", "1", "--batch-size", "4", "--output-dir", str(root / "out"),
                  "--tracking-uri", uri, "--no-progress"]) == 0

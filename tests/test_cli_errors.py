@@ -86,6 +86,7 @@ def test_failure_during_training_ends_failed_not_running(tiny_models, glue_dir, 
     assert "NonFiniteLoss" in runs[0].data.tags["error"]
 
 
+@pytest.mark.slow
 def test_subprocess_no_traceback(tmp_path):
     proc = subprocess.run([sys.executable, "-m", "bench.cli", "run", "--task", "nope"], capture_output=True,
                           text=True, cwd=tmp_path, timeout=120)

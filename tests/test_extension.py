@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from support import all_runs, sentence
+from support import all_runs, seeded_store, sentence
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -97,7 +97,7 @@ def bench(args, plugin_dir, cwd, check=True):
 def test_plugin_method_and_task_reach_every_command(plugin, tiny_models, tmp_path):
     plugin_dir, data = plugin
     model = tiny_models["bert"]
-    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    uri = seeded_store(tmp_path / "mlflow.db")
     common = ["--data-dir", str(data), "--tracking-uri", uri]
 
     assert "lngain" in bench(["methods"], plugin_dir, tmp_path).stdout
@@ -136,6 +136,7 @@ def test_plugin_method_and_task_reach_every_command(plugin, tiny_models, tmp_pat
     assert "lngain" in report and (tmp_path / "fig" / f"intrinsic-{Path(model).name}-toynli.png").is_file()
 
 
+@pytest.mark.slow
 def test_a_broken_plugin_is_one_line(tmp_path):
     (tmp_path / "methods").mkdir()
     (tmp_path / "methods" / "broken.py").write_text("raise RuntimeError('boom')\n")
@@ -144,6 +145,7 @@ def test_a_broken_plugin_is_one_line(tmp_path):
     assert proc.stderr.strip().count("\n") == 0 and "broken.py" in proc.stderr and "boom" in proc.stderr
 
 
+@pytest.mark.slow
 def test_a_bad_task_entry_is_one_line(tmp_path):
     (tmp_path / "tasks").mkdir()
     (tmp_path / "tasks" / "bad.yaml").write_text(TOY_TASK.replace("main_metric: glue_score", "main_metric: bleu"))
@@ -152,6 +154,7 @@ def test_a_bad_task_entry_is_one_line(tmp_path):
     assert "bad.yaml" in proc.stderr and "bleu" in proc.stderr
 
 
+@pytest.mark.slow
 def test_entry_points_survive_a_cwd_with_package_named_folders(tmp_path):
     for name in ("methods", "sweeps", "reports", "benchmarks"):
         (tmp_path / name).mkdir()

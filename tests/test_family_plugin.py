@@ -10,7 +10,7 @@ import sys
 
 import pytest
 
-from support import all_runs, build_tiny_model
+from support import all_runs, build_tiny_model, seeded_store
 
 FAMILY = '''
 from bench.families import register
@@ -59,7 +59,7 @@ def bench(args, plugin_dir, cwd):
 @pytest.mark.slow
 def test_a_plugin_family_reaches_every_command(plugin, glue_dir, tmp_path, monkeypatch, capsys):
     root, model = plugin
-    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    uri = seeded_store(tmp_path / "mlflow.db")
     proc = bench(["params", "--model", str(model), "--task", "rte", "--format", "json"], root, tmp_path)
     assert proc.returncode == 0, proc.stderr
     rows = {r["name"]: r for r in json.loads(proc.stdout)["rows"]}
@@ -83,6 +83,7 @@ def test_a_plugin_family_reaches_every_command(plugin, glue_dir, tmp_path, monke
     assert f"{L * 2 * (2 * H * 64 + 64 + H) + (2 * L + 1) * 2 * H:,}" in out  # adapters + LayerNorms
 
 
+@pytest.mark.slow
 def test_without_the_plugin_the_model_type_is_refused_in_one_line(plugin, glue_dir, tmp_path, capsys):
     from bench.cli import main
 

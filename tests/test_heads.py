@@ -11,7 +11,7 @@ from bench.tasks import get_task
 from bench.train import batch_for
 
 
-@pytest.mark.parametrize("family", ["bert", "roberta"])
+@pytest.mark.parametrize("family", ["bert", pytest.param("roberta", marks=pytest.mark.slow)])
 def test_linear_head_is_one_linear_layer_on_the_first_token(tiny_models, glue_dir, family):
     task = get_task("rte")
     cfg = build_config({"method": "pasta", "model": tiny_models[family], "task": "rte", "data_dir": str(glue_dir),

@@ -85,6 +85,7 @@ def test_masking_heads(tiny_models, glue_dir):
         assert not torch.allclose(one, normal, atol=1e-6) and not torch.allclose(model(**batch).logits, one, atol=1e-6)
 
 
+@pytest.mark.slow
 def test_heads_cli_end_to_end(tiny_models, glue_dir, tmp_path, tracking_uri, capsys):
     out = tmp_path / "heads"
     assert main(["heads", "--model", tiny_models["bert"], "--task", "rte", "--data-dir", str(glue_dir), "--samples",
@@ -152,6 +153,7 @@ def test_heads_are_scored_on_every_family(tiny_models, glue_dir, family):
     assert ((scores.vertical >= 0) & (scores.vertical <= 1)).all() and scores.vertical.sum() > 0
 
 
+@pytest.mark.slow
 def test_heads_states_modernbert_local_attention(tiny_models, glue_dir, tmp_path, capsys, tracking_uri):
     assert main(["heads", "--model", tiny_models["modernbert"], "--task", "rte", "--data-dir", str(glue_dir),
                  "--samples", "2", "--out-dir", str(tmp_path), "--tracking-uri", tracking_uri]) == 0

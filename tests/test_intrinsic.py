@@ -10,6 +10,8 @@ from bench.cli import main
 from reports.intrinsic import ABOVE, BELOW, analyse, bootstrap_d90, chance_corrected, d90, target
 from reports.runs import load_runs
 
+from support import seeded_store
+
 
 def test_d90_interpolates_in_log_params():
     value, how = d90([10, 100, 1000], [0.5, 0.7, 0.9], 0.8)
@@ -60,7 +62,7 @@ def test_mrpc_trap_chance_corrected_target():
 
 @pytest.mark.slow
 def test_intrinsic_grid_parallel_resume_and_report(tiny_models, glue_dir, tmp_path, capsys):
-    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    uri = seeded_store(tmp_path / "mlflow.db")
     argv = ["intrinsic", "--model", tiny_models["bert"], "--task", "rte", "--methods", "lora,bitfit", "--seeds", "2",
             "--points", "2", "--data-dir", str(glue_dir), "--tracking-uri", uri, "--output-dir", str(tmp_path / "o"),
             "--set", "epochs=1", "--set", "batch_size=8", "--lr-grid", "full=1e-3;head=1e-2,1e-3"]
@@ -96,7 +98,7 @@ def test_intrinsic_grid_parallel_resume_and_report(tiny_models, glue_dir, tmp_pa
 def test_d90_across_models_with_said(tiny_models, glue_dir, tmp_path, capsys):
     """SAID's d is a knob like any other; one figure of d90 against model size across two models, with the
     published SAID/DID d90 markers on MRPC."""
-    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    uri = seeded_store(tmp_path / "mlflow.db")
     for family in ("bert", "roberta"):
         assert main(["intrinsic", "--model", tiny_models[family], "--task", "mrpc", "--methods", "said",
                      "--seeds", "1", "--points", "2", "--data-dir", str(glue_dir), "--tracking-uri", uri,

@@ -62,7 +62,8 @@ def test_fused_falls_back_to_peft_where_it_would_differ():
     assert not fused.query.fusable(x)
 
 
-@pytest.mark.parametrize("family", ["bert", "roberta", "deberta-v2", "modernbert"])
+@pytest.mark.parametrize("family", ["bert", *(pytest.param(f, marks=pytest.mark.slow)
+                                              for f in ("roberta", "deberta-v2", "modernbert"))])
 def test_training_steps_match_peft(tiny_models, family):
     """Five AdamW steps of the whole tiny model: the fused and peft's forward end at the same weights."""
     from bench.models import load_model

@@ -13,12 +13,12 @@ from mlflow.tracking import MlflowClient
 
 from bench.cli import main
 
-from support import all_runs
+from support import all_runs, seeded_store
 
 
 @pytest.mark.slow
 def test_sigkilled_run_is_closed_by_the_next_command(tiny_models, glue_dir, tmp_path, capsys):
-    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    uri = seeded_store(tmp_path / "mlflow.db")
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "BENCH_HEARTBEAT_SECONDS": "0.5"}
     proc = subprocess.Popen([sys.executable, "-m", "bench.cli", "run", "--method", "full", "--model",
                              tiny_models["bert"], "--task", "rte", "--data-dir", str(glue_dir), "--max-steps", "100000",
@@ -53,7 +53,7 @@ def test_live_runs_are_not_closed(tmp_path):
 
     from bench import tracking
 
-    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    uri = seeded_store(tmp_path / "mlflow.db")
     tracking.check_reachable(uri)
     with tracking.tracked_run(uri, "e", "r", {}) as t:
         tracking._REAPED.discard(uri)

@@ -44,6 +44,7 @@ def test_adapter_with_layernorms_matches_formula():
     assert c["method"] == 2 * L * (2 * H * m + m + H) + 4 * L * H + 2 * H
 
 
+@pytest.mark.slow
 def test_cli_formats(capsys):
     assert main(["params", "--model", "roberta-base", "--task", "sst2", "--methods", "lora,pasta",
                  "--format", "latex"]) == 0

@@ -62,12 +62,14 @@ def test_centred_space():
     assert fixed == {"epochs": 10, "method_options": {"alpha": 16}}
 
 
+@pytest.mark.slow
 def test_presets_listing_and_closed_pipe():
     proc = subprocess.run(f"{sys.executable} -m bench.cli presets | head -1", shell=True, capture_output=True,
                           text=True)
     assert proc.stdout.startswith("method") and "Traceback" not in proc.stderr and proc.stderr == ""
 
 
+@pytest.mark.slow
 def test_sweep_centred_on_a_preset(tiny_models, glue_dir, tmp_path):
     import optuna
 

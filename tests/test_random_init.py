@@ -97,6 +97,7 @@ def test_random_init_run_reloads_exactly(tiny_archs, glue_dir, tmp_path, trackin
     assert result["metrics"]["dev"]["accuracy"] == run.data.metrics["best_dev_accuracy"]
 
 
+@pytest.mark.slow
 def test_perf_side_measurements_on_a_random_init(tiny_archs, glue_dir, tmp_path):
     """The tokenisation-cache rerun loads the stand-in tokenizer too: nothing reaches for the hub."""
     from benchmarks.perf import side_measurements

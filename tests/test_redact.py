@@ -7,7 +7,7 @@ import pytest
 
 from bench.redact import redact
 
-from support import all_runs
+from support import all_runs, seeded_store
 
 SECRET = "S3cr3t-pw"
 
@@ -41,7 +41,7 @@ def test_run_with_a_password_in_a_query_parameter_stores_it_nowhere(tiny_models,
 
     from bench.cli import main
 
-    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    uri = seeded_store(tmp_path / "mlflow.db")
     data_dir = f"{glue_dir}"
     assert main(["run", "--method", "lora", "--model", tiny_models["bert"], "--task", "rte", "--data-dir", data_dir,
                  "--max-steps", "1", "--batch-size", "4", "--tracking-uri", uri, "--output-dir", str(tmp_path / "o"),
@@ -58,6 +58,7 @@ def test_run_with_a_password_in_a_query_parameter_stores_it_nowhere(tiny_models,
     assert "password=***" in run.data.tags["source"]
 
 
+@pytest.mark.slow
 def test_study_created_with_a_password_keeps_it_nowhere(tiny_models, glue_dir, tmp_path, monkeypatch, capsys):
     """PostgreSQL here trusts local connections, so a URI with any password connects: the study's attributes,
     its MLflow container run and `sweep status` must not show it, and a worker needs it given again."""

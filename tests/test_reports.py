@@ -8,18 +8,18 @@ import pytest
 
 from bench.cli import main
 
-from support import all_runs
+from support import all_runs, seeded_store
 
 
 @pytest.fixture(scope="module")
 def tracked(tiny_models, glue_dir, tmp_path_factory):
     tmp = tmp_path_factory.mktemp("report")
-    uri = f"sqlite:///{tmp / 'mlflow.db'}"
+    uri = seeded_store(tmp / "mlflow.db")
     for method in ("full", "lora"):
         for task in ("rte", "stsb"):
             for seed, phase in ((1, "final"), (2, "final"), (3, "trial")):
                 assert main(["run", "--method", method, "--model", tiny_models["bert"], "--task", task,
-                             "--data-dir", str(glue_dir), "--epochs", "2", "--batch-size", "8", "--lr", "5e-3",
+                             "--data-dir", str(glue_dir), "--epochs", "1", "--batch-size", "8", "--lr", "5e-3",
                              "--seed", str(seed), "--set", f"tags={{phase: {phase}}}", "--output-dir",
                              str(tmp / "out"), "--tracking-uri", uri, "--no-progress"]) == 0
     return uri, tiny_models["bert"], tmp
@@ -185,6 +185,7 @@ def test_pareto_frontier_rule():
     assert frontier(x, y).tolist() == [True, True, False, True, True]
 
 
+@pytest.mark.slow
 def test_pareto_report_from_tracked_runs(tracked, capsys, tmp_path):
     uri, model, _ = tracked
     for cost in ("params", "time", "memory"):

@@ -11,8 +11,9 @@ from bench.reload import evaluate_checkpoint
 from support import all_runs
 
 
-@pytest.mark.parametrize("method, family, task", [("pasta", "roberta", "rte"), ("lora", "bert", "conll2003"),
-                                                  ("ptuning", "bert", "stsb"), ("full", "roberta", "sst2")])
+@pytest.mark.parametrize("method, family, task", [
+    ("pasta", "roberta", "rte"), pytest.param("lora", "bert", "conll2003", marks=pytest.mark.slow),
+    pytest.param("ptuning", "bert", "stsb", marks=pytest.mark.slow), pytest.param("full", "roberta", "sst2", marks=pytest.mark.slow)])
 def test_eval_run_reproduces_logged_metrics(tiny_models, glue_dir, tmp_path, tracking_uri, capsys, method, family,
                                             task):
     assert main(["run", "--method", method, "--model", tiny_models[family], "--task", task, "--data-dir",
@@ -34,8 +35,11 @@ def test_eval_run_reproduces_logged_metrics(tiny_models, glue_dir, tmp_path, tra
 
 
 def test_eval_bad_input(tracking_uri, tmp_path, capsys):
+    missing = f"sqlite:///{tmp_path / 'none.db'}"
+    assert main(["eval", "--run", "0123abc", "--tracking-uri", missing]) == 2
+    assert "no MLflow store at" in capsys.readouterr().err and not (tmp_path / "none.db").exists()  # not created
     assert main(["eval", "--run", "0123abc", "--tracking-uri", tracking_uri]) == 2
-    assert "no MLflow store at" in capsys.readouterr().err  # reading never creates one
+    assert "no MLflow run '0123abc'" in capsys.readouterr().err
     assert main(["eval", "--checkpoint", str(tmp_path)]) == 2
     assert "not a bench checkpoint" in capsys.readouterr().err
 
@@ -52,8 +56,9 @@ def test_compiled_training_stores_plain_names_and_reloads(tiny_models, glue_dir,
     assert result["metrics"]["dev"]["accuracy"] == pytest.approx(run.data.metrics["best_dev_accuracy"], abs=1e-6)
 
 
-@pytest.mark.parametrize("task, files", [("rte", {"RTE.tsv": 7}), ("mnli", {"MNLI-m.tsv": 4, "MNLI-mm.tsv": 4}),
-                                         ("stsb", {"STS-B.tsv": 5})])
+@pytest.mark.parametrize("task, files", [
+    pytest.param("rte", {"RTE.tsv": 7}, marks=pytest.mark.slow), ("mnli", {"MNLI-m.tsv": 4, "MNLI-mm.tsv": 4}),
+    pytest.param("stsb", {"STS-B.tsv": 5}, marks=pytest.mark.slow)])
 def test_predict_writes_glue_server_files(tiny_models, glue_dir, tmp_path, tracking_uri, capsys, task, files):
     import tempfile
 

@@ -5,17 +5,17 @@ import yaml
 
 from bench.cli import main
 
-from support import all_runs
+from support import all_runs, seeded_store
 
 SHAPES = {"rte": "pair", "sst2": "single", "stsb": "regression", "conll2003": "tagging", "mnli": "two dev splits"}
 
 
 @pytest.fixture(scope="module")
 def uri(tmp_path_factory):
-    return f"sqlite:///{tmp_path_factory.mktemp('mlflow') / 'mlflow.db'}"
+    return seeded_store(tmp_path_factory.mktemp("mlflow") / "mlflow.db")
 
 
-@pytest.mark.parametrize("family", ["bert", "roberta"])
+@pytest.mark.parametrize("family", ["bert", pytest.param("roberta", marks=pytest.mark.slow)])
 @pytest.mark.parametrize("task", list(SHAPES))
 def test_tiny_run_every_task_shape(tiny_models, glue_dir, tmp_path, uri, family, task):
     from mlflow.tracking import MlflowClient
@@ -113,6 +113,7 @@ def test_half_precision_checkpoint_trains_in_float32(tiny_models, tmp_path):
     assert {p.dtype for p in model.parameters()} == {torch.float32}
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("method", ["pasta", "lora", "ptuning"])
 def test_gradient_checkpointing_trains_the_same(tiny_models, glue_dir, tmp_path, method, monkeypatch):
     """Recomputed activations (same dropout masks) give the same training, only with less memory."""

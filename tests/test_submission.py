@@ -4,11 +4,14 @@ list of files still missing."""
 
 import shutil
 
+import pytest
+
 from bench.cli import main
 
 from support import all_runs
 
 
+@pytest.mark.slow
 def test_ax_is_written_from_the_mnli_model_when_its_file_is_there(tiny_models, glue_dir, tmp_path, tracking_uri,
                                                                    capsys):
     data = tmp_path / "glue"

@@ -26,7 +26,7 @@ def hadamard(n):
     return h
 
 
-@pytest.mark.parametrize("n", [1, 2, 8, 64, 2048, 1 << 13])  # block sizes 2..16 and a partial last block
+@pytest.mark.parametrize("n", [1, 2, 8, 64, 2048, pytest.param(1 << 13, marks=pytest.mark.slow)])  # block sizes 2..16 and a partial last block
 def test_fwht_is_the_dense_hadamard_product_gradient_included(n):
     x = torch.randn(3, n, dtype=torch.float64, requires_grad=True)
     g = torch.randn(3, n, dtype=torch.float64)
@@ -50,7 +50,8 @@ def dense_fastfood(P: Fastfood) -> torch.Tensor:
     return torch.cat([M[:, :used], torch.zeros(D, P.d - used, dtype=torch.float64)], 1)
 
 
-@pytest.mark.parametrize("d, numel", [(40, 30), (10, 1025), (700, 1536), (3000, 384), (5, 1), (16, 16)])
+@pytest.mark.parametrize("d, numel", [(40, 30), pytest.param(10, 1025, marks=pytest.mark.slow),
+                                     pytest.param(700, 1536, marks=pytest.mark.slow), (3000, 384), (5, 1), (16, 16)])
 def test_fastfood_matches_the_dense_transform(d, numel):
     """Non-power-of-two sizes and d > D (theta_d cropped to n, as the reference's negative padding does)."""
     P = Fastfood(d=d, numel=numel, seed=7, device=torch.device("cpu"))
@@ -63,6 +64,7 @@ def test_fastfood_matches_the_dense_transform(d, numel):
     assert torch.allclose(theta.grad, dense.T @ g, atol=1e-5)  # the exact transpose, no extra rescaling
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("d, numel", [(256, 1025), (256, 1536), (100_000, 384)])
 def test_fastfood_columns_have_unit_norm_in_expectation(d, numel):
     """Every used column of P has squared norm 1 in expectation (the old sqrt(n * sum G^2) gave 0.707 at

@@ -77,6 +77,7 @@ def test_sigkill_mid_trial_then_restart(tiny_models, glue_dir, tmp_path):
     assert all(r.info.status != "RUNNING" for r in runs.values())
 
 
+@pytest.mark.slow
 def test_pruning_stops_hopeless_trials(tiny_models, tmp_path):
     # A task the tiny model can learn: "good" -> 1, "bad" -> 0.
     d = tmp_path / "SST-2"
@@ -134,6 +135,7 @@ def test_pruning_stops_hopeless_trials(tiny_models, tmp_path):
     assert len([r for r in child_runs(tmp_path, study) if r.data.tags["phase"] == "final"]) == 2  # skipped
 
 
+@pytest.mark.slow
 def test_nan_trial_fails_with_reason_and_sweep_goes_on(tiny_models, glue_dir, tmp_path):
     name = make_study(tiny_models, glue_dir, tmp_path, None, 2, {"lr": {"type": "categorical",
                                                                        "choices": [1e-3, 1e30]}},
@@ -181,6 +183,7 @@ def test_sweep_cli_bad_input(tmp_path, capsys):
     assert "unsupported sweep storage" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_resume_trap_corrected_command_is_a_new_study_and_named_resume_shows_the_difference(
         tiny_models, glue_dir, tmp_path, capsys):
     """A study created without --data-dir and the corrected command get different names; resuming a named

@@ -13,14 +13,14 @@ from bench.errors import BenchError
 from bench.resolve import build_config
 from bench.tasks import get_task
 
-from support import all_runs
+from support import all_runs, seeded_store
 
 
 @pytest.fixture(scope="module")
 def mnli_store(tiny_models, glue_dir, tmp_path_factory):
     """One finished LoRA run on MNLI, shared by the refusal cases."""
     root = tmp_path_factory.mktemp("warm")
-    uri = f"sqlite:///{root / 'mlflow.db'}"
+    uri = seeded_store(root / "mlflow.db")
     run(tiny_models, glue_dir, root, uri, "mnli")
     return uri
 
@@ -32,6 +32,7 @@ def run(tiny_models, glue_dir, tmp_path, uri, task, *extra):
     assert main(argv) == 0
 
 
+@pytest.mark.slow
 def test_rte_starts_from_the_mnli_run(tiny_models, glue_dir, tmp_path, tracking_uri):
     run(tiny_models, glue_dir, tmp_path, tracking_uri, "mnli")
     (mnli,) = all_runs(tracking_uri)
@@ -65,6 +66,7 @@ def test_rte_starts_from_the_mnli_run(tiny_models, glue_dir, tmp_path, tracking_
     assert sst2.data.tags["init_chain"] == f"mnli:{mnli.info.run_id} > rte:{rte.info.run_id}"
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("change, message", [
     ({"method": "pasta", "method_options": {}}, "the source trained method 'lora', this run 'pasta'"),
     ({"method_options": {"r": 4}}, "the source trained method_options"),
