@@ -8,16 +8,17 @@ import torch
 from bench.encoding import IGNORE_INDEX, Ragged
 
 
-def length_grouped_batches(lengths: list[int], batch_size: int, generator: torch.Generator,
-                           mega: int = 50) -> list[list[int]]:
+def length_grouped_batches(
+    lengths: list[int], batch_size: int, generator: torch.Generator, mega: int = 50
+) -> list[list[int]]:
     """Shuffle, cut into mega-batches of `mega` batches, sort each by length, split into batches,
     shuffle the batches (the scheme of HF's LengthGroupedSampler): little padding, random order."""
     perm = torch.randperm(len(lengths), generator=generator).tolist()
     span = batch_size * mega
     batches = []
     for start in range(0, len(perm), span):
-        chunk = sorted(perm[start:start + span], key=lambda i: -lengths[i])
-        batches += [chunk[i:i + batch_size] for i in range(0, len(chunk), batch_size)]
+        chunk = sorted(perm[start : start + span], key=lambda i: -lengths[i])
+        batches += [chunk[i : i + batch_size] for i in range(0, len(chunk), batch_size)]
     order = torch.randperm(len(batches), generator=generator).tolist()
     return [batches[i] for i in order]
 
@@ -25,7 +26,7 @@ def length_grouped_batches(lengths: list[int], batch_size: int, generator: torch
 def uniform_batches(n: int, batch_size: int, generator: torch.Generator) -> list[list[int]]:
     """A plain shuffle cut into batches (a DataLoader with shuffle=True, as the reference scripts train)."""
     perm = torch.randperm(n, generator=generator).tolist()
-    return [perm[i:i + batch_size] for i in range(0, n, batch_size)]
+    return [perm[i : i + batch_size] for i in range(0, n, batch_size)]
 
 
 def training_batches(order: str, lengths: list[int], batch_size: int, generator: torch.Generator):
@@ -40,11 +41,13 @@ def sorted_batches(lengths: list[int], batch_size: int, max_tokens: int | None =
     tokens each (rows x the batch's longest); predictions are put back in input order."""
     idx = sorted(range(len(lengths)), key=lambda i: -lengths[i])
     if max_tokens is None:
-        return [idx[i:i + batch_size] for i in range(0, len(idx), batch_size)]
+        return [idx[i : i + batch_size] for i in range(0, len(idx), batch_size)]
     batches, start = [], 0
     while start < len(idx):
-        rows = max(1, min(batch_size, max_tokens // max(lengths[idx[start]], 1)))  # the first row is the longest
-        batches.append(idx[start:start + rows])
+        rows = max(
+            1, min(batch_size, max_tokens // max(lengths[idx[start]], 1))
+        )  # the first row is the longest
+        batches.append(idx[start : start + rows])
         start += rows
     return batches
 
@@ -59,7 +62,10 @@ def collate(data: dict, indices: list[int], pad_id: int, float_labels: bool = Fa
         out[mask] = col.take(indices)
         return torch.from_numpy(out)
 
-    batch = {"input_ids": padded(data["input_ids"], pad_id), "attention_mask": torch.from_numpy(mask.astype(np.int64))}
+    batch = {
+        "input_ids": padded(data["input_ids"], pad_id),
+        "attention_mask": torch.from_numpy(mask.astype(np.int64)),
+    }
     for key in ("token_type_ids", "special_tokens_mask"):
         if key in data:
             batch[key] = padded(data[key], 0)

@@ -31,7 +31,9 @@ class Built:
     method_config: object
     stored_names: set
     backbone_numel: int
-    init_tags: dict = dataclasses.field(default_factory=dict)  # init_from: where the weights started (the chain)
+    init_tags: dict = dataclasses.field(
+        default_factory=dict
+    )  # init_from: where the weights started (the chain)
 
 
 def plain_name(name: str) -> str:
@@ -44,24 +46,30 @@ def build_model(cfg: RunConfig, task) -> Built:
     """Pretrained model + head, backbone frozen, method attached, head trainable."""
     method = get_method(cfg.method)
     method_cfg = method.make_config(cfg.method_options)
-    conf = model_config(cfg.model, cfg.init)  # read once; every check below needs only it, before weights load
+    conf = model_config(
+        cfg.model, cfg.init
+    )  # read once; every check below needs only it, before weights load
     fam = find(conf.model_type)
     check_max_length(cfg, conf, fam)
     # A method that cannot apply to this family refuses here, from the config alone.
     method.check_supported(AttachContext(task=task, tokenizer=None, family=fam, config=conf), method_cfg)
     tokenizer = load_tokenizer(cfg.model, task, cfg.init)
-    torch.manual_seed(cfg.seed)  # head and method initialisation follow the seed (and a random init's weights)
+    torch.manual_seed(
+        cfg.seed
+    )  # head and method initialisation follow the seed (and a random init's weights)
     model, new_names = load_model(cfg.model, task, cfg.head, cfg.init, tokenizer)
     ctx = AttachContext(task=task, tokenizer=tokenizer, family=family(model), config=model.config)
     model, backbone_numel = apply_method(model, method, method_cfg, ctx)
     init_tags = {}
     if cfg.init_from:  # a finished run's weights (its head replaced), e.g. the MNLI warm start
-
         init_tags = warm_start(model, cfg, model.bench_head_prefixes)
     # Stored with the adapter: what trains, plus anything newly initialised (so reload is exact), also
     # when a method reparameterised it (torch's parametrize renames `w` to `parametrizations.w.original`).
-    stored = {n for n, p in model.named_parameters()
-              if p.requires_grad or n in new_names or plain_name(n) in new_names}
+    stored = {
+        n
+        for n, p in model.named_parameters()
+        if p.requires_grad or n in new_names or plain_name(n) in new_names
+    }
     return Built(model, tokenizer, method, method_cfg, stored, backbone_numel, init_tags)
 
 
@@ -72,7 +80,9 @@ def check_max_length(cfg: RunConfig, conf, fam) -> None:
     if limit is None:
         return
     if cfg.max_length > limit:
-        raise BenchError(f"option max_length={cfg.max_length} exceeds the {limit} positions of model {cfg.model}")
+        raise BenchError(
+            f"option max_length={cfg.max_length} exceeds the {limit} positions of model {cfg.model}"
+        )
 
 
 def load_data(cfg: RunConfig, task, tokenizer, splits, sources: dict | None = None):
@@ -97,16 +107,28 @@ def prepare_data(cfg: RunConfig, task, built: Built, train: bool = True):
     dev = {s: data[s] for s in task.dev_splits}
     if train and cfg.select_on == "holdout":
         # A fixed draw (seed 0, whatever the run's seed): every seed and method selects on the same examples,
-        # and dev stays untouched for reporting. The holdout is the first "dev" split: it picks the best epoch.
+        # and dev stays untouched for reporting. The holdout is the first "dev" split: it picks the best
+        # epoch.
 
         n = len(data["train"]["labels"])
         k = int(np.ceil(cfg.holdout_fraction * n))
         if not 1 <= k < n:
-            raise BenchError(f"holdout_fraction={cfg.holdout_fraction} leaves no holdout or no training data "
-                             f"from {n} training examples")
+            raise BenchError(
+                f"holdout_fraction={cfg.holdout_fraction} leaves no holdout or no training data "
+                f"from {n} training examples"
+            )
         order = np.random.default_rng(0).permutation(n)
-        data["train"], held = split_rows(data["train"], np.sort(order[k:])), split_rows(data["train"], np.sort(order[:k]))
+        data["train"], held = (
+            split_rows(data["train"], np.sort(order[k:])),
+            split_rows(data["train"], np.sort(order[:k])),
+        )
         dev = {HOLDOUT: held, **dev}
-    return Prepared(task, data.get("train", {}), dev, built.tokenizer.pad_token_id,
-                    extra_columns=built.method.batch_columns, test={s: data[s] for s in task.test_splits},
-                    sources=sources)
+    return Prepared(
+        task,
+        data.get("train", {}),
+        dev,
+        built.tokenizer.pad_token_id,
+        extra_columns=built.method.batch_columns,
+        test={s: data[s] for s in task.test_splits},
+        sources=sources,
+    )

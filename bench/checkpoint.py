@@ -72,7 +72,9 @@ def verify(directory: Path) -> Path:
     meta_path = Path(directory) / META
     expected = _meta_json(meta_path).get("weights_sha256") if meta_path.is_file() else None
     if expected is not None and sha256(weights) != expected:
-        raise BenchError(f"checkpoint {weights} is corrupted: its sha256 differs from the one recorded at save")
+        raise BenchError(
+            f"checkpoint {weights} is corrupted: its sha256 differs from the one recorded at save"
+        )
     return weights
 
 
@@ -86,13 +88,16 @@ def load_into(model, directory: Path) -> None:
     names = dict(model.named_parameters())
     unknown = sorted(set(state) - set(names))
     if unknown:
-        raise BenchError(f"checkpoint {directory} holds {len(unknown)} parameters this model lacks, "
-                         f"e.g. {unknown[0]}")
+        raise BenchError(
+            f"checkpoint {directory} holds {len(unknown)} parameters this model lacks, e.g. {unknown[0]}"
+        )
     with torch.no_grad():
         for n, t in state.items():
             if names[n].shape != t.shape:
-                raise BenchError(f"checkpoint {directory}: {n} has shape {tuple(t.shape)}, the model's is "
-                                 f"{tuple(names[n].shape)} (another model or method options)")
+                raise BenchError(
+                    f"checkpoint {directory}: {n} has shape {tuple(t.shape)}, the model's is "
+                    f"{tuple(names[n].shape)} (another model or method options)"
+                )
             names[n].copy_(t)
 
 

@@ -25,5 +25,7 @@ def peft_prefix_tuning_problem(task_model_cls, backbone_cls) -> str | None:
         return None
     peft, transformers = (importlib.metadata.version(p) for p in ("peft", "transformers"))
     renamed = " (renamed `cache`)" if "cache" in _parameters(backbone_cls.forward) else ""
-    return (f"peft {peft} prefix tuning needs a `past_key_values` argument, which "
-            f"{backbone_cls.__name__}.forward in transformers {transformers} does not take{renamed}")
+    return (
+        f"peft {peft} prefix tuning needs a `past_key_values` argument, which "
+        f"{backbone_cls.__name__}.forward in transformers {transformers} does not take{renamed}"
+    )

@@ -39,12 +39,19 @@ class RunConfig:
     batch_order: str = "length"  # length (length-grouped: little padding, faster) | uniform (a plain shuffle)
     patience: int | None = None  # epochs without improvement before stopping; None: never
     max_train_samples: int | None = None  # keep only the first N training examples (budgets)
-    init: str = "pretrained"  # pretrained | random (the architecture with fresh weights: speed and memory studies)
-    # a finished run to start from, its head replaced: an MLflow run id, an adapter dir, or task:<name> (bench/warm_start.py)
+    init: str = (
+        "pretrained"  # pretrained | random (the architecture with fresh weights: speed and memory studies)
+    )
+    # a finished run to start from, its head replaced: an MLflow run id, an adapter dir, or task:<name>
+    # (bench/warm_start.py)
     init_from: str | None = None
-    head: str = "family"  # family (the family's HF head) | linear (one linear layer on the first token's state)
+    head: str = (
+        "family"  # family (the family's HF head) | linear (one linear layer on the first token's state)
+    )
     select_on: str = "dev"  # the split that picks the best epoch: dev (as the papers do) | holdout
-    select_metric: str | None = None  # the metric that picks it; None: the task's main metric (GLUE: mean score)
+    select_metric: str | None = (
+        None  # the metric that picks it; None: the task's main metric (GLUE: mean score)
+    )
     holdout_fraction: float = 0.1  # select_on=holdout: this share of train (fixed draw) held out to select on
     eval_every_steps: int | None = None  # also evaluate every N steps; None: once per epoch
     log_every: int = 20  # log loss and lr every N optimizer steps (more often on runs under 10 N steps)
@@ -71,7 +78,10 @@ class RunConfig:
         """Identifies the training configuration (seed and bookkeeping excluded)."""
         skip = {*NOT_TRAINING, "seed", "tags", "data_dir"}
         body = {k: v for k, v in self.to_dict().items() if k not in skip}
-        for key, old_behaviour in ADDED_FIELDS.items():  # options added later hash as before at their old behaviour
+        for (
+            key,
+            old_behaviour,
+        ) in ADDED_FIELDS.items():  # options added later hash as before at their old behaviour
             if body.get(key) == old_behaviour:
                 body.pop(key)
         return hashlib.sha1(json.dumps(body, sort_keys=True, default=str).encode()).hexdigest()[:12]
@@ -83,9 +93,18 @@ FIELDS = {f.name: f for f in fields(RunConfig)}
 NOT_TRAINING = ("output_dir", "tracking_uri", "experiment", "cache_dir", "compile", "gradient_checkpointing")
 # Fields added after runs existed, with the value that reproduces the earlier behaviour: left out of the
 # config hash at that value, so existing runs are still found (and reused) by sweeps and grids.
-ADDED_FIELDS = {"init": "pretrained", "head": "family", "lr_schedule": "linear", "select_on": "dev",
-                "holdout_fraction": 0.1, "adam_eps": 1e-8, "adam_beta2": 0.999, "batch_order": "length",
-                "select_metric": None, "init_from": None}
+ADDED_FIELDS = {
+    "init": "pretrained",
+    "head": "family",
+    "lr_schedule": "linear",
+    "select_on": "dev",
+    "holdout_fraction": 0.1,
+    "adam_eps": 1e-8,
+    "adam_beta2": 0.999,
+    "batch_order": "length",
+    "select_metric": None,
+    "init_from": None,
+}
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 INITS = ("pretrained", "random")  # what each means: the comment at bench.models.ARCH_DIR
 LR_SCHEDULES = ("linear", "constant")
@@ -110,7 +129,7 @@ def parse_set(items: list[str]) -> dict:
             raise BenchError(f"malformed --set {item!r}: expected key=value (e.g. lr=3e-4 or method.r=16)")
         key = key.strip()
         if key.startswith("method."):
-            out.setdefault("method_options", {})[key[len("method."):]] = parse_value(value)
+            out.setdefault("method_options", {})[key[len("method.") :]] = parse_value(value)
         else:
             out[key] = parse_value(value)
     return out

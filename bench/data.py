@@ -47,8 +47,9 @@ def task_dir(task: Task, data_dir: str) -> Path:
     for cand in (root, root / sub, root / "glue" / sub):
         if any((cand / f).is_file() for f in names):
             return cand
-    raise BenchError(f"no {task.name} files ({', '.join(names)}) in {root}, {root / sub} "
-                     f"or {root / 'glue' / sub}")
+    raise BenchError(
+        f"no {task.name} files ({', '.join(names)}) in {root}, {root / sub} or {root / 'glue' / sub}"
+    )
 
 
 def find_split_file(task: Task, split: str, data_dir: str) -> Path:
@@ -167,8 +168,10 @@ def _hub_split(task: Task, split: str, hub_split: str):
         config, _, name = hub_split.rpartition(":")  # "ax:test": a split of another config of the dataset
         return datasets.load_dataset(task.hub.dataset, config or task.hub.config, split=name)
     except Exception as e:  # noqa: BLE001 - any failure: one line for the user
-        raise BenchError(f"could not load {task.name}/{split} from the Hugging Face hub ({first_line(e)}); "
-                         f"pass --data-dir with the local files") from None
+        raise BenchError(
+            f"could not load {task.name}/{split} from the Hugging Face hub ({first_line(e)}); "
+            f"pass --data-dir with the local files"
+        ) from None
 
 
 def _from_hub(task: Task, split: str) -> Examples:

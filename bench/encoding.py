@@ -93,8 +93,9 @@ def _consistent(data: dict) -> bool:
     return len(sizes) == 1 and "input_ids" in data and "labels" in data
 
 
-def cached_encode(task: Task, split: str, examples: Examples, tokenizer, max_length: int,
-                  cache_dir: Path | None = None) -> dict:
+def cached_encode(
+    task: Task, split: str, examples: Examples, tokenizer, max_length: int, cache_dir: Path | None = None
+) -> dict:
     cache_dir = Path(cache_dir) if cache_dir else default_cache_dir()
     key = hashlib.sha1(
         f"{CACHE_VERSION}|{tokenizer_fingerprint(tokenizer)}|{task.name}|{split}|{examples.fingerprint}"
@@ -109,9 +110,11 @@ def cached_encode(task: Task, split: str, examples: Examples, tokenizer, max_len
                 return data
             raise ValueError("columns of different lengths")
         except Exception as e:  # noqa: BLE001 - any damage: rebuild, never crash later runs
-
-            print(f"bench: warning: tokenisation cache entry {path} is damaged ({type(e).__name__}); "
-                  "rebuilding it", file=sys.stderr)
+            print(
+                f"bench: warning: tokenisation cache entry {path} is damaged ({type(e).__name__}); "
+                "rebuilding it",
+                file=sys.stderr,
+            )
             path.unlink(missing_ok=True)
     data = encode(task, examples, tokenizer, max_length)
     try:  # write-then-rename: a crash never leaves a half-written cache entry

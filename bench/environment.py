@@ -8,8 +8,19 @@ import subprocess
 from importlib import metadata
 from pathlib import Path
 
-PACKAGES = ("bench", "torch", "transformers", "peft", "accelerate", "mlflow", "optuna", "datasets",
-            "scikit-learn", "scipy", "seqeval")
+PACKAGES = (
+    "bench",
+    "torch",
+    "transformers",
+    "peft",
+    "accelerate",
+    "mlflow",
+    "optuna",
+    "datasets",
+    "scikit-learn",
+    "scipy",
+    "seqeval",
+)
 
 
 @functools.lru_cache(maxsize=1)
@@ -18,10 +29,18 @@ def git_state() -> dict:
     run tags and MLflow's source tags both ask for it)."""
     root = Path(__file__).resolve().parent.parent
     try:
-        sha = subprocess.run(["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True, text=True,
-                             timeout=5).stdout.strip()
-        dirty = subprocess.run(["git", "-C", str(root), "status", "--porcelain", "--untracked-files=no"],
-                               capture_output=True, text=True, timeout=5).stdout.strip() != ""
+        sha = subprocess.run(
+            ["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5
+        ).stdout.strip()
+        dirty = (
+            subprocess.run(
+                ["git", "-C", str(root), "status", "--porcelain", "--untracked-files=no"],
+                capture_output=True,
+                text=True,
+                timeout=5,
+            ).stdout.strip()
+            != ""
+        )
     except (OSError, subprocess.SubprocessError):
         return {"git_sha": "unknown", "git_dirty": "unknown"}
     return {"git_sha": sha or "unknown", "git_dirty": str(dirty).lower() if sha else "unknown"}
@@ -46,5 +65,9 @@ def device_description() -> str:
 
 
 def environment() -> dict:
-    return {**git_state(), **{f"version.{k}": v for k, v in versions().items()},
-            "device": device_description(), "python": platform.python_version()}
+    return {
+        **git_state(),
+        **{f"version.{k}": v for k, v in versions().items()},
+        "device": device_description(),
+        "python": platform.python_version(),
+    }

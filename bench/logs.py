@@ -9,7 +9,13 @@ import os
 import sys
 from pathlib import Path
 
-LIBRARIES = ("mlflow", "alembic", "optuna", "accelerate", "datasets")  # transformers: errors only (its load reports)
+LIBRARIES = (
+    "mlflow",
+    "alembic",
+    "optuna",
+    "accelerate",
+    "datasets",
+)  # transformers: errors only (its load reports)
 _DONE: list[str] = []
 
 
@@ -26,6 +32,7 @@ def route_library_logs() -> None:
         return
     _DONE.append("yes")
     import mlflow  # lazy: MLflow installs its terminal handler on import, to be turned down here  # noqa: F401
+
     try:
         path = log_file()
         path.parent.mkdir(parents=True, exist_ok=True)

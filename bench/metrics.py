@@ -17,4 +17,6 @@ def compute_metrics(task, predictions, labels) -> dict[str, float]:
 def trivial_baseline(task, train_labels, dev_labels) -> dict[str, float]:
     """The score of the trivial predictor: the training majority class, the mean score (correlation 0)
     or all-O tags."""
-    return compute_metrics(task, task.task_kind.trivial_predictions(task, train_labels, dev_labels), dev_labels)
+    return compute_metrics(
+        task, task.task_kind.trivial_predictions(task, train_labels, dev_labels), dev_labels
+    )

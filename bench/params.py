@@ -21,8 +21,14 @@ def count_parameters(model, backbone_numel: int, stored_names: set[str]) -> dict
             trainable += n
             method += 0 if is_head else n
         stored += n if name in stored_names else 0
-    return {"trainable": trainable, "method": method, "head": head, "stored": stored,
-            "backbone": backbone_numel, "total": total}
+    return {
+        "trainable": trainable,
+        "method": method,
+        "head": head,
+        "stored": stored,
+        "backbone": backbone_numel,
+        "total": total,
+    }
 
 
 def percent(part: int, whole: int) -> float:
@@ -31,6 +37,8 @@ def percent(part: int, whole: int) -> float:
 
 def describe(counts: dict[str, int]) -> str:
     b = counts["backbone"]
-    return (f"params: method {counts['method']:,} ({percent(counts['method'], b):.4f}% of the {b:,}-param "
-            f"backbone, head excluded) | trainable {counts['trainable']:,} (head included) | "
-            f"head {counts['head']:,} | stored {counts['stored']:,}")
+    return (
+        f"params: method {counts['method']:,} ({percent(counts['method'], b):.4f}% of the {b:,}-param "
+        f"backbone, head excluded) | trainable {counts['trainable']:,} (head included) | "
+        f"head {counts['head']:,} | stored {counts['stored']:,}"
+    )

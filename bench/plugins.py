@@ -46,7 +46,9 @@ def load_registry(builtin: Path, sub: str, kind: str, parse) -> list:
         except BenchError:
             raise
         except (KeyError, TypeError, AttributeError, ValueError) as e:
-            raise BenchError(f"{kind} file {path} is malformed (missing or bad {type(e).__name__}: {e})") from None
+            raise BenchError(
+                f"{kind} file {path} is malformed (missing or bad {type(e).__name__}: {e})"
+            ) from None
         out.extend(parsed if isinstance(parsed, list) else [parsed])
     return out
 

@@ -28,14 +28,17 @@ class Ragged:
         return len(self.offsets) - 1
 
     def __getitem__(self, i: int) -> np.ndarray:
-        return self.flat[self.offsets[i]:self.offsets[i + 1]]
+        return self.flat[self.offsets[i] : self.offsets[i + 1]]
 
     def __iter__(self):
         return (self[i] for i in range(len(self)))
 
     def __eq__(self, other) -> bool:
-        return (isinstance(other, Ragged) and np.array_equal(self.flat, other.flat)
-                and np.array_equal(self.offsets, other.offsets))
+        return (
+            isinstance(other, Ragged)
+            and np.array_equal(self.flat, other.flat)
+            and np.array_equal(self.offsets, other.offsets)
+        )
 
     @property
     def lengths(self) -> np.ndarray:

@@ -28,7 +28,8 @@ def experiment_name(task: str, override: str | None = None) -> str:
 
 
 def run_name(method: str, model: str, task: str, seed: int, tags: dict | None = None) -> str:
-    """Distinct and sortable within a study or grid: <method>-<model>-<task>[-t<trial>|-final|-<knob><value>]-s<seed>
+    """Distinct and sortable within a study or grid:
+    <method>-<model>-<task>[-t<trial>|-final|-<knob><value>]-s<seed>
     (trials zero-padded, so names sort in trial order)."""
     tags = tags or {}
     name = f"{method}-{Path(model).name}-{task}"
@@ -60,18 +61,25 @@ def standard_tags(command: str | None = None) -> dict:
     except (KeyError, OSError):
         user = "unknown"
     sha = git_state()["git_sha"]
-    return {MLFLOW_SOURCE_NAME: command, MLFLOW_SOURCE_TYPE: "LOCAL", MLFLOW_USER: user,
-            **({MLFLOW_GIT_COMMIT: sha} if sha != "unknown" else {})}
+    return {
+        MLFLOW_SOURCE_NAME: command,
+        MLFLOW_SOURCE_TYPE: "LOCAL",
+        MLFLOW_USER: user,
+        **({MLFLOW_GIT_COMMIT: sha} if sha != "unknown" else {}),
+    }
 
 
 def experiment_note(experiment: str) -> str:
     """The experiment's description in the MLflow UI: what its runs are and how to find the usual ones."""
-    return (f"{experiment}: bench runs. Tag `phase` says what made each run: single (bench run), trial (a sweep "
-            "trial), final (a sweep's best configuration on a final seed; report tables read these), study (a "
-            "sweep's parent, with its budget and result metrics), intrinsic / intrinsic-study (curve points and "
-            "their parent). Useful filters: tags.phase = 'final'; tags.study = '<name>'; tags.method = 'lora'. "
-            "Columns: metrics.best_<split>_<metric> (at the best evaluation), metrics.params_method (the method's "
-            "trainable parameters). Schema: docs/tracking.md.")
+    return (
+        f"{experiment}: bench runs. Tag `phase` says what made each run: single (bench run), trial (a sweep "
+        "trial), final (a sweep's best configuration on a final seed; report tables read these), study (a "
+        "sweep's parent, with its budget and result metrics), intrinsic / intrinsic-study (curve points and "
+        "their parent). Useful filters: tags.phase = 'final'; tags.study = '<name>'; tags.method = 'lora'. "
+        "Columns: metrics.best_<split>_<metric> (at the best evaluation), metrics.params_method (the "
+        "method's "
+        "trainable parameters). Schema: docs/tracking.md."
+    )
 
 
 def intrinsic_name(model: str, task: str) -> str:
@@ -82,10 +90,18 @@ def run_tags(cfg, method, method_config, phase: str = SINGLE) -> dict:
     """Tags every training run carries; cfg.tags (sweeps, intrinsic grids) are added on top."""
     knob = method.knob
 
-    return {"method": cfg.method, "model": cfg.model, "task": cfg.task, "seed": cfg.seed,
-            "config_hash": cfg.config_hash(), "phase": phase, "knob": knob or "-",
-            "selected_on": selection_split(cfg, get_task(cfg.task)),
-            "knob_value": getattr(method_config, knob) if knob else "-", **cfg.tags}
+    return {
+        "method": cfg.method,
+        "model": cfg.model,
+        "task": cfg.task,
+        "seed": cfg.seed,
+        "config_hash": cfg.config_hash(),
+        "phase": phase,
+        "knob": knob or "-",
+        "selected_on": selection_split(cfg, get_task(cfg.task)),
+        "knob_value": getattr(method_config, knob) if knob else "-",
+        **cfg.tags,
+    }
 
 
 HOLDOUT = "holdout"  # the split carved from train when select_on=holdout

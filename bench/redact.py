@@ -13,7 +13,8 @@ _USERINFO = re.compile(r"(\b[a-zA-Z][a-zA-Z0-9+.\-]*://[^\s:/@?#]*):([^\s@/?#]+)
 # "host=h password=p", ;token=.., api_key=..
 _KEY_VALUE = re.compile(
     r"(?i)((?:^|[?&;#\s,(])[\w.\-]*(?:password|passwd|pwd|secret|token|api[_-]?key|access[_-]?key|"
-    r"credential|signature|sig)[\w.\-]*\s*=\s*)([^&;#\s,)'\"]+)")
+    r"credential|signature|sig)[\w.\-]*\s*=\s*)([^&;#\s,)'\"]+)"
+)
 
 
 def redact(text) -> str:

@@ -34,7 +34,8 @@ def load_checkpoint(directory: Path, data_dir: str | None = None):
 
 
 def evaluate_checkpoint(directory: Path, data_dir: str | None = None, echo=print) -> dict:
-    """Evaluate a checkpoint on every dev split (and labelled test split) and print it beside the logged values."""
+    """Evaluate a checkpoint on every dev split (and labelled test split) and print it beside the logged
+    values."""
     cfg, task, built, meta = load_checkpoint(directory, data_dir)
     prep = prepare_data(cfg, task, built, train=False)
     accelerator, _ = make_accelerator(cfg.precision)
@@ -49,14 +50,17 @@ def evaluate_checkpoint(directory: Path, data_dir: str | None = None, echo=print
     return {"metrics": metrics, "logged": logged}
 
 
-def predict_checkpoint(directory: Path, splits: list[str] | None, out_dir: str, data_dir: str | None = None,
-                       echo=print) -> list[Path]:
+def predict_checkpoint(
+    directory: Path, splits: list[str] | None, out_dir: str, data_dir: str | None = None, echo=print
+) -> list[Path]:
     """Write the GLUE server's prediction files (index, prediction) for unlabelled splits (default: all of the
     task's), one TSV per split, named as the server expects (RTE.tsv, MNLI-m.tsv, MNLI-mm.tsv)."""
     cfg, task, built, _ = load_checkpoint(directory, data_dir)
     if task.predict is None:
-        raise BenchError(f"task {task.name} has no unlabelled split to predict (its labelled splits are scored "
-                         f"by bench run / bench eval)")
+        raise BenchError(
+            f"task {task.name} has no unlabelled split to predict (its labelled splits are scored "
+            f"by bench run / bench eval)"
+        )
     asked = bool(splits)
     splits = splits or list(task.predict.files)
     examples = {}
@@ -76,9 +80,16 @@ def predict_checkpoint(directory: Path, splits: list[str] | None, out_dir: str, 
         prep = Prepared(task, {}, {}, built.tokenizer.pad_token_id, extra_columns=built.method.batch_columns)
         preds = predict(model, prep, data, cfg.eval_batch_size, accelerator.autocast)
         path = out / task.predict.submission[split]
-        tmp = path.with_suffix(".tsv.tmp")  # written whole, then renamed: never a half file under the real name
-        tmp.write_text("index\tprediction\n" + "".join(
-            f"{i}\t{task.task_kind.format_prediction(task, p)}\n" for i, p in zip(ex.ids, preds, strict=True)))
+        tmp = path.with_suffix(
+            ".tsv.tmp"
+        )  # written whole, then renamed: never a half file under the real name
+        tmp.write_text(
+            "index\tprediction\n"
+            + "".join(
+                f"{i}\t{task.task_kind.format_prediction(task, p)}\n"
+                for i, p in zip(ex.ids, preds, strict=True)
+            )
+        )
         tmp.replace(path)
         written.append(path)
         echo(f"{split}: {len(preds)} predictions -> {path}")

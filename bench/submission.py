@@ -11,8 +11,19 @@ from bench.data import tsv_rows
 from bench.errors import BenchError
 
 # The server's files: one per GLUE task (MNLI twice), AX (the diagnostic set, from the MNLI model) and WNLI.
-EXPECTED = ("AX.tsv", "CoLA.tsv", "MNLI-m.tsv", "MNLI-mm.tsv", "MRPC.tsv", "QNLI.tsv", "QQP.tsv", "RTE.tsv",
-            "SST-2.tsv", "STS-B.tsv", "WNLI.tsv")
+EXPECTED = (
+    "AX.tsv",
+    "CoLA.tsv",
+    "MNLI-m.tsv",
+    "MNLI-mm.tsv",
+    "MRPC.tsv",
+    "QNLI.tsv",
+    "QQP.tsv",
+    "RTE.tsv",
+    "SST-2.tsv",
+    "STS-B.tsv",
+    "WNLI.tsv",
+)
 
 
 def _wnli_dir(data_dir: str) -> Path:
@@ -29,7 +40,9 @@ def write_wnli_majority(data_dir: str, out_dir: Path, echo=print) -> Path:
     train, test = (tsv_rows(where / f) for f in ("train.tsv", "test.tsv"))
     for name, rows, need in (("train.tsv", train, ("label",)), ("test.tsv", test, ("index",))):
         if not rows or any(c not in rows[0] for c in need):
-            raise BenchError(f"{where / name}: no {', '.join(need)} column (header: {', '.join(rows[0] if rows else [])})")
+            raise BenchError(
+                f"{where / name}: no {', '.join(need)} column (header: {', '.join(rows[0] if rows else [])})"
+            )
     labels = Counter(r[train[0].index("label")] for r in train[1:] if r)
     majority, count = labels.most_common(1)[0]
     at = test[0].index("index")
@@ -37,8 +50,10 @@ def write_wnli_majority(data_dir: str, out_dir: Path, echo=print) -> Path:
     tmp = path.with_suffix(".tsv.tmp")
     tmp.write_text("index\tprediction\n" + "".join(f"{r[at]}\t{majority}\n" for r in test[1:] if r))
     tmp.replace(path)
-    echo(f"WNLI.tsv: label {majority} (the training majority, {count} of {sum(labels.values())}) for "
-         f"{sum(1 for r in test[1:] if r)} test pairs, as GLUE's baselines answer WNLI -> {path}")
+    echo(
+        f"WNLI.tsv: label {majority} (the training majority, {count} of {sum(labels.values())}) for "
+        f"{sum(1 for r in test[1:] if r)} test pairs, as GLUE's baselines answer WNLI -> {path}"
+    )
     return path
 
 

@@ -10,7 +10,8 @@ HEADS = ("family", "linear")
 
 
 def set_head(model, task: Task, head: str) -> list[str]:
-    """head=family keeps the family's HF head (BERT: frozen pretrained pooler + linear; RoBERTa, ELECTRA: a new
+    """head=family keeps the family's HF head (BERT: frozen pretrained pooler + linear; RoBERTa, ELECTRA: a
+    new
     dense + tanh + linear; DeBERTa: a new pooler + linear; ModernBERT: a new dense + norm + linear).
     head=linear puts one linear layer on the first token's state, as some references do (each family says how:
     bench/families). Returns the names of the parameters it created."""

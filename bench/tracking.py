@@ -41,14 +41,16 @@ def resolve_uri(uri: str | None) -> str:
     if "://" not in uri:  # a bare path means a SQLite file
         return f"sqlite:///{Path(uri).resolve()}"
     if uri.startswith("sqlite:///"):  # relative SQLite paths are relative to the cwd: pin them down
-        return f"sqlite:///{Path(uri[len('sqlite:///'):]).resolve()}"
+        return f"sqlite:///{Path(uri[len('sqlite:///') :]).resolve()}"
     return uri
 
 
 def check_existing(uri: str) -> None:
     """For commands that only read: a SQLite store that does not exist is an error, not a new empty file."""
-    if uri.startswith("sqlite:///") and not Path(uri[len("sqlite:///"):]).is_file():
-        raise BenchError(f"no MLflow store at {uri} (runs are tracked there by bench run, sweeps and intrinsic)")
+    if uri.startswith("sqlite:///") and not Path(uri[len("sqlite:///") :]).is_file():
+        raise BenchError(
+            f"no MLflow store at {uri} (runs are tracked there by bench run, sweeps and intrinsic)"
+        )
 
 
 def check_reachable(uri: str) -> None:
@@ -84,8 +86,10 @@ def _check_usable(uri: str) -> None:
         return
     if scheme == "file":
         return
-    raise BenchError(f"unsupported tracking URI scheme {scheme!r} in {redact(uri)} "
-                     f"(choices: sqlite, postgresql, mysql, http, https, file)")
+    raise BenchError(
+        f"unsupported tracking URI scheme {scheme!r} in {redact(uri)} "
+        f"(choices: sqlite, postgresql, mysql, http, https, file)"
+    )
 
 
 _MIGRATED: set[str] = set()
@@ -101,7 +105,9 @@ def _migrate_sqlite_once(uri: str, db: Path) -> None:
         try:
             SqlAlchemyStore(uri, (db.parent / "mlartifacts").as_uri())
         except Exception as e:  # a file that is not an MLflow database, or a broken one
-            raise BenchError(f"tracking store {db} is not a usable MLflow SQLite database ({first_line(e)})") from None
+            raise BenchError(
+                f"tracking store {db} is not a usable MLflow SQLite database ({first_line(e)})"
+            ) from None
     _MIGRATED.add(uri)
 
 
@@ -118,8 +124,12 @@ def experiment_id(mlflow_client, name: str, uri: str, note: str | None = None) -
     if uri.startswith("sqlite:///"):  # artifacts beside the database, not wherever the cwd is
         location = (Path(uri.split(":///", 1)[1]).parent / "mlartifacts" / name).as_uri()
     try:
-        # experimentKind: MLflow 3's UI opens such an experiment on its training-runs table, not the GenAI overview.
-        tags = {"mlflow.experimentKind": "custom_model_development", **({"mlflow.note.content": note} if note else {})}
+        # experimentKind: MLflow 3's UI opens such an experiment on its training-runs table, not the GenAI
+        # overview.
+        tags = {
+            "mlflow.experimentKind": "custom_model_development",
+            **({"mlflow.note.content": note} if note else {}),
+        }
         return mlflow_client.create_experiment(name, artifact_location=location, tags=tags)
     except Exception:  # another worker created it first
         return mlflow_client.get_experiment_by_name(name).experiment_id
@@ -147,7 +157,8 @@ LOST_AFTER_BEATS = 10  # a run on another host is lost after this many missed he
 class Tracker:
     """One MLflow run. Metrics are buffered and sent in batches (log_batch) so tracking stays off the
     training hot path; flush() at every evaluation, at the end, and every heartbeat_seconds() from a
-    background thread that also stamps the `heartbeat` tag (so a SIGKILLed run can be told from a live one)."""
+    background thread that also stamps the `heartbeat` tag (so a SIGKILLed run can be told from a live
+    one)."""
 
     def __init__(self, uri: str, run_id: str):
         self.uri = uri
@@ -186,7 +197,7 @@ class Tracker:
         items = [Param(k, redact(v)[:6000]) for k, v in flatten(params).items()]
         with self._timed():
             for i in range(0, len(items), 100):
-                self.client.log_batch(self.run_id, params=items[i:i + 100])
+                self.client.log_batch(self.run_id, params=items[i : i + 100])
 
     def set_tags(self, tags: dict) -> None:
         with self._timed():
@@ -219,7 +230,9 @@ class Tracker:
         parts = urlsplit(uri)
         if parts.scheme == "file":
             return Path(unquote(parts.path))
-        if not parts.scheme:  # a plain path; any scheme (s3://, mlflow-artifacts:/ of a proxying server) is remote
+        if (
+            not parts.scheme
+        ):  # a plain path; any scheme (s3://, mlflow-artifacts:/ of a proxying server) is remote
             return Path(uri)
         return None
 
@@ -252,8 +265,12 @@ def tracked_run(uri: str, experiment: str, run_name: str, tags: dict, parent_run
         with contextlib.suppress(Exception):
             tracker.flush()
             reason = "stopped_by" if isinstance(e, StopRun) else "error"
-            tracker.set_tags({reason: f"{type(e).__name__}: {first_line(e)}"[:5000],
-                              "state": getattr(e, "state", status.lower())})
+            tracker.set_tags(
+                {
+                    reason: f"{type(e).__name__}: {first_line(e)}"[:5000],
+                    "state": getattr(e, "state", status.lower()),
+                }
+            )
         with contextlib.suppress(Exception):
             c.set_terminated(run.info.run_id, status)
         raise
@@ -277,7 +294,11 @@ def close_lost_runs(uri: str) -> list[str]:
     c = client(uri)
     try:
         exps = [e.experiment_id for e in c.search_experiments()]
-        running = c.search_runs(exps, filter_string="attributes.status = 'RUNNING'", max_results=1000) if exps else []
+        running = (
+            c.search_runs(exps, filter_string="attributes.status = 'RUNNING'", max_results=1000)
+            if exps
+            else []
+        )
     except Exception:  # noqa: BLE001 - reaping is housekeeping: never fail the command for it
         return []
     host, now, closed = socket.gethostname(), time.time(), []
@@ -310,9 +331,11 @@ def create_container(uri: str, experiment: str, name: str, tags: dict, params: d
     RUNNING while its workers work (update_container); children attach to it by explicit parent id, which
     works across processes and machines."""
     c = client(uri)
-    run = c.create_run(experiment_id(c, experiment, uri, experiment_note(experiment)), run_name=name,
-                       tags={**standard_tags(), **{k: redact(v) for k, v in tags.items()},
-                             "mlflow.runName": name})
+    run = c.create_run(
+        experiment_id(c, experiment, uri, experiment_note(experiment)),
+        run_name=name,
+        tags={**standard_tags(), **{k: redact(v) for k, v in tags.items()}, "mlflow.runName": name},
+    )
     tracker = Tracker(uri, run.info.run_id)
     tracker.log_params(params)
     c.set_terminated(run.info.run_id, "FINISHED")
@@ -325,7 +348,9 @@ def update_container(uri: str, run_id: str, metrics: dict, status: str | None = 
     c = client(uri)
     with contextlib.suppress(Exception):
         now = int(time.time() * 1000)
-        c.log_batch(run_id, metrics=[Metric(k, float(v), now, 0) for k, v in metrics.items() if v is not None])
+        c.log_batch(
+            run_id, metrics=[Metric(k, float(v), now, 0) for k, v in metrics.items() if v is not None]
+        )
         if status == "RUNNING" and c.get_run(run_id).info.status != "RUNNING":
             c.update_run(run_id, status="RUNNING")
         elif status in ("FINISHED", "FAILED", "KILLED"):
@@ -339,8 +364,11 @@ def log_datasets(uri: str, run_id: str, task_name: str, sources: dict) -> None:
     for split, (source, fingerprint, rows) in sources.items():
         if source.startswith("hf:"):
             parts = source[3:].split("/")
-            src = HuggingFaceDatasetSource(path="/".join(parts[:-2]) if len(parts) > 2 else parts[0],
-                                           config_name=parts[-2] if len(parts) > 2 else None, split=parts[-1])
+            src = HuggingFaceDatasetSource(
+                path="/".join(parts[:-2]) if len(parts) > 2 else parts[0],
+                config_name=parts[-2] if len(parts) > 2 else None,
+                split=parts[-1],
+            )
         else:
             with warnings.catch_warnings():  # "can be interpreted in multiple ways": both are the local file
                 warnings.simplefilter("ignore")
@@ -379,8 +407,12 @@ def find_runs(uri: str, experiment: str, tags: dict, status: str | None = None, 
 def finished_run(cfg, phase: str, scope: dict):
     """The FINISHED run of this (config hash, seed) in `phase` within `scope` (e.g. {"study": name}),
     or None: sweeps and grids reuse it instead of training again."""
-    runs = find_runs(cfg.tracking_uri, cfg.experiment, {**scope, "phase": phase, "config_hash": cfg.config_hash(),
-                                                        "seed": cfg.seed}, status="FINISHED")
+    runs = find_runs(
+        cfg.tracking_uri,
+        cfg.experiment,
+        {**scope, "phase": phase, "config_hash": cfg.config_hash(), "seed": cfg.seed},
+        status="FINISHED",
+    )
     return runs[0] if runs else None
 
 
@@ -396,7 +428,14 @@ def load_runs(tracking_uri: str | None = None, phase: str | None = FINAL):
     where = "attributes.status = 'FINISHED'" + (f" and tags.phase = '{phase}'" if phase else "")
     df = mlflow.search_runs(search_all_experiments=True, filter_string=where)
     if df.empty:
-        raise BenchError(f"no FINISHED{' ' + phase if phase else ''} runs in {redact(uri)}"
-                         + (" (final runs come from `bench sweep finalize`; --all-runs uses every run)" if phase == FINAL
-                            else " (they come from `bench intrinsic`)" if phase == INTRINSIC else ""))
+        raise BenchError(
+            f"no FINISHED{' ' + phase if phase else ''} runs in {redact(uri)}"
+            + (
+                " (final runs come from `bench sweep finalize`; --all-runs uses every run)"
+                if phase == FINAL
+                else " (they come from `bench intrinsic`)"
+                if phase == INTRINSIC
+                else ""
+            )
+        )
     return df

@@ -32,7 +32,9 @@ class Prepared:
     pad_id: int
     extra_columns: tuple[str, ...] = ()  # batch columns the method reads (PASTA: special_tokens_mask)
     test: dict[str, dict] = field(default_factory=dict)  # labelled test splits, scored once at the best epoch
-    sources: dict[str, tuple] = field(default_factory=dict)  # split -> (where it was read, content digest, rows)
+    sources: dict[str, tuple] = field(
+        default_factory=dict
+    )  # split -> (where it was read, content digest, rows)
 
 
 @dataclass
@@ -68,7 +70,9 @@ CPU_EVAL_TOKENS = 1024
 
 
 @torch.inference_mode()
-def predict(model, prep: Prepared, data: dict, batch_size: int, autocast, progress: str | None = None) -> list:
+def predict(
+    model, prep: Prepared, data: dict, batch_size: int, autocast, progress: str | None = None
+) -> list:
     """Predictions in input order: class ids, scores, or per-token class ids. progress: a label for a
     progress bar over the batches (none when None)."""
     model.eval()
@@ -87,19 +91,26 @@ def predict(model, prep: Prepared, data: dict, batch_size: int, autocast, progre
     return kind.finish(prep.task, out, data)
 
 
-def evaluate(model, prep: Prepared, batch_size: int, autocast, splits: dict | None = None,
-             progress: bool = False) -> dict[str, dict]:
+def evaluate(
+    model, prep: Prepared, batch_size: int, autocast, splits: dict | None = None, progress: bool = False
+) -> dict[str, dict]:
     """Metrics of every split in `splits` (default: the dev splits, then the task's pooled splits, e.g. MNLI's
     dev_all: their predictions scored together), with a progress bar per split if asked."""
     gold = prep.task.task_kind.gold
     chosen = prep.dev if splits is None else splits
-    scored = {split: (predict(model, prep, data, batch_size, autocast, f"eval {split}" if progress else None),
-                      gold(data)) for split, data in chosen.items()}
+    scored = {
+        split: (
+            predict(model, prep, data, batch_size, autocast, f"eval {split}" if progress else None),
+            gold(data),
+        )
+        for split, data in chosen.items()
+    }
     out = {split: compute_metrics(prep.task, p, g) for split, (p, g) in scored.items()}
     for name, parts in (prep.task.pooled_splits if splits is None else {}).items():
         if all(p in scored for p in parts):
-            out[name] = compute_metrics(prep.task, [x for p in parts for x in scored[p][0]],
-                                        [x for p in parts for x in scored[p][1]])
+            out[name] = compute_metrics(
+                prep.task, [x for p in parts for x in scored[p][0]], [x for p in parts for x in scored[p][1]]
+            )
     return out
 
 
@@ -113,16 +124,28 @@ def lr_factor(schedule: str, warmup: int, total: int):
     """The lr multiplier at an optimizer step: linear warmup over `warmup` steps, then linear decay to 0 at
     `total` (transformers' get_linear_schedule_with_warmup) or flat (its constant_schedule_with_warmup).
     Written out because those functions give every parameter group one lambda, and a group may keep its lr."""
+
     def factor(step: int) -> float:
         if step < warmup:
             return step / max(1, warmup)
         return 1.0 if schedule == "constant" else max(0.0, (total - step) / max(1, total - warmup))
+
     return factor
 
 
-def train(model, prep: Prepared, cfg, accelerator, stored_names: set[str], log: Callable[[dict, int], None],
-          on_eval: Callable[[int, dict], None] | None = None, progress: bool = True,
-          sync_timers: bool = False, method=None, method_cfg=None) -> TrainResult:
+def train(
+    model,
+    prep: Prepared,
+    cfg,
+    accelerator,
+    stored_names: set[str],
+    log: Callable[[dict, int], None],
+    on_eval: Callable[[int, dict], None] | None = None,
+    progress: bool = True,
+    sync_timers: bool = False,
+    method=None,
+    method_cfg=None,
+) -> TrainResult:
     """Trains `model` in place and leaves it holding the weights of the best evaluation.
 
     Best = highest main metric on the first dev split; ties keep the earlier evaluation.
@@ -138,7 +161,9 @@ def train(model, prep: Prepared, cfg, accelerator, stored_names: set[str], log: 
     if method is None:
         method = Method()
     groups = [g for g in method.param_groups(model, method_cfg, cfg.weight_decay) if g["params"]]
-    optimizer = torch.optim.AdamW(groups, lr=cfg.lr, betas=(0.9, cfg.adam_beta2), eps=cfg.adam_eps, fused=True)
+    optimizer = torch.optim.AdamW(
+        groups, lr=cfg.lr, betas=(0.9, cfg.adam_beta2), eps=cfg.adam_eps, fused=True
+    )
     lengths_np = prep.train["input_ids"].lengths
     lengths = lengths_np.tolist()
     steps_per_epoch = math.ceil(len(lengths) / cfg.batch_size)
@@ -147,8 +172,13 @@ def train(model, prep: Prepared, cfg, accelerator, stored_names: set[str], log: 
     # Loss curves with at least ~10 points: a short run logs more often than log_every, and the last step
     # always logs its window.
     log_every = max(1, min(cfg.log_every, total // 10))
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, [
-        constant if g.get("schedule") == "constant" else lr_factor(cfg.lr_schedule, warmup, total) for g in groups])
+    scheduler = torch.optim.lr_scheduler.LambdaLR(
+        optimizer,
+        [
+            constant if g.get("schedule") == "constant" else lr_factor(cfg.lr_schedule, warmup, total)
+            for g in groups
+        ],
+    )
     # Clipped apart where a method asks (Diff pruning clips its diff and its gate logits separately, as its
     # reference does); otherwise every trainable tensor together.
     clip_sets: dict[str, list] = {}
@@ -160,7 +190,8 @@ def train(model, prep: Prepared, cfg, accelerator, stored_names: set[str], log: 
             model.activation_checkpointing_enable(activation_checkpointing_kwargs=kwargs)
         else:
             model.gradient_checkpointing_enable(gradient_checkpointing_kwargs=kwargs)
-    # Data-parallel under torchrun / accelerate launch: `forward` is the DistributedDataParallel wrapper, `model`
+    # Data-parallel under torchrun / accelerate launch: `forward` is the DistributedDataParallel wrapper,
+    # `model`
     # stays the plain module (its names are the checkpoint's; the wrapper shares its parameters).
     wrapped, optimizer = accelerator.prepare(model, optimizer)
     world, rank = accelerator.num_processes, accelerator.process_index
@@ -193,7 +224,9 @@ def train(model, prep: Prepared, cfg, accelerator, stored_names: set[str], log: 
         log({**flat, "epoch": step / steps_per_epoch}, step)
         res.history.append({"epoch": tag_epoch, "step": step, **flat})
         value = metrics[main_split][cfg.select_metric or task.main_metric]
-        if value > best_value and method.eval_selectable(method_cfg, step, total):  # strict: ties keep the earlier
+        if value > best_value and method.eval_selectable(
+            method_cfg, step, total
+        ):  # strict: ties keep the earlier
             best_value, bad_epochs = value, 0
             best_state = {n: p.detach().clone() for n, p in model.named_parameters() if n in snapshot}
             res.best_epoch, res.best_step, res.best_metrics = tag_epoch, step, metrics

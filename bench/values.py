@@ -24,13 +24,19 @@ def typed(name: str, value, kind: str, owner: str = ""):
     if base in ("int", "float"):
         if isinstance(value, str):
             try:
-                value = float(value) if base == "float" or not value.strip().lstrip("+-").isdigit() else int(value)
+                value = (
+                    float(value)
+                    if base == "float" or not value.strip().lstrip("+-").isdigit()
+                    else int(value)
+                )
             except ValueError:
                 raise bad from None
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise bad
         if not math.isfinite(value):
-            raise BenchError(f"option {name}={value}" + (f" {owner}" if owner else "") + " must be a finite number")
+            raise BenchError(
+                f"option {name}={value}" + (f" {owner}" if owner else "") + " must be a finite number"
+            )
         if base == "int":
             if not float(value).is_integer():
                 raise bad

@@ -26,17 +26,28 @@ def find_task_run(task_name: str, cfg) -> str:
     uri = tracking.resolve_uri(cfg.tracking_uri)
     client = tracking.client(uri)
     experiment = client.get_experiment_by_name(record.experiment_name(task.name))
-    runs = [] if experiment is None else client.search_runs(
-        [experiment.experiment_id],
-        filter_string=f"tags.method = '{cfg.method}' and tags.model = '{cfg.model}' and attributes.status = 'FINISHED'")
+    runs = (
+        []
+        if experiment is None
+        else client.search_runs(
+            [experiment.experiment_id],
+            filter_string=f"tags.method = '{cfg.method}' and tags.model = '{cfg.model}' and "
+            f"attributes.status = 'FINISHED'",
+        )
+    )
     metric = record.best_metric(task.dev_splits[0], task.main_metric)
     options = {f"method_config.{k}": str(v) for k, v in cfg.method_options.items()}
-    runs = [r for r in runs if metric in r.data.metrics
-            and all(r.data.params.get(k) == v for k, v in options.items())]
+    runs = [
+        r
+        for r in runs
+        if metric in r.data.metrics and all(r.data.params.get(k) == v for k, v in options.items())
+    ]
     if not runs:
-        raise BenchError(f"init_from {TASK_PREFIX}{task.name}: no finished {cfg.method} run of {cfg.model} on "
-                         f"{task.name} in {tracking.redact(uri)}; train it first (bench run --method {cfg.method} "
-                         f"--model {cfg.model} --task {task.name}) or set init_from=null")
+        raise BenchError(
+            f"init_from {TASK_PREFIX}{task.name}: no finished {cfg.method} run of {cfg.model} on "
+            f"{task.name} in {tracking.redact(uri)}; train it first (bench run --method {cfg.method} "
+            f"--model {cfg.model} --task {task.name}) or set init_from=null"
+        )
     return max(runs, key=lambda r: r.data.metrics[metric]).info.run_id
 
 
@@ -49,7 +60,7 @@ def warm_start(model, cfg, head: tuple[str, ...]) -> dict:
         if Path(spec).is_dir():
             directory, source = Path(spec), str(Path(spec).resolve())
         else:
-            source = find_task_run(spec[len(TASK_PREFIX):], cfg) if spec.startswith(TASK_PREFIX) else spec
+            source = find_task_run(spec[len(TASK_PREFIX) :], cfg) if spec.startswith(TASK_PREFIX) else spec
             directory = download_run_checkpoint(source, cfg.tracking_uri, tmp)
         meta = checkpoint.read_meta(directory)
         weights = checkpoint.verify(directory)
@@ -57,8 +68,10 @@ def warm_start(model, cfg, head: tuple[str, ...]) -> dict:
         mine = {"method": cfg.method, "model": cfg.model, "method_options": cfg.method_options}
         for key, value in mine.items():
             if theirs.get(key, {} if key == "method_options" else None) != value:
-                raise BenchError(f"init_from {spec}: the source trained {key} {theirs.get(key)!r}, this run "
-                                 f"{value!r}: a warm start needs the same method, model and method options")
+                raise BenchError(
+                    f"init_from {spec}: the source trained {key} {theirs.get(key)!r}, this run "
+                    f"{value!r}: a warm start needs the same method, model and method options"
+                )
 
         try:
             state = load_file(str(weights))
@@ -73,6 +86,9 @@ def warm_start(model, cfg, head: tuple[str, ...]) -> dict:
         for name, tensor in body.items():
             params[name].copy_(tensor)
     chain = meta.get("init_chain") or ""
-    return {"init_from": source, "init_from_task": meta["task"],
-            "init_chain": f"{chain} > {meta['task']}:{source}" if chain else f"{meta['task']}:{source}",
-            "init_from_params": str(sum(t.numel() for t in body.values()))}
+    return {
+        "init_from": source,
+        "init_from_task": meta["task"],
+        "init_chain": f"{chain} > {meta['task']}:{source}" if chain else f"{meta['task']}:{source}",
+        "init_from_params": str(sum(t.numel() for t in body.values())),
+    }

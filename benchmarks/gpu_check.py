@@ -20,13 +20,26 @@ LR = {"full": 5e-5, "pasta": 1e-2, "adapter": 1e-3, "bitfit": 3e-3, "lora": 1e-3
 def main(model_dir, data_dir, steps=300):
     quiet_libraries()
     task = get_task("rte")
-    print(f"device {torch.cuda.get_device_name(0)}; torch {torch.__version__}; MiniLM (fp16 copy, loaded fp32); "
-          f"RTE, {steps} steps, batch 32, bf16 autocast; dev = 277 RTE dev pairs; 1 seed")
+    print(
+        f"device {torch.cuda.get_device_name(0)}; torch {torch.__version__}; MiniLM (fp16 copy, loaded "
+        f"fp32); "
+        f"RTE, {steps} steps, batch 32, bf16 autocast; dev = 277 RTE dev pairs; 1 seed"
+    )
     rows = []
     for method in LR:
-        cfg = build_config({"method": method, "model": model_dir, "task": "rte", "data_dir": data_dir,
-                            "max_steps": steps, "epochs": 100, "lr": LR[method], "precision": "auto",
-                            "eval_batch_size": 256})
+        cfg = build_config(
+            {
+                "method": method,
+                "model": model_dir,
+                "task": "rte",
+                "data_dir": data_dir,
+                "max_steps": steps,
+                "epochs": 100,
+                "lr": LR[method],
+                "precision": "auto",
+                "eval_batch_size": 256,
+            }
+        )
         built = build_model(cfg, task)
         built.model.float()
         prep = prepare_data(cfg, task, built)
@@ -35,12 +48,23 @@ def main(model_dir, data_dir, steps=300):
         t0 = time.perf_counter()
         res = train(built.model, prep, cfg, accelerator, built.stored_names, lambda *a: None, progress=False)
         torch.cuda.synchronize()
-        rows.append((method, precision, res.steps / res.train_seconds, torch.cuda.max_memory_allocated() / 2**20,
-                     res.best_metrics["dev"]["accuracy"], time.perf_counter() - t0))
+        rows.append(
+            (
+                method,
+                precision,
+                res.steps / res.train_seconds,
+                torch.cuda.max_memory_allocated() / 2**20,
+                res.best_metrics["dev"]["accuracy"],
+                time.perf_counter() - t0,
+            )
+        )
         del built, accelerator
         torch.cuda.empty_cache()
     full_mem = rows[0][3]
-    print(f"{'method':<9}{'precision':<10}{'steps/s':>9}{'peak MiB':>10}{'x full':>8}{'dev acc':>9}{'wall s':>8}")
+    print(
+        f"{'method':<9}{'precision':<10}{'steps/s':>9}{'peak MiB':>10}{'x full':>8}"
+        f"{'dev acc':>9}{'wall s':>8}"
+    )
     for m, p, sps, mem, acc, wall in rows:
         print(f"{m:<9}{p:<10}{sps:>9.1f}{mem:>10.0f}{mem / full_mem:>8.2f}{acc:>9.4f}{wall:>8.1f}")
 

@@ -29,10 +29,31 @@ def main():
         for task in tasks:
             n, epochs, bs = BUDGETS[task]
             for method in methods:
-                cmd = ["bench", "run", "--method", method, "--model", "minilm", "--task", task, "--data-dir",
-                       args.data_dir, "--max-train-samples", str(n), "--epochs", str(epochs), "--batch-size",
-                       str(bs), "--lr", str(LR[method]), "--tracking-uri", args.tracking_uri,
-                       "--experiment", "methods-minilm", "--no-progress"]
+                cmd = [
+                    "bench",
+                    "run",
+                    "--method",
+                    method,
+                    "--model",
+                    "minilm",
+                    "--task",
+                    task,
+                    "--data-dir",
+                    args.data_dir,
+                    "--max-train-samples",
+                    str(n),
+                    "--epochs",
+                    str(epochs),
+                    "--batch-size",
+                    str(bs),
+                    "--lr",
+                    str(LR[method]),
+                    "--tracking-uri",
+                    args.tracking_uri,
+                    "--experiment",
+                    "methods-minilm",
+                    "--no-progress",
+                ]
                 print(" ".join(cmd), flush=True)
                 subprocess.run(cmd, check=False)
     print(table(args.tracking_uri, tasks, methods))
@@ -40,10 +61,16 @@ def main():
 
 def table(uri, tasks, methods):
     mlflow.set_tracking_uri(uri)
-    runs = mlflow.search_runs(experiment_names=["methods-minilm"], filter_string="attributes.status = 'FINISHED'",
-                              order_by=["attributes.start_time DESC"])
-    lines = ["| task (dev metric) | method | lr | method params | % of backbone | dev | majority baseline | "
-             "seconds |", "|---|---|---|---|---|---|---|---|"]
+    runs = mlflow.search_runs(
+        experiment_names=["methods-minilm"],
+        filter_string="attributes.status = 'FINISHED'",
+        order_by=["attributes.start_time DESC"],
+    )
+    lines = [
+        "| task (dev metric) | method | lr | method params | % of backbone | dev | majority baseline | "
+        "seconds |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
     for task in tasks:
         t = get_task(task)
         split, metric = t.dev_splits[0], t.main_metric
@@ -54,13 +81,19 @@ def table(uri, tasks, methods):
             r = sel.iloc[0]
             n, epochs, bs = BUDGETS[task]
             lines.append(
-                f"| {task} ({metric}) | {method} | {float(r['params.lr']):g} | {int(r['metrics.params_method']):,} | "
+                f"| {task} ({metric}) | {method} | {float(r['params.lr']):g} | "
+                f"{int(r['metrics.params_method']):,} | "
                 f"{100 * r['metrics.params_method'] / r['metrics.params_backbone']:.3f}% | "
-                f"{r[f'metrics.best_{split}_{metric}']:.4f} | {r[f'metrics.baseline_{split}_{metric}']:.4f} | "
-                f"{r['metrics.wall_seconds']:.0f} |")
-    lines.append("\nBudget per task (first N training examples x epochs, batch 16, seed 42): " + "; ".join(
-        f"{t} {BUDGETS[t][0]} x {BUDGETS[t][1]}" for t in tasks) + ". dev: the full GLUE/CoNLL dev split; "
-        "1 seed (42); seconds: wall time of the run (model load to checkpoint).")
+                f"{r[f'metrics.best_{split}_{metric}']:.4f} | {r[f'metrics.baseline_{split}_{metric}']:.4f} "
+                f"| "
+                f"{r['metrics.wall_seconds']:.0f} |"
+            )
+    lines.append(
+        "\nBudget per task (first N training examples x epochs, batch 16, seed 42): "
+        + "; ".join(f"{t} {BUDGETS[t][0]} x {BUDGETS[t][1]}" for t in tasks)
+        + ". dev: the full GLUE/CoNLL dev split; "
+        "1 seed (42); seconds: wall time of the run (model load to checkpoint)."
+    )
     return "\n".join(lines)
 
 

@@ -1,4 +1,5 @@
-"""`bench perf` (benchmark tooling, outside the core that trains): the same (model, method, task, hyperparameters, batch, seed, steps) through bench's own
+"""`bench perf` (benchmark tooling, outside the core that trains): the same (model, method, task,
+hyperparameters, batch, seed, steps) through bench's own
 loop and through the HF Trainer configured as users do it — (a) run_glue style, every example padded to
 max length 128; (b) dynamic padding + group_by_length — alternated over repetitions, medians and ratios
 printed side by side. All numbers come from this one invocation on this machine."""
@@ -55,8 +56,6 @@ from methods import get_method, reference_method
 PYTHON = [sys.executable, "-P"]
 
 
-
-
 @contextlib.contextmanager
 def peak_memory():
     """Peak RSS (CPU) or peak CUDA allocation during the block, and its rise over the start."""
@@ -67,8 +66,11 @@ def peak_memory():
         start = torch.cuda.memory_allocated()
         yield out
         torch.cuda.synchronize()
-        out.update(kind="CUDA peak allocated", peak=torch.cuda.max_memory_allocated(),
-                   rise=torch.cuda.max_memory_allocated() - start)
+        out.update(
+            kind="CUDA peak allocated",
+            peak=torch.cuda.max_memory_allocated(),
+            rise=torch.cuda.max_memory_allocated() - start,
+        )
         return
     proc, stop, peak = psutil.Process(), threading.Event(), [0]
     start = proc.memory_info().rss
@@ -107,7 +109,8 @@ def matmul_peak() -> float:
 
 
 def flops_per_token(model, weight_gradients: bool) -> float:
-    """Training FLOPs per token: 6N with weight gradients (full FT, SAID/DID, Diff pruning), 4N without (frozen backbone:
+    """Training FLOPs per token: 6N with weight gradients (full FT, SAID/DID, Diff pruning), 4N without
+    (frozen backbone:
     forward 2N + activation gradients 2N), N = encoder parameters without embeddings."""
     n = sum(p.numel() for name, p in model.base_model.named_parameters() if "embeddings" not in name)
     return (6 if weight_gradients else 4) * n
@@ -139,20 +142,43 @@ def run_bench(cfg: RunConfig, steps: int, eval_samples: int | None = None) -> di
     data_s = time.perf_counter() - t0
     accelerator, _ = make_accelerator(cfg.precision)
     with peak_memory() as mem:
-        res = train(built.model, prep, cfg, accelerator, built.stored_names, lambda *a: None, progress=False,
-                    sync_timers=True)
+        res = train(
+            built.model,
+            prep,
+            cfg,
+            accelerator,
+            built.stored_names,
+            lambda *a: None,
+            progress=False,
+            sync_timers=True,
+        )
     main = task.dev_splits[0]
-    return {"train_s": res.train_seconds, "first_step_s": res.first_step_seconds, "tokens": res.train_tokens,
-            "eval_s": res.eval_seconds, "eval_n": res.eval_samples, "metric": res.best_metrics[main][task.main_metric],
-            "trainable": trainable(built.model),
-            "timings": res.timings, "mem": mem, "load_data_s": data_s, "steps": res.steps,
-            "flops_per_token": flops_per_token(built.model, not built.method.frozen_backbone),
-            # What the method reports of itself after training (SAID/DID: projection state bytes per parameter).
-            "method_counts": built.method.counts_after_training(built.model, built.method_config)}
+    return {
+        "train_s": res.train_seconds,
+        "first_step_s": res.first_step_seconds,
+        "tokens": res.train_tokens,
+        "eval_s": res.eval_seconds,
+        "eval_n": res.eval_samples,
+        "metric": res.best_metrics[main][task.main_metric],
+        "trainable": trainable(built.model),
+        "timings": res.timings,
+        "mem": mem,
+        "load_data_s": data_s,
+        "steps": res.steps,
+        "flops_per_token": flops_per_token(built.model, not built.method.frozen_backbone),
+        # What the method reports of itself after training (SAID/DID: projection state bytes per parameter).
+        "method_counts": built.method.counts_after_training(built.model, built.method_config),
+    }
 
 
-def run_trainer(cfg: RunConfig, steps: int, pad_to_max: bool, ref: str = "ours", eval_samples: int | None = None,
-                bench_batches: bool = False) -> dict:
+def run_trainer(
+    cfg: RunConfig,
+    steps: int,
+    pad_to_max: bool,
+    ref: str = "ours",
+    eval_samples: int | None = None,
+    bench_batches: bool = False,
+) -> dict:
     """The reference: transformers.Trainer on the same model with the method as `ref` attaches it
     (benchmarks/references.py), users' defaults otherwise (eval batch 8). bench_batches: the Trainer trains on
     the batches bench's loop draws for the same seed, in its order, instead of its own length-grouped sampler
@@ -162,15 +188,20 @@ def run_trainer(cfg: RunConfig, steps: int, pad_to_max: bool, ref: str = "ours",
     prep = prepare_data(cfg, task, built)
     tok = built.tokenizer
     # + the columns the method reads (PASTA: special_tokens_mask), which the Trainer must not drop
-    keep = [k for k in ("input_ids", "token_type_ids", "labels", *built.method.batch_columns) if k in prep.train]
+    keep = [
+        k for k in ("input_ids", "token_type_ids", "labels", *built.method.batch_columns) if k in prep.train
+    ]
 
     def dataset(cols):
         ds = Dataset.from_dict({k: cols[k].tolist() for k in keep})
         if pad_to_max:  # run_glue's --pad_to_max_length (its default): every row padded to max_length
+
             def pad(row):
                 n = cfg.max_length - len(row["input_ids"])
-                out = {"input_ids": row["input_ids"] + [tok.pad_token_id] * n,
-                       "attention_mask": [1] * len(row["input_ids"]) + [0] * n}
+                out = {
+                    "input_ids": row["input_ids"] + [tok.pad_token_id] * n,
+                    "attention_mask": [1] * len(row["input_ids"]) + [0] * n,
+                }
                 if "token_type_ids" in row:
                     out["token_type_ids"] = row["token_type_ids"] + [0] * n
                 if "special_tokens_mask" in row:
@@ -178,25 +209,48 @@ def run_trainer(cfg: RunConfig, steps: int, pad_to_max: bool, ref: str = "ours",
                 if task.kind == TAGGING:
                     out["labels"] = row["labels"] + [IGNORE_INDEX] * n
                 return out
+
             ds = ds.map(pad)
         return ds
 
-    collator = (default_data_collator if pad_to_max else
-                DataCollatorForTokenClassification(tok) if task.kind == TAGGING else DataCollatorWithPadding(tok))
+    collator = (
+        default_data_collator
+        if pad_to_max
+        else DataCollatorForTokenClassification(tok)
+        if task.kind == TAGGING
+        else DataCollatorWithPadding(tok)
+    )
     cuda = torch.cuda.is_available()
     # transformers 5.2x renamed gradient_checkpointing (the old name still works, with a warning)
-    ckpt = ("activation_checkpointing" if "activation_checkpointing" in TrainingArguments.__dataclass_fields__
-            else "gradient_checkpointing")
+    ckpt = (
+        "activation_checkpointing"
+        if "activation_checkpointing" in TrainingArguments.__dataclass_fields__
+        else "gradient_checkpointing"
+    )
     with tempfile.TemporaryDirectory() as tmp:
         args = TrainingArguments(
-            output_dir=tmp, per_device_train_batch_size=cfg.batch_size, per_device_eval_batch_size=8,
-            max_steps=steps, learning_rate=cfg.lr, weight_decay=cfg.weight_decay, warmup_steps=int(cfg.warmup_ratio * steps),
-            max_grad_norm=cfg.max_grad_norm, lr_scheduler_type="linear", logging_strategy="no", save_strategy="no",
-            eval_strategy="no", report_to=[], seed=cfg.seed, remove_unused_columns=not built.method.batch_columns,
+            output_dir=tmp,
+            per_device_train_batch_size=cfg.batch_size,
+            per_device_eval_batch_size=8,
+            max_steps=steps,
+            learning_rate=cfg.lr,
+            weight_decay=cfg.weight_decay,
+            warmup_steps=int(cfg.warmup_ratio * steps),
+            max_grad_norm=cfg.max_grad_norm,
+            lr_scheduler_type="linear",
+            logging_strategy="no",
+            save_strategy="no",
+            eval_strategy="no",
+            report_to=[],
+            seed=cfg.seed,
+            remove_unused_columns=not built.method.batch_columns,
             train_sampling_strategy="random" if pad_to_max else "group_by_length",
-            dataloader_num_workers=0, use_cpu=not cuda, bf16=cuda and torch.cuda.is_bf16_supported(),
+            dataloader_num_workers=0,
+            use_cpu=not cuda,
+            bf16=cuda and torch.cuda.is_bf16_supported(),
             **{ckpt: cfg.gradient_checkpointing, f"{ckpt}_kwargs": {"use_reentrant": False}},
-            disable_tqdm=True)
+            disable_tqdm=True,
+        )
         step_ends = []
 
         class StepClock(TrainerCallback):
@@ -205,14 +259,23 @@ def run_trainer(cfg: RunConfig, steps: int, pad_to_max: bool, ref: str = "ours",
 
         class BenchBatches(Trainer):
             def get_train_dataloader(self):
-                order = training_batches(cfg.batch_order, prep.train["input_ids"].lengths.tolist(), cfg.batch_size,
-                                         torch.Generator().manual_seed(cfg.seed))  # as bench.train draws them
-                return self.accelerator.prepare(DataLoader(self.train_dataset, batch_sampler=order,
-                                                           collate_fn=self.data_collator))
+                order = training_batches(
+                    cfg.batch_order,
+                    prep.train["input_ids"].lengths.tolist(),
+                    cfg.batch_size,
+                    torch.Generator().manual_seed(cfg.seed),
+                )  # as bench.train draws them
+                return self.accelerator.prepare(
+                    DataLoader(self.train_dataset, batch_sampler=order, collate_fn=self.data_collator)
+                )
 
         trainer = (BenchBatches if bench_batches else Trainer)(
-            model=built.model, args=args, train_dataset=dataset(prep.train), data_collator=collator,
-            callbacks=[StepClock()])
+            model=built.model,
+            args=args,
+            train_dataset=dataset(prep.train),
+            data_collator=collator,
+            callbacks=[StepClock()],
+        )
         with peak_memory() as mem, contextlib.redirect_stdout(sys.stderr):  # Trainer prints its metrics
             t = time.perf_counter()
             trainer.train()
@@ -225,13 +288,23 @@ def run_trainer(cfg: RunConfig, steps: int, pad_to_max: bool, ref: str = "ours",
         if task.kind == REGRESSION:
             preds = logits.squeeze(-1).tolist()
         elif task.kind == TAGGING:
-            preds = [row[: len(ids)].tolist() for row, ids in zip(logits.argmax(-1), dev["input_ids"], strict=True)]
+            preds = [
+                row[: len(ids)].tolist() for row, ids in zip(logits.argmax(-1), dev["input_ids"], strict=True)
+            ]
         else:
             preds = logits.argmax(-1).tolist()
         metric = compute_metrics(task, preds, dev["labels"])[task.main_metric]
         eval_s = time.perf_counter() - t
-    return {"train_s": train_s, "first_step_s": first_step_s, "steps": len(step_ends), "eval_s": eval_s,
-            "eval_n": len(dev["labels"]), "metric": metric, "mem": mem, "trainable": trainable(built.model)}
+    return {
+        "train_s": train_s,
+        "first_step_s": first_step_s,
+        "steps": len(step_ends),
+        "eval_s": eval_s,
+        "eval_n": len(dev["labels"]),
+        "metric": metric,
+        "mem": mem,
+        "trainable": trainable(built.model),
+    }
 
 
 KINDS = ("bench", "trainer_pad128", "trainer_dynamic")  # + "ref:<reference>" (benchmarks/references.py)
@@ -240,8 +313,19 @@ KINDS = ("bench", "trainer_pad128", "trainer_dynamic")  # + "ref:<reference>" (b
 def measure(kind: str, cfg: RunConfig, steps: int, eval_samples: int | None = None) -> dict:
     """One measurement in a fresh process: memory peaks and allocator caches of earlier measurements
     must not leak into this one."""
-    proc = subprocess.run([*PYTHON, "-m", "benchmarks.perf", kind, str(steps), json.dumps(cfg.to_dict()),
-                           str(eval_samples or 0)], capture_output=True, text=True)
+    proc = subprocess.run(
+        [
+            *PYTHON,
+            "-m",
+            "benchmarks.perf",
+            kind,
+            str(steps),
+            json.dumps(cfg.to_dict()),
+            str(eval_samples or 0),
+        ],
+        capture_output=True,
+        text=True,
+    )
     if proc.returncode != 0:
         raise RuntimeError(f"perf measurement {kind} failed: {proc.stderr.strip().splitlines()[-1:]}")
     return json.loads(proc.stdout.strip().splitlines()[-1])
@@ -255,10 +339,15 @@ def _measure_here(kind: str, steps: int, cfg_json: str, eval_samples: int) -> No
         out = run_bench(cfg, steps, n)
     else:
         ref = kind.removeprefix("ref:") if kind.startswith("ref:") else "ours"
-        out = run_trainer(cfg, steps, pad_to_max=kind == "trainer_pad128", ref=ref, eval_samples=n,
-                          bench_batches=kind.startswith("ref:"))
+        out = run_trainer(
+            cfg,
+            steps,
+            pad_to_max=kind == "trainer_pad128",
+            ref=ref,
+            eval_samples=n,
+            bench_batches=kind.startswith("ref:"),
+        )
     print(json.dumps(out, default=float))
-
 
 
 class Measurements:
@@ -288,14 +377,21 @@ def epoch_s(run: dict, steps_per_epoch: int) -> float:
 
 def medians(runs: list[dict], batch_size: int, steps_per_epoch: int) -> dict:
     """Each column of a variant a median over its repetitions."""
+
     def med(fn):
         return statistics.median(fn(x) for x in runs)
 
-    return {"first_step_s": med(lambda x: x["first_step_s"]), "metric": med(lambda x: x["metric"]),
-            "step_s": med(steady_step), "samples_s": med(lambda x: batch_size / steady_step(x)),
-            "eval_samples_s": med(lambda x: x["eval_n"] / x["eval_s"]),
-            "epoch_s": med(lambda x: epoch_s(x, steps_per_epoch)), "mem": med(lambda x: x["mem"]["peak"]),
-            "rise": med(lambda x: x["mem"]["rise"]), "mem_kind": runs[0]["mem"]["kind"]}
+    return {
+        "first_step_s": med(lambda x: x["first_step_s"]),
+        "metric": med(lambda x: x["metric"]),
+        "step_s": med(steady_step),
+        "samples_s": med(lambda x: batch_size / steady_step(x)),
+        "eval_samples_s": med(lambda x: x["eval_n"] / x["eval_s"]),
+        "epoch_s": med(lambda x: epoch_s(x, steps_per_epoch)),
+        "mem": med(lambda x: x["mem"]["peak"]),
+        "rise": med(lambda x: x["mem"]["rise"]),
+        "mem_kind": runs[0]["mem"]["kind"],
+    }
 
 
 def median_run(runs: list[dict]) -> dict:
@@ -303,14 +399,17 @@ def median_run(runs: list[dict]) -> dict:
     return sorted(runs, key=steady_step)[(len(runs) - 1) // 2]
 
 
-def compare(cfg: RunConfig, steps: int, repeats: int, methods: list[str], echo=print,
-            eval_samples: int | None = None) -> str:
+def compare(
+    cfg: RunConfig, steps: int, repeats: int, methods: list[str], echo=print, eval_samples: int | None = None
+) -> str:
     quiet_libraries()
     task = get_task(cfg.task)
     built = build_model(cfg, task)
     n_train = len(prepare_data(cfg, task, built).train["labels"])  # warms the cache too
     tokenizer = built.tokenizer
-    del built  # measurements run in their own processes: this one need not hold a (BERT-large) model meanwhile
+    del (
+        built
+    )  # measurements run in their own processes: this one need not hold a (BERT-large) model meanwhile
     steps_per_epoch = -(-n_train // cfg.batch_size)
     store = Measurements(steps, eval_samples, echo)
     if methods:
@@ -321,30 +420,62 @@ def compare(cfg: RunConfig, steps: int, repeats: int, methods: list[str], echo=p
             store.take(name, cfg, r, f"repetition {r + 1}/{repeats}: {name}")
     results = {name: store.all(name, cfg) for name in KINDS}
     med = {name: medians(runs, cfg.batch_size, steps_per_epoch) for name, runs in results.items()}
-    device = (torch.cuda.get_device_name(0) if torch.cuda.is_available() else
-              f"{platform.processor() or platform.machine()}, {psutil.cpu_count()} cores, torch threads "
-              f"{torch.get_num_threads()}")
+    device = (
+        torch.cuda.get_device_name(0)
+        if torch.cuda.is_available()
+        else f"{platform.processor() or platform.machine()}, {psutil.cpu_count()} cores, torch threads "
+        f"{torch.get_num_threads()}"
+    )
     random = cfg.init == "random"
     n_eval = results["bench"][0]["eval_n"]
     metric_cols = [] if random else [f"dev {task.main_metric}"]
-    lines = [f"## {cfg.method} / {cfg.model}{' (random init)' if random else ''} / {task.name}: bench vs the HF Trainer",
-             f"Machine: {device}; torch {torch.__version__}. Same model init, lr {cfg.lr:g}, batch {cfg.batch_size}, "
-             f"seed {cfg.seed}, {steps} optimizer steps per variant, {repeats} repetitions alternated; medians. "
-             f"Epoch time = time to the end of step 1 (one-time setup, e.g. the Trainer's length grouping reading every"
-             f" row, + the first step) + steady step time x the other {steps_per_epoch - 1} steps ({n_train} training "
-             "examples); train samples/s = batch / steady step time. "
-             + (random_init_note(cfg, tokenizer) if random else
-                f"Dev metric: {task.dev_splits[0]} {task.main_metric} after {steps} steps (data order differs "
-                "between loops). ")
-             + f"Evaluation on {n_eval} {task.dev_splits[0]} examples"
-             f"{' (the first, --eval-samples)' if eval_samples else ''}: Trainer eval batch 8 (its default); bench "
-             f"eval batch {cfg.eval_batch_size}{cpu_eval_note()}.", "",
-             table(["variant", "epoch s", "train samples/s", "eval samples/s", med["bench"]["mem_kind"] + " MiB",
-                    *metric_cols, "bench speed-up per epoch"],
-                   [[name, f"{m['epoch_s']:.4g}", f"{m['samples_s']:.1f}", f"{m['eval_samples_s']:.1f}",
-                     f"{m['mem'] / 2**20:.0f}", *([] if random else [f"{m['metric']:.4f}"]),
-                     "-" if name == "bench" else f"{m['epoch_s'] / med['bench']['epoch_s']:.2f}x"]
-                    for name, m in med.items()])]
+    lines = [
+        f"## {cfg.method} / {cfg.model}{' (random init)' if random else ''} / {task.name}: bench vs the HF "
+        f"Trainer",
+        f"Machine: {device}; torch {torch.__version__}. Same model init, lr {cfg.lr:g}, batch "
+        f"{cfg.batch_size}, "
+        f"seed {cfg.seed}, {steps} optimizer steps per variant, {repeats} repetitions alternated; medians. "
+        f"Epoch time = time to the end of step 1 (one-time setup, e.g. the Trainer's length grouping "
+        f"reading every"
+        f" row, + the first step) + steady step time x the other {steps_per_epoch - 1} steps ({n_train} "
+        f"training "
+        "examples); train samples/s = batch / steady step time. "
+        + (
+            random_init_note(cfg, tokenizer)
+            if random
+            else f"Dev metric: {task.dev_splits[0]} {task.main_metric} after {steps} steps (data order "
+            f"differs "
+            "between loops). "
+        )
+        + f"Evaluation on {n_eval} {task.dev_splits[0]} examples"
+        f"{' (the first, --eval-samples)' if eval_samples else ''}: Trainer eval batch 8 (its default); "
+        f"bench "
+        f"eval batch {cfg.eval_batch_size}{cpu_eval_note()}.",
+        "",
+        table(
+            [
+                "variant",
+                "epoch s",
+                "train samples/s",
+                "eval samples/s",
+                med["bench"]["mem_kind"] + " MiB",
+                *metric_cols,
+                "bench speed-up per epoch",
+            ],
+            [
+                [
+                    name,
+                    f"{m['epoch_s']:.4g}",
+                    f"{m['samples_s']:.1f}",
+                    f"{m['eval_samples_s']:.1f}",
+                    f"{m['mem'] / 2**20:.0f}",
+                    *([] if random else [f"{m['metric']:.4f}"]),
+                    "-" if name == "bench" else f"{m['epoch_s'] / med['bench']['epoch_s']:.2f}x",
+                ]
+                for name, m in med.items()
+            ],
+        ),
+    ]
     extra = side_measurements(cfg, task, results["bench"], steps)
     method_rows, reference_rows = [], []
     if methods:
@@ -356,16 +487,26 @@ def compare(cfg: RunConfig, steps: int, repeats: int, methods: list[str], echo=p
 
 
 def table(header: list[str], rows: list[list[str]]) -> str:
-    return "\n".join(["| " + " | ".join(header) + " |", "|" + "---|" * len(header),
-                      *("| " + " | ".join(row) + " |" for row in rows)])
+    return "\n".join(
+        [
+            "| " + " | ".join(header) + " |",
+            "|" + "---|" * len(header),
+            *("| " + " | ".join(row) + " |" for row in rows),
+        ]
+    )
 
 
 def random_init_note(cfg: RunConfig, tok) -> str:
-    stand_in = (f"MiniLM's WordPiece tokenizer standing in for {cfg.model}'s (vocabulary {len(tok):,}, the "
-                "embedding matrix sized to it; sequence lengths are WordPiece's)"
-                if getattr(tok, "stands_in_for", None) else "the model's own tokenizer")
-    return (f"Random init: {cfg.model}'s architecture (bench/archs) with weights drawn from its initialiser "
-            f"(seed {cfg.seed}), {stand_in}. Speed and memory only: no dev metric is reported. ")
+    stand_in = (
+        f"MiniLM's WordPiece tokenizer standing in for {cfg.model}'s (vocabulary {len(tok):,}, the "
+        "embedding matrix sized to it; sequence lengths are WordPiece's)"
+        if getattr(tok, "stands_in_for", None)
+        else "the model's own tokenizer"
+    )
+    return (
+        f"Random init: {cfg.model}'s architecture (bench/archs) with weights drawn from its initialiser "
+        f"(seed {cfg.seed}), {stand_in}. Speed and memory only: no dev metric is reported. "
+    )
 
 
 def cpu_eval_note() -> str:
@@ -380,7 +521,9 @@ def side_measurements(cfg: RunConfig, task, bench_runs: list[dict], steps: int) 
     encode(task, ex, built.tokenizer, cfg.max_length)
     fresh = time.perf_counter() - t
     cached_encode(task, "train", ex, built.tokenizer, cfg.max_length, cfg.cache_dir)  # make sure it is stored
-    rerun_tokenizer = load_tokenizer(cfg.model, task, cfg.init)  # as in a new process: its fingerprint is part of the cost
+    rerun_tokenizer = load_tokenizer(
+        cfg.model, task, cfg.init
+    )  # as in a new process: its fingerprint is part of the cost
     t = time.perf_counter()
     cached_encode(task, "train", ex, rerun_tokenizer, cfg.max_length, cfg.cache_dir)
     cached = time.perf_counter() - t
@@ -403,15 +546,21 @@ def side_measurements(cfg: RunConfig, task, bench_runs: list[dict], steps: int) 
             track_s = tr.seconds
     wall = statistics.median(r["train_s"] + r["eval_s"] for r in bench_runs)
     data = statistics.median(r["timings"]["data"] for r in bench_runs)
-    return {"tok_fresh": fresh, "tok_cached": cached, "help_s": statistics.median(helps), "data_share": data / wall,
-            "tracking_share": track_s / wall}
+    return {
+        "tok_fresh": fresh,
+        "tok_cached": cached,
+        "help_s": statistics.median(helps),
+        "data_share": data / wall,
+        "tracking_share": track_s / wall,
+    }
 
 
 TARGETS = Path(__file__).parent / "targets.yaml"
 
 
-def targets_table(med: dict, extra: dict, method_rows: list[dict], reference_rows: list[dict],
-                  cfg: RunConfig) -> str:
+def targets_table(
+    med: dict, extra: dict, method_rows: list[dict], reference_rows: list[dict], cfg: RunConfig
+) -> str:
     """Each goal of benchmarks/targets.yaml with the value measured and met / MISSED."""
     goals = yaml.safe_load(TARGETS.read_text())
     rows = []
@@ -422,7 +571,11 @@ def targets_table(med: dict, extra: dict, method_rows: list[dict], reference_row
         if "at_least" in goal:
             limit, ok, sign = goal["at_least"], value >= goal["at_least"], ">="
         else:
-            limit = goal["at_most_random_init"] if random_init and "at_most_random_init" in goal else goal["at_most"]
+            limit = (
+                goal["at_most_random_init"]
+                if random_init and "at_most_random_init" in goal
+                else goal["at_most"]
+            )
             ok, sign = value <= limit, "<="
         limit_text = f"{100 * limit:g}%" if unit == "share" else f"{limit:g}{unit}"
         rows.append([goal["what"], shown, f"{sign} {limit_text}", "met" if ok else "MISSED"])
@@ -433,10 +586,17 @@ def targets_table(med: dict, extra: dict, method_rows: list[dict], reference_row
     tok = extra["tok_fresh"] / max(extra["tok_cached"], 1e-9)
     row("epoch_vs_padding", pad, f"{pad:.2f}x")
     row("epoch_vs_trainer", dyn, f"{dyn:.2f}x")
-    row("overhead_share", overhead, f"{100 * overhead:.1f}% (data {100 * extra['data_share']:.1f}%, "
-                                    f"tracking {100 * extra['tracking_share']:.1f}%)")
-    row("tokenisation_cache", tok, f"{tok:.0f}x ({extra['tok_fresh']:.2f}s -> {extra['tok_cached']:.3f}s, "
-                                   "training split)")
+    row(
+        "overhead_share",
+        overhead,
+        f"{100 * overhead:.1f}% (data {100 * extra['data_share']:.1f}%, "
+        f"tracking {100 * extra['tracking_share']:.1f}%)",
+    )
+    row(
+        "tokenisation_cache",
+        tok,
+        f"{tok:.0f}x ({extra['tok_fresh']:.2f}s -> {extra['tok_cached']:.3f}s, training split)",
+    )
     row("help_seconds", extra["help_s"], f"{extra['help_s']:.2f} s")
     frozen = [r for r in method_rows if get_method(r["method"]).frozen_backbone]
     if frozen:
@@ -450,7 +610,11 @@ def targets_table(med: dict, extra: dict, method_rows: list[dict], reference_row
         row("lora_step", lora[0]["step_ratio"], f"{lora[0]['step_ratio']:.2f}")
     if reference_rows:
         worst = min(reference_rows, key=lambda r: r["speedup"])
-        row("reference_epoch", worst["speedup"], f"{worst['speedup']:.2f}x ({worst['method']}, {worst['reference']})")
+        row(
+            "reference_epoch",
+            worst["speedup"],
+            f"{worst['speedup']:.2f}x ({worst['method']}, {worst['reference']})",
+        )
     evals = [("full FT, Trainer", med["bench"]["eval_samples_s"] / med["trainer_dynamic"]["eval_samples_s"])]
     evals += [(f"{r['method']}, {r['reference']}", r["eval_ratio"]) for r in reference_rows]
     name, worst = min(evals, key=lambda e: e[1])
@@ -458,8 +622,9 @@ def targets_table(med: dict, extra: dict, method_rows: list[dict], reference_row
     return "\n".join(["### Targets", "", table(["target", "measured", "goal", "status"], rows)])
 
 
-def methods_table(cfg: RunConfig, steps: int, methods: list[str], repeats: int,
-                  store: Measurements) -> tuple[str, list[dict]]:
+def methods_table(
+    cfg: RunConfig, steps: int, methods: list[str], repeats: int, store: Measurements
+) -> tuple[str, list[dict]]:
     """Step time of each method relative to full FT on the same batches, the time split, FLOP/s. Each method
     is measured `repeats` times with its Trainer references (references_table), alternated with the others,
     and the run with the median step kept."""
@@ -477,32 +642,73 @@ def methods_table(cfg: RunConfig, steps: int, methods: list[str], repeats: int,
         full = full or {"step": step, "peak": r["mem"]["peak"], "rise": r["mem"]["rise"]}
         t = r["timings"]
         total = r["train_s"] + r["eval_s"]
-        split = {k: t[k] / total for k in ("data", "forward", "backward", "optimizer")} | {"eval": r["eval_s"] / total}
+        split = {k: t[k] / total for k in ("data", "forward", "backward", "optimizer")} | {
+            "eval": r["eval_s"] / total
+        }
         flops = r["flops_per_token"] * r["tokens"] / r["train_s"]
-        ratios = {"step_ratio": step / full["step"], "mem_ratio": r["mem"]["peak"] / full["peak"],
-                  "rise_ratio": r["mem"]["rise"] / full["rise"]}
+        ratios = {
+            "step_ratio": step / full["step"],
+            "mem_ratio": r["mem"]["peak"] / full["peak"],
+            "rise_ratio": r["mem"]["rise"] / full["rise"],
+        }
         measured.append({"method": name, **ratios})
-        rows.append(([name, f"{1000 * step:.0f}", f"{ratios['step_ratio']:.2f}",
-                      *(f"{100 * v:.0f}%" for v in split.values()),
-                      f"{r['mem']['peak'] / 2**20:.0f} ({ratios['mem_ratio']:.2f}x)",
-                      f"{r['mem']['rise'] / 2**20:.0f} ({ratios['rise_ratio']:.2f}x)"], flops,
-                     method_counts(r.get("method_counts") or {})))
+        rows.append(
+            (
+                [
+                    name,
+                    f"{1000 * step:.0f}",
+                    f"{ratios['step_ratio']:.2f}",
+                    *(f"{100 * v:.0f}%" for v in split.values()),
+                    f"{r['mem']['peak'] / 2**20:.0f} ({ratios['mem_ratio']:.2f}x)",
+                    f"{r['mem']['rise'] / 2**20:.0f} ({ratios['rise_ratio']:.2f}x)",
+                ],
+                flops,
+                method_counts(r.get("method_counts") or {}),
+            )
+        )
     peak = max(peak, matmul_peak())  # before and after: the better of two moments on a shared machine
     rows = [[*cells, f"{flops / 1e9:.1f} ({100 * flops / peak:.0f}%)", own] for cells, flops, own in rows]
-    return "\n".join([
-        f"### Methods on the same batches ({steps} steps, {repeats} repetitions alternated, the run with the median "
-        "step kept (of two: the faster); "
-        f"matmul peak measured here: {peak / 1e9:.0f} GFLOP/s)",
-        "Step ms = steady step time (steps 2..N; the first carries one-time setup). Split = share of train + eval "
-        "wall time. Peak memory = peak during "
-        "training, each method in a fresh process (CPU: RSS, weights and runtime included; GPU: CUDA allocated); "
-        "training memory = that peak minus the memory held when training started (the loaded model and data): "
-        "gradients, optimizer state, activations. FLOP/s counts 6N per real token where weight gradients are "
-        "computed (full FT, SAID/DID, Diff pruning) and 4N for frozen-backbone methods, N = encoder parameters "
-        "without embeddings (SAID/DID's projection FLOPs not counted). Method's own counts = what the method reports of "
-        "itself after training (e.g. SAID/DID: bytes of projection state kept, in all and per base parameter).", "",
-        table(["method", "step ms", "x full FT", "data", "forward", "backward", "optimizer", "eval", "peak memory MiB",
-               "training memory MiB", "model GFLOP/s (of peak)", "method's own counts"], rows)]), measured
+    return "\n".join(
+        [
+            f"### Methods on the same batches ({steps} steps, {repeats} repetitions alternated, the run "
+            f"with the median "
+            "step kept (of two: the faster); "
+            f"matmul peak measured here: {peak / 1e9:.0f} GFLOP/s)",
+            "Step ms = steady step time (steps 2..N; the first carries one-time setup). Split = share of "
+            "train + eval "
+            "wall time. Peak memory = peak during "
+            "training, each method in a fresh process (CPU: RSS, weights and runtime included; GPU: CUDA "
+            "allocated); "
+            "training memory = that peak minus the memory held when training started (the loaded model and "
+            "data): "
+            "gradients, optimizer state, activations. FLOP/s counts 6N per real token where weight "
+            "gradients are "
+            "computed (full FT, SAID/DID, Diff pruning) and 4N for frozen-backbone methods, N = encoder "
+            "parameters "
+            "without embeddings (SAID/DID's projection FLOPs not counted). Method's own counts = what the "
+            "method reports of "
+            "itself after training (e.g. SAID/DID: bytes of projection state kept, in all and per base "
+            "parameter).",
+            "",
+            table(
+                [
+                    "method",
+                    "step ms",
+                    "x full FT",
+                    "data",
+                    "forward",
+                    "backward",
+                    "optimizer",
+                    "eval",
+                    "peak memory MiB",
+                    "training memory MiB",
+                    "model GFLOP/s (of peak)",
+                    "method's own counts",
+                ],
+                rows,
+            ),
+        ]
+    ), measured
 
 
 def method_names(methods: list[str]) -> list[str]:
@@ -511,14 +717,16 @@ def method_names(methods: list[str]) -> list[str]:
 
 
 def method_config(cfg: RunConfig, name: str) -> RunConfig:
-    """The configuration a method is timed in: the run's, with the method's default lr (full FT: the run's)."""
+    """The configuration a method is timed in: the run's, with the method's default lr (full FT: the
+    run's)."""
     if name == reference_method():
         return cfg.replace(method=name, method_options={})
     return build_config({**cfg.to_dict(), "method": name, "method_options": {}, "lr": None})
 
 
-def references_table(cfg: RunConfig, methods: list[str], store: Measurements,
-                     steps_per_epoch: int) -> tuple[str, list[dict]]:
+def references_table(
+    cfg: RunConfig, methods: list[str], store: Measurements, steps_per_epoch: int
+) -> tuple[str, list[dict]]:
     """Each method through bench against the same method through the Trainer as its users would attach it."""
     rows, measured, none = [], [], []
     for name in method_names(methods):
@@ -530,33 +738,68 @@ def references_table(cfg: RunConfig, methods: list[str], store: Measurements,
             theirs = store.all(f"ref:{ref}", c)
             b, t = (medians(runs, cfg.batch_size, steps_per_epoch) for runs in (ours, theirs))
             speedup, eval_ratio = t["epoch_s"] / b["epoch_s"], b["eval_samples_s"] / t["eval_samples_s"]
-            measured.append({"method": name, "reference": LABELS[ref], "speedup": speedup, "eval_ratio": eval_ratio})
-            rows.append([name, LABELS[ref], f"{ours[0]['trainable']:,} / {theirs[0]['trainable']:,}",
-                         f"{b['epoch_s']:.4g}", f"{t['epoch_s']:.4g}", f"{speedup:.2f}x",
-                         f"{1000 * b['step_s']:.0f} / {1000 * t['step_s']:.0f}",
-                         f"{b['rise'] / 2**20:.0f} / {t['rise'] / 2**20:.0f}",
-                         f"{b['eval_samples_s']:.1f} / {t['eval_samples_s']:.1f}"])
-    note = (f" No Trainer reference for {', '.join(none)}: its training needs hooks the Trainer lacks (an extra loss"
-            " term, a step hook or its own parameter groups)." if none else "")
+            measured.append(
+                {"method": name, "reference": LABELS[ref], "speedup": speedup, "eval_ratio": eval_ratio}
+            )
+            rows.append(
+                [
+                    name,
+                    LABELS[ref],
+                    f"{ours[0]['trainable']:,} / {theirs[0]['trainable']:,}",
+                    f"{b['epoch_s']:.4g}",
+                    f"{t['epoch_s']:.4g}",
+                    f"{speedup:.2f}x",
+                    f"{1000 * b['step_s']:.0f} / {1000 * t['step_s']:.0f}",
+                    f"{b['rise'] / 2**20:.0f} / {t['rise'] / 2**20:.0f}",
+                    f"{b['eval_samples_s']:.1f} / {t['eval_samples_s']:.1f}",
+                ]
+            )
+    note = (
+        f" No Trainer reference for {', '.join(none)}: its training needs hooks the Trainer lacks (an extra "
+        f"loss"
+        " term, a step hook or its own parameter groups)."
+        if none
+        else ""
+    )
     note += "".join(f" {line}." for line in skipped(method_names(methods), cfg))
-    return "\n".join([
-        "### Each method against its Trainer reference",
-        "The same method, model, hyperparameters, seed and batches (bench's length-grouped draw for the seed, "
-        "dynamic padding, fed to the Trainer in the same order) through bench and through "
-        "`transformers.Trainer`, the method attached as its users attach it "
-        "(benchmarks/references.py: LoRA and prefix tuning through peft's get_peft_model, BitFit as requires_grad "
-        "on every bias + the head, the rest with bench's modules); each in a fresh process, alternated, medians. "
-        "Epoch time as above; training memory = peak above the loaded model; trainable = parameters with "
-        "requires_grad (head included)." + note, "",
-        table(["method", "reference", "trainable bench / reference", "bench epoch s", "reference epoch s",
-               "bench speed-up per epoch", "step ms bench / reference", "training memory MiB bench / reference",
-               "eval samples/s bench / reference"], rows)]), measured
+    return "\n".join(
+        [
+            "### Each method against its Trainer reference",
+            "The same method, model, hyperparameters, seed and batches (bench's length-grouped draw for the "
+            "seed, "
+            "dynamic padding, fed to the Trainer in the same order) through bench and through "
+            "`transformers.Trainer`, the method attached as its users attach it "
+            "(benchmarks/references.py: LoRA and prefix tuning through peft's get_peft_model, BitFit as "
+            "requires_grad "
+            "on every bias + the head, the rest with bench's modules); each in a fresh process, alternated, "
+            "medians. "
+            "Epoch time as above; training memory = peak above the loaded model; trainable = parameters with "
+            "requires_grad (head included)." + note,
+            "",
+            table(
+                [
+                    "method",
+                    "reference",
+                    "trainable bench / reference",
+                    "bench epoch s",
+                    "reference epoch s",
+                    "bench speed-up per epoch",
+                    "step ms bench / reference",
+                    "training memory MiB bench / reference",
+                    "eval samples/s bench / reference",
+                ],
+                rows,
+            ),
+        ]
+    ), measured
 
 
 def method_counts(counts: dict) -> str:
     """A method's own after-training counts, one cell: integers with separators, ratios with 3 digits."""
+
     def fmt(v):
         return f"{v:,}" if isinstance(v, int) else f"{v:.3g}"
+
     return "; ".join(f"{k.replace('_', ' ')} {fmt(v)}" for k, v in counts.items()) or "-"
 
 

@@ -53,8 +53,12 @@ def why_not(ref: str, cfg) -> str | None:
 
 def skipped(method_names: list[str], cfg) -> list[str]:
     """One line per natural reference that cannot run here, saying why."""
-    return [f"{name}: {LABELS[ref]} skipped: {reason}" for name in method_names
-            for ref in references(name) if (reason := why_not(ref, cfg))]
+    return [
+        f"{name}: {LABELS[ref]} skipped: {reason}"
+        for name in method_names
+        for ref in references(name)
+        if (reason := why_not(ref, cfg))
+    ]
 
 
 def reference_model(ref: str, cfg, task):
@@ -72,14 +76,20 @@ def reference_model(ref: str, cfg, task):
 
     task_type = TaskType.TOKEN_CLS if task.kind == TAGGING else TaskType.SEQ_CLS
     if ref == "peft":
-        config = LoraConfig(task_type=task_type, r=options.r, lora_alpha=options.alpha,
-                            lora_dropout=options.dropout, bias="none",
-                            target_modules=target_pattern(options, family(model)),
-                            # the family's whole head trains (peft's default saves only classifier/score)
-                            modules_to_save=[p.rstrip(".") for p in head_prefixes(model)])
+        config = LoraConfig(
+            task_type=task_type,
+            r=options.r,
+            lora_alpha=options.alpha,
+            lora_dropout=options.dropout,
+            bias="none",
+            target_modules=target_pattern(options, family(model)),
+            # the family's whole head trains (peft's default saves only classifier/score)
+            modules_to_save=[p.rstrip(".") for p in head_prefixes(model)],
+        )
     elif ref == "peft-prefix":
-        config = PrefixTuningConfig(task_type=task_type, num_virtual_tokens=options.prefix_length,
-                                    prefix_projection=False)
+        config = PrefixTuningConfig(
+            task_type=task_type, num_virtual_tokens=options.prefix_length, prefix_projection=False
+        )
     else:
         raise ValueError(f"unknown reference {ref!r} (choices: {', '.join(LABELS)})")
     return dataclasses.replace(plain, model=get_peft_model(model, config))

@@ -13,8 +13,10 @@ REGISTRY: dict[str, Method] = {}
 
 def register(cls):
     if cls.name in REGISTRY and type(REGISTRY[cls.name]) is not cls:
-        raise BenchError(f"method {cls.name!r} is registered twice ({type(REGISTRY[cls.name]).__module__} and "
-                         f"{cls.__module__})")
+        raise BenchError(
+            f"method {cls.name!r} is registered twice ({type(REGISTRY[cls.name]).__module__} and "
+            f"{cls.__module__})"
+        )
     REGISTRY[cls.name] = cls()
     return cls
 
@@ -56,5 +58,14 @@ def _discover() -> None:
 
 _discover()
 
-__all__ = ["REGISTRY", "AttachContext", "Method", "default_methods", "display_name", "get_method", "has_role",
-           "reference_method", "register"]
+__all__ = [
+    "REGISTRY",
+    "AttachContext",
+    "Method",
+    "default_methods",
+    "display_name",
+    "get_method",
+    "has_role",
+    "reference_method",
+    "register",
+]

@@ -29,7 +29,8 @@ class Bottleneck(nn.Module):
 
 
 class Followed(nn.Module):
-    """Stands in for the module at an adapter site (the family's: BERT's sub-layer output dropout, ModernBERT's
+    """Stands in for the module at an adapter site (the family's: BERT's sub-layer output dropout,
+    ModernBERT's
     output projection), so the adapter runs on a sub-layer's output after projection + dropout and before the
     residual add."""
 
@@ -73,7 +74,9 @@ class Adapter(Method):
 
     def expected_params(self, model_config, task, family, cfg, special_positions):
         L, H, m = model_config.num_hidden_layers, model_config.hidden_size, cfg.size
-        norms = family.norm_params(model_config) if cfg.train_layernorm else 0  # BERT: 2 per layer + embeddings
+        norms = (
+            family.norm_params(model_config) if cfg.train_layernorm else 0
+        )  # BERT: 2 per layer + embeddings
         return len(family.adapter_sites) * L * (2 * H * m + m + H) + norms
 
     def unsupported(self, ctx, cfg):

@@ -52,7 +52,9 @@ class Method:
     task_kinds: ClassVar[tuple[str, ...]] = KINDS
     default_lr: ClassVar[float] = 1e-3
     trains_head: ClassVar[bool] = True
-    batch_columns: ClassVar[tuple[str, ...]] = ()  # optional batch columns the method reads (PASTA: special_tokens_mask)
+    batch_columns: ClassVar[
+        tuple[str, ...]
+    ] = ()  # optional batch columns the method reads (PASTA: special_tokens_mask)
     # The size knob: the config field varied for intrinsic-dimension curves, its label in tables and
     # plots, and its candidate values, smallest first.
     knob: ClassVar[str | None] = None
@@ -95,8 +97,10 @@ class Method:
         if ctx.task.kind not in self.task_kinds:
             raise choices_error(f"task kind for method {self.name}:", ctx.task.kind, self.task_kinds)
         if self.needs_family and ctx.family is None:
-            raise BenchError(f"{self.name}: model type {getattr(ctx.config, 'model_type', '?')!r} has no family "
-                             f"module in bench/families (choices: {', '.join(families())})")
+            raise BenchError(
+                f"{self.name}: model type {getattr(ctx.config, 'model_type', '?')!r} has no family "
+                f"module in bench/families (choices: {', '.join(families())})"
+            )
         reason = self.unsupported(ctx, cfg if cfg is not None else self.config_cls())
         if reason:
             raise BenchError(f"{self.name}: {reason}")
@@ -115,7 +119,9 @@ class Method:
         """Numbers beside the parameter counts that explain them (PASTA: M special positions)."""
         return {}
 
-    def expected_params(self, model_config, task: Task, family: Family, cfg, special_positions: int) -> int | None:
+    def expected_params(
+        self, model_config, task: Task, family: Family, cfg, special_positions: int
+    ) -> int | None:
         """The method's own parameter count in closed form (docs/methods.md), head excluded; None when the
         method has no formula (full FT: the whole backbone). Tests check it against the attached model."""
         return None
@@ -126,7 +132,8 @@ class Method:
         return param.ndim < 2 or "LayerNorm" in name
 
     def param_groups(self, model, cfg, weight_decay: float) -> list[dict]:
-        """Optimizer parameter groups; a group may carry its own lr or weight_decay, `schedule: constant` (its lr
+        """Optimizer parameter groups; a group may carry its own lr or weight_decay, `schedule: constant`
+        (its lr
         never decays) and a `clip_group` name (groups of one name are clipped together, each name apart)."""
         decay, no_decay = [], []
         for name, p in model.named_parameters():

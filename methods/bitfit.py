@@ -51,7 +51,9 @@ class BitFit(Method):
         L, H, I = model_config.num_hidden_layers, model_config.hidden_size, model_config.intermediate_size  # noqa: E741
         pooler = family.pooler_in_backbone and task.kind != "tagging"  # HF builds no pooler for token heads
         if cfg.subset == "all":
-            return family.bias_params(model_config) + (H if pooler else 0)  # BERT: L(7H + I) + H, + the pooler's
+            return family.bias_params(model_config) + (
+                H if pooler else 0
+            )  # BERT: L(7H + I) + H, + the pooler's
         per_layer = {"query": H, "query_intermediate": H + I, "attention": 5 * H + I}
         body = H if cfg.subset == "query_last" else L * per_layer[cfg.subset]
         return body + (H if pooler else 0)
@@ -64,11 +66,16 @@ class BitFit(Method):
             return None
         fused = sorted({r for r in roles(cfg.subset) if r in fam.fused})
         if fused:
-            return (f"subset {cfg.subset} trains the {', '.join(fused)} bias alone, but {fam.name} computes "
-                    f"{', '.join(fused)} in one fused projection ({fam.projection(fused[0])}); use subset=all")
+            return (
+                f"subset {cfg.subset} trains the {', '.join(fused)} bias alone, but {fam.name} computes "
+                f"{', '.join(fused)} in one fused projection ({fam.projection(fused[0])}); use subset=all"
+            )
         missing = sorted(r for r in roles(cfg.subset) if fam.projection(r) is None and r not in fam.norms)
         if missing:
-            return f"subset {cfg.subset} needs the {', '.join(missing)} projection, which {fam.name} does not name"
+            return (
+                f"subset {cfg.subset} needs the {', '.join(missing)} projection, which {fam.name} "
+                "does not name"
+            )
         return None
 
     def attach(self, model, cfg, ctx):

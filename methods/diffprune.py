@@ -67,7 +67,9 @@ class DiffPruneConfig:
     sparsity: float = 0.005  # target share of nonzero diff entries after projection (the paper's 0.5%)
     l0_weight: float = 1.25e-7  # lambda on the expected L0 norm (summed over entries)
     alpha_init: float = 5.0  # initial gate logit: gates start open
-    alpha_lr: float = 0.1  # own lr of the gate logits: the AdamW lr hard-coded in the authors' run_glue_diffpruning.py
+    alpha_lr: float = (
+        0.1  # own lr of the gate logits: the AdamW lr hard-coded in the authors' run_glue_diffpruning.py
+    )
     project_at: float = 0.5  # fraction of training steps after which the diff is projected and the mask fixed
     structured: bool = False  # also one gate per tensor (the paper's structured variant)
     embeddings: bool = True  # diff the embedding tables too (the paper diffs every pretrained tensor)
@@ -101,8 +103,11 @@ class DiffPrune(Method):
 
     def attach(self, model, cfg: DiffPruneConfig, ctx):
         base = model.base_model
-        targets = [(name, module) for name, module in base.named_modules()
-                   if cfg.embeddings or "embeddings" not in name]
+        targets = [
+            (name, module)
+            for name, module in base.named_modules()
+            if cfg.embeddings or "embeddings" not in name
+        ]
         for _, module in targets:
             for pname, p in list(module.named_parameters(recurse=False)):
                 gate = DiffGate(p.shape, cfg.alpha_init, cfg.structured).to(p.device)
@@ -112,10 +117,14 @@ class DiffPrune(Method):
         return model
 
     def expected_params(self, model_config, task, family, cfg, special_positions):
-        return None  # 2-3 per backbone entry while training; the nonzero diff after it (counts_after_training)
+        return (
+            None  # 2-3 per backbone entry while training; the nonzero diff after it (counts_after_training)
+        )
 
     def final_params(self, model, cfg):
-        return max(1, math.ceil(cfg.sparsity * sum(g.diff.numel() for g in gates(model))))  # as project() keeps
+        return max(
+            1, math.ceil(cfg.sparsity * sum(g.diff.numel() for g in gates(model)))
+        )  # as project() keeps
 
     def param_groups(self, model, cfg, weight_decay: float) -> list[dict]:
         groups = super().param_groups(model, cfg, weight_decay)
@@ -129,10 +138,20 @@ class DiffPrune(Method):
         for g in groups:
             g["clip_group"] = "model"
         return groups + [
-            {"params": [g.diff for g in gates(model)], "weight_decay": 0.0,  # the L0 penalty regularises w
-             "clip_group": "diff"},
-            {"params": [p for g in gates(model) for p in (g.log_alpha, g.group_log_alpha) if p is not None],
-             "weight_decay": 0.0, "lr": cfg.alpha_lr, "clip_group": "gates", "schedule": "constant"},
+            {
+                "params": [g.diff for g in gates(model)],
+                "weight_decay": 0.0,  # the L0 penalty regularises w
+                "clip_group": "diff",
+            },
+            {
+                "params": [
+                    p for g in gates(model) for p in (g.log_alpha, g.group_log_alpha) if p is not None
+                ],
+                "weight_decay": 0.0,
+                "lr": cfg.alpha_lr,
+                "clip_group": "gates",
+                "schedule": "constant",
+            },
         ]
 
     def loss_term(self, model, cfg, step: int, total_steps: int):

@@ -47,7 +47,9 @@ def parse_layers(spec, n_layers: int) -> list[int]:
         else:
             ids = sorted({int(x) for x in spec.strip("[]").split(",") if x.strip()})
     except ValueError:
-        raise ValueError(f"layers {spec!r} (choices: all, last:K, first:K, comma-separated indices)") from None
+        raise ValueError(
+            f"layers {spec!r} (choices: all, last:K, first:K, comma-separated indices)"
+        ) from None
     if not ids or ids[0] < 0 or ids[-1] >= n_layers or len(ids) > n_layers:
         raise ValueError(f"layers {spec!r} out of range for {n_layers} layers")
     return ids
@@ -56,21 +58,25 @@ def parse_layers(spec, n_layers: int) -> list[int]:
 class PastaVectors(nn.Module):
     """vectors[j, k] is added at the k-th special position of the input of layer layer_ids[j]."""
 
-    def __init__(self, layer_ids: list[int], positions: int, hidden: int, dropout: float, std: float,
-                 cls_only: bool):
+    def __init__(
+        self, layer_ids: list[int], positions: int, hidden: int, dropout: float, std: float, cls_only: bool
+    ):
         super().__init__()
         self.layer_ids = layer_ids
         self.positions = 1 if cls_only else positions
         self.vectors = nn.Parameter(torch.randn(len(layer_ids), self.positions, hidden) * std)
         self.dropout = nn.Dropout(dropout)
-        self._where: tuple[torch.Tensor, torch.Tensor] | None = None  # (batch, token) of each special position
+        self._where: tuple[torch.Tensor, torch.Tensor] | None = (
+            None  # (batch, token) of each special position
+        )
         self._which: torch.Tensor | None = None  # k at each of those positions
 
     def capture_positions(self, module, args, kwargs):
         mask = kwargs.pop("special_tokens_mask", None)
         if mask is None:
-            raise BenchError("PASTA needs the batch's special_tokens_mask (tokenise with "
-                             "return_special_tokens_mask=True)")
+            raise BenchError(
+                "PASTA needs the batch's special_tokens_mask (tokenise with return_special_tokens_mask=True)"
+            )
         mask = mask.bool()
         attention = kwargs.get("attention_mask")
         if attention is not None:  # HF tokenizers mark padding as special when they pad
@@ -91,8 +97,10 @@ class PastaVectors(nn.Module):
                 hidden = args[0].index_put(self._where, delta.to(args[0].dtype), accumulate=True)
                 return (hidden, *args[1:]), kwargs
             hidden = kwargs["hidden_states"]
-            return args, {**kwargs, "hidden_states": hidden.index_put(self._where, delta.to(hidden.dtype),
-                                                                      accumulate=True)}
+            return args, {
+                **kwargs,
+                "hidden_states": hidden.index_put(self._where, delta.to(hidden.dtype), accumulate=True),
+            }
 
         return add_vectors
 
@@ -116,8 +124,11 @@ class Pasta(Method):
         return {"M": ctx.special_positions()}
 
     def expected_params(self, model_config, task, family, cfg, special_positions):
-        layers = len(parse_layers(cfg.layers if cfg.last_k is None else f"last:{cfg.last_k}",
-                                  model_config.num_hidden_layers))
+        layers = len(
+            parse_layers(
+                cfg.layers if cfg.last_k is None else f"last:{cfg.last_k}", model_config.num_hidden_layers
+            )
+        )
         return layers * (1 if cfg.tokens == "cls" else special_positions) * model_config.hidden_size
 
     def knob_value_label(self, options: dict) -> str:
@@ -138,7 +149,9 @@ class Pasta(Method):
         except ValueError as e:  # the range is only known once the model is
             raise BenchError(f"option for method pasta: {e}") from None
         pasta = PastaVectors(
-            ids, ctx.special_positions(), conf.hidden_size,
+            ids,
+            ctx.special_positions(),
+            conf.hidden_size,
             ctx.family.hidden_dropout(conf) if cfg.dropout is None else cfg.dropout,
             conf.initializer_range if cfg.init_std is None else cfg.init_std,
             cls_only=cfg.tokens == "cls",

@@ -78,16 +78,26 @@ class PrefixEncoder(nn.Module):
     embedding, or with reparameterisation an (p, H) embedding through ONE MLP shared by all layers,
     H -> m -> L*2*H (THUDM/P-tuning-v2 model/prefix_encoder.py, prefix_projection)."""
 
-    def __init__(self, length: int, layers: int, heads: int, head_dim: int, dropout: float, std: float,
-                 mlp_hidden: int):
+    def __init__(
+        self, length: int, layers: int, heads: int, head_dim: int, dropout: float, std: float, mlp_hidden: int
+    ):
         super().__init__()
         hidden = heads * head_dim
         self.shape = (length, layers, 2, heads, head_dim)
-        self.embedding = nn.Parameter(torch.randn(length, hidden if mlp_hidden else layers * 2 * hidden) * std)
-        self.mlp = (nn.Sequential(nn.Linear(hidden, mlp_hidden), nn.Tanh(), nn.Linear(mlp_hidden, layers * 2 * hidden))
-                    if mlp_hidden else None)
+        self.embedding = nn.Parameter(
+            torch.randn(length, hidden if mlp_hidden else layers * 2 * hidden) * std
+        )
+        self.mlp = (
+            nn.Sequential(
+                nn.Linear(hidden, mlp_hidden), nn.Tanh(), nn.Linear(mlp_hidden, layers * 2 * hidden)
+            )
+            if mlp_hidden
+            else None
+        )
         self.dropout = nn.Dropout(dropout)
-        self.current: torch.Tensor | None = None  # (L, 2, heads, p, head_dim), computed once per model forward
+        self.current: torch.Tensor | None = (
+            None  # (L, 2, heads, p, head_dim), computed once per model forward
+        )
 
     def forward(self) -> torch.Tensor:
         x = self.embedding if self.mlp is None else self.mlp(self.embedding)
@@ -124,7 +134,9 @@ def shift_positions(length: int):
         padding_idx = getattr(embeddings, "padding_idx", None)
         if padding_idx is None:  # absolute positions from 0 (BERT)
             t = input_ids.shape[1]
-            kwargs["position_ids"] = torch.arange(length, length + t, device=input_ids.device).expand(input_ids.shape[0], -1)
+            kwargs["position_ids"] = torch.arange(length, length + t, device=input_ids.device).expand(
+                input_ids.shape[0], -1
+            )
         else:  # RoBERTa: positions count non-pad tokens from padding_idx + 1
             mask = input_ids.ne(padding_idx).int()
             kwargs["position_ids"] = ((torch.cumsum(mask, dim=1) + length) * mask).long() + padding_idx
@@ -138,7 +150,9 @@ class PtuningConfig:
     prefix_length: int = 20
     dropout: float = 0.1
     init_std: float | None = None  # None: the model's initializer_range (the reference's nn.Embedding: 1.0)
-    reparameterize: int = 0  # hidden size m of the shared reparameterisation MLP; 0: none (the released scripts)
+    reparameterize: int = (
+        0  # hidden size m of the shared reparameterisation MLP; 0: none (the released scripts)
+    )
     position_shift: bool = False  # shift position ids by p, as the reference's past_key_values route does
 
     def __post_init__(self):
@@ -166,7 +180,12 @@ class Ptuning(Method):
         return super().no_decay(name, param) or name.endswith("prefix_encoder.embedding")
 
     def expected_params(self, model_config, task, family, cfg, special_positions):
-        L, H, p, m = model_config.num_hidden_layers, model_config.hidden_size, cfg.prefix_length, cfg.reparameterize
+        L, H, p, m = (
+            model_config.num_hidden_layers,
+            model_config.hidden_size,
+            cfg.prefix_length,
+            cfg.reparameterize,
+        )
         if not m:
             return p * L * 2 * H
         return p * H + H * m + m + m * L * 2 * H + L * 2 * H  # one embedding and one MLP for all layers
@@ -185,8 +204,15 @@ class Ptuning(Method):
         heads = conf.num_attention_heads
         layers = ctx.family.layers(model)
         std = conf.initializer_range if cfg.init_std is None else cfg.init_std
-        encoder = PrefixEncoder(cfg.prefix_length, len(layers), heads, conf.hidden_size // heads, cfg.dropout, std,
-                                cfg.reparameterize)
+        encoder = PrefixEncoder(
+            cfg.prefix_length,
+            len(layers),
+            heads,
+            conf.hidden_size // heads,
+            cfg.dropout,
+            std,
+            cfg.reparameterize,
+        )
         model.base_model.prefix_encoder = encoder  # registered once: saved, moved, counted with the model
         encoder.requires_grad_(True)
         model.register_forward_pre_hook(encoder.refresh, with_kwargs=True)

@@ -6,7 +6,8 @@ d > n, its first n entries), scaled by 1 / sqrt(D * sum(G^2)) so that every colu
 expectation; the first D entries are the tensor's update. This is the public intrinsic-dimension code's
 transform (fastfood_vars / fastfood_torched: divisor sqrt(LL * sum G^2) times sqrt(DD / LL), and F.pad with
 a negative width crops theta_d to LL); its FastWalshHadamard backward that rescales the gradient by
-1/sqrt(LL) in some copies is not followed: here the gradient is the transform's exact transpose. DID uses all d coordinates in every
+1/sqrt(LL) in some copies is not followed: here the gradient is the transform's exact transpose. DID uses all
+d coordinates in every
 tensor; SAID gives m of them to one learned scale per tensor (theta0 + lambda_i P(theta_{d-m})).
 
 Our own module: no maintained library implements it correctly (see docs/intrinsic.md's pitfalls). The
@@ -34,7 +35,8 @@ def fwht(x: torch.Tensor, bits: int = 4) -> torch.Tensor:
     """Unnormalised fast Walsh-Hadamard transform over the last dimension (a power of two), O(n log n), in
     Sylvester order (equal to x @ scipy.linalg.hadamard(n)). H_n is the Kronecker product of small
     Hadamard blocks (16 x 16), so the transform is log2(n)/4 batched matmuls, one per block axis, instead of
-    log2(n) butterfly passes: 4x faster on a CPU (memory passes dominate). Plain torch ops: autograd gives H g."""
+    log2(n) butterfly passes: 4x faster on a CPU (memory passes dominate). Plain torch ops: autograd gives H
+    g."""
     n = x.shape[-1]
     if n & (n - 1):
         raise ValueError(f"length {n} is not a power of two")
@@ -65,7 +67,9 @@ class Fastfood(nn.Module):
     def __init__(self, d: int, numel: int, seed: int, device: torch.device):
         super().__init__()
         self.d, self.numel, self.seed = d, numel, seed
-        self.n = 1 << (numel - 1).bit_length()  # the tensor's size rounded up to a power of two, as the reference
+        self.n = (
+            1 << (numel - 1).bit_length()
+        )  # the tensor's size rounded up to a power of two, as the reference
         if device.type == "meta":  # counting parameters without weights (`bench params`): shapes only
             perm, self.scale = torch.empty(self.n, dtype=torch.int32, device=device), 1.0
         else:
@@ -144,6 +148,7 @@ class SubspaceConfig:
 
 class _Random(Method):
     needs_family = False  # spans every parameter, whatever the architecture
+
     def knob_points(self, model_config, n: int) -> list[dict]:
         """d log-spaced from the method's smallest d to top_d()."""
         low, high = self.lowest_d(model_config), top_d(model_config)
@@ -163,14 +168,21 @@ class _Random(Method):
     said: bool
 
     def attach(self, model, cfg: SubspaceConfig, ctx):
-        targets = [(module, name, p) for module in model.modules()
-                   for name, p in list(module.named_parameters(recurse=False))]
+        targets = [
+            (module, name, p)
+            for module in model.modules()
+            for name, p in list(module.named_parameters(recurse=False))
+        ]
         total = sum(p.numel() for _, _, p in targets)
         if cfg.d > total:
-            raise BenchError(f"option d={cfg.d} for method {self.name} exceeds the {total:,} parameters it spans")
+            raise BenchError(
+                f"option d={cfg.d} for method {self.name} exceeds the {total:,} parameters it spans"
+            )
         if self.said and cfg.d <= len(targets):
-            raise BenchError(f"option d={cfg.d} for method said must exceed the {len(targets)} tensors it gives "
-                             "a scale each")
+            raise BenchError(
+                f"option d={cfg.d} for method said must exceed the {len(targets)} tensors it gives "
+                "a scale each"
+            )
         subspace = Subspace(cfg.d, len(targets), self.said)
         model.subspace = subspace  # registered on the model: saved, moved and counted once
         # torch's seed was set to the run's seed before attaching (runner.build_model)
@@ -178,9 +190,13 @@ class _Random(Method):
         base = torch.Generator().manual_seed(seed)
         dim = subspace.theta.numel()
         for i, (module, name, p) in enumerate(targets):
-            seed = int(torch.randint(0, 2**62, (1,), generator=base, device="cpu"))  # also under a meta default device
+            seed = int(
+                torch.randint(0, 2**62, (1,), generator=base, device="cpu")
+            )  # also under a meta default device
             projection = Fastfood(dim, p.numel(), seed, p.device).to(p.device)
-            parametrize.register_parametrization(module, name, Projected(subspace, projection, i), unsafe=True)
+            parametrize.register_parametrization(
+                module, name, Projected(subspace, projection, i), unsafe=True
+            )
         subspace.requires_grad_(True)
         return model
 
@@ -212,7 +228,8 @@ class Said(_Random):
 
 
 def top_d(model_config) -> int:
-    """The largest d of a curve: 1e5, or half the encoder's parameters for a small model (d cannot exceed them)."""
+    """The largest d of a curve: 1e5, or half the encoder's parameters for a small model (d cannot exceed
+    them)."""
     c = model_config
     H, I, L = c.hidden_size, c.intermediate_size, c.num_hidden_layers  # noqa: E741
     encoder = (c.vocab_size + c.max_position_embeddings) * H + L * (4 * H * H + 2 * H * I + 9 * H + I)

@@ -47,8 +47,13 @@ def load_points(df: pd.DataFrame, metric: str) -> dict[str, list[Point]]:
     for (method, knob_value), g in df.groupby(["tags.method", "tags.knob_value"]):
         best = None
         for lr, h in g.groupby("params.lr"):
-            p = Point(knob_value, float(lr), int(h["metrics.params_method"].iloc[0]),
-                      int(h["metrics.params_trainable"].iloc[0]), h[col].to_numpy(dtype=float))
+            p = Point(
+                knob_value,
+                float(lr),
+                int(h["metrics.params_method"].iloc[0]),
+                int(h["metrics.params_trainable"].iloc[0]),
+                h[col].to_numpy(dtype=float),
+            )
             if best is None or p.values.mean() > best.values.mean():
                 best = p
         curves.setdefault(method, []).append(best)
@@ -76,8 +81,14 @@ def target(full_mean: float, trivial: float | None = None) -> float:
     return 0.9 * full_mean if trivial is None else trivial + 0.9 * (full_mean - trivial)
 
 
-def bootstrap_d90(sizes, point_values: list[np.ndarray], full_values: np.ndarray, n: int = 1000,
-                  seed: int = 0, trivial: float | None = None) -> tuple[float, float]:
+def bootstrap_d90(
+    sizes,
+    point_values: list[np.ndarray],
+    full_values: np.ndarray,
+    n: int = 1000,
+    seed: int = 0,
+    trivial: float | None = None,
+) -> tuple[float, float]:
     """95% interval over seeds: resample each point's seeds and full FT's seeds with replacement.
     Runs that never cross count as +inf (an open interval prints as '>')."""
     rng = np.random.default_rng(seed)
@@ -100,11 +111,16 @@ def analyse(df: pd.DataFrame, task: str, metric: str | None = None) -> dict:
         raise BenchError("no full fine-tuning runs: the 90% target needs them (run `bench intrinsic` first)")
     full = curves[ref][0]
     tau = target(full.values.mean())
-    trivial = float(df[f"metrics.baseline_{metric}"].dropna().iloc[0]) if f"metrics.baseline_{metric}" in df else None
+    trivial = (
+        float(df[f"metrics.baseline_{metric}"].dropna().iloc[0])
+        if f"metrics.baseline_{metric}" in df
+        else None
+    )
     # The 90%-of-full target, and where a trivial score exists, the chance-corrected one (g >= 0.9): on
     # MRPC 90% of full FT's accuracy can sit below what always answering "paraphrase" scores.
-    targets = {"90% of full": None} | ({"g >= 0.9": trivial} if trivial is not None and full.values.mean() > trivial
-                                        else {})
+    targets = {"90% of full": None} | (
+        {"g >= 0.9": trivial} if trivial is not None and full.values.mean() > trivial else {}
+    )
     rows = []
     for method, pts in curves.items():
         if method == ref:
@@ -119,11 +135,28 @@ def analyse(df: pd.DataFrame, task: str, metric: str | None = None) -> dict:
             for target_name, base in targets.items():
                 value, status = d90(s, m, target(full.values.mean(), base))
                 lo, hi = bootstrap_d90(s, v, full.values, trivial=base)
-                rows.append({"method": method, "head": with_head, "target": target_name, "d90": value,
-                             "status": status, "lo": lo, "hi": hi, "points": len(keep),
-                             "seeds": min(len(x) for x in v)})
-    return {"metric": metric, "tau": tau, "full": full, "curves": curves, "rows": rows, "trivial": trivial,
-            "tau_g": target(full.values.mean(), trivial) if "g >= 0.9" in targets else None}
+                rows.append(
+                    {
+                        "method": method,
+                        "head": with_head,
+                        "target": target_name,
+                        "d90": value,
+                        "status": status,
+                        "lo": lo,
+                        "hi": hi,
+                        "points": len(keep),
+                        "seeds": min(len(x) for x in v),
+                    }
+                )
+    return {
+        "metric": metric,
+        "tau": tau,
+        "full": full,
+        "curves": curves,
+        "rows": rows,
+        "trivial": trivial,
+        "tau_g": target(full.values.mean(), trivial) if "g >= 0.9" in targets else None,
+    }
 
 
 def chance_corrected(m: float, trivial: float | None, full: float) -> float | None:
@@ -137,43 +170,101 @@ def d90_table(a: dict, fmt: str, budget: str) -> str:
     def fmt_n(x):
         return "inf" if not np.isfinite(x) else f"{x:,.0f}"
 
-    header = ["method", "counted", "target", "d90 (params)", "95% bootstrap interval", "how", "points", "seeds"]
+    header = [
+        "method",
+        "counted",
+        "target",
+        "d90 (params)",
+        "95% bootstrap interval",
+        "how",
+        "points",
+        "seeds",
+    ]
     body = []
     for r in sorted(a["rows"], key=lambda r: (r["method"], not r["head"], r["target"])):
-        interval = (f"[{fmt_n(r['lo'])}, {fmt_n(r['hi'])}]" if np.isfinite(r["hi"]) else
-                    f"[{fmt_n(r['lo'])}, >]" if np.isfinite(r["lo"]) else "not reached in 97.5% of resamples")
-        shown = (f"> {r['d90']:,.0f}" if r["status"] == ABOVE else
-                 f"<= {r['d90']:,.0f}" if r["status"] != "interpolated" else f"{r['d90']:,.0f}")
-        body.append([display_name(r["method"]), "with head" if r["head"] else "without head", r["target"], shown, interval,
-                     r["status"], str(r["points"]), str(r["seeds"])])
+        interval = (
+            f"[{fmt_n(r['lo'])}, {fmt_n(r['hi'])}]"
+            if np.isfinite(r["hi"])
+            else f"[{fmt_n(r['lo'])}, >]"
+            if np.isfinite(r["lo"])
+            else "not reached in 97.5% of resamples"
+        )
+        shown = (
+            f"> {r['d90']:,.0f}"
+            if r["status"] == ABOVE
+            else f"<= {r['d90']:,.0f}"
+            if r["status"] != "interpolated"
+            else f"{r['d90']:,.0f}"
+        )
+        body.append(
+            [
+                display_name(r["method"]),
+                "with head" if r["head"] else "without head",
+                r["target"],
+                shown,
+                interval,
+                r["status"],
+                str(r["points"]),
+                str(r["seeds"]),
+            ]
+        )
     f = a["full"]
-    caption = (f"d90 on {a['metric']}: fewest trainable parameters reaching 90% of full fine-tuning's mean "
-               f"({f.values.mean():.4f} over {len(f.values)} seeds, target {a['tau']:.4f})")
+    caption = (
+        f"d90 on {a['metric']}: fewest trainable parameters reaching 90% of full fine-tuning's mean "
+        f"({f.values.mean():.4f} over {len(f.values)} seeds, target {a['tau']:.4f})"
+    )
     if a["tau_g"] is not None:
-        caption += (f", or (g >= 0.9) 90% of the way from the majority-class score {a['trivial']:.4f} to it "
-                    f"(target {a['tau_g']:.4f})")
+        caption += (
+            f", or (g >= 0.9) 90% of the way from the majority-class score {a['trivial']:.4f} to it "
+            f"(target {a['tau_g']:.4f})"
+        )
         if a["tau"] <= a["trivial"]:
-            caption += "; the 90%-of-full target is at or below the majority-class score, so only g separates methods"
-    caption += (f"; curves made monotone, crossing interpolated in log10(params), interval from 1000 bootstrap "
-                f"resamples of seeds. {budget}")
+            caption += (
+                "; the 90%-of-full target is at or below the majority-class score, "
+                "so only g separates methods"
+            )
+    caption += (
+        f"; curves made monotone, crossing interpolated in log10(params), interval from 1000 bootstrap "
+        f"resamples of seeds. {budget}"
+    )
     return render(header, body, fmt, caption)
 
 
 def points_table(a: dict, fmt: str) -> str:
     full = a["full"].values.mean()
-    header = ["method", "knob", "lr", "params (with head)", "params (method)", a["metric"], "rel. to full",
-              "chance-corrected g"]
+    header = [
+        "method",
+        "knob",
+        "lr",
+        "params (with head)",
+        "params (method)",
+        a["metric"],
+        "rel. to full",
+        "chance-corrected g",
+    ]
     body = []
     for method, pts in sorted(a["curves"].items()):
         for p in pts:
             m = p.values.mean()
             g = chance_corrected(m, a["trivial"], full)
             sd = f" ± {p.values.std(ddof=1):.4f}" if len(p.values) > 1 else ""
-            body.append([display_name(method), p.knob_value, f"{p.lr:g}", f"{p.params_trainable:,}", f"{p.params_method:,}",
-                         f"{m:.4f}{sd}", f"{m / full:.3f}", "-" if g is None else f"{g:.3f}"])
+            body.append(
+                [
+                    display_name(method),
+                    p.knob_value,
+                    f"{p.lr:g}",
+                    f"{p.params_trainable:,}",
+                    f"{p.params_method:,}",
+                    f"{m:.4f}{sd}",
+                    f"{m / full:.3f}",
+                    "-" if g is None else f"{g:.3f}",
+                ]
+            )
     trivial = "-" if a["trivial"] is None else f"{a['trivial']:.4f}"
-    caption = (f"Every curve point: mean ± sample std over seeds of {a['metric']}; g = (m - trivial) / (full - "
-               f"trivial) with the majority-class trivial score {trivial}.")
+    caption = (
+        f"Every curve point: mean ± sample std over seeds of {a['metric']}; g = (m - trivial) / (full - "
+        f"trivial) with the majority-class trivial score {trivial}."
+    )
     return render(header, body, fmt, caption)
 
 
@@ -189,9 +280,16 @@ def plot(a: dict, path_stem: str, title: str) -> list[str]:
     full = a["full"].values.mean()
     metric = metric_label(a["metric"], a.get("task"))
     fig, grid = plt.subplots(2, 2, figsize=(12, 9))
-    panels = [(ax, relative, with_head) for row, with_head in zip(grid, (True, False), strict=True)
-              for ax, relative in zip(row, (False, True), strict=True)]
-    d90 = {(r["method"], r["head"]): r for r in a["rows"] if r["target"] == "90% of full" and r["status"] == "interpolated"}
+    panels = [
+        (ax, relative, with_head)
+        for row, with_head in zip(grid, (True, False), strict=True)
+        for ax, relative in zip(row, (False, True), strict=True)
+    ]
+    d90 = {
+        (r["method"], r["head"]): r
+        for r in a["rows"]
+        if r["target"] == "90% of full" and r["status"] == "interpolated"
+    }
     for ax, relative, with_head in panels:
         scale = full if relative else 1
         shown, errs = [], []
@@ -208,8 +306,15 @@ def plot(a: dict, path_stem: str, title: str) -> list[str]:
             errs += list(err)
             hit = d90.get((method, with_head))
             if hit is not None:
-                ax.plot([hit["d90"]], [a["tau"] / scale], marker="v", color=style["color"], markersize=9,
-                        markeredgecolor="black", ls="none")
+                ax.plot(
+                    [hit["d90"]],
+                    [a["tau"] / scale],
+                    marker="v",
+                    color=style["color"],
+                    markersize=9,
+                    markeredgecolor="black",
+                    ls="none",
+                )
         fit_ylim(ax, shown, errs)
         reference_line(ax, 0.9 if relative else a["tau"], "90% of full FT", color="gray", ls="--")
         if a["trivial"] is not None:
@@ -217,12 +322,17 @@ def plot(a: dict, path_stem: str, title: str) -> list[str]:
         if a["tau_g"] is not None:
             reference_line(ax, a["tau_g"] / scale, "g = 0.9 (chance-corrected)", color="#D55E00", ls="--")
         ax.set_xscale("log")
-        ax.set_xlabel("trainable parameters, " + ("task head included" if with_head else
-                                                  "the method's own (head excluded)") + ", log scale")
+        ax.set_xlabel(
+            "trainable parameters, "
+            + ("task head included" if with_head else "the method's own (head excluded)")
+            + ", log scale"
+        )
         ax.set_ylabel(f"{metric} / full FT's" if relative else metric)
         ax.grid(alpha=0.3)
         ax.legend(fontsize=7)
-    grid[0][0].plot([], [], marker="v", color="gray", markeredgecolor="black", ls="none", label="d90 crossing")
+    grid[0][0].plot(
+        [], [], marker="v", color="gray", markeredgecolor="black", ls="none", label="d90 crossing"
+    )
     grid[0][0].legend(fontsize=7)
 
     fig.suptitle(textwrap.fill(title, 150), fontsize=10)
@@ -230,8 +340,16 @@ def plot(a: dict, path_stem: str, title: str) -> list[str]:
     return save_figure(fig, path_stem)
 
 
-def write_report(model: str, task_name: str, metric: str | None, fmt: str, out_dir: str,
-                 tracking_uri: str | None, standalone: bool = False, echo=print) -> str:
+def write_report(
+    model: str,
+    task_name: str,
+    metric: str | None,
+    fmt: str,
+    out_dir: str,
+    tracking_uri: str | None,
+    standalone: bool = False,
+    echo=print,
+) -> str:
     """`bench report intrinsic`: d90 tables (md + tex) and the curve figure (PNG + PDF) of one grid;
     returns the text to print (LaTeX with standalone: one complete document; the files written are said
     through echo)."""
@@ -240,19 +358,27 @@ def write_report(model: str, task_name: str, metric: str | None, fmt: str, out_d
     df = load_runs(tracking_uri, phase=INTRINSIC)
     df = df[df.get("tags.intrinsic") == name] if "tags.intrinsic" in df else df.iloc[0:0]
     if df.empty:
-        raise BenchError(f"no finished runs of {name}: run `bench intrinsic --model {model} --task {task.name}`")
+        raise BenchError(
+            f"no finished runs of {name}: run `bench intrinsic --model {model} --task {task.name}`"
+        )
     a = analyse(df, task.name, metric)
     seeds = sorted(df["tags.seed"].unique())
     n_train = str(df["params.max_train_samples"].iloc[0])
     n_train = "all" if n_train in ("None", "nan") else f"the first {n_train}"
-    budget = (f"Budget: {len(seeds)} seeds per point, {df['params.epochs'].iloc[0]} epochs on {n_train} "
-              f"training examples, {len(df)} runs.")
+    budget = (
+        f"Budget: {len(seeds)} seeds per point, {df['params.epochs'].iloc[0]} epochs on {n_train} "
+        f"training examples, {len(df)} runs."
+    )
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
 
     a["task"] = task.name
-    files = plot(a, str(out / name), f"{Path(model).name} on {task.title}: {metric_label(a['metric'])} against "
-                 f"trainable parameters; {spread_note(len(seeds))}. {budget}")
+    files = plot(
+        a,
+        str(out / name),
+        f"{Path(model).name} on {task.title}: {metric_label(a['metric'])} against "
+        f"trainable parameters; {spread_note(len(seeds))}. {budget}",
+    )
     (out / f"{name}-d90.md").write_text(d90_table(a, "md", budget) + "\n" + points_table(a, "md"))
     (out / f"{name}-d90.tex").write_text(d90_table(a, "latex", budget))
     wrote = "wrote " + ", ".join(files + [str(out / f"{name}-d90.md"), str(out / f"{name}-d90.tex")])
@@ -265,15 +391,24 @@ def write_report(model: str, task_name: str, metric: str | None, fmt: str, out_d
 
 # Aghajanyan et al. 2020, Table 1 (docs/intrinsic.md): published d90 of SAID and DID, and the models' sizes.
 PUBLISHED_D90 = {
-    "mrpc": {"BERT-base": (110e6, 1608, 1861), "BERT-large": (340e6, 1037, 2493),
-             "RoBERTa-base": (125e6, 896, 1000), "RoBERTa-large": (355e6, 207, 322)},
-    "qqp": {"BERT-base": (110e6, 8030, 9295), "BERT-large": (340e6, 1200, 1389),
-            "RoBERTa-base": (125e6, 896, 1389), "RoBERTa-large": (355e6, 774, 774)},
+    "mrpc": {
+        "BERT-base": (110e6, 1608, 1861),
+        "BERT-large": (340e6, 1037, 2493),
+        "RoBERTa-base": (125e6, 896, 1000),
+        "RoBERTa-large": (355e6, 207, 322),
+    },
+    "qqp": {
+        "BERT-base": (110e6, 8030, 9295),
+        "BERT-large": (340e6, 1200, 1389),
+        "RoBERTa-base": (125e6, 896, 1389),
+        "RoBERTa-large": (355e6, 774, 774),
+    },
 }
 
 
-def across_models(models: list[str], task_name: str, metric: str | None, fmt: str, out_dir: str,
-                  tracking_uri: str | None) -> str:
+def across_models(
+    models: list[str], task_name: str, metric: str | None, fmt: str, out_dir: str, tracking_uri: str | None
+) -> str:
     """`bench report intrinsic --models a,b`: one figure of d90 against model size (backbone parameters),
     one line per method, each model's grid analysed as `bench report intrinsic` does (90% of full FT, head
     included), with Aghajanyan et al.'s published SAID/DID d90 as reference markers labelled as published."""
@@ -290,14 +425,23 @@ def across_models(models: list[str], task_name: str, metric: str | None, fmt: st
         name = intrinsic_name(model, task.name)
         df = df_all[df_all.get("tags.intrinsic") == name] if "tags.intrinsic" in df_all else df_all.iloc[0:0]
         if df.empty:
-            raise BenchError(f"no finished runs of {name}: run `bench intrinsic --model {model} --task {task.name}`")
+            raise BenchError(
+                f"no finished runs of {name}: run `bench intrinsic --model {model} --task {task.name}`"
+            )
         size = float(df["metrics.params_backbone"].iloc[0])
         a = analyse(df, task.name, metric)
         for r in a["rows"]:
             if r["head"] and r["target"] == "90% of full":
                 points.setdefault(r["method"], []).append((size, r["d90"], r["status"]))
-                rows.append([Path(model).name, f"{size:,.0f}", display_name(r["method"]), f"{r['d90']:,.0f}",
-                             r["status"]])
+                rows.append(
+                    [
+                        Path(model).name,
+                        f"{size:,.0f}",
+                        display_name(r["method"]),
+                        f"{r['d90']:,.0f}",
+                        r["status"],
+                    ]
+                )
 
     fig, ax = plt.subplots(figsize=(7, 4.5))
     for method, pts in sorted(points.items()):
@@ -318,13 +462,18 @@ def across_models(models: list[str], task_name: str, metric: str | None, fmt: st
     ax.set_yscale("log")
     ax.set_xlabel("model size: pretrained encoder parameters (log)")
     ax.set_ylabel("d90: trainable params, head incl. (log)")
-    ax.set_title(f"d90 across models on {task.title} (open markers: not crossed inside the grid, a bound)",
-                 fontsize=9)
+    ax.set_title(
+        f"d90 across models on {task.title} (open markers: not crossed inside the grid, a bound)", fontsize=9
+    )
     ax.grid(alpha=0.3, which="both")
     ax.legend(fontsize=7)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     files = save_figure(fig, str(out / f"intrinsic-models-{task.name}"))
-    table = render(["model", "backbone params", "method", "d90", "how"], rows, fmt,
-                   f"d90 on {task.name} per model and method (90% of full FT, head included).")
+    table = render(
+        ["model", "backbone params", "method", "d90", "how"],
+        rows,
+        fmt,
+        f"d90 on {task.name} per model and method (90% of full FT, head included).",
+    )
     return table + "\nwrote " + ", ".join(files)

@@ -8,34 +8,102 @@ from reports.render import render
 
 def render_method_rows(rows: list[dict], task, fmt: str) -> str:
     header = ["model", "method", "method params", "%Param", "head", "trainable (+head)", "stored", "backbone"]
-    body = [[r["model"], display_name(r["name"]), f"{r['method']:,}", f"{r['percent']:.4f}", f"{r['head']:,}",
-             f"{r['trainable']:,}", f"{r['stored']:,}", f"{r['backbone']:,}"] if "refused" not in r else
-            [r["model"], display_name(r["name"]), "refused", "-", "-", "-", "-", r["refused"]] for r in rows]
-    caption = (f"Parameters per method on {task.title} ({'pair' if task.is_pair else 'single'} input, "
-               f"{task.num_labels}-output head), each method at its default configuration. method params: the "
-               "method's own, head excluded (the papers' %Param numerator); %Param: method params as a percentage "
-               "of the backbone, the pretrained encoder as loaded for this task head (embeddings included, and a "
-               "pretrained pooler where the family's head uses one); stored: adapter checkpoint; refused: the method cannot apply to "
-               "that family (why in the last column). Diff pruning: method params and %Param are the diff entries "
-               "it ends with (its sparsity budget), trainable (+head) its dense diff and gates while training. "
-               "SAID/DID: the head is inside the projected subspace, so trainable = d, below the head's own size.")
-    return render(header, body, fmt, caption, label=f"tab:params-{task.name}",
-                  json_rows=[{k: r[k] for k in ("model", "name", "method", "percent", "head", "trainable", "stored",
-                                                "backbone", "refused") if k in r} for r in rows])
+    body = [
+        [
+            r["model"],
+            display_name(r["name"]),
+            f"{r['method']:,}",
+            f"{r['percent']:.4f}",
+            f"{r['head']:,}",
+            f"{r['trainable']:,}",
+            f"{r['stored']:,}",
+            f"{r['backbone']:,}",
+        ]
+        if "refused" not in r
+        else [r["model"], display_name(r["name"]), "refused", "-", "-", "-", "-", r["refused"]]
+        for r in rows
+    ]
+    caption = (
+        f"Parameters per method on {task.title} ({'pair' if task.is_pair else 'single'} input, "
+        f"{task.num_labels}-output head), each method at its default configuration. method params: the "
+        "method's own, head excluded (the papers' %Param numerator); %Param: method params as a percentage "
+        "of the backbone, the pretrained encoder as loaded for this task head (embeddings included, and a "
+        "pretrained pooler where the family's head uses one); stored: adapter checkpoint; refused: the "
+        "method cannot apply to "
+        "that family (why in the last column). Diff pruning: method params and %Param are the diff entries "
+        "it ends with (its sparsity budget), trainable (+head) its dense diff and gates while training. "
+        "SAID/DID: the head is inside the projected subspace, so trainable = d, below the head's own size."
+    )
+    return render(
+        header,
+        body,
+        fmt,
+        caption,
+        label=f"tab:params-{task.name}",
+        json_rows=[
+            {
+                k: r[k]
+                for k in (
+                    "model",
+                    "name",
+                    "method",
+                    "percent",
+                    "head",
+                    "trainable",
+                    "stored",
+                    "backbone",
+                    "refused",
+                )
+                if k in r
+            }
+            for r in rows
+        ],
+    )
 
 
 def render_published(rows: list[dict], fmt: str) -> str:
-    header = ["method", "model", "published", "published %Param", "ours: method params", "ours: %Param",
-              "backbone", "configuration", "note"]
-    body = [[display_name(r["name"]), r["model"], r["published"], f"{published_percent(r):.4f}",
-             f"{r['method']:,}", f"{r['percent']:.4f}", f"{r['backbone']:,}", r["config"], r["note"]] for r in rows]
-    caption = ("Published %Param figures (docs/methods.md) beside ours, counted on the architecture without weights. "
-               "published: as printed (a percentage, or a count in millions); published %Param: that figure as a "
-               "percentage of our backbone count; ours: %Param = method params / backbone as loaded for sequence "
-               "classification.")
+    header = [
+        "method",
+        "model",
+        "published",
+        "published %Param",
+        "ours: method params",
+        "ours: %Param",
+        "backbone",
+        "configuration",
+        "note",
+    ]
+    body = [
+        [
+            display_name(r["name"]),
+            r["model"],
+            r["published"],
+            f"{published_percent(r):.4f}",
+            f"{r['method']:,}",
+            f"{r['percent']:.4f}",
+            f"{r['backbone']:,}",
+            r["config"],
+            r["note"],
+        ]
+        for r in rows
+    ]
+    caption = (
+        "Published %Param figures (docs/methods.md) beside ours, counted on the architecture without "
+        "weights. "
+        "published: as printed (a percentage, or a count in millions); published %Param: that figure as a "
+        "percentage of our backbone count; ours: %Param = method params / backbone as loaded for sequence "
+        "classification."
+    )
     # Fixed-width text columns, so that the long notes wrap inside a landscape page.
-    return render(header, body, fmt, caption, align="lllrrrrp{3.0cm}p{4.2cm}", label="tab:params-published",
-                  json_rows=[{**r, "published_percent": published_percent(r)} for r in rows])
+    return render(
+        header,
+        body,
+        fmt,
+        caption,
+        align="lllrrrrp{3.0cm}p{4.2cm}",
+        label="tab:params-published",
+        json_rows=[{**r, "published_percent": published_percent(r)} for r in rows],
+    )
 
 
 def published_percent(r: dict) -> float:

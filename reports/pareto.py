@@ -23,22 +23,34 @@ from reports.style import method_style, metric_label, spread_note
 COSTS = {
     "params": (("params_method",), "%Param: method params / backbone (log)", True, None),
     "time": (("train_seconds",), "training time per run, s (log)", True, 1.0),
-    "memory": (("peak_cuda_allocated_bytes", "peak_rss_bytes"), "peak memory in training, MiB", False, 2.0**-20),
+    "memory": (
+        ("peak_cuda_allocated_bytes", "peak_rss_bytes"),
+        "peak memory in training, MiB",
+        False,
+        2.0**-20,
+    ),
 }
 
 
 def points(df: pd.DataFrame, model: str, task, cost: str, by_config: bool) -> pd.DataFrame:
     """One row per method (or configuration): metric and cost, mean, std and n over seeds."""
     metric_col = f"metrics.best_{task.dev_splits[0]}_{task.main_metric}"
-    sel = df[(df.get("tags.model") == model) & (df.get("tags.task") == task.name)] if "tags.model" in df else df[:0]
+    sel = (
+        df[(df.get("tags.model") == model) & (df.get("tags.task") == task.name)]
+        if "tags.model" in df
+        else df[:0]
+    )
     if sel.empty or metric_col not in sel:
         return pd.DataFrame()
     names, _, _, factor = COSTS[cost]
-    cost_col = next((f"metrics.{n}" for n in names if f"metrics.{n}" in sel and sel[f"metrics.{n}"].notna().any()),
-                    None)
+    cost_col = next(
+        (f"metrics.{n}" for n in names if f"metrics.{n}" in sel and sel[f"metrics.{n}"].notna().any()), None
+    )
     if cost_col is None:
-        raise BenchError(f"no runs of {model} on {task.name} logged {' or '.join(names)} (cost {cost}): runs "
-                         "made before bench logged it; rerun them or pick another --x")
+        raise BenchError(
+            f"no runs of {model} on {task.name} logged {' or '.join(names)} (cost {cost}): runs "
+            "made before bench logged it; rerun them or pick another --x"
+        )
     sel = sel[sel[metric_col].notna() & sel[cost_col].notna()]
     rows = []
     for key, g in sel.groupby(["tags.method"] + (["tags.config_hash"] if by_config else [])):
@@ -47,9 +59,18 @@ def points(df: pd.DataFrame, model: str, task, cost: str, by_config: bool) -> pd
         if factor is None:  # %Param
             x = 100 * x / g["metrics.params_backbone"].astype(float)
         y = 100 * g[metric_col].astype(float)
-        rows.append({"method": method, "config": key[1] if by_config else "", "x": x.mean(),
-                     "x_std": x.std(ddof=1) if len(x) > 1 else 0.0, "y": y.mean(),
-                     "y_std": y.std(ddof=1) if len(y) > 1 else 0.0, "n": len(g), "cost_metric": cost_col[8:]})
+        rows.append(
+            {
+                "method": method,
+                "config": key[1] if by_config else "",
+                "x": x.mean(),
+                "x_std": x.std(ddof=1) if len(x) > 1 else 0.0,
+                "y": y.mean(),
+                "y_std": y.std(ddof=1) if len(y) > 1 else 0.0,
+                "n": len(g),
+                "cost_metric": cost_col[8:],
+            }
+        )
     out = pd.DataFrame(rows)
     out["frontier"] = frontier(out["x"].to_numpy(), out["y"].to_numpy())
     return out
@@ -64,8 +85,16 @@ def frontier(x: np.ndarray, y: np.ndarray) -> np.ndarray:
     return keep
 
 
-def pareto_report(tracking_uri: str | None, model: str, tasks: list[str] | None, cost: str, fmt: str, out_dir: str,
-                  all_runs: bool = False, echo=print) -> str:
+def pareto_report(
+    tracking_uri: str | None,
+    model: str,
+    tasks: list[str] | None,
+    cost: str,
+    fmt: str,
+    out_dir: str,
+    all_runs: bool = False,
+    echo=print,
+) -> str:
     import matplotlib  # lazy: the Agg backend is chosen before pyplot loads
 
     matplotlib.use("Agg")
@@ -95,9 +124,16 @@ def pareto_report(tracking_uri: str | None, model: str, tasks: list[str] | None,
             if r.config:
                 style["label"] += f" [{r.config[:6]}]"
             ax.errorbar([r.x], [r.y], xerr=[r.x_std], yerr=[r.y_std], capsize=2, ls="none", **style)
-            rows.append([task.title, display_name(r.method) + (f" [{r.config[:6]}]" if r.config else ""),
-                         f"{r.x:.4g}", f"{r.y:.1f}" + (f" ± {r.y_std:.1f}" if r.n > 1 else ""), str(r.n),
-                         "yes" if r.frontier else ""])
+            rows.append(
+                [
+                    task.title,
+                    display_name(r.method) + (f" [{r.config[:6]}]" if r.config else ""),
+                    f"{r.x:.4g}",
+                    f"{r.y:.1f}" + (f" ± {r.y_std:.1f}" if r.n > 1 else ""),
+                    str(r.n),
+                    "yes" if r.frontier else "",
+                ]
+            )
             seeds.add(r.n)
         f = p[p["frontier"]].sort_values("x")
         ax.step(f["x"], f["y"], where="post", color="gray", lw=1, ls="--", label="Pareto frontier")
@@ -109,15 +145,25 @@ def pareto_report(tracking_uri: str | None, model: str, tasks: list[str] | None,
         ax.grid(alpha=0.3)
         ax.legend(fontsize=7)
     what = "sweeps' final runs" if not all_runs else "every finished run, one point per configuration"
-    note = (f"{Path(model).name}: dev metric x100 against {cost} ({next(iter(per_task.values()))[1]['cost_metric'].iloc[0]}); "
-            f"{what}; {spread_note(max(seeds))} (points with fewer seeds have shorter or no bars).")
+    note = (
+        f"{Path(model).name}: dev metric x100 against {cost} "
+        f"({next(iter(per_task.values()))[1]['cost_metric'].iloc[0]}); "
+        f"{what}; {spread_note(max(seeds))} (points with fewer seeds have shorter or no bars)."
+    )
 
     fig.suptitle(textwrap.fill(note, 70 * len(per_task)), fontsize=8)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     files = save_figure(fig, str(out / f"pareto-{Path(model).name}-{cost}"))
     echo("wrote " + ", ".join(files))
-    caption = (f"{note} Frontier: no other point of the task is both cheaper and better. Cost "
-               f"{cost}: {label.replace(' (log)', '')}.")
-    return render(["task", "method", cost, "metric x100", "seeds", "frontier"], rows, fmt, caption,
-                  label=f"tab:pareto-{Path(model).name}-{cost}")
+    caption = (
+        f"{note} Frontier: no other point of the task is both cheaper and better. Cost "
+        f"{cost}: {label.replace(' (log)', '')}."
+    )
+    return render(
+        ["task", "method", cost, "metric x100", "seeds", "frontier"],
+        rows,
+        fmt,
+        caption,
+        label=f"tab:pareto-{Path(model).name}-{cost}",
+    )

@@ -35,14 +35,22 @@ class Layout:
         return [(c["label"], c["task"], c["ours"], self.name) for c in self.columns]
 
 
-
 def load_layouts() -> dict[str, Layout]:
     return {layout.name: layout for layout in load_registry(LAYOUT_DIR, "layouts", "layout", _layout)}
 
 
 def _layout(d: dict, path: Path) -> Layout:
-    layout = Layout(d["name"], d["title"], tuple(d["models"]), str(d["published_split"]), list(d["columns"]),
-                    str(d.get("average") or ""), list(d.get("published") or []), str(path), bool(d.get("auto", True)))
+    layout = Layout(
+        d["name"],
+        d["title"],
+        tuple(d["models"]),
+        str(d["published_split"]),
+        list(d["columns"]),
+        str(d.get("average") or ""),
+        list(d.get("published") or []),
+        str(path),
+        bool(d.get("auto", True)),
+    )
     for c in layout.columns:
         c["label"], c["task"], c["metric"], c["ours"]  # noqa: B018 - every column names all four
     return layout
@@ -58,5 +66,8 @@ def get_layout(name: str | None, model: str) -> Layout:
     for layout in layouts.values():
         if layout.auto and model in layout.models:
             return layout
-    raise BenchError(f"no published layout for model {model!r} (layouts: "
-                     + "; ".join(f"{n} for {', '.join(v.models)}" for n, v in layouts.items()) + ")")
+    raise BenchError(
+        f"no published layout for model {model!r} (layouts: "
+        + "; ".join(f"{n} for {', '.join(v.models)}" for n, v in layouts.items())
+        + ")"
+    )

@@ -11,8 +11,11 @@ from bench.tracking import load_runs  # noqa: F401 - load_runs is part of this A
 
 def report_columns() -> list[tuple[str, str, str, str]]:
     """(column label, task, logged metric, score group) in the papers' column order, from the task entries."""
-    return [(label, t.name, metric, t.report_group) for t in all_tasks().values()
-            for label, metric in t.report_columns.items()]
+    return [
+        (label, t.name, metric, t.report_group)
+        for t in all_tasks().values()
+        for label, metric in t.report_columns.items()
+    ]
 
 
 def aggregate(df: pd.DataFrame, columns: list | None = None, by_config: bool = False) -> pd.DataFrame:
@@ -35,14 +38,25 @@ def aggregate(df: pd.DataFrame, columns: list | None = None, by_config: bool = F
             knob = ""
             if by_config and g.get("tags.knob", pd.Series(["-"])).iloc[0] not in ("-", None):
                 knob = f"{g['tags.knob'].iloc[0]}={g['tags.knob_value'].iloc[0]}"
-            rows.append({"model": model, "method": method, "config": key[2] if by_config else "", "knob": knob,
-                         "column": label, "task": task, "group": group,
-                         "mean": values.mean(), "std": values.std(ddof=1) if len(values) > 1 else 0.0,
-                         "n": len(values), "seeds": ",".join(sorted(g["tags.seed"].astype(str))),
-                         "params_method": float(g[f"metrics.{count_metric('method')}"].iloc[0]),
-                         "params_backbone": float(g[f"metrics.{count_metric('backbone')}"].iloc[0]),
-                         "params_head": float(g[f"metrics.{count_metric('head')}"].iloc[0]),
-                         "studies": ",".join(sorted(g.get("tags.study", pd.Series(dtype=str)).dropna().unique()))})
+            rows.append(
+                {
+                    "model": model,
+                    "method": method,
+                    "config": key[2] if by_config else "",
+                    "knob": knob,
+                    "column": label,
+                    "task": task,
+                    "group": group,
+                    "mean": values.mean(),
+                    "std": values.std(ddof=1) if len(values) > 1 else 0.0,
+                    "n": len(values),
+                    "seeds": ",".join(sorted(g["tags.seed"].astype(str))),
+                    "params_method": float(g[f"metrics.{count_metric('method')}"].iloc[0]),
+                    "params_backbone": float(g[f"metrics.{count_metric('backbone')}"].iloc[0]),
+                    "params_head": float(g[f"metrics.{count_metric('head')}"].iloc[0]),
+                    "studies": ",".join(sorted(g.get("tags.study", pd.Series(dtype=str)).dropna().unique())),
+                }
+            )
     return pd.DataFrame(rows)
 
 

@@ -24,12 +24,17 @@ def method_style(method: str) -> dict:
         return {"color": "black", "marker": "s", "markersize": 7, "label": display_name(method)}
     others = [m for m in REGISTRY if not (has_role(m, "reference") or has_role(m, "anchor"))]
     i = others.index(method) if method in others else len(others) + sum(map(ord, method))
-    return {"color": PALETTE[i % len(PALETTE)], "marker": MARKERS[i % len(MARKERS)], "markersize": 6,
-            "label": display_name(method)}
+    return {
+        "color": PALETTE[i % len(PALETTE)],
+        "marker": MARKERS[i % len(MARKERS)],
+        "markersize": 6,
+        "label": display_name(method),
+    }
 
 
 def metric_label(metric: str, task: str | None = None) -> str:
-    """"dev_accuracy" -> "dev accuracy", "dev_glue_score" -> "dev GLUE score"; with a task: "MRPC dev accuracy"."""
+    """ "dev_accuracy" -> "dev accuracy", "dev_glue_score" -> "dev GLUE score"; with a task: "MRPC dev
+    accuracy"."""
     words = metric.replace("glue_score", "GLUE score").replace("_", " ")
     if task:
         words = f"{get_task(task).title} {words}"
@@ -41,8 +46,11 @@ def spread_note(seeds: list[int] | int) -> str:
     return f"error bars: ±1 sample std over {n} seeds" if n > 1 else "one seed: no error bars"
 
 
-def fit_ylim(ax, values: list[float], errors: list[float] | None = None, pad: float = 0.08) -> tuple[float, float]:
-    """A y-range fitted to the data (means ± their error bars), not stretched by reference lines; returns it."""
+def fit_ylim(
+    ax, values: list[float], errors: list[float] | None = None, pad: float = 0.08
+) -> tuple[float, float]:
+    """A y-range fitted to the data (means ± their error bars), not stretched by reference lines; returns
+    it."""
     v = np.asarray(values, dtype=float)
     e = np.zeros_like(v) if errors is None else np.asarray(errors, dtype=float)
     lo, hi = float(np.nanmin(v - e)), float(np.nanmax(v + e))
@@ -58,4 +66,6 @@ def reference_line(ax, y: float, label: str, **kw) -> None:
     if lo <= y <= hi:
         ax.axhline(y, lw=1, label=f"{label} ({y:.3g})", **kw)
     else:
-        ax.plot([], [], lw=1, label=f"{label} ({y:.3g}, {'below' if y < lo else 'above'} the range shown)", **kw)
+        ax.plot(
+            [], [], lw=1, label=f"{label} ({y:.3g}, {'below' if y < lo else 'above'} the range shown)", **kw
+        )

@@ -29,7 +29,9 @@ def average_groups(columns: list[str]) -> dict[str, list[str]]:
     for label, task, _metric, group in report_columns():
         if label in columns and group:
             tasks.setdefault(group, {}).setdefault(task, []).append(label)
-    return {g: [c for cols in by_task.values() for c in cols] for g, by_task in tasks.items() if len(by_task) > 1}
+    return {
+        g: [c for cols in by_task.values() for c in cols] for g, by_task in tasks.items() if len(by_task) > 1
+    }
 
 
 def average(cells: dict, group_columns: list[str], column_task: dict[str, str] | None = None) -> float | None:
@@ -44,7 +46,9 @@ def average(cells: dict, group_columns: list[str], column_task: dict[str, str] |
     return float(np.mean([np.mean(v) for v in by_task.values()]))
 
 
-def build(agg: pd.DataFrame, model: str, tasks: list[str] | None, methods: list[str] | None, layout=None) -> dict:
+def build(
+    agg: pd.DataFrame, model: str, tasks: list[str] | None, methods: list[str] | None, layout=None
+) -> dict:
     """Our rows for `model`. With a layout, its columns (and no rows is allowed: published rows alone)."""
     sel = agg[agg["model"] == model] if not agg.empty else agg
     if sel.empty and layout is None:
@@ -55,7 +59,9 @@ def build(agg: pd.DataFrame, model: str, tasks: list[str] | None, methods: list[
     if methods and not sel.empty:
         sel = sel[sel["method"].isin(methods)]
     if sel.empty and layout is None:
-        raise BenchError(f"no runs of model {model} for tasks {tasks or 'any'} and methods {methods or 'any'}")
+        raise BenchError(
+            f"no runs of model {model} for tasks {tasks or 'any'} and methods {methods or 'any'}"
+        )
     if layout is not None:
         columns = [c for c in layout.labels if not tasks or _column_tasks(layout)[c] in tasks]
         groups = {"Avg": columns} if layout.average_note and columns == layout.labels else {}
@@ -65,14 +71,24 @@ def build(agg: pd.DataFrame, model: str, tasks: list[str] | None, methods: list[
     column_task = _column_tasks(layout)
     rows = []
     keys = ["method", "config"] if "config" in sel and sel["config"].astype(bool).any() else ["method"]
-    for key, g in (sel.groupby(keys, sort=False) if not sel.empty else []):
+    for key, g in sel.groupby(keys, sort=False) if not sel.empty else []:
         method = key[0] if isinstance(key, tuple) else key
         cells = {r.column: r for r in g.itertuples()}
-        avgs = {grp: average({c: cells[c].mean for c in cells}, cols, column_task) for grp, cols in groups.items()}
-        rows.append({"method": method, "config": g["config"].iloc[0] if "config" in g else "",
-                     "knob": g["knob"].iloc[0] if "knob" in g else "",
-                     "percent": 100 * g["params_method"].iloc[0] / g["params_backbone"].iloc[0],
-                     "head": g["params_head"].iloc[0], "cells": cells, "avgs": avgs, "n": sorted(set(g["n"]))})
+        avgs = {
+            grp: average({c: cells[c].mean for c in cells}, cols, column_task) for grp, cols in groups.items()
+        }
+        rows.append(
+            {
+                "method": method,
+                "config": g["config"].iloc[0] if "config" in g else "",
+                "knob": g["knob"].iloc[0] if "knob" in g else "",
+                "percent": 100 * g["params_method"].iloc[0] / g["params_backbone"].iloc[0],
+                "head": g["params_head"].iloc[0],
+                "cells": cells,
+                "avgs": avgs,
+                "n": sorted(set(g["n"])),
+            }
+        )
     rows.sort(key=lambda r: (not has_role(r["method"], "reference"), r["percent"]))  # full FT heads the table
     published = []
     if layout is not None:
@@ -85,13 +101,33 @@ def build(agg: pd.DataFrame, model: str, tasks: list[str] | None, methods: list[
             published.append({**p, "cells": values, "avgs": avgs})
     # Bold marks the best of OUR rows (with no rows of ours: the best published); a published value above
     # our best is marked instead of taking the bold.
-    best = {c: max([r["cells"][c].mean for r in rows if c in r["cells"]]
-                   or [p["cells"][c] for p in published if p["cells"][c] is not None], default=None) for c in columns}
-    best_avg = {grp: max([r["avgs"][grp] for r in rows if r["avgs"][grp] is not None]
-                         or [p["avgs"][grp] for p in published if p["avgs"][grp] is not None], default=None)
-                for grp in groups}
-    return {"model": model, "columns": columns, "groups": groups, "rows": rows, "published": published,
-            "best": best, "best_avg": best_avg, "sel": sel, "layout": layout}
+    best = {
+        c: max(
+            [r["cells"][c].mean for r in rows if c in r["cells"]]
+            or [p["cells"][c] for p in published if p["cells"][c] is not None],
+            default=None,
+        )
+        for c in columns
+    }
+    best_avg = {
+        grp: max(
+            [r["avgs"][grp] for r in rows if r["avgs"][grp] is not None]
+            or [p["avgs"][grp] for p in published if p["avgs"][grp] is not None],
+            default=None,
+        )
+        for grp in groups
+    }
+    return {
+        "model": model,
+        "columns": columns,
+        "groups": groups,
+        "rows": rows,
+        "published": published,
+        "best": best,
+        "best_avg": best_avg,
+        "sel": sel,
+        "layout": layout,
+    }
 
 
 def average_label(group: str, groups: dict) -> str:
@@ -101,29 +137,44 @@ def average_label(group: str, groups: dict) -> str:
 def _caption(t: dict, budget: str) -> str:
     seeds = "/".join(map(str, sorted({n for r in t["rows"] for n in r["n"]})))
     spread = f"mean ± sample std over {seeds} seeds" if seeds else "none in this store"
-    params = ("%Param: method parameters (head excluded) as a percentage of the backbone's; Head: the task head's "
-              "parameters (trained by every method).")
+    params = (
+        "%Param: method parameters (head excluded) as a percentage of the backbone's; Head: the task head's "
+        "parameters (trained by every method)."
+    )
     layout = t["layout"]
     if any(r.get("config") for r in t["rows"]):
-        budget = ("One row per training configuration (every finished run; its size knob and config hash in "
-                  "brackets), never averaged across configurations. " + budget)
+        budget = (
+            "One row per training configuration (every finished run; its size knob and config hash in "
+            "brackets), never averaged across configurations. " + budget
+        )
     if layout is None:
-        return (f"{t['model']}, dev sets: GLUE score x100 (MRPC, QQP: mean of F1 and accuracy; STS-B: mean of "
-                f"Pearson and Spearman; CoLA: MCC; MNLI m/mm, others: accuracy; CoNLL03: entity F1), {spread}. "
-                f"{params} {_avg_caption(t['groups'])}Bold: best per column. {budget}").strip()
+        return (
+            f"{t['model']}, dev sets: GLUE score x100 (MRPC, QQP: mean of F1 and accuracy; STS-B: mean of "
+            f"Pearson and Spearman; CoLA: MCC; MNLI m/mm, others: accuracy; CoNLL03: entity F1), {spread}. "
+            f"{params} {_avg_caption(t['groups'])}Bold: best per column. {budget}"
+        ).strip()
     metrics = "; ".join(f"{c['label']} {c['metric']}" for c in layout.columns if c["label"] in t["columns"])
-    ours = sorted({c["ours"].split("_")[0] if c["ours"].startswith("test") else "dev" for c in layout.columns})
-    split_note = (f"Published rows: {layout.published_split} set, as printed by their source; ours: "
-                  f"{' and '.join(ours)} set(s) at the best dev epoch, {spread}")
+    ours = sorted(
+        {c["ours"].split("_")[0] if c["ours"].startswith("test") else "dev" for c in layout.columns}
+    )
+    split_note = (
+        f"Published rows: {layout.published_split} set, as printed by their source; ours: "
+        f"{' and '.join(ours)} set(s) at the best dev epoch, {spread}"
+    )
     if layout.published_split not in ours:
         split_note += f" (a different split from the published {layout.published_split}: compare with care)"
     sources = "; ".join(f"{p['label']}: {p['source']}" for p in t["published"])
-    return (f"{layout.title}, x100. Metrics per column: {metrics}. {split_note}. {params} "
-            + (f"{layout.average_note}. " if t["groups"] else "")
-            + (f"Sources: {sources}. " if sources else "")
-            + ("Bold: our best per column (the best published one where we have no value). " if t["rows"]
-               else "Bold: best per column. ")
-            + budget).strip()
+    return (
+        f"{layout.title}, x100. Metrics per column: {metrics}. {split_note}. {params} "
+        + (f"{layout.average_note}. " if t["groups"] else "")
+        + (f"Sources: {sources}. " if sources else "")
+        + (
+            "Bold: our best per column (the best published one where we have no value). "
+            if t["rows"]
+            else "Bold: best per column. "
+        )
+        + budget
+    ).strip()
 
 
 def row_label(r: dict) -> str:
@@ -138,22 +189,60 @@ def render_results(t: dict, fmt: str, budget: str = "") -> str:
     avg_labels = [average_label(g, groups) for g in groups]
     caption = _caption(t, budget)
     if fmt in ("csv", "json"):  # numbers, not formatted strings: one mean, std and n column per metric column
-        header = ["method", "label", "source", "config", "percent_param", "head_params",
-                  *(f"{c} {k}" for c in cols for k in ("mean", "std", "n")), *avg_labels]
-        body = [[r["method"], row_label(r), "ours", r["config"], r["percent"], r["head"],
-                 *(x for c in cols for x in ((r["cells"][c].mean, r["cells"][c].std, int(r["cells"][c].n))
-                                             if c in r["cells"] else (None, None, None))),
-                 *(r["avgs"][g] for g in groups)] for r in rows]
-        body += [[p["method"], p["label"], "published", "", _published_percent(p["param"]), None,
-                  *(x for c in cols for x in (p["cells"][c], None, None)), *(p["avgs"][g] for g in groups)]
-                 for p in published]
-        text = [["" if v is None else f"{v:.6g}" if isinstance(v, float) else str(v) for v in r] for r in body]
+        header = [
+            "method",
+            "label",
+            "source",
+            "config",
+            "percent_param",
+            "head_params",
+            *(f"{c} {k}" for c in cols for k in ("mean", "std", "n")),
+            *avg_labels,
+        ]
+        body = [
+            [
+                r["method"],
+                row_label(r),
+                "ours",
+                r["config"],
+                r["percent"],
+                r["head"],
+                *(
+                    x
+                    for c in cols
+                    for x in (
+                        (r["cells"][c].mean, r["cells"][c].std, int(r["cells"][c].n))
+                        if c in r["cells"]
+                        else (None, None, None)
+                    )
+                ),
+                *(r["avgs"][g] for g in groups),
+            ]
+            for r in rows
+        ]
+        body += [
+            [
+                p["method"],
+                p["label"],
+                "published",
+                "",
+                _published_percent(p["param"]),
+                None,
+                *(x for c in cols for x in (p["cells"][c], None, None)),
+                *(p["avgs"][g] for g in groups),
+            ]
+            for p in published
+        ]
+        text = [
+            ["" if v is None else f"{v:.6g}" if isinstance(v, float) else str(v) for v in r] for r in body
+        ]
         return render(header, text, fmt, caption, json_rows=[dict(zip(header, r, strict=True)) for r in body])
     header = ["Method", "%Param", "Head", *cols, *avg_labels]
     bold, marked = set(), False
 
-    ours_in = {c: any(c in r["cells"] for r in rows) for c in cols} | {g: any(r["avgs"][g] is not None for r in rows)
-                                                                     for g in groups}
+    ours_in = {c: any(c in r["cells"] for r in rows) for c in cols} | {
+        g: any(r["avgs"][g] is not None for r in rows) for g in groups
+    }
 
     def cell(value, best, key, sd=None, n=1, ours=True):
         """(text, bold): bold = the best of our rows (of the published ones where we have no value)."""
@@ -171,8 +260,12 @@ def render_results(t: dict, fmt: str, budget: str = "") -> str:
     plain = []
     for i, r in enumerate(rows):
         line = [row_label(r), f"{r['percent']:.3g}", f"{r['head']:,.0f}"]
-        values = [(r["cells"][c].mean, t["best"][c], c, r["cells"][c].std, r["cells"][c].n) if c in r["cells"]
-                  else (None, None, c) for c in cols] + [(r["avgs"][g], t["best_avg"][g], g) for g in groups]
+        values = [
+            (r["cells"][c].mean, t["best"][c], c, r["cells"][c].std, r["cells"][c].n)
+            if c in r["cells"]
+            else (None, None, c)
+            for c in cols
+        ] + [(r["avgs"][g], t["best_avg"][g], g) for g in groups]
         for j, v in enumerate(values, start=3):
             text, is_best = cell(*v)
             line.append(text)
@@ -183,8 +276,9 @@ def render_results(t: dict, fmt: str, budget: str = "") -> str:
     for pub in published:
         i = len(plain)
         line = [f"{pub['label']} (published)", pub["param"].replace("%", ""), "-"]
-        values = [(pub["cells"][c], t["best"][c], c) for c in cols] + [(pub["avgs"][g], t["best_avg"][g], g)
-                                                                       for g in groups]
+        values = [(pub["cells"][c], t["best"][c], c) for c in cols] + [
+            (pub["avgs"][g], t["best_avg"][g], g) for g in groups
+        ]
         for j, (v, b, key) in enumerate(values, start=3):
             text, is_best = cell(v, b, key, ours=False)
             line.append(text)
@@ -194,8 +288,17 @@ def render_results(t: dict, fmt: str, budget: str = "") -> str:
     if marked:
         caption += " †: a published value above our best in that column."
     label = f"tab:{t['model'].rstrip('/').split('/')[-1]}-{t['layout'].name if t['layout'] else 'results'}"
-    return render(header, plain, fmt, caption, align="lrr" + "c" * (len(cols) + len(groups)), bold=bold,
-                  italic_rows=set(range(len(rows), len(plain))), rule_before=rule, label=label)
+    return render(
+        header,
+        plain,
+        fmt,
+        caption,
+        align="lrr" + "c" * (len(cols) + len(groups)),
+        bold=bold,
+        italic_rows=set(range(len(rows), len(plain))),
+        rule_before=rule,
+        label=label,
+    )
 
 
 def _published_percent(param: str) -> float | None:
@@ -209,13 +312,26 @@ def _published_percent(param: str) -> float | None:
 def _avg_caption(groups: dict) -> str:
     if not groups:
         return ""
-    return " ".join(f"{average_label(g, groups)}: mean over the {g} tasks, each task once (MNLI m/mm as their mean)."
-                    for g in groups) + " "
+    return (
+        " ".join(
+            f"{average_label(g, groups)}: mean over the {g} tasks, each task once (MNLI m/mm as their mean)."
+            for g in groups
+        )
+        + " "
+    )
 
 
-def results_report(tracking_uri: str | None, model: str, tasks: list[str] | None, methods: list[str] | None,
-                   fmt: str, published: bool = False, all_runs: bool = False, standalone: bool = False,
-                   layout_name: str | None = None) -> str:
+def results_report(
+    tracking_uri: str | None,
+    model: str,
+    tasks: list[str] | None,
+    methods: list[str] | None,
+    fmt: str,
+    published: bool = False,
+    all_runs: bool = False,
+    standalone: bool = False,
+    layout_name: str | None = None,
+) -> str:
     """`bench report table`: the results table of tracked runs (sweeps' final seeds, or every run); with
     --published or --layout, a paper table's columns and its published rows (alone if the store has no
     runs of the model)."""
@@ -226,13 +342,22 @@ def results_report(tracking_uri: str | None, model: str, tasks: list[str] | None
         if layout is None:
             raise
         df = pd.DataFrame()
-    agg = (aggregate(df, layout.report_columns() if layout else None, by_config=all_runs) if not df.empty
-           else pd.DataFrame())
+    agg = (
+        aggregate(df, layout.report_columns() if layout else None, by_config=all_runs)
+        if not df.empty
+        else pd.DataFrame()
+    )
     t = build(agg, model, tasks, methods, layout)
-    studies = {s for x in t["sel"].get("studies", []) for s in x.split(",") if s} if not t["sel"].empty else set()
+    studies = (
+        {s for x in t["sel"].get("studies", []) for s in x.split(",") if s} if not t["sel"].empty else set()
+    )
     budgets = sweep_budgets(load_runs(tracking_uri, phase=None), studies) if studies else {}
-    budget = (f"Sweep budget: {', '.join(sorted(set(budgets.values())))} trials per method." if budgets
-              else "Runs not from sweeps (no search budget)." if t["rows"]
-              else f"No runs of {model} in the store: published rows only.")
+    budget = (
+        f"Sweep budget: {', '.join(sorted(set(budgets.values())))} trials per method."
+        if budgets
+        else "Runs not from sweeps (no search budget)."
+        if t["rows"]
+        else f"No runs of {model} in the store: published rows only."
+    )
     out = render_results(t, fmt, budget)
     return standalone_latex(out) if fmt == "latex" and standalone else out

@@ -20,8 +20,14 @@ from bench.tasks import get_task
 from methods import REGISTRY, get_method
 
 
-def plan(model: str, task: str, methods: list[str], points: int, lr_grid: dict[str, list[float]],
-         base: dict | None = None) -> list[tuple]:
+def plan(
+    model: str,
+    task: str,
+    methods: list[str],
+    points: int,
+    lr_grid: dict[str, list[float]],
+    base: dict | None = None,
+) -> list[tuple]:
     """[(method, method_options, lr)] for every curve point and anchor; a method without a grid runs at the
     lr its configuration resolves to (the base's, else the method's default)."""
     config = arch_config(model, get_task(task))
@@ -43,12 +49,22 @@ def parent_run(uri: str, experiment: str, name: str, budget: dict) -> str:
     return found[0].info.run_id if found else tracking.create_container(uri, experiment, name, tags, budget)
 
 
-def run_intrinsic(model: str, task: str, methods: list[str], seeds: int, points: int, base: dict,
-                  lr_grid: dict[str, list[float]] | None = None, workers: int = 1, echo=print) -> str:
+def run_intrinsic(
+    model: str,
+    task: str,
+    methods: list[str],
+    seeds: int,
+    points: int,
+    base: dict,
+    lr_grid: dict[str, list[float]] | None = None,
+    workers: int = 1,
+    echo=print,
+) -> str:
     quiet_libraries()
     if seeds < 1 or points < 2 or workers < 1:
-        raise BenchError(f"--seeds {seeds} and --workers {workers} must be at least 1 and --points {points} "
-                         "at least 2")
+        raise BenchError(
+            f"--seeds {seeds} and --workers {workers} must be at least 1 and --points {points} at least 2"
+        )
     for m in methods:
         if not get_method(m).knob and not get_method(m).anchor:
             raise BenchError(f"method {m} has no size knob for a curve")
@@ -58,30 +74,60 @@ def run_intrinsic(model: str, task: str, methods: list[str], seeds: int, points:
     tracking.check_reachable(uri)
     experiment = record.experiment_name(probe.task, probe.experiment)
     steps = plan(model, probe.task, methods, points, lr_grid or {}, base)
-    budget = {"seeds": seeds, "points": points, "methods": ",".join(methods), "base": base,
-              "lr_grid": {m: [lr for mm, _, lr in steps if mm == m] for m in {s[0] for s in steps}}}
+    budget = {
+        "seeds": seeds,
+        "points": points,
+        "methods": ",".join(methods),
+        "base": base,
+        "lr_grid": {m: [lr for mm, _, lr in steps if mm == m] for m in {s[0] for s in steps}},
+    }
     parent = parent_run(uri, experiment, name, budget)
     todo = []
     total = len(steps) * seeds
     for method, opts, lr in steps:
         m = get_method(method)
         for seed in range(1, seeds + 1):
-            tags = {"phase": record.INTRINSIC, "intrinsic": name, "knob": m.knob or "-",
-                    "knob_value": m.knob_value_label(opts)}
-            cfg = build_config(base, {"method": method, "model": model, "task": task, "method_options": opts,
-                                      "lr": lr, "seed": seed, "tracking_uri": uri, "experiment": experiment,
-                                      "tags": tags})
+            tags = {
+                "phase": record.INTRINSIC,
+                "intrinsic": name,
+                "knob": m.knob or "-",
+                "knob_value": m.knob_value_label(opts),
+            }
+            cfg = build_config(
+                base,
+                {
+                    "method": method,
+                    "model": model,
+                    "task": task,
+                    "method_options": opts,
+                    "lr": lr,
+                    "seed": seed,
+                    "tracking_uri": uri,
+                    "experiment": experiment,
+                    "tags": tags,
+                },
+            )
             if tracking.finished_run(cfg, record.INTRINSIC, {"intrinsic": name}) is None:
                 todo.append(cfg)
-    echo(f"{name}: {total} point runs, {total - len(todo)} already finished, {len(todo)} to run"
-         + (f" in {workers} worker processes" if workers > 1 and todo else ""))
-    tracking.update_container(uri, parent, {"runs_total": total, "runs_finished": total - len(todo)}, "RUNNING")
+    echo(
+        f"{name}: {total} point runs, {total - len(todo)} already finished, {len(todo)} to run"
+        + (f" in {workers} worker processes" if workers > 1 and todo else "")
+    )
+    tracking.update_container(
+        uri, parent, {"runs_total": total, "runs_finished": total - len(todo)}, "RUNNING"
+    )
     failed = _run_points(todo, parent, workers, echo)
-    tracking.update_container(uri, parent, {"runs_total": total, "runs_finished": total - len(failed),
-                                          "runs_failed": len(failed)}, "FINISHED")
-    echo(f"{name}: {total - len(failed)} of {total} point runs finished under MLflow parent {parent}"
-         + (f"; {len(failed)} failed (rerun the same command to retry them)" if failed else "")
-         + f"; see `bench report intrinsic --model {model} --task {probe.task}`")
+    tracking.update_container(
+        uri,
+        parent,
+        {"runs_total": total, "runs_finished": total - len(failed), "runs_failed": len(failed)},
+        "FINISHED",
+    )
+    echo(
+        f"{name}: {total - len(failed)} of {total} point runs finished under MLflow parent {parent}"
+        + (f"; {len(failed)} failed (rerun the same command to retry them)" if failed else "")
+        + f"; see `bench report intrinsic --model {model} --task {probe.task}`"
+    )
     return name
 
 
@@ -105,6 +151,7 @@ def _init_worker(threads: int) -> None:
 def _run_points(todo: list, parent: str, workers: int, echo) -> list[str]:
     """Runs the points one by one, or `workers` at a time in spawned processes (CUDA cannot fork):
     small models leave a GPU mostly idle, so several runs share it; on a CPU the cores are split."""
+
     def label(i, cfg):
         return f"[{i}/{len(todo)}] {cfg.method} {cfg.method_options} lr {cfg.lr:g} seed {cfg.seed}"
 
@@ -118,8 +165,12 @@ def _run_points(todo: list, parent: str, workers: int, echo) -> list[str]:
         return failed
 
     threads = max(1, (os.cpu_count() or 1) // workers)
-    with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"), initializer=_init_worker,
-                             initargs=(threads,)) as pool:
+    with ProcessPoolExecutor(
+        workers,
+        mp_context=multiprocessing.get_context("spawn"),
+        initializer=_init_worker,
+        initargs=(threads,),
+    ) as pool:
         futures = {pool.submit(_run_point, cfg, parent): (i, cfg) for i, cfg in enumerate(todo, 1)}
         for future in as_completed(futures):
             err = future.result()

@@ -22,7 +22,9 @@ from sweeps import driver
 EXECUTORS = ("local", "slurm")
 
 
-def work_job(name: str, storage: str | None, output_dir: str, heartbeat: int, threads: int | None = None) -> int:
+def work_job(
+    name: str, storage: str | None, output_dir: str, heartbeat: int, threads: int | None = None
+) -> int:
     """One worker (what each scheduled job runs): trials until the study's budget is complete."""
     if threads:
         torch.set_num_threads(threads)
@@ -38,12 +40,25 @@ def check_gpus(per_worker: int, workers: int, executor: str) -> None:
     if per_worker and executor == "local":
         have = torch.cuda.device_count()
         if have < per_worker:
-            raise BenchError(f"--gpus-per-worker {per_worker} with --executor local: this machine has {have} GPU(s)")
+            raise BenchError(
+                f"--gpus-per-worker {per_worker} with --executor local: this machine has {have} GPU(s)"
+            )
 
 
-def launch(name: str, storage: str | None, output_dir: str, workers: int, executor: str, gpus_per_worker: int = 0,
-           mem_gb: float | None = None, timeout_min: int = 24 * 60, partition: str | None = None,
-           heartbeat: int = 10, wait: bool = True, echo=print) -> list:
+def launch(
+    name: str,
+    storage: str | None,
+    output_dir: str,
+    workers: int,
+    executor: str,
+    gpus_per_worker: int = 0,
+    mem_gb: float | None = None,
+    timeout_min: int = 24 * 60,
+    partition: str | None = None,
+    heartbeat: int = 10,
+    wait: bool = True,
+    echo=print,
+) -> list:
     """Submit `workers` jobs of `bench sweep work <name>`; with wait, block until they end and say what each
     did. Everything that can be refused is checked before the first submission."""
     if workers < 1:
@@ -53,18 +68,25 @@ def launch(name: str, storage: str | None, output_dir: str, workers: int, execut
     if timeout_min < 1 or (mem_gb is not None and mem_gb <= 0):
         raise BenchError(f"--timeout-min {timeout_min} must be at least 1 and --mem-gb {mem_gb} positive")
     if executor == "slurm" and shutil.which("sbatch") is None:
-        raise BenchError("--executor slurm: no SLURM scheduler on this machine (sbatch not on PATH); run the "
-                         "command on the cluster's login node, or use --executor local")
+        raise BenchError(
+            "--executor slurm: no SLURM scheduler on this machine (sbatch not on PATH); run the "
+            "command on the cluster's login node, or use --executor local"
+        )
     check_gpus(gpus_per_worker, workers, executor)
     study = driver.load(name, driver.open_storage(driver.storage_url(storage, output_dir), heartbeat))
-    driver.study_tracking_uri(study.user_attrs)  # a credential the workers would lack: refused now, not in N jobs
+    driver.study_tracking_uri(
+        study.user_attrs
+    )  # a credential the workers would lack: refused now, not in N jobs
     folder = Path(output_dir) / "launch" / name
     ex = submitit.AutoExecutor(folder=str(folder), cluster=executor)
     params = {"timeout_min": timeout_min, "gpus_per_node": gpus_per_worker, "name": f"bench-{name}"[:64]}
     if mem_gb is not None:
         params["mem_gb"] = mem_gb
     if executor == "slurm":
-        params |= {"slurm_array_parallelism": workers, **({"slurm_partition": partition} if partition else {})}
+        params |= {
+            "slurm_array_parallelism": workers,
+            **({"slurm_partition": partition} if partition else {}),
+        }
     ex.update_parameters(**params)
     threads = None if gpus_per_worker or executor == "slurm" else max(1, (os.cpu_count() or 1) // workers)
     if executor == "slurm":
@@ -72,8 +94,10 @@ def launch(name: str, storage: str | None, output_dir: str, workers: int, execut
             jobs = [ex.submit(work_job, name, storage, output_dir, heartbeat) for _ in range(workers)]
     else:
         jobs = [ex.submit(work_job, name, storage, output_dir, heartbeat, threads) for _ in range(workers)]
-    echo(f"submitted {workers} workers of study {name} ({executor}): job ids "
-         f"{', '.join(str(j.job_id) for j in jobs)}; logs in {folder}")
+    echo(
+        f"submitted {workers} workers of study {name} ({executor}): job ids "
+        f"{', '.join(str(j.job_id) for j in jobs)}; logs in {folder}"
+    )
     if wait:
         failed = 0
         for j in jobs:
@@ -83,20 +107,26 @@ def launch(name: str, storage: str | None, output_dir: str, workers: int, execut
                 failed += 1
                 echo(f"worker {j.job_id} failed: {str(e).strip().splitlines()[-1][:300]} (log: {folder})")
         if failed:
-            raise BenchError(f"{failed} of {workers} workers failed (logs in {folder}); the study keeps every "
-                             "finished trial: launch again to complete it")
+            raise BenchError(
+                f"{failed} of {workers} workers failed (logs in {folder}); the study keeps every "
+                "finished trial: launch again to complete it"
+            )
     return jobs
 
 
-def work_in_processes(name: str, storage: str | None, output_dir: str, workers: int, heartbeat: int,
-                      echo=print) -> int:
-    """`bench sweep work --workers N`: N workers of one study in spawned processes of this command (CUDA cannot
+def work_in_processes(
+    name: str, storage: str | None, output_dir: str, workers: int, heartbeat: int, echo=print
+) -> int:
+    """`bench sweep work --workers N`: N workers of one study in spawned processes of this command (CUDA
+    cannot
     fork), the CPU cores split between them; on a GPU they share it. Returns the trials they ran."""
     if workers < 1:
         raise BenchError(f"--workers {workers} must be at least 1")
     threads = max(1, (os.cpu_count() or 1) // workers)
     with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
-        futures = [pool.submit(work_job, name, storage, output_dir, heartbeat, threads) for _ in range(workers)]
+        futures = [
+            pool.submit(work_job, name, storage, output_dir, heartbeat, threads) for _ in range(workers)
+        ]
         ran = [f.result() for f in futures]
     echo(f"{workers} worker processes ran {sum(ran)} trials ({', '.join(map(str, ran))})")
     return sum(ran)

@@ -23,8 +23,10 @@ def default_space_file(method: str) -> Path:
     """sweeps/spaces/<method>.yaml, else a plugin directory's spaces/<method>.yaml."""
     found = files(SPACES_DIR, "spaces", f"{method}.yaml")
     if not found:
-        raise BenchError(f"no search space for method {method}: add sweeps/spaces/{method}.yaml (or spaces/"
-                         f"{method}.yaml in a plugin directory), or pass --space FILE")
+        raise BenchError(
+            f"no search space for method {method}: add sweeps/spaces/{method}.yaml (or spaces/"
+            f"{method}.yaml in a plugin directory), or pass --space FILE"
+        )
     return found[0]
 
 
@@ -38,12 +40,16 @@ def validate_space(space: dict, method: str, where: str = "search space") -> Non
     option_names = set(get_method(method).defaults())
     for key, spec in space.items():
         if key.startswith("method."):
-            if key[len("method."):] not in option_names:
-                raise BenchError(f"{where}: bad key {key!r}: method {method} has no option "
-                                 f"{key[len('method.'):]!r} (choices: {', '.join(sorted(option_names))})")
+            if key[len("method.") :] not in option_names:
+                raise BenchError(
+                    f"{where}: bad key {key!r}: method {method} has no option "
+                    f"{key[len('method.') :]!r} (choices: {', '.join(sorted(option_names))})"
+                )
         elif key not in FIELDS or key in NOT_SEARCHABLE:
-            raise BenchError(f"{where}: bad key {key!r} (choices: "
-                             f"{', '.join(sorted(set(FIELDS) - NOT_SEARCHABLE))}, method.<option>)")
+            raise BenchError(
+                f"{where}: bad key {key!r} (choices: "
+                f"{', '.join(sorted(set(FIELDS) - NOT_SEARCHABLE))}, method.<option>)"
+            )
         if not isinstance(spec, dict) or spec.get("type") not in TYPES:
             raise BenchError(f"{where}: bad key {key!r}: needs a mapping with type one of {', '.join(TYPES)}")
         if spec["type"] == "categorical":
@@ -122,6 +128,6 @@ def sample(trial, space: dict) -> dict:
 
 def put(layer: dict, key: str, value) -> None:
     if key.startswith("method."):
-        layer.setdefault("method_options", {})[key[len("method."):]] = value
+        layer.setdefault("method_options", {})[key[len("method.") :]] = value
     else:
         layer[key] = value

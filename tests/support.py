@@ -15,8 +15,10 @@ import yaml
 from sweeps import driver
 
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
-WORDS = ("the a an cat dog bird sat ran flew on in under mat log tree is was not very good bad happy sad "
-         "john paris london acme corp said that it this and or but new york times").split()
+WORDS = (
+    "the a an cat dog bird sat ran flew on in under mat log tree is was not very good bad happy sad "
+    "john paris london acme corp said that it this and or but new york times"
+).split()
 
 
 def tiny_tokenizer(kind: str, directory: Path):
@@ -28,24 +30,54 @@ def tiny_tokenizer(kind: str, directory: Path):
     from transformers import BertTokenizer, PreTrainedTokenizerFast, RobertaTokenizer
 
     if kind == "wordpiece":
-        vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *WORDS, *"abcdefghijklmnopqrstuvwxyz",
-                 *(f"##{c}" for c in "abcdefghijklmnopqrstuvwxyz"), ".", ",", "'", '"', "-"]
+        vocab = [
+            "[PAD]",
+            "[UNK]",
+            "[CLS]",
+            "[SEP]",
+            "[MASK]",
+            *WORDS,
+            *"abcdefghijklmnopqrstuvwxyz",
+            *(f"##{c}" for c in "abcdefghijklmnopqrstuvwxyz"),
+            ".",
+            ",",
+            "'",
+            '"',
+            "-",
+        ]
         return BertTokenizer(vocab={w: i for i, w in enumerate(vocab)}, do_lower_case=True)
     bpe = ByteLevelBPETokenizer()
     if kind == "bpe-pair-sep":
-        bpe.train_from_iterator([" ".join(WORDS)] * 20, vocab_size=400, min_frequency=1,
-                                special_tokens=["<s>", "<pad>", "</s>", "<unk>", "<mask>"])
+        bpe.train_from_iterator(
+            [" ".join(WORDS)] * 20,
+            vocab_size=400,
+            min_frequency=1,
+            special_tokens=["<s>", "<pad>", "</s>", "<unk>", "<mask>"],
+        )
         vocab_file, merges_file = bpe.save_model(str(directory))
         return RobertaTokenizer(vocab=vocab_file, merges=merges_file)
     assert kind == "bpe-cls", kind
-    bpe.train_from_iterator([" ".join(WORDS)] * 20, vocab_size=400, min_frequency=1,
-                            special_tokens=["[CLS]", "[SEP]", "[PAD]", "[UNK]", "[MASK]"])
+    bpe.train_from_iterator(
+        [" ".join(WORDS)] * 20,
+        vocab_size=400,
+        min_frequency=1,
+        special_tokens=["[CLS]", "[SEP]", "[PAD]", "[UNK]", "[MASK]"],
+    )
     cls, sep = bpe.token_to_id("[CLS]"), bpe.token_to_id("[SEP]")
-    bpe.post_processor = TemplateProcessing(single="[CLS] $A [SEP]", pair="[CLS] $A [SEP] $B:1 [SEP]:1",
-                                            special_tokens=[("[CLS]", cls), ("[SEP]", sep)])
-    return PreTrainedTokenizerFast(tokenizer_object=bpe._tokenizer, cls_token="[CLS]", sep_token="[SEP]",
-                                   pad_token="[PAD]", unk_token="[UNK]", mask_token="[MASK]",
-                                   model_input_names=["input_ids", "attention_mask"])
+    bpe.post_processor = TemplateProcessing(
+        single="[CLS] $A [SEP]",
+        pair="[CLS] $A [SEP] $B:1 [SEP]:1",
+        special_tokens=[("[CLS]", cls), ("[SEP]", sep)],
+    )
+    return PreTrainedTokenizerFast(
+        tokenizer_object=bpe._tokenizer,
+        cls_token="[CLS]",
+        sep_token="[SEP]",
+        pad_token="[PAD]",
+        unk_token="[UNK]",
+        mask_token="[MASK]",
+        model_input_names=["input_ids", "attention_mask"],
+    )
 
 
 def build_tiny_model(directory: Path, family) -> Path:
@@ -60,13 +92,24 @@ def build_tiny_model(directory: Path, family) -> Path:
     torch.manual_seed(0)
     directory.mkdir(parents=True, exist_ok=True)
     tok = tiny_tokenizer(fam.tiny_tokenizer, directory)
-    ids = {f"{name}_token_id": tok.convert_tokens_to_ids(getattr(tok, f"{name}_token"))
-           for name in ("pad", "bos", "eos", "cls", "sep") if getattr(tok, f"{name}_token", None)}
+    ids = {
+        f"{name}_token_id": tok.convert_tokens_to_ids(getattr(tok, f"{name}_token"))
+        for name in ("pad", "bos", "eos", "cls", "sep")
+        if getattr(tok, f"{name}_token", None)
+    }
     defaults = AutoConfig.for_model(fam.model_types[0])
-    dropouts = {k: 0.1 for k in ("hidden_dropout_prob", "attention_probs_dropout_prob") if hasattr(defaults, k)}
+    dropouts = {
+        k: 0.1 for k in ("hidden_dropout_prob", "attention_probs_dropout_prob") if hasattr(defaults, k)
+    }
     config = AutoConfig.for_model(
-        fam.model_types[0], vocab_size=len(tok), hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
-        intermediate_size=64, **(dropouts | ids | fam.tiny_config))
+        fam.model_types[0],
+        vocab_size=len(tok),
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=64,
+        **(dropouts | ids | fam.tiny_config),
+    )
     model = AutoModel.from_config(config)
     tok.model_max_length = 128
     tok.save_pretrained(directory)
@@ -132,15 +175,41 @@ def space_file(tmp_path, space):
 
 
 def make_study(tiny_models, glue_dir, tmp_path, storage, trials, space, task="rte", pruner="median", **base):
-    base = {"data_dir": str(glue_dir), "output_dir": str(tmp_path / "runs"), "batch_size": 8,
-            "tracking_uri": seeded_store(tmp_path / "mlflow.db"), **base}
-    return driver.create("full", tiny_models["bert"], task, base, space_file(tmp_path, space), storage, trials,
-                         seeds_final=2, pruner=pruner, name=f"test-{uuid.uuid4().hex[:8]}", echo=lambda *a: None)
+    base = {
+        "data_dir": str(glue_dir),
+        "output_dir": str(tmp_path / "runs"),
+        "batch_size": 8,
+        "tracking_uri": seeded_store(tmp_path / "mlflow.db"),
+        **base,
+    }
+    return driver.create(
+        "full",
+        tiny_models["bert"],
+        task,
+        base,
+        space_file(tmp_path, space),
+        storage,
+        trials,
+        seeds_final=2,
+        pruner=pruner,
+        name=f"test-{uuid.uuid4().hex[:8]}",
+        echo=lambda *a: None,
+    )
 
 
 def worker(name, storage, tmp_path, heartbeat=1):
-    cmd = [sys.executable, "-m", "bench.cli", "sweep", "work", name, "--heartbeat", str(heartbeat),
-           "--output-dir", str(tmp_path / "runs")] + (["--storage", storage] if storage else [])
+    cmd = [
+        sys.executable,
+        "-m",
+        "bench.cli",
+        "sweep",
+        "work",
+        name,
+        "--heartbeat",
+        str(heartbeat),
+        "--output-dir",
+        str(tmp_path / "runs"),
+    ] + (["--storage", storage] if storage else [])
     return subprocess.Popen(cmd, env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
 
 
@@ -149,9 +218,14 @@ def child_runs(tmp_path, study):
 
     c = MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
     exps = [e.experiment_id for e in c.search_experiments()]
-    return [r for r in c.search_runs(exps) if r.data.tags.get("study") == study.study_name
-            and r.data.tags.get("phase") != "study"]
+    return [
+        r
+        for r in c.search_runs(exps)
+        if r.data.tags.get("study") == study.study_name and r.data.tags.get("phase") != "study"
+    ]
 
 
-SPACE = {"lr": {"type": "float", "low": 1e-4, "high": 1e-3, "log": True}, "epochs": {"type": "categorical",
-                                                                                     "choices": [1, 2]}}
+SPACE = {
+    "lr": {"type": "float", "low": 1e-4, "high": 1e-3, "log": True},
+    "epochs": {"type": "categorical", "choices": [1, 2]},
+}

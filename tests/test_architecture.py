@@ -7,6 +7,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parent.parent
 PACKAGES = ("bench", "methods", "sweeps", "reports", "benchmarks")
 
@@ -99,15 +101,28 @@ def test_imports_inside_functions_are_heavy_libraries_with_a_reason():
             if at_top:
                 continue
             # the reason: "# lazy: ..." on the import's line or just above it (one reason per import block)
-            nearby = lines[max(0, node.lineno - 6): node.end_lineno]
+            nearby = lines[max(0, node.lineno - 6) : node.end_lineno]
             if not any("# lazy" in line for line in nearby):
                 bad.append(f"{path.relative_to(ROOT)}:{node.lineno} {ast.unparse(node)}")
     assert not bad
 
 
 def test_help_loads_no_heavy_library():
-    code = ("import sys; from bench.cli import build_parser; build_parser().format_help(); "
-            "print(sorted(m for m in ('torch', 'transformers', 'mlflow', 'optuna', 'peft', 'pandas') "
-            "if m in sys.modules))")
+    code = (
+        "import sys; from bench.cli import build_parser; build_parser().format_help(); "
+        "print(sorted(m for m in ('torch', 'transformers', 'mlflow', 'optuna', 'peft', 'pandas') "
+        "if m in sys.modules))"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, check=True)
     assert out.stdout.strip() == "[]"
+
+
+def test_ruff_rules_and_format_hold():
+    """The lint rules of pyproject.toml (line length 110 included) and ruff's formatting, on all the code."""
+    ruff = Path(sys.executable).with_name("ruff")
+    if not ruff.exists():
+        pytest.skip("ruff is not installed in this environment (pip install -e .[dev])")
+    paths = [*PACKAGES, "tests", "scripts"]
+    for args in (["check", "--quiet"], ["format", "--check", "--quiet"]):
+        done = subprocess.run([str(ruff), *args, *paths], capture_output=True, text=True, cwd=ROOT)
+        assert done.returncode == 0, done.stdout + done.stderr

@@ -19,8 +19,15 @@ def _run(argv, capsys):
 
 
 def base(tiny_models, glue_dir, tmp_path, uri, **over):
-    args = {"--method": "full", "--model": tiny_models["bert"], "--task": "rte", "--data-dir": str(glue_dir),
-            "--max-steps": "1", "--output-dir": str(tmp_path / "out"), "--tracking-uri": uri}
+    args = {
+        "--method": "full",
+        "--model": tiny_models["bert"],
+        "--task": "rte",
+        "--data-dir": str(glue_dir),
+        "--max-steps": "1",
+        "--output-dir": str(tmp_path / "out"),
+        "--tracking-uri": uri,
+    }
     args.update(over)
     argv = ["run", "--no-progress"]
     for k, v in args.items():
@@ -29,20 +36,33 @@ def base(tiny_models, glue_dir, tmp_path, uri, **over):
     return argv
 
 
-@pytest.mark.parametrize("over, expected", [
-    ({"--method": "pasat"}, "unknown method 'pasat' (choices: adapter, bitfit, did, diffprune, full, head, lora, pasta, ptuning, said)"),
-    ({"--task": "rtee"}, "unknown task 'rtee' (choices: cola, conll2003, mnli, mrpc, qnli, qqp, rte, sst2, stsb)"),
-    ({"--model": "robrta-large"}, "unknown model 'robrta-large' (choices: "),
-    ({"--data-dir": "/nonexistent/glue"}, "data directory not found: /nonexistent/glue"),
-    ({"--task": "qnli"}, "no qnli files"),
-    ({"--set": "lr"}, "malformed --set 'lr': expected key=value"),
-    ({"--set": "learning_rate=1"}, "unknown option 'learning_rate' (choices: "),
-    ({"--set": "method.rank=4", "--method": "lora"}, "unknown option for method lora: 'rank' (choices: "),
-    ({"--set": "precision=fp8"}, "unknown precision 'fp8' (choices: auto, bf16, fp16, fp32)"),
-    ({"--set": "compile=maybe"}, "option compile='maybe' is not a valid bool: use true or false"),
-    ({"--tracking-uri": "postgresql://nobody@127.0.0.1:1/none"}, "tracking URI postgresql://nobody@127.0.0.1:1/none is unreachable"),
-    ({"--tracking-uri": "ftp://x"}, "unsupported tracking URI scheme 'ftp'"),
-])
+@pytest.mark.parametrize(
+    "over, expected",
+    [
+        (
+            {"--method": "pasat"},
+            "unknown method 'pasat' (choices: adapter, bitfit, did, diffprune, full, head, lora, pasta, "
+            "ptuning, said)",
+        ),
+        (
+            {"--task": "rtee"},
+            "unknown task 'rtee' (choices: cola, conll2003, mnli, mrpc, qnli, qqp, rte, sst2, stsb)",
+        ),
+        ({"--model": "robrta-large"}, "unknown model 'robrta-large' (choices: "),
+        ({"--data-dir": "/nonexistent/glue"}, "data directory not found: /nonexistent/glue"),
+        ({"--task": "qnli"}, "no qnli files"),
+        ({"--set": "lr"}, "malformed --set 'lr': expected key=value"),
+        ({"--set": "learning_rate=1"}, "unknown option 'learning_rate' (choices: "),
+        ({"--set": "method.rank=4", "--method": "lora"}, "unknown option for method lora: 'rank' (choices: "),
+        ({"--set": "precision=fp8"}, "unknown precision 'fp8' (choices: auto, bf16, fp16, fp32)"),
+        ({"--set": "compile=maybe"}, "option compile='maybe' is not a valid bool: use true or false"),
+        (
+            {"--tracking-uri": "postgresql://nobody@127.0.0.1:1/none"},
+            "tracking URI postgresql://nobody@127.0.0.1:1/none is unreachable",
+        ),
+        ({"--tracking-uri": "ftp://x"}, "unsupported tracking URI scheme 'ftp'"),
+    ],
+)
 def test_bad_input_one_line_exit_2(tiny_models, glue_dir, tmp_path, tracking_uri, capsys, over, expected):
     code, err = _run(base(tiny_models, glue_dir, tmp_path, tracking_uri, **over), capsys)
     assert code == 2
@@ -70,15 +90,23 @@ def test_bad_files_one_line_exit_2(tiny_models, tmp_path, tracking_uri, capsys):
 def test_unwritable_output_dir(tiny_models, glue_dir, tmp_path, tracking_uri, capsys):
     blocker = tmp_path / "file"
     blocker.write_text("")
-    code, err = _run(base(tiny_models, glue_dir, tmp_path, tracking_uri, **{"--output-dir": str(blocker / "x")}),
-                     capsys)
+    code, err = _run(
+        base(tiny_models, glue_dir, tmp_path, tracking_uri, **{"--output-dir": str(blocker / "x")}), capsys
+    )
     assert code == 2 and f"output directory {blocker / 'x'} is not writable" in err
 
 
-def test_failure_during_training_ends_failed_not_running(tiny_models, glue_dir, tmp_path, tracking_uri, capsys):
+def test_failure_during_training_ends_failed_not_running(
+    tiny_models, glue_dir, tmp_path, tracking_uri, capsys
+):
     # lr so large the loss overflows: the run must end FAILED with the reason as a tag.
-    argv = base(tiny_models, glue_dir, tmp_path, tracking_uri, **{"--lr": "1e30", "--max-steps": "40",
-                                                                   "--batch-size": "4"})
+    argv = base(
+        tiny_models,
+        glue_dir,
+        tmp_path,
+        tracking_uri,
+        **{"--lr": "1e30", "--max-steps": "40", "--batch-size": "4"},
+    )
     code, err = _run(argv, capsys)
     assert code == 1 and err.startswith("bench: run failed: loss became")
     runs = all_runs(tracking_uri)
@@ -88,11 +116,17 @@ def test_failure_during_training_ends_failed_not_running(tiny_models, glue_dir, 
 
 @pytest.mark.slow
 def test_subprocess_no_traceback(tmp_path):
-    proc = subprocess.run([sys.executable, "-m", "bench.cli", "run", "--task", "nope"], capture_output=True,
-                          text=True, cwd=tmp_path, timeout=120)
+    proc = subprocess.run(
+        [sys.executable, "-m", "bench.cli", "run", "--task", "nope"],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        timeout=120,
+    )
     assert proc.returncode == 2
     assert proc.stderr.strip().splitlines() == [
-        "bench: error: unknown task 'nope' (choices: cola, conll2003, mnli, mrpc, qnli, qqp, rte, sst2, stsb)"]
+        "bench: error: unknown task 'nope' (choices: cola, conll2003, mnli, mrpc, qnli, qqp, rte, sst2, stsb)"
+    ]
 
 
 def test_tracking_uri_resolution(tmp_path, monkeypatch):
@@ -107,7 +141,9 @@ def test_tracking_uri_resolution(tmp_path, monkeypatch):
     assert redact(resolve_uri(None)) == "postgresql://u:***@db/x"
 
 
-def test_a_dropped_sigterm_still_stops_training_at_the_next_step(tiny_models, glue_dir, tmp_path, monkeypatch):
+def test_a_dropped_sigterm_still_stops_training_at_the_next_step(
+    tiny_models, glue_dir, tmp_path, monkeypatch
+):
     """Python drops an exception raised inside a finalizer or weakref callback; the SIGTERM is remembered
     and the training loop raises it before its next step."""
     import bench.signals
@@ -123,13 +159,25 @@ def test_a_dropped_sigterm_still_stops_training_at_the_next_step(tiny_models, gl
     except KeyboardInterrupt:
         pass  # what "Exception ignored in ..." does to it
     task = get_task("rte")
-    cfg = RunConfig(model=tiny_models["bert"], task="rte", data_dir=str(glue_dir), max_steps=3,
-                    cache_dir=str(tmp_path / "cache"))
+    cfg = RunConfig(
+        model=tiny_models["bert"],
+        task="rte",
+        data_dir=str(glue_dir),
+        max_steps=3,
+        cache_dir=str(tmp_path / "cache"),
+    )
     built = build_model(cfg, task)
     prep = prepare_data(cfg, task, built)
     with pytest.raises(KeyboardInterrupt, match="SIGTERM"):
-        train(built.model, prep, cfg.replace(lr=1e-3), make_accelerator("fp32")[0], built.stored_names,
-              lambda *a: None, progress=False)
+        train(
+            built.model,
+            prep,
+            cfg.replace(lr=1e-3),
+            make_accelerator("fp32")[0],
+            built.stored_names,
+            lambda *a: None,
+            progress=False,
+        )
 
 
 @pytest.mark.slow
@@ -140,8 +188,13 @@ def test_sigterm_mid_run_ends_killed_not_running(tiny_models, glue_dir, tmp_path
     argv = base(tiny_models, glue_dir, tmp_path, tracking_uri, **{"--max-steps": None, "--epochs": "100000"})
     env = {**os.environ, "HF_HUB_OFFLINE": "1"}
     all_runs(tracking_uri)  # create the store first: two processes migrating one SQLite file race
-    proc = subprocess.Popen([sys.executable, "-m", "bench.cli", *argv], env=env, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "bench.cli", *argv],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
         deadline = time.time() + 120
         while time.time() < deadline:

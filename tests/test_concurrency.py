@@ -14,11 +14,40 @@ from support import all_runs
 def test_three_runs_on_a_fresh_sqlite_store(tiny_models, glue_dir, tmp_path):
     uri = f"sqlite:///{tmp_path / 'fresh.db'}"
     env = {**os.environ, "HF_HUB_OFFLINE": "1"}
-    procs = [subprocess.Popen([sys.executable, "-m", "bench.cli", "run", "--method", "lora", "--model",
-                               tiny_models["bert"], "--task", "rte", "--data-dir", str(glue_dir), "--max-steps", "1",
-                               "--batch-size", "4", "--seed", str(seed), "--tracking-uri", uri, "--output-dir",
-                               str(tmp_path / "out"), "--no-progress"], env=env, stdout=subprocess.DEVNULL,
-                              stderr=subprocess.PIPE, text=True) for seed in (1, 2, 3)]
+    procs = [
+        subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "bench.cli",
+                "run",
+                "--method",
+                "lora",
+                "--model",
+                tiny_models["bert"],
+                "--task",
+                "rte",
+                "--data-dir",
+                str(glue_dir),
+                "--max-steps",
+                "1",
+                "--batch-size",
+                "4",
+                "--seed",
+                str(seed),
+                "--tracking-uri",
+                uri,
+                "--output-dir",
+                str(tmp_path / "out"),
+                "--no-progress",
+            ],
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for seed in (1, 2, 3)
+    ]
     errors = [p.communicate(timeout=300)[1] for p in procs]
     assert [p.returncode for p in procs] == [0, 0, 0], errors
     runs = all_runs(uri)

@@ -45,12 +45,15 @@ def _write(path, text, bom=False):
     path.write_text(("\ufeff" if bom else "") + text)
 
 
-@pytest.mark.parametrize("content, message", [
-    ("index\tsentence1\tlabel\n0\ta\tentailment\n", "missing column 'sentence2'"),
-    ("index\tsentence1\tsentence2\tlabel\n0\ta\tb\tmaybe\n", "label 'maybe' is not a rte label"),
-    ("index\tsentence1\tsentence2\tlabel\n", "is empty"),
-    ("", "is empty"),
-])
+@pytest.mark.parametrize(
+    "content, message",
+    [
+        ("index\tsentence1\tlabel\n0\ta\tentailment\n", "missing column 'sentence2'"),
+        ("index\tsentence1\tsentence2\tlabel\n0\ta\tb\tmaybe\n", "label 'maybe' is not a rte label"),
+        ("index\tsentence1\tsentence2\tlabel\n", "is empty"),
+        ("", "is empty"),
+    ],
+)
 def test_bad_files_give_clear_errors(tmp_path, content, message):
     _write(tmp_path / "RTE" / "train.tsv", content)
     with pytest.raises(BenchError, match=message):
@@ -105,7 +108,9 @@ def test_tokenizer_fingerprint_ignores_call_state_only(tiny_models):
     used = AutoTokenizer.from_pretrained(tiny_models["bert"])
     used("a b", "c d", truncation=True, max_length=7, padding="max_length")  # leaves state in the backend
     assert tokenizer_fingerprint(bert) == tokenizer_fingerprint(used)
-    assert tokenizer_fingerprint(bert) != tokenizer_fingerprint(AutoTokenizer.from_pretrained(tiny_models["roberta"]))
+    assert tokenizer_fingerprint(bert) != tokenizer_fingerprint(
+        AutoTokenizer.from_pretrained(tiny_models["roberta"])
+    )
 
 
 @pytest.mark.parametrize("task_name", ["mrpc", "stsb", "conll2003"])
@@ -122,14 +127,25 @@ def test_collate_matches_the_tokenizers_own_padding(tiny_models, glue_dir, tmp_p
     rows = [5, 0, 3]
     batch = collate(data, rows, tok.pad_token_id, float_labels=task_name == "stsb")
     if task.kind == "tagging":
-        ref = tok([ex.texts[i] for i in rows], is_split_into_words=True, truncation=True, max_length=16,
-                  padding=True, return_tensors="pt")
+        ref = tok(
+            [ex.texts[i] for i in rows],
+            is_split_into_words=True,
+            truncation=True,
+            max_length=16,
+            padding=True,
+            return_tensors="pt",
+        )
         first = data["labels"][rows[1]]
         assert batch["labels"][1, : len(first)].tolist() == first.tolist()
-        assert (batch["labels"][1, len(first):] == IGNORE_INDEX).all()
+        assert (batch["labels"][1, len(first) :] == IGNORE_INDEX).all()
     else:
-        ref = tok(*zip(*[ex.texts[i] for i in rows], strict=True), truncation=True, max_length=16, padding=True,
-                  return_tensors="pt")
+        ref = tok(
+            *zip(*[ex.texts[i] for i in rows], strict=True),
+            truncation=True,
+            max_length=16,
+            padding=True,
+            return_tensors="pt",
+        )
         assert batch["labels"].tolist() == pytest.approx([ex.labels[i] for i in rows])
     for key in ("input_ids", "attention_mask", "token_type_ids"):
         assert batch[key].tolist() == ref[key].tolist(), key

@@ -18,8 +18,15 @@ from support import all_runs
 
 
 def built(tiny_models, glue_dir, **options):
-    cfg = build_config({"method": "diffprune", "model": tiny_models["bert"], "task": "rte",
-                        "data_dir": str(glue_dir), "method_options": options})
+    cfg = build_config(
+        {
+            "method": "diffprune",
+            "model": tiny_models["bert"],
+            "task": "rte",
+            "data_dir": str(glue_dir),
+            "method_options": options,
+        }
+    )
     return build_model(cfg, get_task("rte"))
 
 
@@ -75,20 +82,51 @@ def test_projection_keeps_exactly_k_under_ties(tiny_models, glue_dir):
 
 
 def test_cli_run_reports_nonzero_count_and_reloads_exactly(tiny_models, glue_dir, tmp_path, tracking_uri):
-    assert main(["run", "--method", "diffprune", "--model", tiny_models["bert"], "--task", "rte", "--data-dir",
-                 str(glue_dir), "--max-steps", "6", "--batch-size", "4", "--lr", "1e-2", "--set", "eval_every_steps=1",
-                 "--set", "method.sparsity=0.05", "--set", "method.project_at=0.5", "--output-dir",
-                 str(tmp_path / "out"), "--tracking-uri", tracking_uri, "--no-progress"]) == 0
+    assert (
+        main(
+            [
+                "run",
+                "--method",
+                "diffprune",
+                "--model",
+                tiny_models["bert"],
+                "--task",
+                "rte",
+                "--data-dir",
+                str(glue_dir),
+                "--max-steps",
+                "6",
+                "--batch-size",
+                "4",
+                "--lr",
+                "1e-2",
+                "--set",
+                "eval_every_steps=1",
+                "--set",
+                "method.sparsity=0.05",
+                "--set",
+                "method.project_at=0.5",
+                "--output-dir",
+                str(tmp_path / "out"),
+                "--tracking-uri",
+                tracking_uri,
+                "--no-progress",
+            ]
+        )
+        == 0
+    )
     (run,) = all_runs(tracking_uri)
     backbone = run.data.metrics["params_backbone"]
-    assert run.data.metrics["params_method"] == math.ceil(0.05 * backbone)  # the latest value: after projection
+    assert run.data.metrics["params_method"] == math.ceil(
+        0.05 * backbone
+    )  # the latest value: after projection
     assert run.data.metrics["params_diff_nonzero"] == math.ceil(0.05 * backbone)
     from mlflow.tracking import MlflowClient
 
     history = MlflowClient(tracking_uri).get_metric_history(run.info.run_id, "params_method")
     assert [h.value for h in sorted(history, key=lambda h: h.step)][0] == 2 * backbone  # diff + gate logits
     # Only evaluations after the projection could be chosen: the saved model is the sparse one.
-    directory = download_run_checkpoint(run.info.run_id, tracking_uri, tmp_path / 'dl')
+    directory = download_run_checkpoint(run.info.run_id, tracking_uri, tmp_path / "dl")
     result = evaluate_checkpoint(directory, echo=lambda *a: None)
     for split, metrics in result["metrics"].items():
         for name, value in metrics.items():

@@ -50,7 +50,7 @@ class LayerNormGains(Method):
 
 TOY_SPACE = "lr: {type: float, low: 1.0e-3, high: 1.0e-1, log: true}\n"
 
-TOY_TASK = '''
+TOY_TASK = """
 name: toynli
 kind: classification
 description: a plugin task in the GLUE TSV layout
@@ -58,10 +58,12 @@ labels: [yes, no]
 metrics: [accuracy, f1, glue_score]
 main_metric: glue_score
 score: [accuracy, f1]
-hub: {dataset: example/toynli, text: [premise, hypothesis], label: label, splits: {train: train, dev: validation}}
-local: {dir: TOYNLI, format: tsv, text: [premise, hypothesis], label: label, files: {train: train.tsv, dev: dev.tsv}}
+hub: {dataset: example/toynli, text: [premise, hypothesis], label: label, splits: {train: train, dev:
+validation}}
+local: {dir: TOYNLI, format: tsv, text: [premise, hypothesis], label: label, files: {train: train.tsv, dev:
+dev.tsv}}
 report: {group: GLUE, order: 20, columns: {ToyNLI: dev_glue_score}}
-'''
+"""
 
 
 @pytest.fixture(scope="module")
@@ -75,8 +77,9 @@ def plugin(tmp_path_factory, glue_dir):
     (root / "tasks" / "toynli.yaml").write_text(TOY_TASK)
     data = tmp_path_factory.mktemp("data")
     for split, n in (("train", 16), ("dev", 8)):
-        rows = ["premise\thypothesis\tlabel"] + [f"{sentence(i)}\t{sentence(i + 1)}\t{['yes', 'no'][i % 2]}"
-                                                 for i in range(n)]
+        rows = ["premise\thypothesis\tlabel"] + [
+            f"{sentence(i)}\t{sentence(i + 1)}\t{['yes', 'no'][i % 2]}" for i in range(n)
+        ]
         (data / "TOYNLI").mkdir(exist_ok=True)
         (data / "TOYNLI" / f"{split}.tsv").write_text("\n".join(rows) + "\n")
         (data / "RTE").mkdir(exist_ok=True)
@@ -86,8 +89,14 @@ def plugin(tmp_path_factory, glue_dir):
 
 def bench(args, plugin_dir, cwd, check=True):
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "BENCH_PLUGINS": str(plugin_dir)}
-    proc = subprocess.run([sys.executable, "-m", "bench.cli", *args], cwd=cwd, env=env, capture_output=True,
-                          text=True, timeout=600)
+    proc = subprocess.run(
+        [sys.executable, "-m", "bench.cli", *args],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     if check:
         assert proc.returncode == 0, proc.stderr[-2000:]
     return proc
@@ -102,37 +111,117 @@ def test_plugin_method_and_task_reach_every_command(plugin, tiny_models, tmp_pat
 
     assert "lngain" in bench(["methods"], plugin_dir, tmp_path).stdout
     assert "toynli" in bench(["tasks"], plugin_dir, tmp_path).stdout
-    out = bench(["params", "--model", model, "--task", "toynli", "--methods", "lngain,pasta"], plugin_dir, tmp_path)
+    out = bench(
+        ["params", "--model", model, "--task", "toynli", "--methods", "lngain,pasta"], plugin_dir, tmp_path
+    )
     assert "lngain" in out.stdout and "64" in out.stdout  # 1 layer x 2 LayerNorms x hidden 32
 
     # A sweep over the plugin method on the plugin task (its space found in the plugin directory).
-    sweep = bench(["sweep", "run", "--method", "lngain", "--model", model, "--task", "toynli", "--trials", "2",
-                   "--seeds-final", "2", "--output-dir", str(tmp_path / "runs"), "--set", "max_steps=2",
-                   "--set", "batch_size=4", *common], plugin_dir, tmp_path)
+    sweep = bench(
+        [
+            "sweep",
+            "run",
+            "--method",
+            "lngain",
+            "--model",
+            model,
+            "--task",
+            "toynli",
+            "--trials",
+            "2",
+            "--seeds-final",
+            "2",
+            "--output-dir",
+            str(tmp_path / "runs"),
+            "--set",
+            "max_steps=2",
+            "--set",
+            "batch_size=4",
+            *common,
+        ],
+        plugin_dir,
+        tmp_path,
+    )
     assert "final" in sweep.stdout
     finals = [r for r in all_runs(uri) if r.data.tags.get("phase") == "final"]
     assert len(finals) == 2 and {r.data.tags["task"] for r in finals} == {"toynli"}
     assert all(r.data.metrics["params_method"] == 64 for r in finals)
 
     # A built-in task beside it: the plugin column joins the GLUE group's average.
-    bench(["sweep", "run", "--method", "lngain", "--model", model, "--task", "rte", "--trials", "1",
-           "--seeds-final", "1", "--output-dir", str(tmp_path / "runs"), "--set", "max_steps=2", *common],
-          plugin_dir, tmp_path)
+    bench(
+        [
+            "sweep",
+            "run",
+            "--method",
+            "lngain",
+            "--model",
+            model,
+            "--task",
+            "rte",
+            "--trials",
+            "1",
+            "--seeds-final",
+            "1",
+            "--output-dir",
+            str(tmp_path / "runs"),
+            "--set",
+            "max_steps=2",
+            *common,
+        ],
+        plugin_dir,
+        tmp_path,
+    )
     table = bench(["report", "table", "--model", model, "--tracking-uri", uri], plugin_dir, tmp_path).stdout
     header = table.splitlines()[0]
     assert "ToyNLI" in header and "RTE" in header and "Avg" in header
     assert "| lngain |" in table
 
     # The intrinsic grid picks the plugin method's knob up, and its report reads the grid back.
-    out = bench(["intrinsic", "--model", model, "--task", "toynli", "--methods", "lngain", "--seeds", "1",
-                 "--points", "2", "--set", "max_steps=2", "--output-dir", str(tmp_path / "runs"), *common],
-                plugin_dir, tmp_path)
+    out = bench(
+        [
+            "intrinsic",
+            "--model",
+            model,
+            "--task",
+            "toynli",
+            "--methods",
+            "lngain",
+            "--seeds",
+            "1",
+            "--points",
+            "2",
+            "--set",
+            "max_steps=2",
+            "--output-dir",
+            str(tmp_path / "runs"),
+            *common,
+        ],
+        plugin_dir,
+        tmp_path,
+    )
     assert "4 of 4 point runs finished" in out.stdout  # full + head anchors + lngain k=1, 2; 1 seed
-    knobs = {r.data.tags["knob_value"] for r in all_runs(uri)
-             if r.data.tags.get("phase") == "intrinsic" and r.data.tags["method"] == "lngain"}
+    knobs = {
+        r.data.tags["knob_value"]
+        for r in all_runs(uri)
+        if r.data.tags.get("phase") == "intrinsic" and r.data.tags["method"] == "lngain"
+    }
     assert knobs == {"1", "2"}
-    report = bench(["report", "intrinsic", "--model", model, "--task", "toynli", "--tracking-uri", uri,
-                    "--out-dir", str(tmp_path / "fig")], plugin_dir, tmp_path).stdout
+    report = bench(
+        [
+            "report",
+            "intrinsic",
+            "--model",
+            model,
+            "--task",
+            "toynli",
+            "--tracking-uri",
+            uri,
+            "--out-dir",
+            str(tmp_path / "fig"),
+        ],
+        plugin_dir,
+        tmp_path,
+    ).stdout
     assert "lngain" in report and (tmp_path / "fig" / f"intrinsic-{Path(model).name}-toynli.png").is_file()
 
 
@@ -148,7 +237,9 @@ def test_a_broken_plugin_is_one_line(tmp_path):
 @pytest.mark.slow
 def test_a_bad_task_entry_is_one_line(tmp_path):
     (tmp_path / "tasks").mkdir()
-    (tmp_path / "tasks" / "bad.yaml").write_text(TOY_TASK.replace("main_metric: glue_score", "main_metric: bleu"))
+    (tmp_path / "tasks" / "bad.yaml").write_text(
+        TOY_TASK.replace("main_metric: glue_score", "main_metric: bleu")
+    )
     proc = bench(["tasks"], tmp_path, tmp_path, check=False)
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
     assert "bad.yaml" in proc.stderr and "bleu" in proc.stderr
@@ -180,10 +271,14 @@ def _imports(path: Path) -> set[str]:
 def test_core_never_imports_cli_sweeps_reports_or_benchmarks():
     core = [p for p in (ROOT / "bench").rglob("*.py") if "cli" not in p.relative_to(ROOT / "bench").parts]
     core += list((ROOT / "methods").rglob("*.py"))
-    bad = {str(p.relative_to(ROOT)): sorted(m for m in _imports(p)
-                                            if m.split(".")[0] in ("sweeps", "reports", "benchmarks")
-                                            or m.startswith("bench.cli"))
-           for p in core}
+    bad = {
+        str(p.relative_to(ROOT)): sorted(
+            m
+            for m in _imports(p)
+            if m.split(".")[0] in ("sweeps", "reports", "benchmarks") or m.startswith("bench.cli")
+        )
+        for p in core
+    }
     assert not {k: v for k, v in bad.items() if v}
     for package in ("sweeps", "reports"):  # ... and nothing imports the CLI but the CLI itself
         for p in (ROOT / package).glob("*.py"):

@@ -15,15 +15,26 @@ from bench.train import batch_for
 
 # Written from each architecture's modelling code, not read from bench/families.
 LAYERS = {"modernbert": "model.layers", "deberta-v2": "deberta.encoder.layer"}
-ADAPTER_AFTER = {"modernbert": ("attn", "mlp"),  # pre-norm: the sub-layer's output is added to the residual
-                 "deberta-v2": ("attention.output.dense", "output.dense")}  # post-norm: before dropout+add+LN
+ADAPTER_AFTER = {
+    "modernbert": ("attn", "mlp"),  # pre-norm: the sub-layer's output is added to the residual
+    "deberta-v2": ("attention.output.dense", "output.dense"),
+}  # post-norm: before dropout+add+LN
 LORA_TARGETS = {"modernbert": ["Wqkv"], "deberta-v2": ["query_proj", "value_proj"]}
 OPTIONS = {"pasta": {"init_std": 0.5}, "adapter": {"size": 3}, "lora": {"r": 2, "alpha": 4}}
 
 
 def build(tiny_models, glue_dir, method, family):
-    cfg = build_config({"method": method, "model": tiny_models[family], "task": "rte", "data_dir": str(glue_dir),
-                        "method_options": OPTIONS.get(method, {}), "max_length": 32, "seed": 3})
+    cfg = build_config(
+        {
+            "method": method,
+            "model": tiny_models[family],
+            "task": "rte",
+            "data_dir": str(glue_dir),
+            "method_options": OPTIONS.get(method, {}),
+            "max_length": 32,
+            "seed": 3,
+        }
+    )
     task = get_task("rte")
     built = build_model(cfg, task)
     with torch.no_grad():  # LoRA's B and the adapters start at (near) zero: move them so they matter
@@ -51,10 +62,12 @@ def add_pasta(model, family, vectors, special_ids, input_ids):
     k = torch.where(special, special.long().cumsum(1) - 1, -1)
     where = (k >= 0).nonzero(as_tuple=True)
     for i, layer in enumerate(model.get_submodule(LAYERS[family])):
+
         def hook(module, args, i=i):
             hidden = args[0].clone()
             hidden[where] = hidden[where] + vectors[i][k[where]]
             return (hidden, *args[1:])
+
         layer.register_forward_pre_hook(hook)
 
 
@@ -64,14 +77,22 @@ def add_adapters(model, family, ours):
     for i, layer in enumerate(model.get_submodule(LAYERS[family])):
         for j, path in enumerate(ADAPTER_AFTER[family]):
             ours_site = [n for n, _ in ours.named_modules() if n.endswith(".adapter") and f".{i}." in n][j]
-            w = {part: dict(ours.named_parameters())[f"{ours_site}.{part}"].detach().clone().requires_grad_(True)
-                 for part in ("down.weight", "down.bias", "up.weight", "up.bias")}
+            w = {
+                part: dict(ours.named_parameters())[f"{ours_site}.{part}"]
+                .detach()
+                .clone()
+                .requires_grad_(True)
+                for part in ("down.weight", "down.bias", "up.weight", "up.bias")
+            }
             tensors |= {f"{ours_site}.{part}": t for part, t in w.items()}
 
             def hook(module, args, out, w=w):
                 x = out[0] if isinstance(out, tuple) else out
-                y = x + F.linear(F.gelu(F.linear(x, w["down.weight"], w["down.bias"])), w["up.weight"], w["up.bias"])
+                y = x + F.linear(
+                    F.gelu(F.linear(x, w["down.weight"], w["down.bias"])), w["up.weight"], w["up.bias"]
+                )
                 return (y, *out[1:]) if isinstance(out, tuple) else y
+
             layer.get_submodule(path).register_forward_hook(hook)
     return tensors
 
@@ -88,22 +109,28 @@ def test_matches_the_reference_on_newer_families(tiny_models, glue_dir, method, 
     if method == "pasta":
         vectors = ours.base_model.pasta.vectors.detach().clone().requires_grad_(True)
         tok = built.tokenizer
-        add_pasta(ref, family, vectors, torch.tensor([tok.cls_token_id, tok.sep_token_id]), batch["input_ids"])
+        add_pasta(
+            ref, family, vectors, torch.tensor([tok.cls_token_id, tok.sep_token_id]), batch["input_ids"]
+        )
         tensors = {"pasta.vectors": vectors}
     elif method == "adapter":
         tensors = add_adapters(ref, family, ours)
     else:
         from peft import LoraConfig, get_peft_model
 
-        ref = get_peft_model(ref, LoraConfig(r=2, lora_alpha=4, lora_dropout=0.0, target_modules=LORA_TARGETS[family]))
+        ref = get_peft_model(
+            ref, LoraConfig(r=2, lora_alpha=4, lora_dropout=0.0, target_modules=LORA_TARGETS[family])
+        )
         theirs = {n.removeprefix("base_model.model."): p for n, p in ref.named_parameters()}
         with torch.no_grad():
             for name, p in ours.named_parameters():
                 if "lora_" in name:
                     theirs[name].copy_(p)
         tensors = {n: p for n, p in theirs.items() if "lora_" in n}
-    for name, p in (ref.named_parameters() if method != "lora" else []):  # norms and head train as ours do
-        if name.startswith(("classifier.", "pooler.", "head.")) or (method == "adapter" and "norm" in name.lower()):
+    for name, p in ref.named_parameters() if method != "lora" else []:  # norms and head train as ours do
+        if name.startswith(("classifier.", "pooler.", "head.")) or (
+            method == "adapter" and "norm" in name.lower()
+        ):
             p.requires_grad_(True)
             tensors[name] = p
     ours.eval()

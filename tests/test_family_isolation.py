@@ -17,8 +17,12 @@ EXEMPT_DIRS = (ROOT / "bench" / "families", ROOT / "bench" / "cli")
 def names_pattern() -> re.Pattern:
     words = {w for fam in families().values() for w in (fam.name, *fam.model_types, *fam.aliases)}
     words |= {w.split("-")[0] for w in words}  # "xlm", "deberta", "bert" ...
-    return re.compile(r"(?<![A-Za-z0-9])(" + "|".join(sorted(map(re.escape, words), key=len, reverse=True))
-                      + r")(?![A-Za-z0-9])", re.IGNORECASE)
+    return re.compile(
+        r"(?<![A-Za-z0-9])("
+        + "|".join(sorted(map(re.escape, words), key=len, reverse=True))
+        + r")(?![A-Za-z0-9])",
+        re.IGNORECASE,
+    )
 
 
 def code_strings(tree: ast.AST):
@@ -26,11 +30,17 @@ def code_strings(tree: ast.AST):
     skip = set()
     for node in ast.walk(tree):
         body = getattr(node, "body", None)
-        if isinstance(body, list) and body and isinstance(body[0], ast.Expr) and \
-                isinstance(body[0].value, ast.Constant) and isinstance(body[0].value.value, str):
+        if (
+            isinstance(body, list)
+            and body
+            and isinstance(body[0], ast.Expr)
+            and isinstance(body[0].value, ast.Constant)
+            and isinstance(body[0].value.value, str)
+        ):
             skip.add(id(body[0].value))  # a docstring
-        if isinstance(node, ast.Assign) and any(isinstance(t, ast.Name) and t.id.startswith("PUBLISHED")
-                                                for t in node.targets):
+        if isinstance(node, ast.Assign) and any(
+            isinstance(t, ast.Name) and t.id.startswith("PUBLISHED") for t in node.targets
+        ):
             skip |= {id(n) for n in ast.walk(node.value)}
     for node in ast.walk(tree):
         if id(node) in skip:

@@ -12,7 +12,7 @@ import pytest
 
 from support import all_runs, build_tiny_model, seeded_store
 
-FAMILY = '''
+FAMILY = """
 from bench.families import register
 from bench.families.base import Family
 
@@ -31,7 +31,7 @@ class Distil(Family):
 
     def hidden_dropout(self, config):
         return config.dropout
-'''
+"""
 
 
 @pytest.fixture(scope="module")
@@ -52,8 +52,14 @@ def plugin(tmp_path_factory):
 
 def bench(args, plugin_dir, cwd):
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "BENCH_PLUGINS": str(plugin_dir)}
-    return subprocess.run([sys.executable, "-m", "bench.cli", *args], cwd=cwd, env=env, capture_output=True,
-                          text=True, timeout=300)
+    return subprocess.run(
+        [sys.executable, "-m", "bench.cli", *args],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
 
 
 @pytest.mark.slow
@@ -76,9 +82,31 @@ def test_a_plugin_family_reaches_every_command(plugin, glue_dir, tmp_path, monke
     namespace = {}
     exec(compile(FAMILY.replace("@register\n", ""), "distil.py", "exec"), namespace)
     monkeypatch.setitem(families._FAMILIES, "distil", namespace["Distil"]())
-    assert main(["run", "--method", "adapter", "--model", str(model), "--task", "rte", "--data-dir", str(glue_dir),
-                 "--max-steps", "2", "--batch-size", "4", "--no-progress", "--tracking-uri", uri,
-                 "--output-dir", str(tmp_path / "adapter")]) == 0
+    assert (
+        main(
+            [
+                "run",
+                "--method",
+                "adapter",
+                "--model",
+                str(model),
+                "--task",
+                "rte",
+                "--data-dir",
+                str(glue_dir),
+                "--max-steps",
+                "2",
+                "--batch-size",
+                "4",
+                "--no-progress",
+                "--tracking-uri",
+                uri,
+                "--output-dir",
+                str(tmp_path / "adapter"),
+            ]
+        )
+        == 0
+    )
     out = capsys.readouterr().out
     assert f"{L * 2 * (2 * H * 64 + 64 + H) + (2 * L + 1) * 2 * H:,}" in out  # adapters + LayerNorms
 
@@ -89,8 +117,29 @@ def test_without_the_plugin_the_model_type_is_refused_in_one_line(plugin, glue_d
 
     _, model = plugin
     uri = f"sqlite:///{tmp_path / 'm.db'}"
-    assert main(["run", "--method", "pasta", "--model", str(model), "--task", "rte", "--data-dir", str(glue_dir),
-                 "--max-steps", "1", "--tracking-uri", uri]) == 2
+    assert (
+        main(
+            [
+                "run",
+                "--method",
+                "pasta",
+                "--model",
+                str(model),
+                "--task",
+                "rte",
+                "--data-dir",
+                str(glue_dir),
+                "--max-steps",
+                "1",
+                "--tracking-uri",
+                uri,
+            ]
+        )
+        == 2
+    )
     err = capsys.readouterr().err
-    assert "pasta: model type 'distilbert' has no family module in bench/families" in err and err.count("\n") == 1
+    assert (
+        "pasta: model type 'distilbert' has no family module in bench/families" in err
+        and err.count("\n") == 1
+    )
     assert not (tmp_path / "m.db").exists() or all_runs(uri) == []  # refused before any run is created

@@ -14,8 +14,15 @@ from bench.train import batch_for
 @pytest.mark.parametrize("family", ["bert", pytest.param("roberta", marks=pytest.mark.slow)])
 def test_linear_head_is_one_linear_layer_on_the_first_token(tiny_models, glue_dir, family):
     task = get_task("rte")
-    cfg = build_config({"method": "pasta", "model": tiny_models[family], "task": "rte", "data_dir": str(glue_dir),
-                        "head": "linear"})
+    cfg = build_config(
+        {
+            "method": "pasta",
+            "model": tiny_models[family],
+            "task": "rte",
+            "data_dir": str(glue_dir),
+            "head": "linear",
+        }
+    )
     b = build_model(cfg, task)
     H, C = b.model.config.hidden_size, task.num_labels
     head = {n: p for n, p in b.model.named_parameters() if n.startswith("classifier.")}
@@ -55,11 +62,36 @@ def test_linear_head_run_reloads_exactly(tiny_models, glue_dir, tmp_path, tracki
 
     from support import all_runs
 
-    assert main(["run", "--method", "pasta", "--model", tiny_models["roberta"], "--task", "rte", "--data-dir",
-                 str(glue_dir), "--epochs", "1", "--batch-size", "8", "--set", "head=linear", "--output-dir",
-                 str(tmp_path / "out"), "--tracking-uri", tracking_uri, "--no-progress"]) == 0
+    assert (
+        main(
+            [
+                "run",
+                "--method",
+                "pasta",
+                "--model",
+                tiny_models["roberta"],
+                "--task",
+                "rte",
+                "--data-dir",
+                str(glue_dir),
+                "--epochs",
+                "1",
+                "--batch-size",
+                "8",
+                "--set",
+                "head=linear",
+                "--output-dir",
+                str(tmp_path / "out"),
+                "--tracking-uri",
+                tracking_uri,
+                "--no-progress",
+            ]
+        )
+        == 0
+    )
     (run,) = all_runs(tracking_uri)
     assert run.data.params["head"] == "linear" and run.data.metrics["params_head"] == 32 * 2 + 2
-    result = evaluate_checkpoint(download_run_checkpoint(run.info.run_id, tracking_uri, tmp_path / "dl"),
-                                 echo=lambda *a: None)
+    result = evaluate_checkpoint(
+        download_run_checkpoint(run.info.run_id, tracking_uri, tmp_path / "dl"), echo=lambda *a: None
+    )
     assert result["metrics"]["dev"]["accuracy"] == run.data.metrics["best_dev_accuracy"]

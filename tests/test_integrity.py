@@ -19,8 +19,13 @@ def test_damaged_cache_entry_is_rebuilt(tiny_models, glue_dir, tmp_path, capsys,
     fresh = cached_encode(task, "train", ex, tok, 32, tmp_path)
     (entry,) = (tmp_path / "encoded").glob("*.npz")
     raw = entry.read_bytes()
-    entry.write_bytes({"truncate": raw[: len(raw) // 2], "flip": raw[:200] + bytes([raw[200] ^ 0xFF]) + raw[201:],
-                       "garbage": b"not a cache entry"}[damage])
+    entry.write_bytes(
+        {
+            "truncate": raw[: len(raw) // 2],
+            "flip": raw[:200] + bytes([raw[200] ^ 0xFF]) + raw[201:],
+            "garbage": b"not a cache entry",
+        }[damage]
+    )
     again = cached_encode(task, "train", ex, tok, 32, tmp_path)
     assert "is damaged" in capsys.readouterr().err
     expected = encode(task, ex, tok, 32)
@@ -30,9 +35,31 @@ def test_damaged_cache_entry_is_rebuilt(tiny_models, glue_dir, tmp_path, capsys,
 
 
 def test_flipped_checkpoint_bytes_are_refused(tiny_models, glue_dir, tmp_path, tracking_uri, capsys):
-    assert main(["run", "--method", "lora", "--model", tiny_models["bert"], "--task", "rte", "--data-dir",
-                 str(glue_dir), "--max-steps", "1", "--batch-size", "4", "--output-dir", str(tmp_path / "out"),
-                 "--tracking-uri", tracking_uri, "--no-progress"]) == 0
+    assert (
+        main(
+            [
+                "run",
+                "--method",
+                "lora",
+                "--model",
+                tiny_models["bert"],
+                "--task",
+                "rte",
+                "--data-dir",
+                str(glue_dir),
+                "--max-steps",
+                "1",
+                "--batch-size",
+                "4",
+                "--output-dir",
+                str(tmp_path / "out"),
+                "--tracking-uri",
+                tracking_uri,
+                "--no-progress",
+            ]
+        )
+        == 0
+    )
     (adapter,) = (tmp_path / "out").glob("*/adapter")
     weights = adapter / "adapter.safetensors"
     raw = bytearray(weights.read_bytes())

@@ -22,8 +22,10 @@ class TwoProjections(torch.nn.Module):
 
 def lora_pair(dropout=0.0):
     torch.manual_seed(0)
-    model = inject_adapter_in_model(LoraConfig(r=4, lora_alpha=8, lora_dropout=dropout,
-                                               target_modules=["query", "value"]), TwoProjections())
+    model = inject_adapter_in_model(
+        LoraConfig(r=4, lora_alpha=8, lora_dropout=dropout, target_modules=["query", "value"]),
+        TwoProjections(),
+    )
     for name, p in model.named_parameters():
         p.requires_grad_("lora_" in name)
         if "lora_B" in name:
@@ -62,8 +64,10 @@ def test_fused_falls_back_to_peft_where_it_would_differ():
     assert not fused.query.fusable(x)
 
 
-@pytest.mark.parametrize("family", ["bert", *(pytest.param(f, marks=pytest.mark.slow)
-                                              for f in ("roberta", "deberta-v2", "modernbert"))])
+@pytest.mark.parametrize(
+    "family",
+    ["bert", *(pytest.param(f, marks=pytest.mark.slow) for f in ("roberta", "deberta-v2", "modernbert"))],
+)
 def test_training_steps_match_peft(tiny_models, family):
     """Five AdamW steps of the whole tiny model: the fused and peft's forward end at the same weights."""
     from bench.models import load_model

@@ -20,11 +20,36 @@ from support import all_runs, seeded_store
 def test_sigkilled_run_is_closed_by_the_next_command(tiny_models, glue_dir, tmp_path, capsys):
     uri = seeded_store(tmp_path / "mlflow.db")
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "BENCH_HEARTBEAT_SECONDS": "0.5"}
-    proc = subprocess.Popen([sys.executable, "-m", "bench.cli", "run", "--method", "full", "--model",
-                             tiny_models["bert"], "--task", "rte", "--data-dir", str(glue_dir), "--max-steps", "100000",
-                             "--batch-size", "4", "--set", "log_every=1", "--tracking-uri", uri, "--output-dir",
-                             str(tmp_path / "out"), "--no-progress"], env=env, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "bench.cli",
+            "run",
+            "--method",
+            "full",
+            "--model",
+            tiny_models["bert"],
+            "--task",
+            "rte",
+            "--data-dir",
+            str(glue_dir),
+            "--max-steps",
+            "100000",
+            "--batch-size",
+            "4",
+            "--set",
+            "log_every=1",
+            "--tracking-uri",
+            uri,
+            "--output-dir",
+            str(tmp_path / "out"),
+            "--no-progress",
+        ],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     c = MlflowClient(uri)
     deadline = time.time() + 120
     run = None

@@ -21,8 +21,10 @@ SHAPES = ["rte", "sst2", "stsb", "conll2003"]  # pair, single, regression, token
 FIRST = ("bert", "roberta")
 OPTIONS = {"lora": {"r": 2}, "adapter": {"size": 4}, "ptuning": {"prefix_length": 3}}
 # (method, family) pairs that must be refused before anything is built, with the reason's words.
-REFUSED = {("bitfit", "modernbert"): "bitfit: modernbert has no bias terms in its encoder",
-           ("ptuning", "deberta-v2"): "ptuning: deberta-v2: its disentangled attention"}
+REFUSED = {
+    ("bitfit", "modernbert"): "bitfit: modernbert has no bias terms in its encoder",
+    ("ptuning", "deberta-v2"): "ptuning: deberta-v2: its disentangled attention",
+}
 
 
 def cells():
@@ -33,8 +35,13 @@ def cells():
             for task in SHAPES if family in FIRST else newer:
                 # the fast subset: each method on BERT and ModernBERT (where refusals live), one pair task
                 quick = task == "rte" and family in ("bert", "modernbert")
-                yield pytest.param(method, family, task, id=f"{method}-{family}-{task}",
-                                   marks=() if quick else pytest.mark.slow)
+                yield pytest.param(
+                    method,
+                    family,
+                    task,
+                    id=f"{method}-{family}-{task}",
+                    marks=() if quick else pytest.mark.slow,
+                )
 
 
 def closed_form(method, family, task, conf, m_special):
@@ -44,11 +51,15 @@ def closed_form(method, family, task, conf, m_special):
     if method == "pasta":
         return L * m_special * H
     if method == "adapter":  # 2 adapters a layer + every LayerNorm (gain and bias; ModernBERT: gains only,
-        m = 4                # no norm before layer 0's attention, one after the last layer)
-        norms = {"modernbert": (2 * L - 1 + 2) * H, "deberta-v2": (2 * L + 2) * 2 * H}.get(family, (2 * L + 1) * 2 * H)
+        m = 4  # no norm before layer 0's attention, one after the last layer)
+        norms = {"modernbert": (2 * L - 1 + 2) * H, "deberta-v2": (2 * L + 2) * 2 * H}.get(
+            family, (2 * L + 1) * 2 * H
+        )
         return 2 * L * (2 * H * m + m + H) + norms
     if method == "bitfit":  # every bias: q, k, v, attention out, 2 LN betas, FFN in and out; embedding LN;
-        extra = {"deberta-v2": H, "bert": H if seq else 0}.get(family, 0)  # + rel-pos LN / the pretrained pooler
+        extra = {"deberta-v2": H, "bert": H if seq else 0}.get(
+            family, 0
+        )  # + rel-pos LN / the pretrained pooler
         return L * (7 * H + I) + H + extra
     if method == "lora":  # r=2 on W_q and W_v; ModernBERT: on its fused Wqkv (H -> 3H)
         return L * 2 * (4 * H) if family == "modernbert" else L * 2 * 2 * (2 * H)
@@ -68,24 +79,42 @@ def special_positions(family, task):
 
 
 def head_names(family, task):
-    """Top-level modules of the task head (BERT's pooler is pretrained, inside the encoder, and stays frozen)."""
+    """Top-level modules of the task head (BERT's pooler is pretrained, inside the encoder, and stays
+    frozen)."""
     seq = task.kind != "tagging"
-    return {"deberta-v2": ("pooler.", "classifier.") if seq else ("classifier.",),
-            "modernbert": ("head.", "classifier.")}.get(family, ("classifier.",))
+    return {
+        "deberta-v2": ("pooler.", "classifier.") if seq else ("classifier.",),
+        "modernbert": ("head.", "classifier."),
+    }.get(family, ("classifier.",))
 
 
 def is_trained(method, family, task, name):
     """Whether the method's definition trains parameter `name` (the head apart)."""
     base = not name.startswith(head_names(family, task))
     norm = ("norm" in name.lower()) and base
-    return {"full": base, "head": False, "pasta": name.endswith("pasta.vectors"),
-            "adapter": ".adapter." in name or norm, "bitfit": base and name.endswith(".bias"),
-            "lora": "lora_" in name, "ptuning": "prefix_encoder." in name}.get(method)
+    return {
+        "full": base,
+        "head": False,
+        "pasta": name.endswith("pasta.vectors"),
+        "adapter": ".adapter." in name or norm,
+        "bitfit": base and name.endswith(".bias"),
+        "lora": "lora_" in name,
+        "ptuning": "prefix_encoder." in name,
+    }.get(method)
 
 
 def setup(tiny_models, glue_dir, method, family, task_name, seed=0):
-    cfg = build_config({"method": method, "model": tiny_models[family], "task": task_name, "data_dir": str(glue_dir),
-                        "seed": seed, "method_options": OPTIONS.get(method, {}), "max_length": 32})
+    cfg = build_config(
+        {
+            "method": method,
+            "model": tiny_models[family],
+            "task": task_name,
+            "data_dir": str(glue_dir),
+            "seed": seed,
+            "method_options": OPTIONS.get(method, {}),
+            "max_length": 32,
+        }
+    )
     task = get_task(task_name)
     built = build_model(cfg, task)
     return cfg, task, built, prepare_data(cfg, task, built)
@@ -95,9 +124,10 @@ def expected_head(model, task, family):
     H, C = model.config.hidden_size, task.num_labels
     if task.kind == "tagging":
         return H * H + H + H * C + C if family == "modernbert" else H * C + C
-    return {"bert": H * C + C,  # the pretrained pooler is the encoder's
-            "modernbert": H * H + H + H * C + C,  # head.dense (no bias) + head.norm (gain only) + classifier
-            }.get(family, H * H + H + H * C + C)  # a new dense (+ bias) + the output layer
+    return {
+        "bert": H * C + C,  # the pretrained pooler is the encoder's
+        "modernbert": H * H + H + H * C + C,  # head.dense (no bias) + head.norm (gain only) + classifier
+    }.get(family, H * H + H + H * C + C)  # a new dense (+ bias) + the output layer
 
 
 def test_the_matrix_covers_every_registered_family():
@@ -124,10 +154,15 @@ def test_method_matrix(tiny_models, glue_dir, tmp_path, method, family, task_nam
     elif m.reference:
         assert counts["method"] == built.backbone_numel
     rule = is_trained(method, family, task, "")
-    if rule is not None:  # the trainable set from the method's definition (+ the head where the method trains it)
+    if (
+        rule is not None
+    ):  # the trainable set from the method's definition (+ the head where the method trains it)
         head = head_names(family, task)
-        defined = {n for n, _ in model.named_parameters()
-                   if is_trained(method, family, task, n) or (m.trains_head and n.startswith(head))}
+        defined = {
+            n
+            for n, _ in model.named_parameters()
+            if is_trained(method, family, task, n) or (m.trains_head and n.startswith(head))
+        }
         assert trainable == defined, (sorted(trainable - defined)[:3], sorted(defined - trainable)[:3])
     assert counts["trainable"] == counts["method"] + (counts["head"] if m.trains_head else 0)
     # Stored: what trains, plus the newly initialised head when the method does not train it (SAID/DID).
@@ -151,7 +186,9 @@ def test_method_matrix(tiny_models, glue_dir, tmp_path, method, family, task_nam
 
     # Save -> reload into a fresh backbone (another seed: different method init) -> identical predictions.
     checkpoint.save(tmp_path / "adapter", model, built.stored_names, {})
-    dev_batch = batch_for(prep, prep.dev["dev"], list(range(len(prep.dev["dev"]["labels"]))), torch.device("cpu"))
+    dev_batch = batch_for(
+        prep, prep.dev["dev"], list(range(len(prep.dev["dev"]["labels"]))), torch.device("cpu")
+    )
     logits = dev_logits(model, dev_batch)
     _, _, fresh, _ = setup(tiny_models, glue_dir, method, family, task_name, seed=123)
     assert not torch.equal(dev_logits(fresh.model, dev_batch), logits)
@@ -165,7 +202,9 @@ def dev_logits(model, batch):
         return model(**{k: v for k, v in batch.items() if k != "labels"}).logits
 
 
-@pytest.mark.parametrize("method, added", [("pasta", "pasta.vectors"), ("ptuning", "prefix_encoder.embedding")])
+@pytest.mark.parametrize(
+    "method, added", [("pasta", "pasta.vectors"), ("ptuning", "prefix_encoder.embedding")]
+)
 def test_added_vectors_are_not_decayed(tiny_models, glue_dir, method, added):
     """Only matrices decay: biases, LayerNorm parameters and the vectors a method adds get weight decay 0."""
     _, _, built, _ = setup(tiny_models, glue_dir, method, "bert", "rte")
@@ -174,27 +213,46 @@ def test_added_vectors_are_not_decayed(tiny_models, glue_dir, method, added):
     decayed = {names[id(p)] for g in groups if g["weight_decay"] > 0 for p in g["params"]}
     kept = {names[id(p)] for g in groups if g["weight_decay"] == 0 for p in g["params"]}
     assert any(n.endswith(added) for n in kept) and not any(n.endswith(added) for n in decayed)
-    assert all(p.ndim >= 2 and "LayerNorm" not in n for n, p in built.model.named_parameters() if n in decayed)
+    assert all(
+        p.ndim >= 2 and "LayerNorm" not in n for n, p in built.model.named_parameters() if n in decayed
+    )
 
 
 @pytest.mark.parametrize("subset", ["query_last", "query", "query_intermediate", "attention", "all"])
-@pytest.mark.parametrize("family", ["bert", *(pytest.param(f, marks=pytest.mark.slow)
-                                              for f in ("roberta", "deberta-v2", "electra"))])
+@pytest.mark.parametrize(
+    "family",
+    ["bert", *(pytest.param(f, marks=pytest.mark.slow) for f in ("roberta", "deberta-v2", "electra"))],
+)
 def test_bitfit_subsets_count_and_train_the_pooler_bias(tiny_models, glue_dir, subset, family):
     """Every subset trains the pooler bias where there is a pooler (the reference adds it to any subset); the
     subsets follow each family's own projection names (DeBERTa: query_proj ...)."""
-    cfg = build_config({"method": "bitfit", "model": tiny_models[family], "task": "rte", "data_dir": str(glue_dir),
-                        "method_options": {"subset": subset}})
+    cfg = build_config(
+        {
+            "method": "bitfit",
+            "model": tiny_models[family],
+            "task": "rte",
+            "data_dir": str(glue_dir),
+            "method_options": {"subset": subset},
+        }
+    )
     task = get_task("rte")
     b = build_model(cfg, task)
-    trainable = {n for n, p in b.model.named_parameters() if p.requires_grad and not n.startswith("classifier.")
-                 and not n.startswith("pooler.")}
+    trainable = {
+        n
+        for n, p in b.model.named_parameters()
+        if p.requires_grad and not n.startswith("classifier.") and not n.startswith("pooler.")
+    }
     assert any(n.endswith("pooler.dense.bias") for n in trainable) == (family == "bert")
     L, H, I = 2, 32, 64  # noqa: E741 - the tiny models
     pooler = H if family == "bert" else 0
     per_layer = {"query": H, "query_intermediate": H + I, "attention": 5 * H + I}
-    expected = (H if subset == "query_last" else L * per_layer[subset] if subset != "all"
-                else L * (7 * H + I) + H + (H if family == "deberta-v2" else 0)) + pooler
+    expected = (
+        H
+        if subset == "query_last"
+        else L * per_layer[subset]
+        if subset != "all"
+        else L * (7 * H + I) + H + (H if family == "deberta-v2" else 0)
+    ) + pooler
     assert sum(p.numel() for n, p in b.model.named_parameters() if n in trainable) == expected
     assert all(n.endswith(".bias") for n in trainable)
 
@@ -212,11 +270,24 @@ def test_bitfit_subsets_refused_where_projections_are_fused(tiny_models, glue_di
     biased = type("Biased", (type(fam),), {"tiny_config": {**fam.tiny_config, "attention_bias": True}})()
     directory = build_tiny_model(tmp_path / "biased", biased)
     assert json.loads((directory / "config.json").read_text())["attention_bias"] is True
-    cfg = build_config({"method": "bitfit", "model": str(directory), "task": "rte", "data_dir": str(glue_dir),
-                        "method_options": {"subset": subset}})
+    cfg = build_config(
+        {
+            "method": "bitfit",
+            "model": str(directory),
+            "task": "rte",
+            "data_dir": str(glue_dir),
+            "method_options": {"subset": subset},
+        }
+    )
     with pytest.raises(BenchError, match="fused projection"):
         build_model(cfg, get_task("rte"))
     b = build_model(cfg.replace(method_options={"subset": "all"}), get_task("rte"))
     H = 32
-    assert sum(p.numel() for n, p in b.model.named_parameters()
-               if p.requires_grad and not n.startswith(("head.", "classifier."))) == 2 * 4 * H  # Wqkv 3H + Wo H
+    assert (
+        sum(
+            p.numel()
+            for n, p in b.model.named_parameters()
+            if p.requires_grad and not n.startswith(("head.", "classifier."))
+        )
+        == 2 * 4 * H
+    )  # Wqkv 3H + Wo H

@@ -39,8 +39,16 @@ def test_constant_regression_prediction_scores_zero_not_nan():
 
 
 def test_iob1_to_bio():
-    assert iob1_to_bio(["I-PER", "I-PER", "O", "I-LOC", "B-LOC", "I-LOC", "I-ORG", "I-MISC"]) == \
-        ["B-PER", "I-PER", "O", "B-LOC", "B-LOC", "I-LOC", "B-ORG", "B-MISC"]
+    assert iob1_to_bio(["I-PER", "I-PER", "O", "I-LOC", "B-LOC", "I-LOC", "I-ORG", "I-MISC"]) == [
+        "B-PER",
+        "I-PER",
+        "O",
+        "B-LOC",
+        "B-LOC",
+        "I-LOC",
+        "B-ORG",
+        "B-MISC",
+    ]
 
 
 def test_tagging_metrics_equal_seqeval_on_iob1_input():

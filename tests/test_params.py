@@ -12,19 +12,22 @@ def published():
     return {(r["name"], r["model"], r["config"]): r for r in published_rows()}
 
 
-@pytest.mark.parametrize("method, model, config, count, pct", [
-    ("pasta", "bert-large-cased", "M=2 (single sentence), vectors only", 49_152, "0.0147"),
-    ("pasta", "bert-large-cased", "M=3 (sentence pair), vectors only", 73_728, "0.0221"),
-    ("pasta", "roberta-large", "M=2 (single sentence)", 49_152, "0.0139"),
-    ("pasta", "roberta-large", "M=4 (pair: <s> a </s></s> b </s>)", 98_304, "0.0277"),
-    ("bitfit", "bert-large-cased", "all biases + LayerNorm betas + pooler bias", 272_384, "0.0817"),
-    ("bitfit", "roberta-base", "all biases + LayerNorm betas (no pooler)", 102_144, None),
-    ("ptuning", "bert-large-cased", "p=20", 983_040, "0.2947"),
-    ("lora", "bert-large-cased", "r=8 on W_q, W_v", 786_432, "0.2358"),
-    ("lora", "roberta-large", "r=8 on W_q, W_v", 786_432, None),
-    ("lora", "roberta-base", "r=8 on W_q, W_v", 294_912, None),
-    ("adapter", "bert-large-cased", "m=64, adapters only", 6_343_680, "1.9017"),
-])
+@pytest.mark.parametrize(
+    "method, model, config, count, pct",
+    [
+        ("pasta", "bert-large-cased", "M=2 (single sentence), vectors only", 49_152, "0.0147"),
+        ("pasta", "bert-large-cased", "M=3 (sentence pair), vectors only", 73_728, "0.0221"),
+        ("pasta", "roberta-large", "M=2 (single sentence)", 49_152, "0.0139"),
+        ("pasta", "roberta-large", "M=4 (pair: <s> a </s></s> b </s>)", 98_304, "0.0277"),
+        ("bitfit", "bert-large-cased", "all biases + LayerNorm betas + pooler bias", 272_384, "0.0817"),
+        ("bitfit", "roberta-base", "all biases + LayerNorm betas (no pooler)", 102_144, None),
+        ("ptuning", "bert-large-cased", "p=20", 983_040, "0.2947"),
+        ("lora", "bert-large-cased", "r=8 on W_q, W_v", 786_432, "0.2358"),
+        ("lora", "roberta-large", "r=8 on W_q, W_v", 786_432, None),
+        ("lora", "roberta-base", "r=8 on W_q, W_v", 294_912, None),
+        ("adapter", "bert-large-cased", "m=64, adapters only", 6_343_680, "1.9017"),
+    ],
+)
 def test_published_figures(published, method, model, config, count, pct):
     row = published[(method, model, config)]
     assert row["method"] == count
@@ -35,7 +38,10 @@ def test_published_figures(published, method, model, config, count, pct):
 def test_denominators_are_the_backbones_as_loaded():
     assert meta_counts("bert-large-cased", get_task("rte"), "full")["backbone"] == 333_579_264  # with pooler
     assert meta_counts("roberta-large", get_task("rte"), "full")["backbone"] == 354_310_144  # no pooler
-    assert meta_counts("bert-large-cased", get_task("conll2003"), "full")["backbone"] == 333_579_264 - 1024 * 1025
+    assert (
+        meta_counts("bert-large-cased", get_task("conll2003"), "full")["backbone"]
+        == 333_579_264 - 1024 * 1025
+    )
 
 
 def test_adapter_with_layernorms_matches_formula():
@@ -46,14 +52,30 @@ def test_adapter_with_layernorms_matches_formula():
 
 @pytest.mark.slow
 def test_cli_formats(capsys):
-    assert main(["params", "--model", "roberta-base", "--task", "sst2", "--methods", "lora,pasta",
-                 "--format", "latex"]) == 0
+    assert (
+        main(
+            [
+                "params",
+                "--model",
+                "roberta-base",
+                "--task",
+                "sst2",
+                "--methods",
+                "lora,pasta",
+                "--format",
+                "latex",
+            ]
+        )
+        == 0
+    )
     out = capsys.readouterr().out
     assert r"\toprule" in out and "294,912" in out and "18,432" in out
     assert main(["params", "--published", "--format", "md"]) == 0
     out = capsys.readouterr().out
     assert "| PASTA | roberta-large | 0.029% | 0.0290 | 98,304 | 0.0277 |" in out
-    assert "| LoRA | roberta-large | 0.8M | 0.2258 | 786,432 | 0.2220 |" in out  # 0.8M of 354,310,144: one unit
+    assert (
+        "| LoRA | roberta-large | 0.8M | 0.2258 | 786,432 | 0.2220 |" in out
+    )  # 0.8M of 354,310,144: one unit
     assert "no single m gives it" in out and "98,304 / 335M = 0.029%" in out  # no note cut mid-sentence
     assert main(["params", "--model", "bert-huge"]) == 2
     assert "unknown model 'bert-huge'" in capsys.readouterr().err

@@ -20,6 +20,7 @@ def attach(tiny_models, family, task_name, **options):
     def capture(where, i):
         def hook(module, args, kwargs):
             seen[where][i] = args[0].detach().clone()
+
         return hook
 
     for i, layer in enumerate(layers):  # registered before PASTA's hooks: sees the unmodified input
@@ -33,9 +34,17 @@ def attach(tiny_models, family, task_name, **options):
     return model, tok, seen, ctx
 
 
-@pytest.mark.parametrize("family, task, m", [("bert", "sst2", 2), ("bert", "rte", 3), ("roberta", "sst2", 2),
-                                             ("roberta", "rte", 4), ("bert", "conll2003", 2),
-                                             ("roberta", "conll2003", 2)])
+@pytest.mark.parametrize(
+    "family, task, m",
+    [
+        ("bert", "sst2", 2),
+        ("bert", "rte", 3),
+        ("roberta", "sst2", 2),
+        ("roberta", "rte", 4),
+        ("bert", "conll2003", 2),
+        ("roberta", "conll2003", 2),
+    ],
+)
 def test_m_follows_layout_and_family(tiny_models, family, task, m):
     _, _, _, ctx = attach(tiny_models, family, task)
     assert ctx.special_positions() == m
@@ -45,8 +54,13 @@ def test_m_follows_layout_and_family(tiny_models, family, task, m):
 def test_vectors_added_only_at_special_positions_of_every_layer(tiny_models, family):
     model, tok, seen, _ = attach(tiny_models, family, "rte")
     pasta = model.base_model.pasta
-    enc = tok(["the cat sat on the mat", "a dog"], ["john ran", "paris is very good"], padding=True,
-              return_tensors="pt", return_special_tokens_mask=True)
+    enc = tok(
+        ["the cat sat on the mat", "a dog"],
+        ["john ran", "paris is very good"],
+        padding=True,
+        return_tensors="pt",
+        return_special_tokens_mask=True,
+    )
     model.eval()
     model(**enc)
     special = enc["special_tokens_mask"].bool() & enc["attention_mask"].bool()
@@ -64,8 +78,12 @@ def test_vectors_added_only_at_special_positions_of_every_layer(tiny_models, fam
 
 def test_padding_never_gets_a_vector(tiny_models):
     model, tok, seen, _ = attach(tiny_models, "roberta", "sst2")
-    enc = tok(["the cat", "the cat sat on the mat very good"], padding=True, return_tensors="pt",
-              return_special_tokens_mask=True)
+    enc = tok(
+        ["the cat", "the cat sat on the mat very good"],
+        padding=True,
+        return_tensors="pt",
+        return_special_tokens_mask=True,
+    )
     assert enc["input_ids"][0, -1] == tok.pad_token_id
     model.eval()
     model(**enc)

@@ -30,9 +30,33 @@ def test_perf_runs_and_accounting_adds_up(tiny_models, glue_dir, tmp_path, capsy
     monkeypatch.chdir(tmp_path)
     out_file = tmp_path / "perf.md"
     # --random-init on a local model: its architecture with fresh weights, its own tokenizer
-    assert main(["perf", "--model", tiny_models["roberta"], "--random-init", "--task", "sst2", "--data-dir",
-                 str(glue_dir), "--steps", "2", "--repeats", "1", "--batch-size", "8", "--methods", "lora",
-                 "--eval-samples", "5", "--out", str(out_file)]) == 0
+    assert (
+        main(
+            [
+                "perf",
+                "--model",
+                tiny_models["roberta"],
+                "--random-init",
+                "--task",
+                "sst2",
+                "--data-dir",
+                str(glue_dir),
+                "--steps",
+                "2",
+                "--repeats",
+                "1",
+                "--batch-size",
+                "8",
+                "--methods",
+                "lora",
+                "--eval-samples",
+                "5",
+                "--out",
+                str(out_file),
+            ]
+        )
+        == 0
+    )
     text = capsys.readouterr().out
     assert text.strip() == out_file.read_text().strip()
     t = tables(text)
@@ -55,21 +79,31 @@ def test_perf_runs_and_accounting_adds_up(tiny_models, glue_dir, tmp_path, capsy
     # Each method against its natural Trainer reference, the same trainable parameters on both sides
     refs = [r for r in t["method"] if "reference" in r]
     assert [(r["method"], r["reference"]) for r in refs] == [
-        ("full", "Trainer + bench's modules"), ("lora", "Trainer + peft get_peft_model")]
+        ("full", "Trainer + bench's modules"),
+        ("lora", "Trainer + peft get_peft_model"),
+    ]
     for r in refs:
         ours, theirs = r["trainable bench / reference"].split(" / ")
         assert ours == theirs and int(ours.replace(",", "")) > 0
         speedup = float(r["reference epoch s"]) / float(r["bench epoch s"])
         assert float(r["bench speed-up per epoch"].rstrip("x")) == pytest.approx(speedup, rel=0.1, abs=0.02)
     targets = {r["target"]: r for r in t["target"]}
-    for target in ("epoch speed-up vs run_glue padding to 128", "data + tracking share of wall time",
-                   "cached tokenisation speed-up on a rerun", "`bench --help`",
-                   "slowest frozen-backbone step / full FT step", "largest PEFT peak memory / full FT",
-                   "largest PEFT training memory (peak above the loaded model) / full FT", "LoRA step / full FT step",
-                   "slowest method's epoch speed-up vs its Trainer reference",
-                   "lowest evaluation throughput / the Trainer's"):
+    for target in (
+        "epoch speed-up vs run_glue padding to 128",
+        "data + tracking share of wall time",
+        "cached tokenisation speed-up on a rerun",
+        "`bench --help`",
+        "slowest frozen-backbone step / full FT step",
+        "largest PEFT peak memory / full FT",
+        "largest PEFT training memory (peak above the loaded model) / full FT",
+        "LoRA step / full FT step",
+        "slowest method's epoch speed-up vs its Trainer reference",
+        "lowest evaluation throughput / the Trainer's",
+    ):
         assert targets[target]["status"] in ("met", "MISSED")
-    assert targets["largest PEFT peak memory / full FT"]["goal"] == "<= 0.5"  # paper-scale goal on random init
+    assert (
+        targets["largest PEFT peak memory / full FT"]["goal"] == "<= 0.5"
+    )  # paper-scale goal on random init
     assert re.search(r"Machine: .+; torch ", text) and "1 repetitions alternated; medians" in text
 
 

@@ -15,8 +15,16 @@ from bench.train import batch_for
 
 
 def _model(tiny_models, glue_dir, family, method, options):
-    cfg = build_config({"method": method, "model": tiny_models[family], "task": "rte", "data_dir": str(glue_dir),
-                        "method_options": options, "max_length": 32})
+    cfg = build_config(
+        {
+            "method": method,
+            "model": tiny_models[family],
+            "task": "rte",
+            "data_dir": str(glue_dir),
+            "method_options": options,
+            "max_length": 32,
+        }
+    )
     built = build_model(cfg, get_task("rte"))
     return built, prepare_data(cfg, get_task("rte"), built)
 
@@ -31,7 +39,9 @@ def test_matches_the_past_key_values_route(tiny_models, glue_dir, family, repara
     unshifted, _ = _model(tiny_models, glue_dir, family, "ptuning", opts)
     unshifted.model.load_state_dict(ours.model.state_dict())
     plain, _ = _model(tiny_models, glue_dir, family, "head", {})
-    plain.model.load_state_dict({k: v for k, v in ours.model.state_dict().items() if "prefix_encoder" not in k})
+    plain.model.load_state_dict(
+        {k: v for k, v in ours.model.state_dict().items() if "prefix_encoder" not in k}
+    )
     batch = batch_for(prep, prep.dev["dev"], list(range(6)), torch.device("cpu"))
     batch.pop("labels")
     for m in (ours.model, unshifted.model, plain.model):
@@ -42,7 +52,9 @@ def test_matches_the_past_key_values_route(tiny_models, glue_dir, family, repara
         cache = DynamicCache()
         for layer in range(kv.shape[0]):
             cache.update(*(kv[layer, i].unsqueeze(0).expand(6, -1, -1, -1) for i in (0, 1)), layer)
-        mask = torch.cat([torch.ones(6, 3, dtype=batch["attention_mask"].dtype), batch["attention_mask"]], dim=1)
+        mask = torch.cat(
+            [torch.ones(6, 3, dtype=batch["attention_mask"].dtype), batch["attention_mask"]], dim=1
+        )
         # transformers 5.24 renamed the argument; either name is the reference's route
         cache_kw = {cache_argument(type(plain.model.base_model)): cache}
         reference = plain.model(**{**batch, "attention_mask": mask}, **cache_kw).logits
@@ -51,7 +63,8 @@ def test_matches_the_past_key_values_route(tiny_models, glue_dir, family, repara
 
 
 def test_reparameterisation_shares_one_mlp():
-    # roberta-large, p=20, MLP hidden 512: embedding 20x1024 + 1024->512 + 512->24*2*1024 (the reference's 25.8M)
+    # roberta-large, p=20, MLP hidden 512: embedding 20x1024 + 1024->512 + 512->24*2*1024 (the reference's
+    # 25.8M)
     c = meta_counts("roberta-large", get_task("rte"), "ptuning", {"prefix_length": 20, "reparameterize": 512})
     L, H, p, m = 24, 1024, 20, 512
     assert c["method"] == p * H + H * m + m + m * L * 2 * H + L * 2 * H == 25_760_256
@@ -68,8 +81,13 @@ def only_method_dropout(model, method_dropout):
             module.dropout_prob = 0.0
 
 
-@pytest.mark.parametrize("method, options", [("ptuning", {"prefix_length": 3, "dropout": 0.5, "init_std": 1.0}),
-                                             ("pasta", {"dropout": 0.5, "init_std": 1.0})])
+@pytest.mark.parametrize(
+    "method, options",
+    [
+        ("ptuning", {"prefix_length": 3, "dropout": 0.5, "init_std": 1.0}),
+        ("pasta", {"dropout": 0.5, "init_std": 1.0}),
+    ],
+)
 def test_dropout_is_drawn_per_example(tiny_models, glue_dir, method, options):
     built, prep = _model(tiny_models, glue_dir, "bert", method, options)
     base = built.model.base_model
@@ -84,7 +102,9 @@ def test_dropout_is_drawn_per_example(tiny_models, glue_dir, method, options):
     torch.manual_seed(0)
     with torch.no_grad():
         logits = built.model(**batch).logits
-    assert not torch.allclose(logits[0], logits[1], atol=1e-4)  # one mask shared by the batch would give identical rows
+    assert not torch.allclose(
+        logits[0], logits[1], atol=1e-4
+    )  # one mask shared by the batch would give identical rows
     dropout.p = 0.0
     with torch.no_grad():
         out = built.model(**batch).logits
@@ -98,14 +118,29 @@ def test_matches_peft_prefix_tuning_on_bert_sequence_classification(tiny_models,
 
     problem = peft_prefix_tuning_problem(BertForSequenceClassification, BertModel)
     if problem:
-        pytest.skip(problem)  # test_peft_prefix_problem_is_predicted checks this prediction against peft itself
-    ours, prep = _model(tiny_models, glue_dir, "bert", "ptuning",
-                        {"prefix_length": 3, "dropout": 0.0, "position_shift": True, "init_std": 1.0})
+        pytest.skip(
+            problem
+        )  # test_peft_prefix_problem_is_predicted checks this prediction against peft itself
+    ours, prep = _model(
+        tiny_models,
+        glue_dir,
+        "bert",
+        "ptuning",
+        {"prefix_length": 3, "dropout": 0.0, "position_shift": True, "init_std": 1.0},
+    )
     plain, _ = _model(tiny_models, glue_dir, "bert", "head", {})
-    plain.model.load_state_dict({k: v for k, v in ours.model.state_dict().items() if "prefix_encoder" not in k})
-    peft_model = get_peft_model(plain.model, PrefixTuningConfig(task_type=TaskType.SEQ_CLS, num_virtual_tokens=3))
-    with torch.no_grad():  # peft's table is (p, layers * 2 * hidden), keys and values interleaved per layer, as ours
-        peft_model.prompt_encoder["default"].embedding.weight.copy_(ours.model.base_model.prefix_encoder.embedding)
+    plain.model.load_state_dict(
+        {k: v for k, v in ours.model.state_dict().items() if "prefix_encoder" not in k}
+    )
+    peft_model = get_peft_model(
+        plain.model, PrefixTuningConfig(task_type=TaskType.SEQ_CLS, num_virtual_tokens=3)
+    )
+    with (
+        torch.no_grad()
+    ):  # peft's table is (p, layers * 2 * hidden), keys and values interleaved per layer, as ours
+        peft_model.prompt_encoder["default"].embedding.weight.copy_(
+            ours.model.base_model.prefix_encoder.embedding
+        )
     batch = batch_for(prep, prep.dev["dev"], list(range(6)), torch.device("cpu"))
     batch.pop("labels")
     ours.model.eval()
@@ -120,7 +155,9 @@ def test_peft_prefix_problem_is_predicted(tiny_models, glue_dir):
     from peft import PrefixTuningConfig, TaskType, get_peft_model
 
     plain, prep = _model(tiny_models, glue_dir, "bert", "head", {})
-    peft_model = get_peft_model(plain.model, PrefixTuningConfig(task_type=TaskType.SEQ_CLS, num_virtual_tokens=3))
+    peft_model = get_peft_model(
+        plain.model, PrefixTuningConfig(task_type=TaskType.SEQ_CLS, num_virtual_tokens=3)
+    )
     batch = batch_for(prep, prep.dev["dev"], [0, 1], torch.device("cpu"))
     batch.pop("labels")
     problem = peft_prefix_tuning_problem(BertForSequenceClassification, BertModel)

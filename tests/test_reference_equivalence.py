@@ -15,13 +15,28 @@ from bench.resolve import build_config
 from bench.tasks import get_task
 from bench.train import batch_for
 
-OPTIONS = {"lora": {"r": 2, "alpha": 4}, "adapter": {"size": 3}, "ptuning": {"prefix_length": 2},
-           "pasta": {"init_std": 0.5}, "bitfit": {}, "full": {}}
+OPTIONS = {
+    "lora": {"r": 2, "alpha": 4},
+    "adapter": {"size": 3},
+    "ptuning": {"prefix_length": 2},
+    "pasta": {"init_std": 0.5},
+    "bitfit": {},
+    "full": {},
+}
 
 
 def setup(tiny_models, glue_dir, method, family, task_name):
-    cfg = build_config({"method": method, "model": tiny_models[family], "task": task_name, "data_dir": str(glue_dir),
-                        "method_options": OPTIONS.get(method, {}), "max_length": 32, "seed": 3})
+    cfg = build_config(
+        {
+            "method": method,
+            "model": tiny_models[family],
+            "task": task_name,
+            "data_dir": str(glue_dir),
+            "method_options": OPTIONS.get(method, {}),
+            "max_length": 32,
+            "seed": 3,
+        }
+    )
     task = get_task(task_name)
     built = build_model(cfg, task)
     prep = prepare_data(cfg, task, built)
@@ -40,15 +55,20 @@ def trained_by_definition(method: str, name: str, prefix: str) -> bool:
     read from our model: the trainable set is checked, not copied."""
     head = name.startswith("classifier.")
     body = name.removeprefix(f"{prefix}.")
-    return head or {
-        "full": True,
-        "head": False,
-        "pasta": body == "pasta.vectors",
-        "adapter": ".adapter." in body or "LayerNorm" in body,  # the adapters and every LayerNorm
-        "lora": "lora_A" in body or "lora_B" in body,
-        "ptuning": body.startswith("prefix_encoder."),
-        "bitfit": body.endswith(".bias"),  # every bias of the encoder, LayerNorm betas and the pooler's too
-    }[method]
+    return (
+        head
+        or {
+            "full": True,
+            "head": False,
+            "pasta": body == "pasta.vectors",
+            "adapter": ".adapter." in body or "LayerNorm" in body,  # the adapters and every LayerNorm
+            "lora": "lora_A" in body or "lora_B" in body,
+            "ptuning": body.startswith("prefix_encoder."),
+            "bitfit": body.endswith(
+                ".bias"
+            ),  # every bias of the encoder, LayerNorm betas and the pooler's too
+        }[method]
+    )
 
 
 class Ref:
@@ -56,8 +76,10 @@ class Ref:
     of them train comes from the methods' definitions (trained_by_definition)."""
 
     def __init__(self, model, method, family):
-        self.p = {n: t.detach().clone().requires_grad_(trained_by_definition(method, n, model.base_model_prefix))
-                  for n, t in model.named_parameters()}
+        self.p = {
+            n: t.detach().clone().requires_grad_(trained_by_definition(method, n, model.base_model_prefix))
+            for n, t in model.named_parameters()
+        }
         self.conf, self.method, self.family = model.config, method, family
         self.prefix = model.base_model_prefix  # bert | roberta
 
@@ -73,8 +95,9 @@ class Ref:
         return x @ self.w(f"{name}.weight").T + self.w(f"{name}.bias")
 
     def layer_norm(self, x, name):
-        return F.layer_norm(x, (x.shape[-1],), self.w(f"{name}.weight"), self.w(f"{name}.bias"),
-                            self.conf.layer_norm_eps)
+        return F.layer_norm(
+            x, (x.shape[-1],), self.w(f"{name}.weight"), self.w(f"{name}.bias"), self.conf.layer_norm_eps
+        )
 
     def adapter(self, x, where):
         a = f"{self.prefix}.{where}.dropout.adapter"
@@ -100,8 +123,11 @@ class Ref:
         else:
             positions = torch.arange(T).expand(B, T)
         types = batch.get("token_type_ids", torch.zeros_like(ids))
-        h = (self.w("embeddings.word_embeddings.weight")[ids] + self.w("embeddings.position_embeddings.weight")[positions]
-             + self.w("embeddings.token_type_embeddings.weight")[types])
+        h = (
+            self.w("embeddings.word_embeddings.weight")[ids]
+            + self.w("embeddings.position_embeddings.weight")[positions]
+            + self.w("embeddings.token_type_embeddings.weight")[types]
+        )
         h = self.layer_norm(h, "embeddings.LayerNorm")
         key_mask = mask.bool()
         if self.method == "pasta":  # k-th special position of each sequence (padding excluded)
@@ -124,7 +150,9 @@ class Ref:
             v = split(self.projection(h, f"{L}.attention.self.value"))
             allowed = key_mask
             if self.method == "ptuning":  # p key and value vectors per layer prepended; every query sees them
-                kv = self.p[f"{self.prefix}.prefix_encoder.embedding"].view(-1, c.num_hidden_layers, 2, heads, d)
+                kv = self.p[f"{self.prefix}.prefix_encoder.embedding"].view(
+                    -1, c.num_hidden_layers, 2, heads, d
+                )
                 pk, pv = (kv[:, i, j].permute(1, 0, 2).unsqueeze(0).expand(B, -1, -1, -1) for j in (0, 1))
                 k, v = torch.cat([pk, k], 2), torch.cat([pv, v], 2)
                 allowed = torch.cat([torch.ones(B, pk.shape[2], dtype=torch.bool), key_mask], 1)
@@ -190,8 +218,9 @@ def test_lora_matches_peft_get_peft_model(tiny_models, glue_dir, family):
     built, task, batch = setup(tiny_models, glue_dir, "lora", family, "rte")
     ours = built.model
     plain, _, _ = setup(tiny_models, glue_dir, "head", family, "rte")
-    peft_model = get_peft_model(plain.model, LoraConfig(r=2, lora_alpha=4, lora_dropout=0.0,
-                                                        target_modules=["query", "value"]))
+    peft_model = get_peft_model(
+        plain.model, LoraConfig(r=2, lora_alpha=4, lora_dropout=0.0, target_modules=["query", "value"])
+    )
     theirs = {n.removeprefix("base_model.model."): p for n, p in peft_model.named_parameters()}
     with torch.no_grad():
         for name, p in ours.named_parameters():

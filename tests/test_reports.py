@@ -18,16 +18,46 @@ def tracked(tiny_models, glue_dir, tmp_path_factory):
     for method in ("full", "lora"):
         for task in ("rte", "stsb"):
             for seed, phase in ((1, "final"), (2, "final"), (3, "trial")):
-                assert main(["run", "--method", method, "--model", tiny_models["bert"], "--task", task,
-                             "--data-dir", str(glue_dir), "--epochs", "1", "--batch-size", "8", "--lr", "5e-3",
-                             "--seed", str(seed), "--set", f"tags={{phase: {phase}}}", "--output-dir",
-                             str(tmp / "out"), "--tracking-uri", uri, "--no-progress"]) == 0
+                assert (
+                    main(
+                        [
+                            "run",
+                            "--method",
+                            method,
+                            "--model",
+                            tiny_models["bert"],
+                            "--task",
+                            task,
+                            "--data-dir",
+                            str(glue_dir),
+                            "--epochs",
+                            "1",
+                            "--batch-size",
+                            "8",
+                            "--lr",
+                            "5e-3",
+                            "--seed",
+                            str(seed),
+                            "--set",
+                            f"tags={{phase: {phase}}}",
+                            "--output-dir",
+                            str(tmp / "out"),
+                            "--tracking-uri",
+                            uri,
+                            "--no-progress",
+                        ]
+                    )
+                    == 0
+                )
     return uri, tiny_models["bert"], tmp
 
 
 def hand(uri, method, task):
-    vals = [100 * r.data.metrics["best_dev_glue_score"] for r in all_runs(uri)
-            if r.data.tags["method"] == method and r.data.tags["task"] == task and r.data.tags["phase"] == "final"]
+    vals = [
+        100 * r.data.metrics["best_dev_glue_score"]
+        for r in all_runs(uri)
+        if r.data.tags["method"] == method and r.data.tags["task"] == task and r.data.tags["phase"] == "final"
+    ]
     assert len(vals) == 2
     return np.mean(vals), np.std(vals, ddof=1)
 
@@ -70,8 +100,13 @@ def test_latex_compiles_standalone(tracked, capsys):
     tex = report(capsys, uri, model, "latex", "--standalone")
     assert r"\toprule" in tex and r"\bfseries" in tex and r"\label{tab:tiny-bert-results}" in tex
     (tmp / "table.tex").write_text(tex)
-    proc = subprocess.run(["pdflatex", "-interaction=nonstopmode", "-halt-on-error", "table.tex"], cwd=tmp,
-                          capture_output=True, text=True, timeout=120)
+    proc = subprocess.run(
+        ["pdflatex", "-interaction=nonstopmode", "-halt-on-error", "table.tex"],
+        cwd=tmp,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert proc.returncode == 0, proc.stdout[-2000:]
     assert (tmp / "table.pdf").stat().st_size > 1000
 
@@ -98,18 +133,37 @@ def test_published_rows_are_metric_true(capsys):
 
     layout = get_layout(None, "roberta-large")
     assert layout.name == "pasta-table3"
-    agg = pd.DataFrame([{"model": "roberta-large", "method": m, "column": c, "task": t, "mean": v, "std": 0.5,
-                         "n": 3, "seeds": "1,2,3", "params_method": p, "params_backbone": 354_310_144.0,
-                         "params_head": 1_051_650.0, "studies": ""}
-                        for m, p, v in (("full", 354_310_144.0, 86.0), ("lora", 786_432.0, 95.0))
-                        for c, t in (("RTE", "rte"), ("MRPC", "mrpc"))])
+    agg = pd.DataFrame(
+        [
+            {
+                "model": "roberta-large",
+                "method": m,
+                "column": c,
+                "task": t,
+                "mean": v,
+                "std": 0.5,
+                "n": 3,
+                "seeds": "1,2,3",
+                "params_method": p,
+                "params_backbone": 354_310_144.0,
+                "params_head": 1_051_650.0,
+                "studies": "",
+            }
+            for m, p, v in (("full", 354_310_144.0, 86.0), ("lora", 786_432.0, 95.0))
+            for c, t in (("RTE", "rte"), ("MRPC", "mrpc"))
+        ]
+    )
     md = render_results(build(agg, "roberta-large", None, None, layout), "md")
     assert "| LoRA | 0.222 | 1,051,650 | **95.0 ± 0.5** |" in md  # ours beat the published 87.4: bold is ours
     assert "| LoRA (published) | 0.24 | - | 87.4 | 68.2 | **92.6** | 90.9 |" in md  # ours have no STS-B
     assert md.index("| LoRA |") < md.index("(published)")
     # A published value above our best is marked, not bolded: our full FT alone on RTE (86.0 < 87.4).
     only_full = render_results(build(agg[agg["method"] == "full"], "roberta-large", None, None, layout), "md")
-    assert "| **86.0 ± 0.5** |" in only_full and "| 87.4 † |" in only_full and "†: a published value" in only_full
+    assert (
+        "| **86.0 ± 0.5** |" in only_full
+        and "| 87.4 † |" in only_full
+        and "†: a published value" in only_full
+    )
     assert "STS-B Pearson" in md and "MRPC acc" in md and "Hu et al. 2021" in md
     tex = render_results(build(agg, "roberta-large", None, None, layout), "latex")
     assert tex.count(r"\midrule") == 2  # under the header, and between ours and the published rows
@@ -125,7 +179,9 @@ def test_layout_average_rule_recomputes_every_printed_average(name):
     tasks = {c["label"]: c["task"] for c in layout.columns}
     for row in layout.published:
         if "avg" in row:
-            assert average(row["values"], layout.labels, tasks) == pytest.approx(row["avg"], abs=0.051), row["label"]
+            assert average(row["values"], layout.labels, tasks) == pytest.approx(row["avg"], abs=0.051), row[
+                "label"
+            ]
 
 
 def test_published_alone_when_no_runs(tmp_path, capsys):
@@ -147,32 +203,79 @@ def test_latex_escape_sets_comparisons_as_math():
 def test_published_layouts_compile(tmp_path, capsys, model):
     if shutil.which("pdflatex") is None:
         pytest.skip("pdflatex not installed (CI installs texlive-latex-recommended)")
-    assert main(["report", "table", "--model", model, "--published", "--format", "latex", "--standalone",
-                 "--tracking-uri", f"sqlite:///{tmp_path / 'none.db'}"]) == 0
+    assert (
+        main(
+            [
+                "report",
+                "table",
+                "--model",
+                model,
+                "--published",
+                "--format",
+                "latex",
+                "--standalone",
+                "--tracking-uri",
+                f"sqlite:///{tmp_path / 'none.db'}",
+            ]
+        )
+        == 0
+    )
     (tmp_path / "t.tex").write_text(capsys.readouterr().out)
-    proc = subprocess.run(["pdflatex", "-interaction=nonstopmode", "-halt-on-error", "t.tex"], cwd=tmp_path,
-                          capture_output=True, text=True, timeout=120)
+    proc = subprocess.run(
+        ["pdflatex", "-interaction=nonstopmode", "-halt-on-error", "t.tex"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert proc.returncode == 0, proc.stdout[-2000:]
 
 
-@pytest.mark.parametrize("argv", [
-    ["params", "--model", "bert-large-cased,roberta-large", "--format", "latex", "--standalone"],
-    ["params", "--published", "--format", "latex", "--standalone"],
-    ["report", "table", "--model", "roberta-large", "--published", "--format", "latex", "--standalone"],
-    ["report", "table", "--model", "bert-large-cased", "--layout", "pasta-conll", "--format", "latex", "--standalone"],
-], ids=["params", "params-published", "table3-published-only", "conll-published-only"])
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["params", "--model", "bert-large-cased,roberta-large", "--format", "latex", "--standalone"],
+        ["params", "--published", "--format", "latex", "--standalone"],
+        ["report", "table", "--model", "roberta-large", "--published", "--format", "latex", "--standalone"],
+        [
+            "report",
+            "table",
+            "--model",
+            "bert-large-cased",
+            "--layout",
+            "pasta-conll",
+            "--format",
+            "latex",
+            "--standalone",
+        ],
+    ],
+    ids=["params", "params-published", "table3-published-only", "conll-published-only"],
+)
 def test_every_latex_report_compiles(argv, tmp_path, capsys):
     """Each LaTeX report, as printed with --standalone, compiles with pdflatex (the results table with runs
     and the intrinsic tables are compiled in their own tests)."""
     if shutil.which("pdflatex") is None:
         pytest.skip("pdflatex not installed (CI installs texlive-latex-recommended)")
     capsys.readouterr()
-    assert main([*argv, *(["--tracking-uri", f"sqlite:///{tmp_path / 'empty.db'}"] if argv[0] == "report" else [])]) == 0
+    assert (
+        main(
+            [
+                *argv,
+                *(["--tracking-uri", f"sqlite:///{tmp_path / 'empty.db'}"] if argv[0] == "report" else []),
+            ]
+        )
+        == 0
+    )
     tex = capsys.readouterr().out
     assert tex.startswith("\\documentclass") and "\\label{" in tex and "\\toprule" in tex
     (tmp_path / "t.tex").write_text(tex)
-    proc = subprocess.run(["pdflatex", "-interaction=nonstopmode", "-halt-on-error", "t.tex"], cwd=tmp_path,
-                          capture_output=True, text=True, timeout=120)
+    proc = subprocess.run(
+        ["pdflatex", "-interaction=nonstopmode", "-halt-on-error", "t.tex"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert proc.returncode == 0, proc.stdout[-2000:]
     assert "Overfull \\hbox" not in proc.stdout  # wide tables fit a landscape page
 
@@ -190,8 +293,23 @@ def test_pareto_report_from_tracked_runs(tracked, capsys, tmp_path):
     uri, model, _ = tracked
     for cost in ("params", "time", "memory"):
         capsys.readouterr()
-        assert main(["report", "pareto", "--model", model, "--x", cost, "--tracking-uri", uri,
-                     "--out-dir", str(tmp_path / "docs")]) == 0
+        assert (
+            main(
+                [
+                    "report",
+                    "pareto",
+                    "--model",
+                    model,
+                    "--x",
+                    cost,
+                    "--tracking-uri",
+                    uri,
+                    "--out-dir",
+                    str(tmp_path / "docs"),
+                ]
+            )
+            == 0
+        )
         out = capsys.readouterr().out
         assert f"| task | method | {cost} | metric x100 | seeds | frontier |" in out
         assert "| RTE | Full FT |" in out and "| STS-B | LoRA |" in out and "over 2 seeds" in out

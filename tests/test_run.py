@@ -7,7 +7,13 @@ from bench.cli import main
 
 from support import all_runs, seeded_store
 
-SHAPES = {"rte": "pair", "sst2": "single", "stsb": "regression", "conll2003": "tagging", "mnli": "two dev splits"}
+SHAPES = {
+    "rte": "pair",
+    "sst2": "single",
+    "stsb": "regression",
+    "conll2003": "tagging",
+    "mnli": "two dev splits",
+}
 
 
 @pytest.fixture(scope="module")
@@ -22,11 +28,36 @@ def test_tiny_run_every_task_shape(tiny_models, glue_dir, tmp_path, uri, family,
 
     from bench.tasks import get_task
 
-    code = main(["run", "--method", "full", "--model", tiny_models[family], "--task", task, "--data-dir",
-                 str(glue_dir), "--max-steps", "3", "--batch-size", "8", "--output-dir", str(tmp_path),
-                 "--tracking-uri", uri, "--seed", "1", "--no-progress"])
+    code = main(
+        [
+            "run",
+            "--method",
+            "full",
+            "--model",
+            tiny_models[family],
+            "--task",
+            task,
+            "--data-dir",
+            str(glue_dir),
+            "--max-steps",
+            "3",
+            "--batch-size",
+            "8",
+            "--output-dir",
+            str(tmp_path),
+            "--tracking-uri",
+            uri,
+            "--seed",
+            "1",
+            "--no-progress",
+        ]
+    )
     assert code == 0
-    run = [r for r in all_runs(uri) if r.data.tags["task"] == task and r.data.tags["model"] == tiny_models[family]]
+    run = [
+        r
+        for r in all_runs(uri)
+        if r.data.tags["task"] == task and r.data.tags["model"] == tiny_models[family]
+    ]
     assert len(run) == 1 and run[0].info.status == "FINISHED"
     run = run[0]
     t = get_task(task)
@@ -36,15 +67,26 @@ def test_tiny_run_every_task_shape(tiny_models, glue_dir, tmp_path, uri, family,
     assert run.data.tags["method"] == "full" and run.data.tags["seed"] == "1"
     assert run.info.run_name == f"full-tiny-{family}-{task}-s1"
     assert run.data.params["max_steps"] == "3" and run.data.params["lr"] == "2e-05"
-    for key in ("params_trainable", "params_method", "params_backbone", "wall_seconds", "train_samples_per_s"):
+    for key in (
+        "params_trainable",
+        "params_method",
+        "params_backbone",
+        "wall_seconds",
+        "train_samples_per_s",
+    ):
         assert key in run.data.metrics
     assert {"git_sha", "git_dirty", "version.torch", "device"} <= set(run.data.tags)
     # MLflow's own columns: source, user, commit; one dataset input per split read, with its digest and role.
     assert run.data.tags["mlflow.source.type"] == "LOCAL" and run.data.tags["mlflow.user"]
     assert run.data.tags.get("mlflow.source.git.commit", run.data.tags["git_sha"]) == run.data.tags["git_sha"]
-    inputs = {i.dataset.name.split(" ")[0]: i for i in MlflowClient(uri).get_run(run.info.run_id).inputs.dataset_inputs}
+    inputs = {
+        i.dataset.name.split(" ")[0]: i
+        for i in MlflowClient(uri).get_run(run.info.run_id).inputs.dataset_inputs
+    }
     assert set(inputs) == {f"{task}-{s}" for s in ("train", *t.dev_splits, *t.test_splits)}
-    assert inputs[f"{task}-train"].tags[0].value == "train" and len(inputs[f"{task}-train"].dataset.digest) == 12
+    assert (
+        inputs[f"{task}-train"].tags[0].value == "train" and len(inputs[f"{task}-train"].dataset.digest) == 12
+    )
     assert str(glue_dir) in inputs[f"{task}-train"].dataset.source
     # The configuration as it took effect: max_steps 3 of 3 steps per epoch is 1 epoch, not the 3 asked for;
     # the method's options once (method_config.*, defaults included).
@@ -53,7 +95,11 @@ def test_tiny_run_every_task_shape(tiny_models, glue_dir, tmp_path, uri, family,
     history = MlflowClient(uri).get_metric_history(run.info.run_id, f"{t.dev_splits[0]}_{t.main_metric}")
     assert len(history) == 1  # 3 steps < one epoch of 24 examples -> one evaluation
     losses = MlflowClient(uri).get_metric_history(run.info.run_id, "train_loss")
-    assert [m.step for m in losses] == [1, 2, 3]  # a short run still has a loss curve (log_every 20 > 3 steps)
+    assert [m.step for m in losses] == [
+        1,
+        2,
+        3,
+    ]  # a short run still has a loss curve (log_every 20 > 3 steps)
     artifacts = {a.path for a in MlflowClient(uri).list_artifacts(run.info.run_id)}
     assert {"config.yaml", "adapter"} <= artifacts
 
@@ -63,10 +109,26 @@ def test_config_file_set_and_flags_layer_in_order(tiny_models, glue_dir, tmp_pat
     from bench.cli.handlers.run import config_from_args
 
     cfg_file = tmp_path / "run.yaml"
-    cfg_file.write_text(yaml.safe_dump({"method": "lora", "lr": 1e-3, "batch_size": 4,
-                                        "method_options": {"r": 4, "alpha": 8}}))
-    args = build_parser().parse_args(["run", "--config", str(cfg_file), "--set", "lr=5e-4", "--set", "method.r=2",
-                                      "--batch-size", "16", "--task", "mrpc"])
+    cfg_file.write_text(
+        yaml.safe_dump(
+            {"method": "lora", "lr": 1e-3, "batch_size": 4, "method_options": {"r": 4, "alpha": 8}}
+        )
+    )
+    args = build_parser().parse_args(
+        [
+            "run",
+            "--config",
+            str(cfg_file),
+            "--set",
+            "lr=5e-4",
+            "--set",
+            "method.r=2",
+            "--batch-size",
+            "16",
+            "--task",
+            "mrpc",
+        ]
+    )
     cfg = config_from_args(args)
     assert (cfg.method, cfg.lr, cfg.batch_size, cfg.task) == ("lora", 5e-4, 16, "mrpc")
     assert cfg.method_options == {"r": 2, "alpha": 8}
@@ -76,8 +138,22 @@ def test_run_help_shows_every_option_with_default(capsys):
     with pytest.raises(SystemExit):
         main(["run", "--help"])
     out = " ".join(capsys.readouterr().out.split())  # argparse wraps lines
-    for flag in ("--method", "--model", "--task", "--data-dir", "--config", "--set", "--epochs", "--max-steps",
-                 "--lr", "--batch-size", "--max-length", "--seed", "--output-dir", "--tracking-uri"):
+    for flag in (
+        "--method",
+        "--model",
+        "--task",
+        "--data-dir",
+        "--config",
+        "--set",
+        "--epochs",
+        "--max-steps",
+        "--lr",
+        "--batch-size",
+        "--max-length",
+        "--seed",
+        "--output-dir",
+        "--tracking-uri",
+    ):
         assert flag in out
     assert "(default: 32)" in out and "(default: 'minilm')" in out
 
@@ -86,9 +162,21 @@ def test_patience_stops_early_and_best_epoch_is_restored(tiny_models, glue_dir, 
     from bench.resolve import build_config
     from bench.runner import run
 
-    cfg = build_config({"method": "full", "model": tiny_models["bert"], "task": "rte", "data_dir": str(glue_dir),
-                        "epochs": 30, "lr": 1e-9, "patience": 2, "batch_size": 8, "output_dir": str(tmp_path),
-                        "tracking_uri": uri, "warmup_ratio": 0.0})
+    cfg = build_config(
+        {
+            "method": "full",
+            "model": tiny_models["bert"],
+            "task": "rte",
+            "data_dir": str(glue_dir),
+            "epochs": 30,
+            "lr": 1e-9,
+            "patience": 2,
+            "batch_size": 8,
+            "output_dir": str(tmp_path),
+            "tracking_uri": uri,
+            "warmup_ratio": 0.0,
+        }
+    )
     out = run(cfg, progress=False, echo=lambda *a: None)
     res = out["result"]
     assert res.stopped == "patience" and len(res.history) < 30
@@ -126,10 +214,37 @@ def test_gradient_checkpointing_trains_the_same(tiny_models, glue_dir, tmp_path,
     for checkpointing in ("false", "true"):
         assert not calls  # nothing checkpointed in the first run
         uri = f"sqlite:///{tmp_path / f'gc-{checkpointing}.db'}"
-        assert main(["run", "--method", method, "--model", tiny_models["bert"], "--task", "rte", "--data-dir",
-                     str(glue_dir), "--epochs", "2", "--batch-size", "8", "--lr", "1e-2", "--set", "log_every=1",
-                     "--set", f"gradient_checkpointing={checkpointing}", "--output-dir", str(tmp_path / "o"),
-                     "--tracking-uri", uri, "--no-progress"]) == 0
+        assert (
+            main(
+                [
+                    "run",
+                    "--method",
+                    method,
+                    "--model",
+                    tiny_models["bert"],
+                    "--task",
+                    "rte",
+                    "--data-dir",
+                    str(glue_dir),
+                    "--epochs",
+                    "2",
+                    "--batch-size",
+                    "8",
+                    "--lr",
+                    "1e-2",
+                    "--set",
+                    "log_every=1",
+                    "--set",
+                    f"gradient_checkpointing={checkpointing}",
+                    "--output-dir",
+                    str(tmp_path / "o"),
+                    "--tracking-uri",
+                    uri,
+                    "--no-progress",
+                ]
+            )
+            == 0
+        )
         (run,) = all_runs(uri)
         results.append(run.data.metrics)
     assert calls  # the second run did recompute its layers
@@ -141,10 +256,39 @@ def test_select_on_holdout_leaves_dev_for_reporting(tiny_models, glue_dir, tmp_p
     """select_on=holdout: the best epoch is picked on a fixed share of train; dev is only reported."""
     from mlflow.tracking import MlflowClient
 
-    assert main(["run", "--method", "lora", "--model", tiny_models["bert"], "--task", "rte", "--data-dir",
-                 str(glue_dir), "--epochs", "4", "--batch-size", "4", "--lr", "5e-2", "--set", "select_on=holdout",
-                 "--set", "holdout_fraction=0.25", "--output-dir", str(tmp_path), "--tracking-uri", uri,
-                 "--experiment", "holdout", "--no-progress"]) == 0
+    assert (
+        main(
+            [
+                "run",
+                "--method",
+                "lora",
+                "--model",
+                tiny_models["bert"],
+                "--task",
+                "rte",
+                "--data-dir",
+                str(glue_dir),
+                "--epochs",
+                "4",
+                "--batch-size",
+                "4",
+                "--lr",
+                "5e-2",
+                "--set",
+                "select_on=holdout",
+                "--set",
+                "holdout_fraction=0.25",
+                "--output-dir",
+                str(tmp_path),
+                "--tracking-uri",
+                uri,
+                "--experiment",
+                "holdout",
+                "--no-progress",
+            ]
+        )
+        == 0
+    )
     assert "18 train examples, 6 holdout, 12 dev" in capsys.readouterr().out  # 24 = 18 + 6
     c = MlflowClient(uri)
     (run,) = c.search_runs([c.get_experiment_by_name("holdout").experiment_id])
@@ -152,6 +296,8 @@ def test_select_on_holdout_leaves_dev_for_reporting(tiny_models, glue_dir, tmp_p
     hold = {m.step: m.value for m in c.get_metric_history(run.info.run_id, "holdout_accuracy")}
     dev = {m.step: m.value for m in c.get_metric_history(run.info.run_id, "dev_accuracy")}
     assert len(hold) == 4 and set(hold) == set(dev)
-    best_step = min(s for s, v in hold.items() if v == max(hold.values()))  # earliest of the best holdout scores
+    best_step = min(
+        s for s, v in hold.items() if v == max(hold.values())
+    )  # earliest of the best holdout scores
     assert run.data.metrics["best_holdout_accuracy"] == hold[best_step]
     assert run.data.metrics["best_dev_accuracy"] == dev[best_step]  # dev read at that epoch, not maximised

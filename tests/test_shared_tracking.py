@@ -29,7 +29,8 @@ def free_port() -> int:
 
 @pytest.fixture
 def mlflow_server(tmp_path):
-    """`mlflow server` on a fresh PostgreSQL database with --artifacts-destination (artifact proxying): clients
+    """`mlflow server` on a fresh PostgreSQL database with --artifacts-destination (artifact proxying):
+    clients
     send artifacts to the server, which writes them to one place, whatever machine ran the trial."""
     import psycopg
 
@@ -41,10 +42,27 @@ def mlflow_server(tmp_path):
     backend = f"postgresql+psycopg://{POSTGRES.split('://', 1)[1].rsplit('/', 1)[0]}/{db}"
     port = free_port()
     artifacts = tmp_path / "server-artifacts"
-    proc = subprocess.Popen([sys.executable, "-m", "mlflow", "server", "--backend-store-uri", backend,
-                             "--artifacts-destination", artifacts.as_uri(), "--host", "127.0.0.1", "--port", str(port),
-                             "--workers", "1"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                            start_new_session=True)
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "mlflow",
+            "server",
+            "--backend-store-uri",
+            backend,
+            "--artifacts-destination",
+            artifacts.as_uri(),
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--workers",
+            "1",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
     uri = f"http://127.0.0.1:{port}"
     try:
         for _ in range(180):
@@ -97,13 +115,33 @@ def test_sweep_on_postgresql_logs_to_a_shared_server(tiny_models, glue_dir, tmp_
     capsys.readouterr()
     assert main(["report", "table", "--model", tiny_models["bert"], "--all-runs", "--tracking-uri", uri]) == 0
     table = capsys.readouterr().out
-    assert table.count("| Full FT [") == 3  # --all-runs: one row per trial configuration, read from the server
+    assert (
+        table.count("| Full FT [") == 3
+    )  # --all-runs: one row per trial configuration, read from the server
 
 
 def test_unreachable_server_is_one_line_and_leaves_nothing(tiny_models, glue_dir, tmp_path, capsys):
     port = free_port()  # nothing listens there
-    assert main(["run", "--method", "full", "--model", tiny_models["bert"], "--task", "rte", "--data-dir",
-                 str(glue_dir), "--tracking-uri", f"http://127.0.0.1:{port}", "--output-dir", str(tmp_path / "o")]) == 2
+    assert (
+        main(
+            [
+                "run",
+                "--method",
+                "full",
+                "--model",
+                tiny_models["bert"],
+                "--task",
+                "rte",
+                "--data-dir",
+                str(glue_dir),
+                "--tracking-uri",
+                f"http://127.0.0.1:{port}",
+                "--output-dir",
+                str(tmp_path / "o"),
+            ]
+        )
+        == 2
+    )
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and f"tracking URI http://127.0.0.1:{port} is unreachable" in err
     assert not any((tmp_path / "o").glob("*"))  # no run directory was started
@@ -111,8 +149,23 @@ def test_unreachable_server_is_one_line_and_leaves_nothing(tiny_models, glue_dir
 
 def test_sweep_with_an_unreachable_server_creates_no_study(tmp_path, capsys):
     port = free_port()
-    assert main(["sweep", "create", "--method", "lora", "--task", "rte", "--tracking-uri",
-                 f"http://user:secret@127.0.0.1:{port}", "--output-dir", str(tmp_path / "runs")]) == 2
+    assert (
+        main(
+            [
+                "sweep",
+                "create",
+                "--method",
+                "lora",
+                "--task",
+                "rte",
+                "--tracking-uri",
+                f"http://user:secret@127.0.0.1:{port}",
+                "--output-dir",
+                str(tmp_path / "runs"),
+            ]
+        )
+        == 2
+    )
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "is unreachable" in err and "secret" not in err
     assert main(["sweep", "ls", "--output-dir", str(tmp_path / "runs")]) == 0

@@ -26,7 +26,9 @@ def hadamard(n):
     return h
 
 
-@pytest.mark.parametrize("n", [1, 2, 8, 64, 2048, pytest.param(1 << 13, marks=pytest.mark.slow)])  # block sizes 2..16 and a partial last block
+@pytest.mark.parametrize(
+    "n", [1, 2, 8, 64, 2048, pytest.param(1 << 13, marks=pytest.mark.slow)]
+)  # block sizes 2..16 and a partial last block
 def test_fwht_is_the_dense_hadamard_product_gradient_included(n):
     x = torch.randn(3, n, dtype=torch.float64, requires_grad=True)
     g = torch.randn(3, n, dtype=torch.float64)
@@ -50,8 +52,17 @@ def dense_fastfood(P: Fastfood) -> torch.Tensor:
     return torch.cat([M[:, :used], torch.zeros(D, P.d - used, dtype=torch.float64)], 1)
 
 
-@pytest.mark.parametrize("d, numel", [(40, 30), pytest.param(10, 1025, marks=pytest.mark.slow),
-                                     pytest.param(700, 1536, marks=pytest.mark.slow), (3000, 384), (5, 1), (16, 16)])
+@pytest.mark.parametrize(
+    "d, numel",
+    [
+        (40, 30),
+        pytest.param(10, 1025, marks=pytest.mark.slow),
+        pytest.param(700, 1536, marks=pytest.mark.slow),
+        (3000, 384),
+        (5, 1),
+        (16, 16),
+    ],
+)
 def test_fastfood_matches_the_dense_transform(d, numel):
     """Non-power-of-two sizes and d > D (theta_d cropped to n, as the reference's negative padding does)."""
     P = Fastfood(d=d, numel=numel, seed=7, device=torch.device("cpu"))
@@ -79,8 +90,16 @@ def test_fastfood_columns_have_unit_norm_in_expectation(d, numel):
 
 def test_projection_seed_follows_the_run_seed_when_asked(tiny_models, glue_dir):
     def theta_effect(seed, projection_seed):
-        cfg = build_config({"method": "did", "model": tiny_models["bert"], "task": "rte", "data_dir": str(glue_dir),
-                            "seed": seed, "method_options": {"d": 64, "projection_seed": projection_seed}})
+        cfg = build_config(
+            {
+                "method": "did",
+                "model": tiny_models["bert"],
+                "task": "rte",
+                "data_dir": str(glue_dir),
+                "seed": seed,
+                "method_options": {"d": 64, "projection_seed": projection_seed},
+            }
+        )
         b = build_model(cfg, get_task("rte"))
         proj = next(m for m in b.model.modules() if isinstance(m, Fastfood))
         return proj(torch.ones(64))
@@ -93,8 +112,15 @@ def test_projection_seed_follows_the_run_seed_when_asked(tiny_models, glue_dir):
 @pytest.mark.parametrize("method", ["said", "did"])
 def test_exactly_d_trained_and_gradients_only_there(tiny_models, glue_dir, method):
     d = 500
-    cfg = build_config({"method": method, "model": tiny_models["bert"], "task": "rte", "data_dir": str(glue_dir),
-                        "method_options": {"d": d}})
+    cfg = build_config(
+        {
+            "method": method,
+            "model": tiny_models["bert"],
+            "task": "rte",
+            "data_dir": str(glue_dir),
+            "method_options": {"d": d},
+        }
+    )
     b = build_model(cfg, get_task("rte"))
     counts = count_parameters(b.model, b.backbone_numel, b.stored_names)
     assert counts["trainable"] == counts["method"] == d  # head in the projected set: d counts everything
@@ -113,11 +139,26 @@ def test_exactly_d_trained_and_gradients_only_there(tiny_models, glue_dir, metho
 
 
 def test_bad_d_is_one_line(tiny_models, glue_dir, tmp_path, tracking_uri, capsys):
-    base = ["run", "--model", tiny_models["bert"], "--task", "rte", "--data-dir", str(glue_dir), "--max-steps", "1",
-            "--tracking-uri", tracking_uri, "--output-dir", str(tmp_path)]
-    for argv, message in (([*base, "--method", "did", "--set", "method.d=0"], "d 0 must be at least 1"),
-                          ([*base, "--method", "did", "--set", "method.d=10000000"], "exceeds the"),
-                          ([*base, "--method", "said", "--set", "method.d=5"], "must exceed the")):
+    base = [
+        "run",
+        "--model",
+        tiny_models["bert"],
+        "--task",
+        "rte",
+        "--data-dir",
+        str(glue_dir),
+        "--max-steps",
+        "1",
+        "--tracking-uri",
+        tracking_uri,
+        "--output-dir",
+        str(tmp_path),
+    ]
+    for argv, message in (
+        ([*base, "--method", "did", "--set", "method.d=0"], "d 0 must be at least 1"),
+        ([*base, "--method", "did", "--set", "method.d=10000000"], "exceeds the"),
+        ([*base, "--method", "said", "--set", "method.d=5"], "must exceed the"),
+    ):
         assert main(argv) == 2
         err = capsys.readouterr().err
         assert message in err and err.count("\n") == 1
@@ -125,15 +166,43 @@ def test_bad_d_is_one_line(tiny_models, glue_dir, tmp_path, tracking_uri, capsys
 
 
 def test_save_and_reload_exact(tiny_models, glue_dir, tmp_path, tracking_uri):
-    assert main(["run", "--method", "said", "--model", tiny_models["bert"], "--task", "rte", "--data-dir",
-                 str(glue_dir), "--max-steps", "3", "--batch-size", "4", "--lr", "5e-2", "--set", "method.d=300",
-                 "--output-dir", str(tmp_path / "out"), "--tracking-uri", tracking_uri, "--no-progress"]) == 0
+    assert (
+        main(
+            [
+                "run",
+                "--method",
+                "said",
+                "--model",
+                tiny_models["bert"],
+                "--task",
+                "rte",
+                "--data-dir",
+                str(glue_dir),
+                "--max-steps",
+                "3",
+                "--batch-size",
+                "4",
+                "--lr",
+                "5e-2",
+                "--set",
+                "method.d=300",
+                "--output-dir",
+                str(tmp_path / "out"),
+                "--tracking-uri",
+                tracking_uri,
+                "--no-progress",
+            ]
+        )
+        == 0
+    )
     (run,) = all_runs(tracking_uri)
     assert run.data.metrics["params_method"] == 300
-    # Projection state: an int32 permutation per padded element; over 4 bytes per parameter only by the padding.
+    # Projection state: an int32 permutation per padded element; over 4 bytes per parameter only by the
+    # padding.
     assert 4 <= run.data.metrics["params_projection_bytes_per_param"] < 8
-    result = evaluate_checkpoint(download_run_checkpoint(run.info.run_id, tracking_uri, tmp_path / "dl"),
-                                 echo=lambda *a: None)
+    result = evaluate_checkpoint(
+        download_run_checkpoint(run.info.run_id, tracking_uri, tmp_path / "dl"), echo=lambda *a: None
+    )
     assert result["metrics"]["dev"]["accuracy"] == run.data.metrics["best_dev_accuracy"]
     (adapter,) = (tmp_path / "out").glob("*/adapter")
     from safetensors.torch import load_file

@@ -34,21 +34,33 @@ def test_three_workers_share_one_study(tiny_models, glue_dir, tmp_path):
     assert {r.info.run_id for r in runs if r.info.status == "FINISHED"} == set(run_ids)
     assert all(r.data.tags["mlflow.parentRunId"] == parent for r in runs)
     assert all(r.info.status != "RUNNING" for r in runs)
-    assert sorted(int(r.data.tags["trial"]) for r in runs if r.info.status == "FINISHED") == \
-        sorted(t.number for t in complete)
+    assert sorted(int(r.data.tags["trial"]) for r in runs if r.info.status == "FINISHED") == sorted(
+        t.number for t in complete
+    )
 
 
 @pytest.mark.slow
 def test_sigkill_mid_trial_then_restart(tiny_models, glue_dir, tmp_path):
     n = 3
-    name = make_study(tiny_models, glue_dir, tmp_path, None, n,
-                      {"lr": {"type": "categorical", "choices": [1e-3]}}, pruner="none", epochs=400)
+    name = make_study(
+        tiny_models,
+        glue_dir,
+        tmp_path,
+        None,
+        n,
+        {"lr": {"type": "categorical", "choices": [1e-3]}},
+        pruner="none",
+        epochs=400,
+    )
     st = driver.open_storage(driver.storage_url(None, str(tmp_path / "runs")), heartbeat=1)
     p = worker(name, None, tmp_path)
     deadline = time.time() + 180
     while time.time() < deadline:  # wait until a trial is training (its MLflow run exists)
-        running = [t for t in optuna.load_study(study_name=name, storage=st).trials
-                   if t.state.name == "RUNNING" and "mlflow_run_id" in t.user_attrs]
+        running = [
+            t
+            for t in optuna.load_study(study_name=name, storage=st).trials
+            if t.state.name == "RUNNING" and "mlflow_run_id" in t.user_attrs
+        ]
         if running:
             break
         time.sleep(0.5)
@@ -84,11 +96,14 @@ def test_pruning_stops_hopeless_trials(tiny_models, tmp_path):
     d.mkdir()
     words = "the a cat dog sat ran on mat".split()
     for split, size in (("train", 64), ("dev", 16)):
-        rows = ["sentence\tlabel"] + [f"{words[i % 8]} {words[(i * 3) % 8]} {'good' if i % 2 else 'bad'}\t{i % 2}"
-                                      for i in range(size)]
+        rows = ["sentence\tlabel"] + [
+            f"{words[i % 8]} {words[(i * 3) % 8]} {'good' if i % 2 else 'bad'}\t{i % 2}" for i in range(size)
+        ]
         (d / f"{split}.tsv").write_text("\n".join(rows) + "\n")
     space = {"lr": {"type": "categorical", "choices": [3e-3, 1e-9]}}  # 1e-9 can learn nothing
-    name = make_study(tiny_models, tmp_path, tmp_path, None, 4, space, task="sst2", epochs=8, warmup_ratio=0.0)
+    name = make_study(
+        tiny_models, tmp_path, tmp_path, None, 4, space, task="sst2", epochs=8, warmup_ratio=0.0
+    )
     st = driver.open_storage(driver.storage_url(None, str(tmp_path / "runs")))
     study = optuna.load_study(study_name=name, storage=st)
     for lr in (3e-3, 3e-3, 1e-9, 1e-9, 3e-3, 3e-3):
@@ -98,7 +113,9 @@ def test_pruning_stops_hopeless_trials(tiny_models, tmp_path):
     study = driver.load(name, st)
     hopeless = [t for t in study.trials if t.params["lr"] == 1e-9]
     # The console: one line per trial, with the count, what was sampled and the result (or the pruning).
-    assert any(line.startswith("trial 0 (1/4 complete) full lr=0.003 -> ") and "(best " in line for line in said)
+    assert any(
+        line.startswith("trial 0 (1/4 complete) full lr=0.003 -> ") and "(best " in line for line in said
+    )
     assert any(line.startswith("trial 2 ") and "-> pruned at epoch " in line for line in said)
     assert hopeless and all(t.state.name == "PRUNED" for t in hopeless)
     assert all(len(t.intermediate_values) < 8 for t in hopeless)  # stopped early
@@ -112,7 +129,9 @@ def test_pruning_stops_hopeless_trials(tiny_models, tmp_path):
 
     # Runs compare at a glance: distinct names that sort by trial; the parent carries numbers, not strings.
     names = sorted(r.info.run_name for r in child_runs(tmp_path, study))
-    own = [t.number for t in study.trials if not {"surplus", "reused_run"} & set(t.user_attrs)]  # reuse: no run
+    own = [
+        t.number for t in study.trials if not {"surplus", "reused_run"} & set(t.user_attrs)
+    ]  # reuse: no run
     assert len(own) >= 3 and names == [f"full-tiny-bert-sst2-t{i:03d}-s1" for i in own]
     from mlflow.tracking import MlflowClient
 
@@ -127,7 +146,10 @@ def test_pruning_stops_hopeless_trials(tiny_models, tmp_path):
     assert summary["n"] == 2 and summary["params"] == {"lr": 3e-3}
     finals = [r for r in child_runs(tmp_path, study) if r.data.tags["phase"] == "final"]
     assert sorted(r.data.tags["seed"] for r in finals) == ["1", "2"]
-    assert sorted(r.info.run_name for r in finals) == ["full-tiny-bert-sst2-final-s1", "full-tiny-bert-sst2-final-s2"]
+    assert sorted(r.info.run_name for r in finals) == [
+        "full-tiny-bert-sst2-final-s1",
+        "full-tiny-bert-sst2-final-s2",
+    ]
     metrics = c.get_run(study.user_attrs["mlflow_parent_run_id"]).data.metrics
     assert metrics["final_mean"] == pytest.approx(summary["mean"]) and metrics["final_n"] == 2
     again = driver.finalize(name, None, 2, output_dir=str(tmp_path / "runs"), echo=lambda *a: None)
@@ -137,16 +159,26 @@ def test_pruning_stops_hopeless_trials(tiny_models, tmp_path):
 
 @pytest.mark.slow
 def test_nan_trial_fails_with_reason_and_sweep_goes_on(tiny_models, glue_dir, tmp_path):
-    name = make_study(tiny_models, glue_dir, tmp_path, None, 2, {"lr": {"type": "categorical",
-                                                                       "choices": [1e-3, 1e30]}},
-                      pruner="none", epochs=3, batch_size=4)
+    name = make_study(
+        tiny_models,
+        glue_dir,
+        tmp_path,
+        None,
+        2,
+        {"lr": {"type": "categorical", "choices": [1e-3, 1e30]}},
+        pruner="none",
+        epochs=3,
+        batch_size=4,
+    )
     st = driver.open_storage(driver.storage_url(None, str(tmp_path / "runs")))
     study = optuna.load_study(study_name=name, storage=st)
     for lr in (1e30, 1e-3, 1e-3):
         study.enqueue_trial({"lr": lr})
     said = []
     driver.work(name, None, output_dir=str(tmp_path / "runs"), echo=said.append)
-    assert optuna.logging.get_verbosity() == optuna.logging.ERROR  # Optuna's warning + traceback is silenced ...
+    assert (
+        optuna.logging.get_verbosity() == optuna.logging.ERROR
+    )  # Optuna's warning + traceback is silenced ...
     assert any(line.startswith("trial 0 failed: NonFiniteLoss") for line in said)  # ... ours is one line
     study = driver.load(name, st)
     assert [t.state.name for t in study.trials] == ["FAIL", "COMPLETE", "COMPLETE"]
@@ -154,13 +186,19 @@ def test_nan_trial_fails_with_reason_and_sweep_goes_on(tiny_models, glue_dir, tm
     assert run.info.status == "FAILED" and "loss became" in run.data.tags["error"]
 
 
-@pytest.mark.parametrize("space, message", [
-    ({"learning_rate": {"type": "float", "low": 1e-4, "high": 1e-3}}, "bad key 'learning_rate'"),
-    ({"lr": {"type": "float", "low": 1e-3, "high": 1e-4}}, "bad key 'lr': needs numbers low < high"),
-    ({"lr": {"type": "gaussian"}}, "bad key 'lr': needs a mapping with type"),
-    ({"method.rank": {"type": "categorical", "choices": [4]}}, "bad key 'method.rank': method lora has no option"),
-    ({"seed": {"type": "categorical", "choices": [1, 2]}}, "bad key 'seed'"),
-])
+@pytest.mark.parametrize(
+    "space, message",
+    [
+        ({"learning_rate": {"type": "float", "low": 1e-4, "high": 1e-3}}, "bad key 'learning_rate'"),
+        ({"lr": {"type": "float", "low": 1e-3, "high": 1e-4}}, "bad key 'lr': needs numbers low < high"),
+        ({"lr": {"type": "gaussian"}}, "bad key 'lr': needs a mapping with type"),
+        (
+            {"method.rank": {"type": "categorical", "choices": [4]}},
+            "bad key 'method.rank': method lora has no option",
+        ),
+        ({"seed": {"type": "categorical", "choices": [1, 2]}}, "bad key 'seed'"),
+    ],
+)
 def test_malformed_space_names_the_bad_key(tmp_path, space, message):
     with pytest.raises(BenchError, match=message):
         load_space(space_file(tmp_path, space), "lora")
@@ -185,14 +223,29 @@ def test_sweep_cli_bad_input(tmp_path, capsys):
 
 @pytest.mark.slow
 def test_resume_trap_corrected_command_is_a_new_study_and_named_resume_shows_the_difference(
-        tiny_models, glue_dir, tmp_path, capsys):
+    tiny_models, glue_dir, tmp_path, capsys
+):
     """A study created without --data-dir and the corrected command get different names; resuming a named
     study with other options is a one-line error showing the difference, unless --resume-anyway."""
     from bench.cli import main
 
     space = space_file(tmp_path, {"lr": {"type": "float", "low": 1e-4, "high": 1e-2, "log": True}})
-    common = ["sweep", "create", "--method", "lora", "--model", tiny_models["bert"], "--task", "rte", "--space",
-              space, "--output-dir", str(tmp_path / "runs"), "--tracking-uri", f"sqlite:///{tmp_path}/m.db"]
+    common = [
+        "sweep",
+        "create",
+        "--method",
+        "lora",
+        "--model",
+        tiny_models["bert"],
+        "--task",
+        "rte",
+        "--space",
+        space,
+        "--output-dir",
+        str(tmp_path / "runs"),
+        "--tracking-uri",
+        f"sqlite:///{tmp_path}/m.db",
+    ]
     assert main(common) == 0
     first = capsys.readouterr().out
     assert main([*common, "--data-dir", str(glue_dir)]) == 0
@@ -202,7 +255,11 @@ def test_resume_trap_corrected_command_is_a_new_study_and_named_resume_shows_the
     capsys.readouterr()
     assert main([*common, "--name", "mine", "--data-dir", str(glue_dir), "--trials", "5"]) == 2
     err = capsys.readouterr().err
-    assert "study mine exists with other options" in err and "data_dir" in err and "n_trials: stored 20, given 5" in err
+    assert (
+        "study mine exists with other options" in err
+        and "data_dir" in err
+        and "n_trials: stored 20, given 5" in err
+    )
     assert err.count("\n") == 1
     assert main([*common, "--name", "mine", "--data-dir", str(glue_dir), "--resume-anyway"]) == 0
     assert "resuming it with its stored options" in capsys.readouterr().out
@@ -216,13 +273,18 @@ def test_launch_local_workers_through_submitit(tiny_models, glue_dir, tmp_path, 
 
     name = make_study(tiny_models, glue_dir, tmp_path, None, 4, SPACE, pruner="none")
     out = ["--output-dir", str(tmp_path / "runs")]
-    for argv, message in ((["--executor", "slurm"], "no SLURM scheduler on this machine"),
-                          (["--gpus-per-worker", "1"], "this machine has 0 GPU(s)"),
-                          (["--workers", "0"], "--workers 0 must be at least 1")):
+    for argv, message in (
+        (["--executor", "slurm"], "no SLURM scheduler on this machine"),
+        (["--gpus-per-worker", "1"], "this machine has 0 GPU(s)"),
+        (["--workers", "0"], "--workers 0 must be at least 1"),
+    ):
         assert main(["sweep", "launch", name, "--workers", "2", *argv, *out]) == 2
         assert message in capsys.readouterr().err
     assert not (tmp_path / "runs" / "launch").exists()  # nothing was submitted
-    assert main(["sweep", "launch", name, "--workers", "2", "--executor", "local", "--heartbeat", "2", *out]) == 0
+    assert (
+        main(["sweep", "launch", name, "--workers", "2", "--executor", "local", "--heartbeat", "2", *out])
+        == 0
+    )
     said = capsys.readouterr().out
     assert "submitted 2 workers" in said and said.count(": ran ") == 2
     study = driver.load(name, driver.open_storage(driver.storage_url(None, str(tmp_path / "runs"))))
@@ -235,8 +297,22 @@ def test_work_with_worker_processes_packs_one_machine(tiny_models, glue_dir, tmp
     from bench.cli import main
 
     name = make_study(tiny_models, glue_dir, tmp_path, None, 3, SPACE, pruner="none")
-    assert main(["sweep", "work", name, "--workers", "2", "--heartbeat", "2", "--output-dir",
-                 str(tmp_path / "runs")]) == 0
+    assert (
+        main(
+            [
+                "sweep",
+                "work",
+                name,
+                "--workers",
+                "2",
+                "--heartbeat",
+                "2",
+                "--output-dir",
+                str(tmp_path / "runs"),
+            ]
+        )
+        == 0
+    )
     assert "2 worker processes ran 3 trials" in capsys.readouterr().out
     study = driver.load(name, driver.open_storage(driver.storage_url(None, str(tmp_path / "runs"))))
     assert len([t for t in study.trials if t.state.name == "COMPLETE"]) == 3
@@ -245,9 +321,17 @@ def test_work_with_worker_processes_packs_one_machine(tiny_models, glue_dir, tmp
 def test_a_space_without_lr_reuses_finished_trials_and_final_seeds(tiny_models, glue_dir, tmp_path):
     # lr is neither searched nor fixed: every configuration resolves it to the method's default before it is
     # hashed, so the lookup of a finished run and the run's own tag use one hash.
-    name = make_study(tiny_models, glue_dir, tmp_path, None, 2, {"warmup_ratio": {"type": "categorical",
-                                                                                   "choices": [0.0]}},
-                      pruner="none", max_steps=2, batch_size=4)
+    name = make_study(
+        tiny_models,
+        glue_dir,
+        tmp_path,
+        None,
+        2,
+        {"warmup_ratio": {"type": "categorical", "choices": [0.0]}},
+        pruner="none",
+        max_steps=2,
+        batch_size=4,
+    )
     st = driver.open_storage(driver.storage_url(None, str(tmp_path / "runs")))
     said = []
     driver.work(name, None, output_dir=str(tmp_path / "runs"), echo=said.append)

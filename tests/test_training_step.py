@@ -15,8 +15,18 @@ from bench.resolve import build_config
 from bench.tasks import get_task
 from bench.train import train
 
-OPTIONS = {"batch_order": "uniform", "adam_eps": 1e-6, "adam_beta2": 0.98, "max_grad_norm": 1e-3,
-           "warmup_ratio": 0.34, "weight_decay": 0.1, "lr": 1e-2, "max_steps": 3, "batch_size": 4, "seed": 5}
+OPTIONS = {
+    "batch_order": "uniform",
+    "adam_eps": 1e-6,
+    "adam_beta2": 0.98,
+    "max_grad_norm": 1e-3,
+    "warmup_ratio": 0.34,
+    "weight_decay": 0.1,
+    "lr": 1e-2,
+    "max_steps": 3,
+    "batch_size": 4,
+    "seed": 5,
+}
 
 
 def no_dropout(model):
@@ -28,8 +38,9 @@ def no_dropout(model):
 
 @pytest.mark.parametrize("method", ["bitfit", "lora"])
 def test_three_steps_match_a_plain_loop(tiny_models, glue_dir, method):
-    cfg = build_config({"method": method, "model": tiny_models["bert"], "task": "rte", "data_dir": str(glue_dir),
-                        **OPTIONS})
+    cfg = build_config(
+        {"method": method, "model": tiny_models["bert"], "task": "rte", "data_dir": str(glue_dir), **OPTIONS}
+    )
     task = get_task("rte")
     built = build_model(cfg, task)
     no_dropout(built.model)
@@ -37,15 +48,28 @@ def test_three_steps_match_a_plain_loop(tiny_models, glue_dir, method):
     plain = copy.deepcopy(built.model)
     start = {n: p.detach().clone() for n, p in plain.named_parameters()}
     accelerator, _ = make_accelerator("fp32")
-    train(built.model, prep, cfg, accelerator, built.stored_names, lambda *a: None, progress=False,
-          method=built.method, method_cfg=built.method_config)
+    train(
+        built.model,
+        prep,
+        cfg,
+        accelerator,
+        built.stored_names,
+        lambda *a: None,
+        progress=False,
+        method=built.method,
+        method_cfg=built.method_config,
+    )
 
     # The plain loop.
     params = {n: p for n, p in plain.named_parameters() if p.requires_grad}
     decay = [p for n, p in params.items() if p.ndim >= 2 and "LayerNorm" not in n]
     rest = [p for n, p in params.items() if not (p.ndim >= 2 and "LayerNorm" not in n)]
-    opt = torch.optim.AdamW([{"params": decay, "weight_decay": 0.1}, {"params": rest, "weight_decay": 0.0}],
-                            lr=1e-2, betas=(0.9, 0.98), eps=1e-6)
+    opt = torch.optim.AdamW(
+        [{"params": decay, "weight_decay": 0.1}, {"params": rest, "weight_decay": 0.0}],
+        lr=1e-2,
+        betas=(0.9, 0.98),
+        eps=1e-6,
+    )
     total, warmup = 3, int(0.34 * 3)
 
     def factor(k):  # linear warmup to the peak, then linear decay to 0 at `total`
@@ -56,11 +80,11 @@ def test_three_steps_match_a_plain_loop(tiny_models, glue_dir, method):
     order = torch.randperm(n, generator=torch.Generator().manual_seed(5)).tolist()
     plain.train()
     for step in range(total):
-        rows = order[step * 4:(step + 1) * 4]
+        rows = order[step * 4 : (step + 1) * 4]
         batch = collate(prep.train, rows, prep.pad_id)
         batch.pop("special_tokens_mask", None)
         plain(**batch).loss.backward()
-        norm = torch.sqrt(sum((p.grad ** 2).sum() for p in params.values()))
+        norm = torch.sqrt(sum((p.grad**2).sum() for p in params.values()))
         scale = min(1.0, 1e-3 / (float(norm) + 1e-6))
         assert scale < 1.0  # clipping is active in this test
         for p in params.values():
@@ -71,11 +95,14 @@ def test_three_steps_match_a_plain_loop(tiny_models, glue_dir, method):
     ours = dict(built.model.named_parameters())
     for name, p in params.items():
         assert torch.allclose(ours[name], p, atol=1e-6), (name, (ours[name] - p).abs().max())
-    assert all(not torch.equal(p, start[n]) for n, p in params.items() if "lora_A" not in n)  # every one trained
+    assert all(
+        not torch.equal(p, start[n]) for n, p in params.items() if "lora_A" not in n
+    )  # every one trained
 
 
 def test_uniform_order_is_not_length_grouped(tiny_models, glue_dir):
-    """The option changes what is drawn: the length-grouped default sorts rows by length inside mega-batches."""
+    """The option changes what is drawn: the length-grouped default sorts rows by length inside
+    mega-batches."""
     from bench.batching import training_batches
 
     lengths = list(range(1, 41))
@@ -89,29 +116,56 @@ def test_uniform_order_is_not_length_grouped(tiny_models, glue_dir):
 
 
 @pytest.mark.parametrize("select_metric, best_epoch", [(None, 2), ("f1", 1), ("accuracy", 2)])
-def test_the_selection_metric_picks_the_best_epoch(tiny_models, glue_dir, monkeypatch, select_metric, best_epoch):
+def test_the_selection_metric_picks_the_best_epoch(
+    tiny_models, glue_dir, monkeypatch, select_metric, best_epoch
+):
     """MRPC's main metric is the mean of F1 and accuracy; select_metric=f1 picks the epoch with the best F1,
     as references that select on the metric they report do."""
     import bench.train
 
-    scripted = iter([{"dev": {"f1": 0.9, "accuracy": 0.5, "glue_score": 0.7}},
-                     {"dev": {"f1": 0.8, "accuracy": 0.9, "glue_score": 0.85}}])
+    scripted = iter(
+        [
+            {"dev": {"f1": 0.9, "accuracy": 0.5, "glue_score": 0.7}},
+            {"dev": {"f1": 0.8, "accuracy": 0.9, "glue_score": 0.85}},
+        ]
+    )
     monkeypatch.setattr(bench.train, "evaluate", lambda *a, **k: next(scripted))
-    cfg = build_config({"method": "bitfit", "model": tiny_models["bert"], "task": "mrpc", "data_dir": str(glue_dir),
-                        "epochs": 2, "batch_size": 8, "lr": 1e-3, "select_metric": select_metric})
+    cfg = build_config(
+        {
+            "method": "bitfit",
+            "model": tiny_models["bert"],
+            "task": "mrpc",
+            "data_dir": str(glue_dir),
+            "epochs": 2,
+            "batch_size": 8,
+            "lr": 1e-3,
+            "select_metric": select_metric,
+        }
+    )
     task = get_task("mrpc")
     built = build_model(cfg, task)
     prep = prepare_data(cfg, task, built)
     accelerator, _ = make_accelerator("fp32")
-    res = train(built.model, prep, cfg, accelerator, built.stored_names, lambda *a: None, progress=False,
-                method=built.method, method_cfg=built.method_config)
+    res = train(
+        built.model,
+        prep,
+        cfg,
+        accelerator,
+        built.stored_names,
+        lambda *a: None,
+        progress=False,
+        method=built.method,
+        method_cfg=built.method_config,
+    )
     assert res.best_epoch == best_epoch
 
 
 def test_a_bad_selection_metric_is_one_line():
     from bench.errors import BenchError
 
-    with pytest.raises(BenchError, match=r"unknown select_metric for task mrpc: 'mcc' \(choices: accuracy, f1"):
+    with pytest.raises(
+        BenchError, match=r"unknown select_metric for task mrpc: 'mcc' \(choices: accuracy, f1"
+    ):
         build_config({"task": "mrpc", "select_metric": "mcc"})
     with pytest.raises(BenchError, match="unknown batch_order 'sorted'"):
         build_config({"batch_order": "sorted"})
@@ -125,7 +179,9 @@ def test_mnli_overall_accuracy_pools_both_dev_sets(tiny_models, glue_dir):
     from bench.encoding import split_rows
     from bench.train import evaluate
 
-    cfg = build_config({"method": "head", "model": tiny_models["bert"], "task": "mnli", "data_dir": str(glue_dir)})
+    cfg = build_config(
+        {"method": "head", "model": tiny_models["bert"], "task": "mnli", "data_dir": str(glue_dir)}
+    )
     task = get_task("mnli")
     built = build_model(cfg, task)
     prep = prepare_data(cfg, task, built)
@@ -140,43 +196,66 @@ def test_mnli_overall_accuracy_pools_both_dev_sets(tiny_models, glue_dir):
 
 def test_groups_can_keep_their_lr_and_be_clipped_apart(tiny_models, glue_dir, monkeypatch):
     """A method's group with schedule=constant keeps its lr while the others decay, and each clip_group is
-    clipped on its own norm (Diff pruning's gates and diff, as its reference): checked against a plain loop."""
+    clipped on its own norm (Diff pruning's gates and diff, as its reference): checked against a plain
+    loop."""
     from methods.bitfit import BitFit
 
     def groups(self, model, cfg, weight_decay):
         params = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
         head = [p for n, p in params if n.startswith("classifier.")]
         body = [p for n, p in params if not n.startswith("classifier.")]
-        return [{"params": body, "weight_decay": 0.0, "clip_group": "body"},
-                {"params": head, "weight_decay": 0.0, "lr": 3e-2, "clip_group": "head", "schedule": "constant"}]
+        return [
+            {"params": body, "weight_decay": 0.0, "clip_group": "body"},
+            {"params": head, "weight_decay": 0.0, "lr": 3e-2, "clip_group": "head", "schedule": "constant"},
+        ]
 
     monkeypatch.setattr(BitFit, "param_groups", groups)
-    cfg = build_config({"method": "bitfit", "model": tiny_models["bert"], "task": "rte", "data_dir": str(glue_dir),
-                        **{**OPTIONS, "warmup_ratio": 0.0}})
+    cfg = build_config(
+        {
+            "method": "bitfit",
+            "model": tiny_models["bert"],
+            "task": "rte",
+            "data_dir": str(glue_dir),
+            **{**OPTIONS, "warmup_ratio": 0.0},
+        }
+    )
     task = get_task("rte")
     built = build_model(cfg, task)
     no_dropout(built.model)
     prep = prepare_data(cfg, task, built)
     plain = copy.deepcopy(built.model)
     accelerator, _ = make_accelerator("fp32")
-    train(built.model, prep, cfg, accelerator, built.stored_names, lambda *a: None, progress=False,
-          method=built.method, method_cfg=built.method_config)
+    train(
+        built.model,
+        prep,
+        cfg,
+        accelerator,
+        built.stored_names,
+        lambda *a: None,
+        progress=False,
+        method=built.method,
+        method_cfg=built.method_config,
+    )
 
     named = {n: p for n, p in plain.named_parameters() if p.requires_grad}
     head = [p for n, p in named.items() if n.startswith("classifier.")]
     body = [p for n, p in named.items() if not n.startswith("classifier.")]
-    opt = torch.optim.AdamW([{"params": body, "weight_decay": 0.0}, {"params": head, "weight_decay": 0.0, "lr": 3e-2}],
-                            lr=1e-2, betas=(0.9, 0.98), eps=1e-6)
+    opt = torch.optim.AdamW(
+        [{"params": body, "weight_decay": 0.0}, {"params": head, "weight_decay": 0.0, "lr": 3e-2}],
+        lr=1e-2,
+        betas=(0.9, 0.98),
+        eps=1e-6,
+    )
     order = torch.randperm(len(prep.train["labels"]), generator=torch.Generator().manual_seed(5)).tolist()
     plain.train()
     for step in range(3):
         for g, lr in zip(opt.param_groups, (1e-2 * (3 - step) / 3, 3e-2), strict=True):  # decay vs constant
             g["lr"] = lr
-        batch = collate(prep.train, order[step * 4:(step + 1) * 4], prep.pad_id)
+        batch = collate(prep.train, order[step * 4 : (step + 1) * 4], prep.pad_id)
         batch.pop("special_tokens_mask", None)
         plain(**batch).loss.backward()
         for part in (body, head):  # each clipped on its own norm
-            norm = float(torch.sqrt(sum((p.grad ** 2).sum() for p in part)))
+            norm = float(torch.sqrt(sum((p.grad**2).sum() for p in part)))
             for p in part:
                 p.grad.mul_(min(1.0, 1e-3 / (norm + 1e-6)))
         opt.step()
@@ -187,7 +266,9 @@ def test_groups_can_keep_their_lr_and_be_clipped_apart(tiny_models, glue_dir, mo
 
 
 def test_diff_pruning_groups_follow_its_reference(tiny_models, glue_dir):
-    cfg = build_config({"method": "diffprune", "model": tiny_models["bert"], "task": "rte", "data_dir": str(glue_dir)})
+    cfg = build_config(
+        {"method": "diffprune", "model": tiny_models["bert"], "task": "rte", "data_dir": str(glue_dir)}
+    )
     built = build_model(cfg, get_task("rte"))
     groups = built.method.param_groups(built.model, built.method_config, 0.01)
     by_clip = {g["clip_group"] for g in groups if g["params"]}

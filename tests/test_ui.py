@@ -21,9 +21,21 @@ def free_port() -> int:
 @pytest.mark.slow
 def test_sigterm_stops_the_server_and_frees_the_port(tmp_path):
     port = free_port()
-    proc = subprocess.Popen([sys.executable, "-m", "bench.cli", "ui", "--port", str(port), "--tracking-uri",
-                             f"sqlite:///{tmp_path / 'mlflow.db'}"], stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL, env={**os.environ, "HF_HUB_OFFLINE": "1"})
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "bench.cli",
+            "ui",
+            "--port",
+            str(port),
+            "--tracking-uri",
+            f"sqlite:///{tmp_path / 'mlflow.db'}",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        env={**os.environ, "HF_HUB_OFFLINE": "1"},
+    )
     deadline = time.time() + 90
     while time.time() < deadline:
         try:

@@ -9,9 +9,23 @@ from bench.yamlio import load
 from sweeps.space import validate_space
 
 
-@pytest.mark.parametrize("text, value", [("1e-3", 1e-3), ("3E-4", 3e-4), ("-2e5", -2e5), ("1.5e-5", 1.5e-5),
-                                         ("10", 10), ("no", "no"), ("yes", "yes"), ("on", "on"), ("true", True),
-                                         ("False", False), ("null", None), ("'1e-3'", "1e-3")])
+@pytest.mark.parametrize(
+    "text, value",
+    [
+        ("1e-3", 1e-3),
+        ("3E-4", 3e-4),
+        ("-2e5", -2e5),
+        ("1.5e-5", 1.5e-5),
+        ("10", 10),
+        ("no", "no"),
+        ("yes", "yes"),
+        ("on", "on"),
+        ("true", True),
+        ("False", False),
+        ("null", None),
+        ("'1e-3'", "1e-3"),
+    ],
+)
 def test_scalars(text, value):
     assert load(f"x: {text}")["x"] == value
 

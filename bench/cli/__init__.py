@@ -33,9 +33,10 @@ def build_parser() -> argparse.ArgumentParser:
 # Help for options that several commands share (each command may give its own instead).
 COMMON_HELP = {
     "--tracking-uri": "MLflow store: sqlite:///path.db, postgresql://..., http://server (default: "
-                      "$MLFLOW_TRACKING_URI, else sqlite:///mlflow.db)",
-    "--data-dir": "local task files: a directory holding glue/<TASK>/ or <TASK>/ (e.g. ../shared/data); default: "
-                  "the Hugging Face hub",
+    "$MLFLOW_TRACKING_URI, else sqlite:///mlflow.db)",
+    "--data-dir": "local task files: a directory holding glue/<TASK>/ or <TASK>/ (e.g. ../shared/data); "
+    "default: "
+    "the Hugging Face hub",
     "--model": "minilm, a hub id (bert-large-cased, roberta-large, ...) or a local model directory",
     "--task": "a task name (see `bench tasks`)",
     "--method": "a method name (see `bench methods`)",
@@ -50,7 +51,7 @@ COMMON_HELP = {
 # One or two examples per command, shown under its --help.
 EXAMPLES = {
     "run": "bench run --method lora --model minilm --task rte --data-dir ../shared/data --set method.r=16\n"
-           "bench run --method pasta --model roberta-large --task rte --preset paper --dry-run",
+    "bench run --method pasta --model roberta-large --task rte --preset paper --dry-run",
     "presets": "bench presets   # every paper preset: method, model x tasks, values and their sources",
     "eval": "bench eval --run <mlflow run id>\nbench eval --checkpoint runs/<run dir>/adapter",
     "predict": "bench predict --run <mlflow run id> --out-dir predictions/",
@@ -59,31 +60,35 @@ EXAMPLES = {
     "params": "bench params --model bert-large-cased,roberta-large --task rte\nbench params --published",
     "sweep": "bench sweep run --method lora --model minilm --task mrpc --data-dir ../shared/data --trials 20",
     "sweep create": "bench sweep create --method lora --model minilm --task mrpc --data-dir ../shared/data "
-                    "--trials 20 --seeds-final 3",
-    "sweep run": "bench sweep run --method lora --model minilm --task mrpc --data-dir ../shared/data --trials 20",
+    "--trials 20 --seeds-final 3",
+    "sweep run": "bench sweep run --method lora --model minilm --task mrpc --data-dir ../shared/data "
+    "--trials 20",
     "sweep work": "bench sweep work lora-minilm-mrpc-0e8f9440   # start as many as you like, on any machine\n"
-                  "bench sweep work lora-minilm-mrpc-0e8f9440 --workers 4   # four on this machine (one GPU)",
-    "sweep launch": "bench sweep launch lora-minilm-mrpc-0e8f9440 --workers 8 --executor slurm --gpus-per-worker 1 "
-                    "--storage postgresql://user@db/optuna\n"
-                    "bench sweep launch lora-minilm-mrpc-0e8f9440 --workers 2 --executor local",
+    "bench sweep work lora-minilm-mrpc-0e8f9440 --workers 4   # four on this machine (one GPU)",
+    "sweep launch": "bench sweep launch lora-minilm-mrpc-0e8f9440 --workers 8 --executor slurm "
+    "--gpus-per-worker 1 "
+    "--storage postgresql://user@db/optuna\n"
+    "bench sweep launch lora-minilm-mrpc-0e8f9440 --workers 2 --executor local",
     "sweep status": "bench sweep status lora-minilm-mrpc-0e8f9440",
     "sweep finalize": "bench sweep finalize lora-minilm-mrpc-0e8f9440 --seeds 3",
     "sweep ls": "bench sweep ls --storage postgresql://user@host/db",
     "intrinsic": "bench intrinsic --model minilm --task mrpc --methods pasta,lora --seeds 3 --points 5 "
-                 "--data-dir ../shared/data --set epochs=1",
+    "--data-dir ../shared/data --set epochs=1",
     "report": "bench report table --model minilm --format latex --standalone > table.tex",
     "report table": "bench report table --model minilm\nbench report table --model roberta-large --published "
-                    "--format latex --standalone",
+    "--format latex --standalone",
     "report intrinsic": "bench report intrinsic --model minilm --task mrpc\n"
-                        "bench report intrinsic --models minilm,bert-base-cased --task mrpc",
+    "bench report intrinsic --models minilm,bert-base-cased --task mrpc",
     "report pareto": "bench report pareto --model minilm --x params --tasks rte,mrpc",
     "report params": "bench report params --model bert-large-cased --format latex --standalone",
-    "report heads": "bench report heads docs/heads/heads-minilm-rte.json docs/heads/heads-minilm-rte-pasta.json",
+    "report heads": "bench report heads docs/heads/heads-minilm-rte.json "
+    "docs/heads/heads-minilm-rte-pasta.json",
     "heads": "bench heads --model minilm --task rte --data-dir ../shared/data\n"
-             "bench heads --run <mlflow run id> --ablate vertical",
-    "perf": "bench perf --method full --model minilm --task mrpc --data-dir ../shared/data --methods lora,pasta\n"
-            "bench perf --model bert-large-cased --random-init --task sst2 --data-dir ../shared/data --batch-size 8 "
-            "--steps 6 --eval-samples 64",
+    "bench heads --run <mlflow run id> --ablate vertical",
+    "perf": "bench perf --method full --model minilm --task mrpc --data-dir ../shared/data --methods "
+    "lora,pasta\n"
+    "bench perf --model bert-large-cased --random-init --task sst2 --data-dir ../shared/data --batch-size 8 "
+    "--steps 6 --eval-samples 64",
     "ui": "bench ui --tracking-uri sqlite:///mlflow.db --port 5000",
 }
 
@@ -95,7 +100,9 @@ def document(parser: argparse.ArgumentParser, path: list[str]) -> None:
             for name, child in action.choices.items():
                 key = " ".join([*path, name])
                 if key in EXAMPLES and not child.epilog:
-                    child.epilog = "examples:\n" + "\n".join("  " + line for line in EXAMPLES[key].splitlines())
+                    child.epilog = "examples:\n" + "\n".join(
+                        "  " + line for line in EXAMPLES[key].splitlines()
+                    )
                     child.formatter_class = argparse.RawDescriptionHelpFormatter
                 document(child, [*path, name])
         elif action.help is None:
@@ -115,11 +122,9 @@ def main(argv=None) -> int:
         print(f"bench: error: {redact(e)}", file=sys.stderr)
         return 2
     except BrokenPipeError:  # `bench ... | head`: the reader left; end quietly, as Unix tools do
-
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second error at interpreter exit
         return 141
     except Exception as e:  # noqa: BLE001 - a training failure: the run is already marked FAILED
-
         if not isinstance(e, NonFiniteLoss):
             raise
 

@@ -10,14 +10,24 @@ def add_parsers(sub) -> None:
     add_run_options(p)
     p.add_argument("--steps", type=int, default=40, help="optimizer steps per variant (default: 40)")
     p.add_argument("--repeats", type=int, default=3, help="alternated repetitions (default: 3)")
-    p.add_argument("--methods", default=None,
-                   help="methods timed against full FT on the same batches ('none': skip that table; default: "
-                        "every method but full FT and head only)")
-    p.add_argument("--random-init", action="store_true",
-                   help="the model's architecture with fresh weights (init=random): bert-large-cased, roberta-large "
-                        "and the other standard models measured offline, with MiniLM's tokenizer standing in; "
-                        "speed and memory only, no dev metric")
-    p.add_argument("--eval-samples", type=int, default=None,
-                   help="evaluate on the first N dev examples only (default: all); throughput is per example")
+    p.add_argument(
+        "--methods",
+        default=None,
+        help="methods timed against full FT on the same batches ('none': skip that table; default: "
+        "every method but full FT and head only)",
+    )
+    p.add_argument(
+        "--random-init",
+        action="store_true",
+        help="the model's architecture with fresh weights (init=random): bert-large-cased, roberta-large "
+        "and the other standard models measured offline, with MiniLM's tokenizer standing in; "
+        "speed and memory only, no dev metric",
+    )
+    p.add_argument(
+        "--eval-samples",
+        type=int,
+        default=None,
+        help="evaluate on the first N dev examples only (default: all); throughput is per example",
+    )
     p.add_argument("--out", default=None, help="append the tables to this Markdown file")
     p.set_defaults(func="perf:cmd_perf")

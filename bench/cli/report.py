@@ -1,4 +1,5 @@
-"""`bench report table | intrinsic | params`: tables and figures from tracked runs (the work is in reports/)."""
+"""`bench report table | intrinsic | params`: tables and figures from tracked runs (the work is in
+reports/)."""
 
 from __future__ import annotations
 
@@ -15,63 +16,112 @@ def add_parsers(sub) -> None:
     q.add_argument("--tasks", default=None, help="comma-separated (default: all with runs)")
     q.add_argument("--methods", default=None, help="comma-separated (default: all with runs)")
     q.add_argument("--format", default="md", choices=FORMATS)
-    q.add_argument("--published", action="store_true",
-                   help="the paper table of this model (reports/layouts): its columns' metrics and its published "
-                        "rows beside ours; the published rows alone if the store has no runs of the model")
-    q.add_argument("--layout", default=None, help="a paper table layout by name (pasta-table2, pasta-table3, "
-                                                 "pasta-bert-base, pasta-conll); implies its columns")
-    q.add_argument("--all-runs", action="store_true", help="use every FINISHED run, not only sweeps' final seeds")
+    q.add_argument(
+        "--published",
+        action="store_true",
+        help="the paper table of this model (reports/layouts): its columns' metrics and its published "
+        "rows beside ours; the published rows alone if the store has no runs of the model",
+    )
+    q.add_argument(
+        "--layout",
+        default=None,
+        help="a paper table layout by name (pasta-table2, pasta-table3, "
+        "pasta-bert-base, pasta-conll); implies its columns",
+    )
+    q.add_argument(
+        "--all-runs", action="store_true", help="use every FINISHED run, not only sweeps' final seeds"
+    )
     q.add_argument("--standalone", action="store_true", help="LaTeX: a complete document for pdflatex")
     q.add_argument("--tracking-uri", default=None)
-    q = rs.add_parser("intrinsic", help="d90 per method, curves (PNG + PDF) and tables from `bench intrinsic` runs")
+    q = rs.add_parser(
+        "intrinsic", help="d90 per method, curves (PNG + PDF) and tables from `bench intrinsic` runs"
+    )
     q.add_argument("--model", default=None, help="one model's curves and d90 table")
-    q.add_argument("--models", default=None, help="comma-separated: one figure of d90 against model size, with the "
-                                                 "published SAID/DID d90 of Aghajanyan et al. as markers")
+    q.add_argument(
+        "--models",
+        default=None,
+        help="comma-separated: one figure of d90 against model size, with the "
+        "published SAID/DID d90 of Aghajanyan et al. as markers",
+    )
     q.add_argument("--task", required=True)
-    q.add_argument("--metric", default=None, help="e.g. dev_accuracy (default: the task's curve metric, see "
-                                                   "`bench tasks`; MRPC: accuracy)")
+    q.add_argument(
+        "--metric",
+        default=None,
+        help="e.g. dev_accuracy (default: the task's curve metric, see `bench tasks`; MRPC: accuracy)",
+    )
     q.add_argument("--format", default="md", choices=FORMATS)
     q.add_argument("--out-dir", default="docs", help="where the plot and tables are written (default: docs)")
     q.add_argument("--standalone", action="store_true", help="LaTeX: a complete document for pdflatex")
     q.add_argument("--tracking-uri", default=None)
-    q = rs.add_parser("pareto", help="per task, the dev metric against %%Param, training time or peak memory, with "
-                                     "the Pareto frontier (PNG + PDF and a table)")
+    q = rs.add_parser(
+        "pareto",
+        help="per task, the dev metric against %%Param, training time or peak memory, with "
+        "the Pareto frontier (PNG + PDF and a table)",
+    )
     q.add_argument("--model", required=True, help="the model tag of the runs (as given to bench run)")
     q.add_argument("--tasks", default=None, help="comma-separated (default: all with runs)")
-    q.add_argument("--x", default="params", choices=["params", "time", "memory"],
-                   help="the cost axis: %%Param (method params / backbone), training seconds, or peak memory "
-                        "(CUDA allocated; on a CPU the process's peak RSS) (default: params)")
-    q.add_argument("--all-runs", action="store_true",
-                   help="every FINISHED run, one point per configuration (default: sweeps' final runs)")
+    q.add_argument(
+        "--x",
+        default="params",
+        choices=["params", "time", "memory"],
+        help="the cost axis: %%Param (method params / backbone), training seconds, or peak memory "
+        "(CUDA allocated; on a CPU the process's peak RSS) (default: params)",
+    )
+    q.add_argument(
+        "--all-runs",
+        action="store_true",
+        help="every FINISHED run, one point per configuration (default: sweeps' final runs)",
+    )
     q.add_argument("--format", default="md", choices=FORMATS, help="the table's format (default: md)")
     q.add_argument("--out-dir", default="docs", help="where the figure goes (default: docs)")
-    q.add_argument("--tracking-uri", default=None, help="MLflow store (default: $MLFLOW_TRACKING_URI or "
-                                                       "sqlite:///mlflow.db)")
+    q.add_argument(
+        "--tracking-uri",
+        default=None,
+        help="MLflow store (default: $MLFLOW_TRACKING_URI or sqlite:///mlflow.db)",
+    )
     q = rs.add_parser("params", help="parameter-count table (same as `bench params`)")
     add_params_options(q, "latex")
-    q = rs.add_parser("heads", help="compare two `bench heads` analyses head by head (pretrained vs tuned, two models)")
+    q = rs.add_parser(
+        "heads", help="compare two `bench heads` analyses head by head (pretrained vs tuned, two models)"
+    )
     q.add_argument("first", help="the JSON file of one analysis")
     q.add_argument("second", help="the JSON file of the other")
     p.set_defaults(func="report:cmd_report")
 
-    p = sub.add_parser("heads", help="vertical / diagonal / heterogeneous attention heads (PASTA's motivation)")
+    p = sub.add_parser(
+        "heads", help="vertical / diagonal / heterogeneous attention heads (PASTA's motivation)"
+    )
     p.add_argument("--model", default=None, help="a pretrained model (or give --run / --checkpoint)")
     p.add_argument("--task", default=None, help="whose dev inputs are fed (default with --run: the run's)")
     p.add_argument("--data-dir", default=None)
-    p.add_argument("--samples", type=int, default=100, help="dev inputs, each fed alone, unpadded (default: 100)")
+    p.add_argument(
+        "--samples", type=int, default=100, help="dev inputs, each fed alone, unpadded (default: 100)"
+    )
     p.add_argument("--threshold", type=float, default=0.9, help="share of query tokens (default: 0.9)")
-    p.add_argument("--definition", default="reference", choices=["reference", "special-tokens"],
-                   help="reference (default): the PASTA authors' plot_attentions.py, every query token, a hit on the "
-                        "first or last token; special-tokens: a hit on any special token, special queries left out")
-    p.add_argument("--count-special-queries", action="store_true",
-                   help="with --definition special-tokens: also count the special tokens' own queries")
+    p.add_argument(
+        "--definition",
+        default="reference",
+        choices=["reference", "special-tokens"],
+        help="reference (default): the PASTA authors' plot_attentions.py, every query token, a hit on the "
+        "first or last token; special-tokens: a hit on any special token, special queries left out",
+    )
+    p.add_argument(
+        "--count-special-queries",
+        action="store_true",
+        help="with --definition special-tokens: also count the special tokens' own queries",
+    )
     p.add_argument("--run", default=None, help="analyse a tuned model: an MLflow run id")
-    p.add_argument("--checkpoint", default=None, metavar="DIR", help="analyse a tuned model: an adapter directory")
-    p.add_argument("--ablate", default=None, help="vertical: mask the vertical heads and re-evaluate, beside as "
-                                                  "many random non-vertical heads")
+    p.add_argument(
+        "--checkpoint", default=None, metavar="DIR", help="analyse a tuned model: an adapter directory"
+    )
+    p.add_argument(
+        "--ablate",
+        default=None,
+        help="vertical: mask the vertical heads and re-evaluate, beside as many random non-vertical heads",
+    )
     p.add_argument("--draws", type=int, default=5, help="random draws for --ablate (default: 5)")
-    p.add_argument("--out-dir", default="docs/heads", help="where CSV, JSON, PNG and PDF go (default: docs/heads)")
+    p.add_argument(
+        "--out-dir", default="docs/heads", help="where CSV, JSON, PNG and PDF go (default: docs/heads)"
+    )
     p.add_argument("--tracking-uri", default=None)
     p.set_defaults(func="report:cmd_heads")
-
-

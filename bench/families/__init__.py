@@ -35,8 +35,10 @@ def for_model_type(model_type: str) -> Family:
     if (fam := find(model_type)) is not None:
         return fam
     known = sorted(t for f in _FAMILIES.values() for t in f.model_types)
-    raise BenchError(f"model type {model_type!r} is not a family bench knows (choices: {', '.join(known)}); "
-                     "adding one is a module in bench/families/ (README, 'Extending bench')")
+    raise BenchError(
+        f"model type {model_type!r} is not a family bench knows (choices: {', '.join(known)}); "
+        "adding one is a module in bench/families/ (README, 'Extending bench')"
+    )
 
 
 def of(model) -> Family:

@@ -13,8 +13,11 @@ from torch import nn
 # Projection roles (what methods ask for) -> module path inside one layer, for the BERT layout that most
 # encoders copied.
 BERT_PROJECTIONS = {
-    "query": "attention.self.query", "key": "attention.self.key", "value": "attention.self.value",
-    "attention_output": "attention.output.dense", "intermediate": "intermediate.dense",
+    "query": "attention.self.query",
+    "key": "attention.self.key",
+    "value": "attention.self.value",
+    "attention_output": "attention.output.dense",
+    "intermediate": "intermediate.dense",
     "output": "output.dense",
 }
 BERT_NORMS = {"attention_norm": "attention.output.LayerNorm", "output_norm": "output.LayerNorm"}

@@ -9,8 +9,10 @@ from bench.families.roberta import Roberta
 class Electra(Roberta):
     name = "electra"
     model_types = ("electra",)
-    aliases = {"electra-base": "google/electra-base-discriminator",
-               "electra-large": "google/electra-large-discriminator"}
+    aliases = {
+        "electra-base": "google/electra-base-discriminator",
+        "electra-large": "google/electra-large-discriminator",
+    }
     special_positions = (2, 3)
     prefix_space_for_words = False
     tiny_config = {"max_position_embeddings": 160, "embedding_size": 32}

@@ -11,11 +11,17 @@ from bench.families.base import Family
 class ModernBert(Family):
     name = "modernbert"
     model_types = ("modernbert",)
-    aliases = {"modernbert-base": "answerdotai/ModernBERT-base",
-               "modernbert-large": "answerdotai/ModernBERT-large"}
+    aliases = {
+        "modernbert-base": "answerdotai/ModernBERT-base",
+        "modernbert-large": "answerdotai/ModernBERT-large",
+    }
     layers_path = "layers"
-    projections = {"qkv": "attn.Wqkv", "attention_output": "attn.Wo", "intermediate": "mlp.Wi",
-                   "output": "mlp.Wo"}
+    projections = {
+        "qkv": "attn.Wqkv",
+        "attention_output": "attn.Wo",
+        "intermediate": "mlp.Wi",
+        "output": "mlp.Wo",
+    }
     fused = {"query": "qkv", "key": "qkv", "value": "qkv"}
     norms = {"attention_norm": "attn_norm", "output_norm": "mlp_norm"}
     # Pre-norm: each sub-layer's output goes straight into the residual add; the adapter follows its output
@@ -24,9 +30,15 @@ class ModernBert(Family):
     attention_path = "attn"
     absolute_positions = False
     prefix_space_for_words = True
-    tiny_config = {"max_position_embeddings": 160, "global_attn_every_n_layers": 2, "local_attention": 8,
-                   "classifier_pooling": "mean", "attention_bias": False, "mlp_bias": False,
-                   "norm_bias": False}
+    tiny_config = {
+        "max_position_embeddings": 160,
+        "global_attn_every_n_layers": 2,
+        "local_attention": 8,
+        "classifier_pooling": "mean",
+        "attention_bias": False,
+        "mlp_bias": False,
+        "norm_bias": False,
+    }
     tiny_tokenizer = "bpe-cls"
 
     def hidden_dropout(self, config):
@@ -36,8 +48,9 @@ class ModernBert(Family):
         return any(getattr(config, f, False) for f in ("attention_bias", "mlp_bias", "norm_bias"))
 
     def no_bias_reason(self, config):
-        return (f"{self.name} has no bias terms in its encoder (attention_bias, mlp_bias and norm_bias are "
-                "false)")
+        return (
+            f"{self.name} has no bias terms in its encoder (attention_bias, mlp_bias and norm_bias are false)"
+        )
 
     def projection_shape(self, role, config):
         H, I = config.hidden_size, config.intermediate_size  # noqa: E741
@@ -55,9 +68,11 @@ class ModernBert(Family):
         local = [i for i, kind in enumerate(config.layer_types) if kind == "sliding_attention"]
         if not local:
             return None
-        return (f"{len(local)} of its {config.num_hidden_layers} layers (global attention in the others) "
-                f"attend within +-{config.local_attention // 2} tokens only: a farther token cannot see "
-                "[CLS] or [SEP]")
+        return (
+            f"{len(local)} of its {config.num_hidden_layers} layers (global attention in the others) "
+            f"attend within +-{config.local_attention // 2} tokens only: a farther token cannot see "
+            "[CLS] or [SEP]"
+        )
 
     def norm_params(self, config):
         L, H = config.num_hidden_layers, config.hidden_size

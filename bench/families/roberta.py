@@ -21,6 +21,7 @@ class Roberta(Family):
 
     def linear_sequence_head(self, model, task):
         conf = model.config
-        model.classifier = LinearOnFirstToken(conf.hidden_size, task.num_labels, conf.hidden_dropout_prob,
-                                              conf.initializer_range)
+        model.classifier = LinearOnFirstToken(
+            conf.hidden_size, task.num_labels, conf.hidden_dropout_prob, conf.initializer_range
+        )
         return [n for n, _ in model.named_parameters() if n.startswith("classifier.")]

@@ -8,6 +8,8 @@ from bench.families.roberta import Roberta
 class XlmRoberta(Roberta):
     name = "xlm-roberta"
     model_types = ("xlm-roberta",)
-    aliases = {"xlm-roberta-base": "FacebookAI/xlm-roberta-base",
-               "xlm-roberta-large": "FacebookAI/xlm-roberta-large"}
+    aliases = {
+        "xlm-roberta-base": "FacebookAI/xlm-roberta-base",
+        "xlm-roberta-large": "FacebookAI/xlm-roberta-large",
+    }
     prefix_space_for_words = False  # SentencePiece marks word starts itself

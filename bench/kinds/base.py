@@ -24,15 +24,19 @@ class TaskKind:
         return AutoModelForSequenceClassification
 
     def head_kwargs(self, task) -> dict:
-        return {"num_labels": task.num_labels, "id2label": dict(enumerate(task.labels)),
-                "label2id": {lab: i for i, lab in enumerate(task.labels)}}
+        return {
+            "num_labels": task.num_labels,
+            "id2label": dict(enumerate(task.labels)),
+            "label2id": {lab: i for i, lab in enumerate(task.labels)},
+        }
 
     # --- data ---
     def label_index(self, task, value: str, where: str):
         """A label as written in a local file -> what the model is trained on."""
         if value not in task.labels:
-            raise BenchError(f"{where}: label {value!r} is not a {task.name} label "
-                             f"(choices: {', '.join(task.labels)})")
+            raise BenchError(
+                f"{where}: label {value!r} is not a {task.name} label (choices: {', '.join(task.labels)})"
+            )
         return task.labels.index(value)
 
     def hub_labels(self, column) -> list:
@@ -74,11 +78,15 @@ class TaskKind:
 
 
 def tokenizer_options(max_length: int) -> dict:
-    return dict(truncation=True, max_length=max_length, return_special_tokens_mask=True,
-                return_attention_mask=False)
+    return dict(
+        truncation=True, max_length=max_length, return_special_tokens_mask=True, return_attention_mask=False
+    )
 
 
 def ragged_columns(enc) -> dict:
     """The tokenizer's output columns bench keeps, each as a Ragged."""
-    return {k: Ragged.from_rows(v) for k, v in enc.items()
-            if k in ("input_ids", "token_type_ids", "special_tokens_mask")}
+    return {
+        k: Ragged.from_rows(v)
+        for k, v in enc.items()
+        if k in ("input_ids", "token_type_ids", "special_tokens_mask")
+    }

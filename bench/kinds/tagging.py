@@ -48,8 +48,9 @@ class Tagging(TaskKind):
             return predictions
         outside = task.labels.index("O") if "O" in task.labels else 0
         out = []
-        for pred_row, index_row, n_words in zip(predictions, data["word_index"], data["word_labels"].lengths.tolist(),
-                                                strict=True):
+        for pred_row, index_row, n_words in zip(
+            predictions, data["word_index"], data["word_labels"].lengths.tolist(), strict=True
+        ):
             tags = [outside] * n_words
             for p, w in zip(pred_row, index_row, strict=False):
                 if w >= 0:
@@ -74,8 +75,12 @@ class Tagging(TaskKind):
         # Default (conlleval-compatible) mode: an I-X after O opens an entity, as in the CoNLL scorer.
         report = classification_report(y_true, y_pred, output_dict=True, zero_division=0)
         micro = report["micro avg"]
-        out = {"precision": micro["precision"], "recall": micro["recall"], "f1": micro["f1-score"],
-               "accuracy": accuracy_score(y_true, y_pred)}
+        out = {
+            "precision": micro["precision"],
+            "recall": micro["recall"],
+            "f1": micro["f1-score"],
+            "accuracy": accuracy_score(y_true, y_pred),
+        }
         for etype in sorted({lab[2:] for lab in task.labels if lab != "O"}):
             out[f"f1_{etype}"] = report.get(etype, {}).get("f1-score", 0.0)
         return {k: float(v) for k, v in out.items()}

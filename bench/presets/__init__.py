@@ -28,11 +28,18 @@ class Entry:
     file: str = ""
 
     def matches(self, model: str, family: str | None, task: str) -> bool:
-        return ((not self.models or model in self.models) and (self.family is None or self.family == family)
-                and (not self.tasks or task in self.tasks))
+        return (
+            (not self.models or model in self.models)
+            and (self.family is None or self.family == family)
+            and (not self.tasks or task in self.tasks)
+        )
 
     def scope(self) -> str:
-        who = ",".join(self.models) if self.models else (f"family {self.family}" if self.family else "any model")
+        who = (
+            ",".join(self.models)
+            if self.models
+            else (f"family {self.family}" if self.family else "any model")
+        )
         return f"{who} x {','.join(self.tasks) if self.tasks else 'any task'}"
 
 
@@ -47,9 +54,18 @@ def _entries(data: dict, path: Path) -> list[Entry]:
             continue
         for item in items:
             match = item.get("match") or {}
-            entries.append(Entry(method, preset, tuple(match.get("model") or ()), match.get("family"),
-                                 tuple(match.get("task") or ()), str(item["source"]), dict(item["values"]),
-                                 str(path)))
+            entries.append(
+                Entry(
+                    method,
+                    preset,
+                    tuple(match.get("model") or ()),
+                    match.get("family"),
+                    tuple(match.get("task") or ()),
+                    str(item["source"]),
+                    dict(item["values"]),
+                    str(path),
+                )
+            )
     return entries
 
 
@@ -63,8 +79,10 @@ def resolve(name: str, method: str, model: str, task: str) -> tuple[dict, dict]:
         if name not in known:
             raise BenchError(f"unknown preset {name!r} (choices: {', '.join(known)})")
         scopes = [e.scope() for e in entries if e.tasks]
-        raise BenchError(f"no {name!r} preset for {method} on {model} ({fam or 'unknown family'}) / {task} "
-                         f"(presets exist for: {'; '.join(scopes) or 'none of this method'})")
+        raise BenchError(
+            f"no {name!r} preset for {method} on {model} ({fam or 'unknown family'}) / {task} "
+            f"(presets exist for: {'; '.join(scopes) or 'none of this method'})"
+        )
     values: dict = {}
     sources: dict = {}
     for e in hits:
@@ -76,4 +94,3 @@ def resolve(name: str, method: str, model: str, task: str) -> tuple[dict, dict]:
                 values[key] = value
                 sources[key] = e.source
     return values, sources
-

@@ -59,12 +59,17 @@ class Task:
     local: Source
     report_group: str  # tasks averaged together in report tables ("GLUE")
     report_order: int
-    report_columns: dict  # column label -> logged metric (best_<metric>), e.g. {"MNLI-m": "dev_matched_accuracy"}
+    report_columns: (
+        dict  # column label -> logged metric (best_<metric>), e.g. {"MNLI-m": "dev_matched_accuracy"}
+    )
     score_range: tuple | None = None  # regression: the valid range of a score
-    test_splits: tuple[str, ...] = ()  # labelled test splits, scored once at the best dev epoch (test_* metrics)
+    test_splits: tuple[
+        str, ...
+    ] = ()  # labelled test splits, scored once at the best dev epoch (test_* metrics)
     curve_metric: str = ""  # the metric of intrinsic-dimension curves (default: main_metric)
     predict: PredictSpec | None = None
-    # Dev splits scored together as one more split (MNLI: dev_all = matched + mismatched, the "overall" accuracy
+    # Dev splits scored together as one more split (MNLI: dev_all = matched + mismatched, the "overall"
+    # accuracy
     # RoBERTa-large tables report): name -> the splits whose predictions are pooled; never selects the epoch.
     pooled_splits: dict = field(default_factory=dict)
     aliases: tuple[str, ...] = ()
@@ -112,6 +117,7 @@ def _tuple(x) -> tuple:
 
 def parse_task(entry: dict, where: str) -> Task:
     """A task entry (a YAML mapping) -> Task, or a one-line error naming the file and the bad field."""
+
     def need(d, key, ctx=""):
         if not isinstance(d, dict) or key not in d:
             raise BenchError(f"task file {where}: missing field {ctx}{key!r}")
@@ -129,8 +135,10 @@ def parse_task(entry: dict, where: str) -> Task:
         hub_splits = dict(need(hub, "splits", "hub."))
         local_files = {s: _tuple(f) for s, f in dict(need(local, "files", "local.")).items()}
         if set(local_files) != set(hub_splits):
-            raise BenchError(f"task file {where}: hub.splits {sorted(hub_splits)} and local.files "
-                             f"{sorted(local_files)} name different splits")
+            raise BenchError(
+                f"task file {where}: hub.splits {sorted(hub_splits)} and local.files "
+                f"{sorted(local_files)} name different splits"
+            )
         if "train" not in hub_splits or not any(s.startswith("dev") for s in hub_splits):
             raise BenchError(f"task file {where}: splits need train and at least one dev* split")
         fmt = local.get("format", "tsv")
@@ -138,33 +146,65 @@ def parse_task(entry: dict, where: str) -> Task:
             raise choices_error(f"local.format in task file {where}:", fmt, LOCAL_FORMATS)
         labels = tuple(str(x) for x in entry.get("labels") or ())
         if (kind == REGRESSION) != (not labels):
-            raise BenchError(f"task file {where}: a {kind} task {'has no' if kind == REGRESSION else 'needs'} labels")
+            raise BenchError(
+                f"task file {where}: a {kind} task {'has no' if kind == REGRESSION else 'needs'} labels"
+            )
         report = entry.get("report") or {}
         columns = dict(report.get("columns") or {need(entry, "name"): f"dev_{main}"})
         pred = entry.get("predict")
-        predict = None if not pred else PredictSpec(
-            hub=dict(need(pred, "hub", "predict.")), files=dict(need(pred, "files", "predict.")),
-            text=_tuple(need(pred, "text", "predict.")), index=str(pred.get("index", "index")),
-            submission=dict(need(pred, "submission", "predict.")), optional=_tuple(pred.get("optional") or ()))
+        predict = (
+            None
+            if not pred
+            else PredictSpec(
+                hub=dict(need(pred, "hub", "predict.")),
+                files=dict(need(pred, "files", "predict.")),
+                text=_tuple(need(pred, "text", "predict.")),
+                index=str(pred.get("index", "index")),
+                submission=dict(need(pred, "submission", "predict.")),
+                optional=_tuple(pred.get("optional") or ()),
+            )
+        )
         if predict and not set(predict.files) == set(predict.hub) == set(predict.submission):
-            raise BenchError(f"task file {where}: predict.hub, predict.files and predict.submission name "
-                             "different splits")
+            raise BenchError(
+                f"task file {where}: predict.hub, predict.files and predict.submission name different splits"
+            )
         pooled = {str(k): _tuple(v) for k, v in (entry.get("pooled_splits") or {}).items()}
         for name, parts in pooled.items():
             if not set(parts) <= set(hub_splits) - {"train"} or len(parts) < 2:
                 raise BenchError(f"task file {where}: pooled_splits.{name} must name two or more dev splits")
         return Task(
-            predict=predict, pooled_splits=pooled,
-            name=str(need(entry, "name")).lower(), kind=kind, labels=labels, metrics=metrics, main_metric=main,
+            predict=predict,
+            pooled_splits=pooled,
+            name=str(need(entry, "name")).lower(),
+            kind=kind,
+            labels=labels,
+            metrics=metrics,
+            main_metric=main,
             score=_tuple(entry.get("score") or main),
-            hub=Source(text=_tuple(need(hub, "text", "hub.")), label=need(hub, "label", "hub."), splits=hub_splits,
-                       dataset=need(hub, "dataset", "hub."), config=hub.get("config")),
-            local=Source(text=_tuple(local.get("text", ())), label=local.get("label"), splits=local_files,
-                         dir=str(need(local, "dir", "local.")), format=fmt, headerless=bool(local.get("headerless"))),
-            report_group=str(report.get("group", "")), report_order=int(report.get("order", 100)),
+            hub=Source(
+                text=_tuple(need(hub, "text", "hub.")),
+                label=need(hub, "label", "hub."),
+                splits=hub_splits,
+                dataset=need(hub, "dataset", "hub."),
+                config=hub.get("config"),
+            ),
+            local=Source(
+                text=_tuple(local.get("text", ())),
+                label=local.get("label"),
+                splits=local_files,
+                dir=str(need(local, "dir", "local.")),
+                format=fmt,
+                headerless=bool(local.get("headerless")),
+            ),
+            report_group=str(report.get("group", "")),
+            report_order=int(report.get("order", 100)),
             score_range=tuple(float(x) for x in entry["score_range"]) if entry.get("score_range") else None,
-            report_columns=columns, test_splits=_checked_test_splits(entry, hub_splits, where), curve_metric=str(entry.get("curve_metric") or main), aliases=tuple(str(a).lower() for a in entry.get("aliases") or ()),
-            description=str(entry.get("description", "")), source_file=where,
+            report_columns=columns,
+            test_splits=_checked_test_splits(entry, hub_splits, where),
+            curve_metric=str(entry.get("curve_metric") or main),
+            aliases=tuple(str(a).lower() for a in entry.get("aliases") or ()),
+            description=str(entry.get("description", "")),
+            source_file=where,
         )
     except (TypeError, ValueError, AttributeError) as e:
         raise BenchError(f"task file {where}: malformed entry ({e})") from None
@@ -174,8 +214,9 @@ def _checked_test_splits(entry: dict, splits: dict, where: str) -> tuple[str, ..
     tests = tuple(entry.get("test_splits") or ())
     for s in tests:
         if s not in splits or s == "train" or s.startswith("dev"):
-            raise BenchError(f"task file {where}: test_splits names {s!r}, which is not a test split of "
-                             f"{sorted(splits)}")
+            raise BenchError(
+                f"task file {where}: test_splits names {s!r}, which is not a test split of {sorted(splits)}"
+            )
     return tests
 
 
@@ -183,8 +224,9 @@ def load_tasks() -> dict[str, Task]:
     tasks: dict[str, Task] = {}
     for task in load_registry(TASK_DIR, "tasks", "task", lambda entry, path: parse_task(entry, str(path))):
         if task.name in tasks:
-            raise BenchError(f"task {task.name!r} is defined twice: {tasks[task.name].source_file} and "
-                             f"{task.source_file}")
+            raise BenchError(
+                f"task {task.name!r} is defined twice: {tasks[task.name].source_file} and {task.source_file}"
+            )
         tasks[task.name] = task
     return dict(sorted(tasks.items(), key=lambda kv: (kv[1].report_order, kv[0])))
 

@@ -37,8 +37,12 @@ def target_pattern(cfg: LoraOptions, family) -> str:
     """One regex over module names (peft full-matches a string target): the family's module for each role,
     inside the encoder's blocks only (so "output" never also hits the attention's output.dense), and any
     other name as a module-name suffix."""
-    paths = sorted({re.escape(family.projection(t)) if family.projection(t) else rf"(?:.*\.)?{re.escape(t)}"
-                    for t in names(cfg)})
+    paths = sorted(
+        {
+            re.escape(family.projection(t)) if family.projection(t) else rf"(?:.*\.)?{re.escape(t)}"
+            for t in names(cfg)
+        }
+    )
     return rf".*\.{re.escape(family.layers_path)}\.\d+\.(?:{'|'.join(paths)})"
 
 
@@ -57,12 +61,16 @@ class Lora(Method):
         modules = {family.fused.get(t, t) for t in names(cfg)}
         if any(family.projection(t) is None for t in modules):
             return None  # a module name rather than a role: no closed form
-        return model_config.num_hidden_layers * sum(cfg.r * sum(family.projection_shape(t, model_config))
-                                                    for t in modules)
+        return model_config.num_hidden_layers * sum(
+            cfg.r * sum(family.projection_shape(t, model_config)) for t in modules
+        )
 
     def unsupported(self, ctx, cfg):
-        return None if ctx.family.projection("query") or ctx.family.projection("value") else (
-            f"{ctx.family.name} names no attention projections (bench/families/)")
+        return (
+            None
+            if ctx.family.projection("query") or ctx.family.projection("value")
+            else (f"{ctx.family.name} names no attention projections (bench/families/)")
+        )
 
     def attach(self, model, cfg: LoraOptions, ctx):
         # lazy: peft takes seconds to import, and every command that lists methods loads this module
@@ -72,8 +80,13 @@ class Lora(Method):
 
         # inject_adapter_in_model keeps the HF model class (no PeftModel wrapper, no duplicated
         # "modules_to_save" head copy): the head is trained and counted exactly once.
-        config = LoraConfig(r=cfg.r, lora_alpha=cfg.alpha, lora_dropout=cfg.dropout,
-                            target_modules=target_pattern(cfg, ctx.family), bias="none")
+        config = LoraConfig(
+            r=cfg.r,
+            lora_alpha=cfg.alpha,
+            lora_dropout=cfg.dropout,
+            target_modules=target_pattern(cfg, ctx.family),
+            bias="none",
+        )
         try:
             model = inject_adapter_in_model(config, model)
         except ValueError as e:  # peft: a target that matches no module of this model

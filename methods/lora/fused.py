@@ -56,10 +56,15 @@ class FusedLoraLinear(PeftLoraLinear):
         if self.disable_adapters or self.merged or len(active) != 1 or active[0] not in self.lora_A:
             return False
         base = self.get_base_layer()
-        return (isinstance(self.lora_dropout[active[0]], torch.nn.Identity) and active[0] not in self.lora_variant
-                and type(base) is torch.nn.Linear and not base.weight.requires_grad
-                and (base.bias is None or not base.bias.requires_grad)
-                and not torch.is_autocast_enabled(x.device.type) and x.dtype == base.weight.dtype == self.lora_A[active[0]].weight.dtype)
+        return (
+            isinstance(self.lora_dropout[active[0]], torch.nn.Identity)
+            and active[0] not in self.lora_variant
+            and type(base) is torch.nn.Linear
+            and not base.weight.requires_grad
+            and (base.bias is None or not base.bias.requires_grad)
+            and not torch.is_autocast_enabled(x.device.type)
+            and x.dtype == base.weight.dtype == self.lora_A[active[0]].weight.dtype
+        )
 
 
 def fuse(model) -> int:

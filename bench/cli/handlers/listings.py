@@ -11,18 +11,22 @@ def cmd_presets(args) -> int:
     for e in load_entries():
         values = ", ".join(f"{k}={v}" for k, v in e.values.items())
         print(f"{e.method:<10}{e.preset:<8}{e.scope():<58}{values}  ({e.source})")
-    print("\nuse: bench run --preset paper --method M --model X --task T [--dry-run]; later entries and your "
-          "--config/--set/flags override")
+    print(
+        "\nuse: bench run --preset paper --method M --model X --task T [--dry-run]; later entries and your "
+        "--config/--set/flags override"
+    )
     return 0
 
 
 def cmd_tasks(args) -> int:
     print(f"{'task':<11}{'kind':<16}{'input':<7}{'labels':<8}{'main metric':<13}{'dev splits':<28}metrics")
     for t in all_tasks().values():
-        print(f"{t.name:<11}{t.kind:<16}{t.layout:<7}{t.num_labels:<8}{t.main_metric:<13}"
-              f"{', '.join(t.dev_splits):<28}{', '.join(t.metrics)}")
-    print("\nbest epoch = highest main metric on the first dev split (earliest epoch wins ties); "
-          "glue_score = mean of F1+accuracy (MRPC, QQP) or Pearson+Spearman (STS-B), else the main metric")
+        print(
+            f"{t.name:<11}{t.kind:<16}{t.layout:<7}{t.num_labels:<8}{t.main_metric:<13}"
+            f"{', '.join(t.dev_splits):<28}{', '.join(t.metrics)}"
+        )
+    print(
+        "\nbest epoch = highest main metric on the first dev split (earliest epoch wins ties); "
+        "glue_score = mean of F1+accuracy (MRPC, QQP) or Pearson+Spearman (STS-B), else the main metric"
+    )
     return 0
-
-

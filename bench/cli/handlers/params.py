@@ -31,6 +31,9 @@ def cmd_params(args) -> int:
     for name in names:
         get_method(name)
     models = [m.strip() for m in args.model.split(",") if m.strip()]
-    out(render_method_rows(method_rows(models, task, names, args.head, explicit=bool(args.methods)), task,
-                           args.format))
+    out(
+        render_method_rows(
+            method_rows(models, task, names, args.head, explicit=bool(args.methods)), task, args.format
+        )
+    )
     return 0

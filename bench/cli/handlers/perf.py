@@ -17,13 +17,21 @@ def cmd_perf(args) -> int:
     if args.random_init:
         cfg = cfg.replace(init="random")
     if args.steps < 2 or args.repeats < 1:
-        raise BenchError(f"--steps {args.steps} must be at least 2 (the first step is timed apart as setup) and "
-                         f"--repeats {args.repeats} at least 1")
+        raise BenchError(
+            f"--steps {args.steps} must be at least 2 (the first step is timed apart as setup) and "
+            f"--repeats {args.repeats} at least 1"
+        )
     if args.eval_samples is not None and args.eval_samples < 1:
         raise BenchError(f"--eval-samples {args.eval_samples} must be at least 1")
     methods = [] if args.methods == "none" else split_list(args.methods) or default_methods("perf")
-    text = compare(cfg, args.steps, args.repeats, methods, echo=lambda m: print(m, file=sys.stderr),
-                   eval_samples=args.eval_samples)
+    text = compare(
+        cfg,
+        args.steps,
+        args.repeats,
+        methods,
+        echo=lambda m: print(m, file=sys.stderr),
+        eval_samples=args.eval_samples,
+    )
     print(text)
     if args.out:
         Path(args.out).parent.mkdir(parents=True, exist_ok=True)

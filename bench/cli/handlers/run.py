@@ -30,14 +30,23 @@ from methods import get_method
 def config_layers(args) -> tuple[list[tuple[str, dict]], dict]:
     """(where it came from, option layer), lowest precedence first: preset < --config file < --set < flags;
     and the source of each preset value (method options as method.<key>)."""
-    layers = [(f"config file {args.config}", load_yaml(args.config) if args.config else {}),
-              ("--set", parse_set(args.overrides)),
-              ("command line", {name: getattr(args, name) for name in RUN_FLAGS if getattr(args, name) is not None})]
+    layers = [
+        (f"config file {args.config}", load_yaml(args.config) if args.config else {}),
+        ("--set", parse_set(args.overrides)),
+        (
+            "command line",
+            {name: getattr(args, name) for name in RUN_FLAGS if getattr(args, name) is not None},
+        ),
+    ]
     preset, preset_sources = getattr(args, "preset", None), {}
     if preset:
-        probe = build_config(*(layer for _, layer in layers))  # which method, model and task the preset is for
+        probe = build_config(
+            *(layer for _, layer in layers)
+        )  # which method, model and task the preset is for
         values, sources = resolve(preset, probe.method, probe.model, probe.task)
-        layers.insert(0, (f"preset {preset}", {**values, "tags": {"preset": preset}}))  # the run says it used one
+        layers.insert(
+            0, (f"preset {preset}", {**values, "tags": {"preset": preset}})
+        )  # the run says it used one
         preset_sources = {**sources, "tags": "the preset's name, as a run tag"}
     return layers, preset_sources
 
@@ -53,6 +62,7 @@ def config_with_sources(args) -> tuple[RunConfig, list, dict]:
 
 def dry_run_yaml(cfg: RunConfig, layers: list, preset_sources: dict) -> str:
     """The resolved configuration as YAML, each value commented with where it came from."""
+
     def origin(key: str, method_option: bool = False) -> str:
         for where, layer in reversed(layers):
             scope = layer.get("method_options", {}) if method_option else layer
@@ -104,8 +114,14 @@ def cmd_predict(args) -> int:
         with checkpoint_dir(args.run, args.checkpoint, args.tracking_uri) as directory:
             predict_checkpoint(directory, split_list(args.split), args.out_dir, args.data_dir)
     todo = missing(Path(args.out_dir))
-    print(f"{args.out_dir}: " + (f"still missing for a complete GLUE submission: {', '.join(todo)}" if todo else
-                                 "a complete GLUE submission (zip the .tsv files for gluebenchmark.com)"))
+    print(
+        f"{args.out_dir}: "
+        + (
+            f"still missing for a complete GLUE submission: {', '.join(todo)}"
+            if todo
+            else "a complete GLUE submission (zip the .tsv files for gluebenchmark.com)"
+        )
+    )
     return 0
 
 
@@ -117,8 +133,22 @@ def cmd_ui(args) -> int:
     uri = resolve_uri(args.tracking_uri)
     check_reachable(uri)
     print(f"MLflow UI on http://127.0.0.1:{args.port} for {redact(uri)}", flush=True)
-    proc = subprocess.Popen([sys.executable, "-P", "-m", "mlflow", "ui", "--backend-store-uri", uri,
-                             "--host", "127.0.0.1", "--port", str(args.port)], start_new_session=True)
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-P",
+            "-m",
+            "mlflow",
+            "ui",
+            "--backend-store-uri",
+            uri,
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(args.port),
+        ],
+        start_new_session=True,
+    )
     try:
         return proc.wait()
     finally:
@@ -128,6 +158,7 @@ def cmd_ui(args) -> int:
 def stop_group(proc) -> None:
     """SIGTERM the whole process group (the server and the workers it forked), wait up to 10 s for every
     member to go, then SIGKILL what is left: the port is free when bench returns."""
+
     def group_alive() -> bool:
         try:
             os.killpg(proc.pid, 0)

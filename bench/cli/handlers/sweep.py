@@ -1,4 +1,5 @@
-"""What `bench sweep` and `bench intrinsic` do once their command line is parsed (the parsers: bench/cli/sweep.py)."""
+"""What `bench sweep` and `bench intrinsic` do once their command line is parsed (the parsers:
+bench/cli/sweep.py)."""
 
 from __future__ import annotations
 
@@ -23,20 +24,36 @@ def _sweep_base(args) -> dict:
 
 
 def cmd_sweep(args) -> int:
-    if getattr(args, "tracking_uri", None):  # a study stores no credential: workers are given the URI this way
+    if getattr(
+        args, "tracking_uri", None
+    ):  # a study stores no credential: workers are given the URI this way
         os.environ["MLFLOW_TRACKING_URI"] = args.tracking_uri
     out = getattr(args, "output_dir", None) or "runs"
     if args.sweep_command in ("create", "run"):
-        name = driver.create(args.method, args.model, args.task, _sweep_base(args), args.space, args.storage,
-                             args.trials, args.seeds_final, args.search_seed, args.pruner, args.name,
-                             preset=args.preset, resume_anyway=args.resume_anyway)
+        name = driver.create(
+            args.method,
+            args.model,
+            args.task,
+            _sweep_base(args),
+            args.space,
+            args.storage,
+            args.trials,
+            args.seeds_final,
+            args.search_seed,
+            args.pruner,
+            args.name,
+            preset=args.preset,
+            resume_anyway=args.resume_anyway,
+        )
         if args.sweep_command == "run":
             driver.work(name, args.storage, None, args.heartbeat, out, args.force)
             print(driver.status(name, args.storage, out))
             driver.finalize(name, args.storage, args.seeds_final, out, args.force)
         else:
-            print(f"start workers with: bench sweep work {name}"
-                  + (" --storage <URL>" if args.storage else f" --output-dir {out}"))
+            print(
+                f"start workers with: bench sweep work {name}"
+                + (" --storage <URL>" if args.storage else f" --output-dir {out}")
+            )
     elif args.sweep_command == "work":
         if args.workers != 1:
             if args.n_trials is not None or args.force:
@@ -47,8 +64,19 @@ def cmd_sweep(args) -> int:
             print(f"this worker ran {ran} trials")
         print(driver.status(args.study, args.storage, out))
     elif args.sweep_command == "launch":
-        launch(args.study, args.storage, out, args.workers, args.executor, args.gpus_per_worker, args.mem_gb,
-               args.timeout_min, args.partition, args.heartbeat, wait=not args.no_wait)
+        launch(
+            args.study,
+            args.storage,
+            out,
+            args.workers,
+            args.executor,
+            args.gpus_per_worker,
+            args.mem_gb,
+            args.timeout_min,
+            args.partition,
+            args.heartbeat,
+            wait=not args.no_wait,
+        )
         if not args.no_wait:
             print(driver.status(args.study, args.storage, out))
     elif args.sweep_command == "status":
@@ -72,13 +100,23 @@ def parse_lr_grid(text: str | None) -> dict[str, list[float]]:
         except ValueError:
             sep = ""
         if not sep or not grid.get(method.strip()):
-            raise BenchError(f"malformed --lr-grid part {part!r}: expected method=lr1,lr2 (e.g. pasta=1e-3,3e-3)")
+            raise BenchError(
+                f"malformed --lr-grid part {part!r}: expected method=lr1,lr2 (e.g. pasta=1e-3,3e-3)"
+            )
     return grid
 
 
 def cmd_intrinsic(args) -> int:
-    run_intrinsic(args.model, args.task, split_list(args.methods) or default_curve_methods(), args.seeds,
-                  args.points, _sweep_base(args), parse_lr_grid(args.lr_grid), args.workers)
+    run_intrinsic(
+        args.model,
+        args.task,
+        split_list(args.methods) or default_curve_methods(),
+        args.seeds,
+        args.points,
+        _sweep_base(args),
+        parse_lr_grid(args.lr_grid),
+        args.workers,
+    )
     return 0
 
 
