@@ -9,9 +9,8 @@ import time
 from pathlib import Path
 
 import yaml
-from transformers import set_seed
 
-from bench import checkpoint, record, tracking
+from bench import checkpoint, degenerate, record, tracking
 from bench.build import Built, build_model, prepare_data
 from bench.config import RunConfig
 from bench.device import make_accelerator, peak_memory, processes, reset_peak_memory
@@ -22,7 +21,7 @@ from bench.metrics import trivial_baseline
 from bench.params import count_parameters, describe
 from bench.resolve import validate
 from bench.tasks import get_task
-from bench.train import evaluate, train
+from bench.train import evaluate, predict, train
 
 
 def check_output_dir(path: str) -> Path:
@@ -46,6 +45,9 @@ def run(
 ) -> dict:
     """Train and evaluate one configuration, tracked in MLflow. Everything that bad input can break
     is checked before the MLflow run is created, so bad input leaves nothing behind."""
+    # lazy: transformers' set_seed loads its Trainer utilities and peft (seconds); bad input is refused first
+    from transformers import set_seed
+
     quiet_libraries()
     cfg = validate(cfg)  # a RunConfig built by hand is resolved as build_config resolves one
     task = get_task(cfg.task)
@@ -125,6 +127,11 @@ def run(
             if prep.test
             else {}
         )
+        # Learned nothing? Judged on the first dev split at the best evaluation (the weights held now).
+        predictions = predict(
+            built.model, prep, prep.dev[main_split], cfg.eval_batch_size, accelerator.autocast
+        )
+        flagged = degenerate.flags(task, predictions, result.best_metrics.get(main_split, {}), baseline)
         after = built.method.counts_after_training(built.model, built.method_config)
         if after:  # e.g. Diff pruning's nonzero diff: logged at the last step, so it is the value runs report
             counts = {**counts, **after}
@@ -159,7 +166,10 @@ def run(
             **{f"time_{k}_seconds": v for k, v in result.timings.items()},
         }
         tracker.log_metrics(final, result.steps)
-        tracker.set_tags({"stopped": result.stopped, "state": "finished"})
+        tracker.set_tags(
+            {"stopped": result.stopped, "state": "finished"}
+            | ({degenerate.TAG: degenerate.tag_value(flagged)} if flagged else {})
+        )
         tracker.flush()
         final["tracking_seconds"] = tracker.seconds
         tracker.log_metrics({"tracking_seconds": tracker.seconds}, result.steps)
@@ -181,6 +191,7 @@ def run(
         "adapter_bytes": size,
         "tracking_uri": tracking.redact(uri),
         "experiment": experiment,
+        "degenerate": flagged,
     }
     echo(format_summary(summary))
     return summary
@@ -252,4 +263,6 @@ def format_summary(s: dict) -> str:
     lines.append(f"adapter checkpoint: {s['checkpoint']}  |  tracking: {s['tracking_uri']}")
     local = not s["tracking_uri"].startswith(("http://", "https://"))
     lines.append(f"MLflow UI: {s['url']}" + ("  (after `bench ui`)" if local else ""))
+    for kind, why in s.get("degenerate", {}).items():  # said last, where a reader's eye ends
+        lines.append(f"degenerate ({kind}): {why}; tagged {degenerate.TAG}={kind} (reports mark it)")
     return "\n".join(lines)

@@ -1,4 +1,6 @@
-"""MLflow tracking: one run per configuration, metrics buffered off the hot path, never left RUNNING."""
+"""MLflow tracking: one run per configuration, metrics buffered off the hot path, never left RUNNING.
+MLflow and the store drivers are imported inside the functions that use them: they take seconds to load,
+and every command imports this module, including the ones that refuse bad input before any run starts."""
 
 from __future__ import annotations
 
@@ -13,18 +15,11 @@ import warnings
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
-import mlflow
 import psutil
-import sqlalchemy
-from mlflow.data.dataset_source_registry import resolve_dataset_source
-from mlflow.data.huggingface_dataset_source import HuggingFaceDatasetSource
-from mlflow.data.meta_dataset import MetaDataset
-from mlflow.entities import DatasetInput, InputTag, Metric, Param, RunTag
-from mlflow.store.tracking.sqlalchemy_store import SqlAlchemyStore
-from mlflow.tracking import MlflowClient
-from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID, MLFLOW_RUN_NAME
 
-from bench.errors import BenchError, StopRun, first_line
+from bench.degenerate import DIVERGED
+from bench.degenerate import TAG as DEGENERATE_TAG
+from bench.errors import BenchError, NonFiniteLoss, StopRun, first_line
 from bench.locks import file_lock
 from bench.logs import quiet_libraries
 from bench.record import FINAL, INTRINSIC, experiment_note, standard_tags
@@ -61,6 +56,9 @@ def check_reachable(uri: str) -> None:
 
 
 def _check_usable(uri: str) -> None:
+    # lazy: MLflow (see the module's docstring)
+    import sqlalchemy
+
     scheme = urlsplit(uri).scheme
     if scheme == "sqlite":
         db = Path(uri.split(":///", 1)[-1])
@@ -98,6 +96,9 @@ _MIGRATED: set[str] = set()
 def _migrate_sqlite_once(uri: str, db: Path) -> None:
     """Create or upgrade a SQLite tracking store under a file lock: one process migrates, the others wait
     and then find it ready (two processes migrating one new file at once leave it half-made)."""
+    # lazy: MLflow (see the module's docstring)
+    from mlflow.store.tracking.sqlalchemy_store import SqlAlchemyStore
+
     if uri in _MIGRATED:
         return
 
@@ -112,6 +113,9 @@ def _migrate_sqlite_once(uri: str, db: Path) -> None:
 
 
 def client(uri: str):
+    # lazy: MLflow (see the module's docstring)
+    from mlflow.tracking import MlflowClient
+
     return MlflowClient(tracking_uri=uri)
 
 
@@ -194,16 +198,25 @@ class Tracker:
             self.seconds += time.perf_counter() - t
 
     def log_params(self, params: dict) -> None:
+        # lazy: MLflow (see the module's docstring)
+        from mlflow.entities import Param
+
         items = [Param(k, redact(v)[:6000]) for k, v in flatten(params).items()]
         with self._timed():
             for i in range(0, len(items), 100):
                 self.client.log_batch(self.run_id, params=items[i : i + 100])
 
     def set_tags(self, tags: dict) -> None:
+        # lazy: MLflow (see the module's docstring)
+        from mlflow.entities import RunTag
+
         with self._timed():
             self.client.log_batch(self.run_id, tags=[RunTag(k, redact(v)[:5000]) for k, v in tags.items()])
 
     def log_metrics(self, metrics: dict, step: int = 0) -> None:
+        # lazy: MLflow (see the module's docstring)
+        from mlflow.entities import Metric
+
         now = int(time.time() * 1000)
         with self._lock:
             self._buffer += [Metric(k, float(v), now, step) for k, v in metrics.items() if v is not None]
@@ -245,6 +258,9 @@ class Tracker:
 def tracked_run(uri: str, experiment: str, run_name: str, tags: dict, parent_run_id: str | None = None):
     """Yields a Tracker. The run ends FINISHED, FAILED (error tag set) or KILLED (interrupted):
     never left RUNNING by an exception or a SIGTERM/Ctrl-C."""
+    # lazy: MLflow (see the module's docstring)
+    from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID, MLFLOW_RUN_NAME
+
     c = client(uri)
     exp_id = experiment_id(c, experiment, uri, experiment_note(experiment))
     all_tags = {**standard_tags(), MLFLOW_RUN_NAME: run_name, **tags}
@@ -270,6 +286,7 @@ def tracked_run(uri: str, experiment: str, run_name: str, tags: dict, parent_run
                     reason: f"{type(e).__name__}: {first_line(e)}"[:5000],
                     "state": getattr(e, "state", status.lower()),
                 }
+                | ({DEGENERATE_TAG: DIVERGED} if isinstance(e, NonFiniteLoss) else {})
             )
         with contextlib.suppress(Exception):
             c.set_terminated(run.info.run_id, status)
@@ -345,6 +362,9 @@ def create_container(uri: str, experiment: str, name: str, tags: dict, params: d
 def update_container(uri: str, run_id: str, metrics: dict, status: str | None = None) -> None:
     """Numeric progress of a parent run (sortable and chartable in the UI) and its state: RUNNING while its
     study works, FINISHED once the budget is done. Never fails the work for it."""
+    # lazy: MLflow (see the module's docstring)
+    from mlflow.entities import Metric
+
     c = client(uri)
     with contextlib.suppress(Exception):
         now = int(time.time() * 1000)
@@ -360,6 +380,12 @@ def update_container(uri: str, run_id: str, metrics: dict, status: str | None = 
 def log_datasets(uri: str, run_id: str, task_name: str, sources: dict) -> None:
     """Each split the run read as an MLflow dataset input (the UI's Dataset column): its source (local file
     or hub dataset), a digest of its content, and its role (train / dev / test) as the context tag."""
+    # lazy: MLflow (see the module's docstring)
+    from mlflow.data.dataset_source_registry import resolve_dataset_source
+    from mlflow.data.huggingface_dataset_source import HuggingFaceDatasetSource
+    from mlflow.data.meta_dataset import MetaDataset
+    from mlflow.entities import DatasetInput, InputTag
+
     inputs = []
     for split, (source, fingerprint, rows) in sources.items():
         if source.startswith("hf:"):
@@ -419,6 +445,9 @@ def finished_run(cfg, phase: str, scope: dict):
 def load_runs(tracking_uri: str | None = None, phase: str | None = FINAL):
     """FINISHED runs of every experiment as a pandas DataFrame (mlflow.search_runs columns: tags.*,
     params.*, metrics.*); only `phase` runs unless phase is None."""
+    # lazy: MLflow (see the module's docstring)
+    import mlflow
+
     uri = resolve_uri(tracking_uri)
     check_existing(uri)
     check_reachable(uri)

@@ -30,6 +30,8 @@ LATEX = {
     ">": "$>$",
     "±": r"$\pm$",
     "†": r"\textdagger{}",
+    "‡": r"\textdaggerdbl{}",
+    "≈": r"$\approx$",
     "×": r"$\times$",
 }
 _LATEX_RE = None

@@ -7,6 +7,7 @@ import pandas as pd
 from bench.record import STUDY, count_metric
 from bench.tasks import all_tasks
 from bench.tracking import load_runs  # noqa: F401 - load_runs is part of this API
+from methods import display_name
 
 
 def report_columns() -> list[tuple[str, str, str, str]]:
@@ -51,6 +52,8 @@ def aggregate(df: pd.DataFrame, columns: list | None = None, by_config: bool = F
                     "std": values.std(ddof=1) if len(values) > 1 else 0.0,
                     "n": len(values),
                     "seeds": ",".join(sorted(g["tags.seed"].astype(str))),
+                    "values": values.tolist(),  # per seed, in the runs' order: significance tests read them
+                    "degenerate": int(degenerate_mask(g).sum()),
                     "params_method": float(g[f"metrics.{count_metric('method')}"].iloc[0]),
                     "params_backbone": float(g[f"metrics.{count_metric('backbone')}"].iloc[0]),
                     "params_head": float(g[f"metrics.{count_metric('head')}"].iloc[0]),
@@ -60,9 +63,27 @@ def aggregate(df: pd.DataFrame, columns: list | None = None, by_config: bool = F
     return pd.DataFrame(rows)
 
 
+def degenerate_mask(df: pd.DataFrame) -> pd.Series:
+    """Runs flagged degenerate (tag `degenerate`: majority, no-better-than-trivial; bench/degenerate.py)."""
+    if "tags.degenerate" not in df:
+        return pd.Series(False, index=df.index)
+    return df["tags.degenerate"].fillna("").astype(str) != ""
+
+
 def sweep_budgets(df_all: pd.DataFrame, studies: set[str]) -> dict[str, str]:
-    """study -> its trial budget, from the parent runs' params."""
+    """study -> what its search was given and used, from its parent run: "LoRA: 8 trials, 412 s" (and the
+    compute budget, when it had one), so that a reader sees every method had the same."""
     if "tags.phase" not in df_all or "tags.study" not in df_all:
         return {}
     parents = df_all[(df_all["tags.phase"] == STUDY) & df_all["tags.study"].isin(studies)]
-    return {r["tags.study"]: str(r.get("params.budget.trials", "?")) for _, r in parents.iterrows()}
+    out = {}
+    for _, r in parents.iterrows():
+        text = f"{display_name(str(r.get('tags.method', '?')))}: {r.get('params.budget.trials', '?')} trials"
+        seconds = r.get("params.budget.seconds")
+        if isinstance(seconds, str) and seconds not in ("", "None"):
+            text += f" or {float(seconds):,.0f} s"
+        spent = r.get("metrics.seconds_spent")
+        if spent is not None and not pd.isna(spent):
+            text += f" ({float(spent):,.0f} s of trials used)"
+        out[r["tags.study"]] = text
+    return out

@@ -13,7 +13,8 @@ from bench.record import FINAL
 from methods import display_name, has_role
 from reports.published import get_layout
 from reports.render import render, standalone_latex
-from reports.runs import aggregate, load_runs, report_columns, sweep_budgets
+from reports.runs import aggregate, degenerate_mask, load_runs, report_columns, sweep_budgets
+from reports.stats import ALPHA, MIN_SEEDS, against_best
 
 
 def _column_tasks(layout=None) -> dict[str, str]:
@@ -47,7 +48,12 @@ def average(cells: dict, group_columns: list[str], column_task: dict[str, str] |
 
 
 def build(
-    agg: pd.DataFrame, model: str, tasks: list[str] | None, methods: list[str] | None, layout=None
+    agg: pd.DataFrame,
+    model: str,
+    tasks: list[str] | None,
+    methods: list[str] | None,
+    layout=None,
+    stats: bool = False,
 ) -> dict:
     """Our rows for `model`. With a layout, its columns (and no rows is allowed: published rows alone)."""
     sel = agg[agg["model"] == model] if not agg.empty else agg
@@ -117,7 +123,13 @@ def build(
         )
         for grp in groups
     }
+    verdicts = {}
+    if stats:  # per column: each of our rows against the best of them, over their seeds
+        for c in columns:
+            samples = {i: getattr(r["cells"][c], "values", []) for i, r in enumerate(rows) if c in r["cells"]}
+            verdicts[c] = against_best(samples)
     return {
+        "verdicts": verdicts,
         "model": model,
         "columns": columns,
         "groups": groups,
@@ -196,7 +208,11 @@ def render_results(t: dict, fmt: str, budget: str = "") -> str:
             "config",
             "percent_param",
             "head_params",
-            *(f"{c} {k}" for c in cols for k in ("mean", "std", "n")),
+            *(
+                f"{c} {k}"
+                for c in cols
+                for k in ("mean", "std", "n", "seeds", "degenerate", "tied_with_best")
+            ),
             *avg_labels,
         ]
         body = [
@@ -211,14 +227,21 @@ def render_results(t: dict, fmt: str, budget: str = "") -> str:
                     x
                     for c in cols
                     for x in (
-                        (r["cells"][c].mean, r["cells"][c].std, int(r["cells"][c].n))
+                        (
+                            r["cells"][c].mean,
+                            r["cells"][c].std,
+                            int(r["cells"][c].n),
+                            " ".join(f"{v:.4f}" for v in getattr(r["cells"][c], "values", [])),
+                            int(getattr(r["cells"][c], "degenerate", 0)),
+                            _verdict_text(t["verdicts"].get(c, {}).get(i)),
+                        )
                         if c in r["cells"]
-                        else (None, None, None)
+                        else (None, None, None, None, None, None)
                     )
                 ),
                 *(r["avgs"][g] for g in groups),
             ]
-            for r in rows
+            for i, r in enumerate(rows)
         ]
         body += [
             [
@@ -228,7 +251,7 @@ def render_results(t: dict, fmt: str, budget: str = "") -> str:
                 "",
                 _published_percent(p["param"]),
                 None,
-                *(x for c in cols for x in (p["cells"][c], None, None)),
+                *(x for c in cols for x in (p["cells"][c], None, None, None, None, None)),
                 *(p["avgs"][g] for g in groups),
             ]
             for p in published
@@ -244,12 +267,12 @@ def render_results(t: dict, fmt: str, budget: str = "") -> str:
         g: any(r["avgs"][g] is not None for r in rows) for g in groups
     }
 
-    def cell(value, best, key, sd=None, n=1, ours=True):
+    def cell(value, best, key, sd=None, n=1, ours=True, suffix=""):
         """(text, bold): bold = the best of our rows (of the published ones where we have no value)."""
         nonlocal marked
         if value is None:
             return "-", False
-        text = f"{value:.1f}" + (f" ± {sd:.1f}" if n > 1 else "")
+        text = f"{value:.1f}" + (f" ± {sd:.1f}" if n > 1 else "") + suffix
         if best is None:
             return text, False
         if not ours and ours_in[key] and value > best + 1e-9:
@@ -258,10 +281,24 @@ def render_results(t: dict, fmt: str, budget: str = "") -> str:
         return text, (ours or not ours_in[key]) and bool(np.isclose(value, best))
 
     plain = []
+    used = set()
+
+    def suffix(i: int, c: str) -> str:
+        marks = ""
+        verdict = t["verdicts"].get(c, {}).get(i)
+        if verdict is not None and verdict.tied is None:
+            marks += " ?"
+        elif verdict is not None and verdict.tied:
+            marks += " ≈"
+        if getattr(rows[i]["cells"][c], "degenerate", 0):
+            marks += " ‡"
+        used.update(m for m in ("?", "≈", "‡") if m in marks)
+        return marks
+
     for i, r in enumerate(rows):
         line = [row_label(r), f"{r['percent']:.3g}", f"{r['head']:,.0f}"]
         values = [
-            (r["cells"][c].mean, t["best"][c], c, r["cells"][c].std, r["cells"][c].n)
+            (r["cells"][c].mean, t["best"][c], c, r["cells"][c].std, r["cells"][c].n, True, suffix(i, c))
             if c in r["cells"]
             else (None, None, c)
             for c in cols
@@ -287,6 +324,7 @@ def render_results(t: dict, fmt: str, budget: str = "") -> str:
         plain.append(line)
     if marked:
         caption += " †: a published value above our best in that column."
+    caption += marks_caption(used)
     label = f"tab:{t['model'].rstrip('/').split('/')[-1]}-{t['layout'].name if t['layout'] else 'results'}"
     return render(
         header,
@@ -299,6 +337,30 @@ def render_results(t: dict, fmt: str, budget: str = "") -> str:
         rule_before=rule,
         label=label,
     )
+
+
+def _verdict_text(verdict) -> str | None:
+    if verdict is None:
+        return None
+    return "cannot tell" if verdict.tied is None else "yes" if verdict.tied else "no"
+
+
+def marks_caption(used: set) -> str:
+    """What the significance and degenerate marks in a table mean (only those that appear)."""
+    text = ""
+    if "≈" in used:
+        text += (
+            f" ≈: not significantly below the column's best (Welch's t-test over seeds, two-sided, "
+            f"Holm-Bonferroni corrected over the column's comparisons, alpha {ALPHA})."
+        )
+    if "?" in used:
+        text += f" ?: fewer than {MIN_SEEDS} seeds here or in the best row: the test cannot tell."
+    if "‡" in used:
+        text += (
+            " ‡: at least one seed is flagged degenerate (its dev predictions collapsed to one class, or it "
+            "is no better than the trivial baseline); see the runs' `degenerate` tag."
+        )
+    return text
 
 
 def _published_percent(param: str) -> float | None:
@@ -331,6 +393,8 @@ def results_report(
     all_runs: bool = False,
     standalone: bool = False,
     layout_name: str | None = None,
+    stats: bool = False,
+    exclude_degenerate: bool = False,
 ) -> str:
     """`bench report table`: the results table of tracked runs (sweeps' final seeds, or every run); with
     --published or --layout, a paper table's columns and its published rows (alone if the store has no
@@ -342,22 +406,28 @@ def results_report(
         if layout is None:
             raise
         df = pd.DataFrame()
+    excluded = 0
+    if exclude_degenerate and not df.empty:
+        mask = degenerate_mask(df)
+        excluded, df = int(mask.sum()), df[~mask]
     agg = (
         aggregate(df, layout.report_columns() if layout else None, by_config=all_runs)
         if not df.empty
         else pd.DataFrame()
     )
-    t = build(agg, model, tasks, methods, layout)
+    t = build(agg, model, tasks, methods, layout, stats=stats)
     studies = (
         {s for x in t["sel"].get("studies", []) for s in x.split(",") if s} if not t["sel"].empty else set()
     )
     budgets = sweep_budgets(load_runs(tracking_uri, phase=None), studies) if studies else {}
     budget = (
-        f"Sweep budget: {', '.join(sorted(set(budgets.values())))} trials per method."
+        f"Sweep budgets: {'; '.join(sorted(set(budgets.values())))}."
         if budgets
         else "Runs not from sweeps (no search budget)."
         if t["rows"]
         else f"No runs of {model} in the store: published rows only."
     )
+    if exclude_degenerate:
+        budget += f" Degenerate runs left out: {excluded} (of every model and task in the store)."
     out = render_results(t, fmt, budget)
     return standalone_latex(out) if fmt == "latex" and standalone else out

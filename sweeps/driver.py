@@ -7,9 +7,7 @@ so nesting works across processes and machines. Workers share nothing but the st
 
 from __future__ import annotations
 
-import contextlib
 import json
-import os
 import statistics
 import time
 import warnings
@@ -18,111 +16,28 @@ from pathlib import Path
 import optuna
 import yaml
 
-from bench import record, tracking
+from bench import degenerate, record, tracking
 from bench.config import NOT_TRAINING
 from bench.errors import BenchError, NonFiniteLoss, StopRun, first_line
-from bench.locks import file_lock
-from bench.logs import quiet_libraries, route_library_logs
+from bench.logs import quiet_libraries
 from bench.presets import resolve
 from bench.record import FINAL, TRIAL, best_metric, selection_split
-from bench.redact import MASK, redact, redact_tree
+from bench.redact import redact, redact_tree
 from bench.resolve import build_config
 from bench.runner import run
 from bench.tasks import get_task
-from bench.tracking import client, finished_run, update_container
+from bench.tracking import finished_run, update_container
 from sweeps.space import centre, default_space_file, load_space, put, sample, space_hash
-
-STORAGE_SCHEMES = ("sqlite", "postgresql", "mysql")
-PRUNERS = ("median", "halving", "none")
-
-
-def storage_url(storage: str | None, output_dir: str = "runs") -> str:
-    """Default: a SQLite file under the output directory (zero setup, several local workers)."""
-    if storage:
-        return storage
-    Path(output_dir).mkdir(parents=True, exist_ok=True)
-    return f"sqlite:///{(Path(output_dir) / 'sweeps.db').resolve()}"
-
-
-def open_storage(url: str, heartbeat: int = 10):
-    """RDB storage with a heartbeat: a trial whose worker stops beating for 3 intervals is failed, its
-    MLflow run closed, and the trial re-queued (up to 3 times)."""
-    route_library_logs()  # Optuna's notices ("A new study created") to the log file
-
-    scheme = url.split(":", 1)[0].split("+", 1)[0]
-    if scheme not in STORAGE_SCHEMES:
-        raise BenchError(
-            f"unsupported sweep storage {redact(url)!r} (choices: {', '.join(STORAGE_SCHEMES)} URLs)"
-        )
-    engine = {"connect_args": {"timeout": 60}} if scheme == "sqlite" else {"pool_pre_ping": True}
-    lock = contextlib.nullcontext()
-    if scheme == "sqlite":  # one process creates a new SQLite study database, the others wait for it
-        db = Path(url.split(":///", 1)[-1])
-        if not db.parent.is_dir():
-            raise BenchError(f"sweep storage {url} is not usable: {db.parent} is not a directory")
-        lock = file_lock(db.with_name(db.name + ".lock"))
-    try:
-        with lock, warnings.catch_warnings():  # Optuna marks the heartbeat options experimental
-            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-            return optuna.storages.RDBStorage(
-                url,
-                engine_kwargs=engine,
-                heartbeat_interval=heartbeat,
-                grace_period=3 * heartbeat,
-                heartbeat_stale_trial_callback=_on_stale,
-            )
-    except Exception as e:
-        raise BenchError(f"sweep storage {redact(url)} is unreachable ({first_line(e)})") from None
-
-
-def _on_stale(study, trial) -> None:
-    """A worker died mid-trial (SIGKILL, lost machine): close its MLflow run, then retry the trial."""
-    run_id = trial.user_attrs.get("mlflow_run_id")
-    if run_id:
-        with contextlib.suppress(Exception):
-            c = client(study_tracking_uri(study.user_attrs))
-            if c.get_run(run_id).info.status == "RUNNING":
-                c.set_tag(run_id, "state", "lost")
-                c.set_tag(run_id, "error", "worker lost: no heartbeat; the trial was failed and retried")
-                c.set_terminated(run_id, "KILLED")
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-        optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=3)(study, trial)
-
-
-def study_tracking_uri(attrs: dict) -> str:
-    """The study's MLflow URI. A study never stores a credential: when its URI held one, the stored copy
-    is redacted and the worker takes the real one from $MLFLOW_TRACKING_URI (`--tracking-uri` sets it)."""
-    stored = attrs["tracking_uri"]
-    if MASK not in stored:
-        return stored
-    given = os.environ.get("MLFLOW_TRACKING_URI", "")
-    if given and redact(given) == stored:
-        return given
-    raise BenchError(
-        f"the study's tracking URI {stored} holds a credential that bench does not store: pass "
-        "--tracking-uri (or set MLFLOW_TRACKING_URI) with it"
-    )
-
-
-def make_pruner(name: str):
-    if name == "median":
-        return optuna.pruners.MedianPruner(n_startup_trials=2, n_warmup_steps=0)
-    if name == "halving":
-        return optuna.pruners.SuccessiveHalvingPruner()
-    if name == "none":
-        return optuna.pruners.NopPruner()
-    raise BenchError(f"unknown pruner {name!r} (choices: {', '.join(PRUNERS)})")
-
-
-def load(name: str, storage_obj, pruner: str | None = None):
-    names = optuna.get_all_study_names(storage=storage_obj)
-    if name not in names:
-        raise BenchError(f"no study {name!r} in this storage (choices: {', '.join(sorted(names)) or 'none'})")
-    attrs = optuna.load_study(study_name=name, storage=storage_obj).user_attrs
-    return optuna.load_study(
-        study_name=name, storage=storage_obj, pruner=make_pruner(pruner or attrs.get("pruner", "median"))
-    )
+from sweeps.study import (
+    budget_done,
+    load,
+    make_pruner,
+    open_storage,
+    report_progress,
+    storage_url,
+    study_tracking_uri,
+    trial_counts,
+)
 
 
 def create(
@@ -140,13 +55,18 @@ def create(
     echo=print,
     preset: str | None = None,
     resume_anyway: bool = False,
+    budget_seconds: float | None = None,
 ) -> str:
     """Create the study (or find it, if it exists: create is idempotent) and its MLflow parent run.
     Options fixed in `base` (--set) are removed from the search space. The default name hashes everything
     that changes the trials (space, fixed options, data); resuming a study whose stored options differ from
-    the given ones is a one-line error listing the differences, unless resume_anyway (the stored ones win)."""
+    the given ones is a one-line error listing the differences, unless resume_anyway (the stored ones win).
+    budget_seconds: also stop once the trials' training seconds add up to it (the same compute for every
+    method; `trials` then caps the count)."""
     if trials < 1 or seeds_final < 1:
         raise BenchError(f"--trials {trials} and --seeds-final {seeds_final} must be at least 1")
+    if budget_seconds is not None and not budget_seconds > 0:
+        raise BenchError(f"--budget-seconds {budget_seconds} must be a positive number of seconds")
     make_pruner(pruner)
     cfg = build_config(base, {"method": method, "model": model, "task": task})
     space = load_space(space_file or default_space_file(cfg.method), cfg.method)
@@ -162,6 +82,8 @@ def create(
     fixed = set(base) | {f"method.{k}" for k in base.get("method_options", {})}
     space = {k: v for k, v in space.items() if k not in fixed}
     identity = {"space": space, "base": _trial_options(base)}
+    if budget_seconds is not None:  # a compute budget changes which trials run (no key: names stay as before)
+        identity["budget_seconds"] = budget_seconds
     kept_base = redact_tree({k: v for k, v in base.items() if k != "tracking_uri"})  # the URI is stored apart
     name = name or f"{cfg.method}-{Path(cfg.model).name}-{cfg.task}-{space_hash(identity)}"
     url = storage_url(storage, cfg.output_dir)
@@ -178,6 +100,7 @@ def create(
             "seeds_final": seeds_final,
             "search_seed": search_seed,
             "pruner": pruner,
+            "budget_seconds": budget_seconds,
         }
         diff = [
             f"{k}: stored {_short(stored.get(k))}, given {_short(v)}"
@@ -195,6 +118,8 @@ def create(
     tracking.check_reachable(uri)
     experiment = record.experiment_name(cfg.task, cfg.experiment)
     budget = {"trials": trials, "seeds_final": seeds_final, "search_seed": search_seed, "pruner": pruner}
+    if budget_seconds is not None:
+        budget["seconds"] = budget_seconds
     parent = tracking.create_container(
         uri,
         experiment,
@@ -226,6 +151,7 @@ def create(
         "seeds_final": seeds_final,
         "search_seed": search_seed,
         "pruner": pruner,
+        "budget_seconds": budget_seconds,
         "mlflow_parent_run_id": parent,
         "tracking_uri": tracking.redact(uri),
         "experiment": experiment,
@@ -237,7 +163,9 @@ def create(
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
         study.set_metric_names([" ".join(_main_metric(cfg))])
     echo(
-        f"created study {name} ({trials} trials, {seeds_final} final seeds, pruner {pruner}) in "
+        f"created study {name} ({trials} trials"
+        + (f" or {budget_seconds:g} training seconds, whichever ends first" if budget_seconds else "")
+        + f", {seeds_final} final seeds, pruner {pruner}) in "
         f"{tracking.redact(url)}; MLflow parent run {parent}"
     )
     return name
@@ -255,17 +183,6 @@ def _canon(value):
 def _short(value) -> str:
     text = _canon(value)
     return text if len(text) <= 80 else text[:77] + "..."
-
-
-def _counts(study, exclude: int | None = None) -> dict:
-
-    out = {s: 0 for s in ("COMPLETE", "RUNNING", "WAITING", "PRUNED", "FAIL", "surplus")}
-    for t in study.get_trials(deepcopy=False):
-        if t.number == exclude:
-            continue
-        key = "surplus" if t.user_attrs.get("surplus") else t.state.name
-        out[key] = out.get(key, 0) + 1
-    return out
 
 
 def _run_config(study, layer: dict, seed: int, phase: str, extra_tags: dict):
@@ -301,8 +218,8 @@ def objective_for(study, force: bool = False, echo=print):
         state = "pruned"
 
     def objective(trial):
-        c = _counts(study, exclude=trial.number)
-        if c["COMPLETE"] + c["RUNNING"] >= a["n_trials"]:
+        c = trial_counts(study, exclude=trial.number)
+        if c["COMPLETE"] + c["RUNNING"] >= a["n_trials"] or budget_done(study, c):
             trial.set_user_attr("surplus", True)  # another worker took the last slot a moment ago
             raise optuna.TrialPruned("budget reached")
         cfg = _run_config(study, sample(trial, a["space"]), a["search_seed"], TRIAL, {"trial": trial.number})
@@ -311,6 +228,7 @@ def objective_for(study, force: bool = False, echo=print):
         previous = None if force else _finished_run(cfg, study.study_name, TRIAL)
         if previous is not None:  # the same (config hash, seed) already finished: reuse, do not retrain
             trial.set_user_attr("reused_run", previous.info.run_id)
+            trial.set_user_attr("seconds", float(previous.data.metrics.get("wall_seconds", 0.0)))
             echo(
                 f"trial {trial.number}: config {cfg.config_hash()} seed {cfg.seed} already finished "
                 f"(run {previous.info.run_id}); reusing it"
@@ -322,6 +240,7 @@ def objective_for(study, force: bool = False, echo=print):
             if trial.should_prune():
                 raise Pruned(f"pruned at epoch {epoch}: {split} {metric} {metrics[split][metric]:.4f}")
 
+        started = time.perf_counter()
         try:
             # The run's own report stays in MLflow: the console gets one line per trial (trial_line).
             out = run(
@@ -337,10 +256,13 @@ def objective_for(study, force: bool = False, echo=print):
         except Exception as e:  # one line here; Optuna's own report (with a traceback) is silenced in work()
             echo(
                 f"trial {trial.number} failed: {type(e).__name__}: {redact(first_line(e))} (its MLflow run "
-                f"is FAILED "
-                "with an `error` tag)"
+                "is FAILED with an `error` tag)"
             )
             raise
+        finally:  # what the trial cost counts against a compute budget, pruned and failed trials included
+            trial.set_user_attr("seconds", time.perf_counter() - started)
+        if out["degenerate"]:  # counted on the study's parent run; the trial's run carries the tag
+            trial.set_user_attr("degenerate", degenerate.tag_value(out["degenerate"]))
         return out["result"].best_metrics[split][metric]
 
     return objective
@@ -369,8 +291,8 @@ def work(
         ):  # fail_stale_trials is marked experimental; its behaviour is what we need
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
             optuna.storages.fail_stale_trials(study)
-        c = _counts(study)
-        if c["COMPLETE"] >= study.user_attrs["n_trials"]:
+        c = trial_counts(study)
+        if budget_done(study, c):
             break
         if c["FAIL"] >= 2 * study.user_attrs["n_trials"]:  # a broken configuration, not bad luck: stop
             raise BenchError(
@@ -383,26 +305,8 @@ def work(
         study.optimize(objective, n_trials=1, catch=(NonFiniteLoss,), callbacks=[trial_line(echo)])
         ran += 1
         report_progress(study, "RUNNING")
-    done = _counts(study)["COMPLETE"] >= study.user_attrs["n_trials"]
-    report_progress(study, "FINISHED" if done else None)
+    report_progress(study, "FINISHED" if budget_done(study, trial_counts(study)) else None)
     return ran
-
-
-def report_progress(study, status: str | None) -> None:
-    """The study's state on its MLflow parent run, as numbers: trials complete / pruned / failed /
-    running, the budget, the best value so far; RUNNING while workers work, FINISHED once the budget is
-    done."""
-    a, c = study.user_attrs, _counts(study)
-    done = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
-    metrics = {
-        "trials_complete": c["COMPLETE"],
-        "trials_pruned": c["PRUNED"],
-        "trials_failed": c["FAIL"],
-        "trials_running": c["RUNNING"],
-        "trials_budget": a["n_trials"],
-        "best_value": max(t.value for t in done) if done else None,
-    }
-    update_container(study_tracking_uri(a), a["mlflow_parent_run_id"], metrics, status)
 
 
 def trial_line(echo):
@@ -413,12 +317,16 @@ def trial_line(echo):
         a = study.user_attrs
         if trial.user_attrs.get("surplus"):
             return
-        c = _counts(study)
+        c = trial_counts(study)
         head = f"trial {trial.number} ({c['COMPLETE']}/{a['n_trials']} complete) {a['method']} " + " ".join(
             f"{k}={_fmt(v)}" for k, v in trial.params.items()
         )
         if trial.state.name == "COMPLETE":
-            echo(f"{head} -> {trial.value:.4f} (best {study.best_value:.4f})")
+            flag = trial.user_attrs.get("degenerate")
+            echo(
+                f"{head} -> {trial.value:.4f} (best {study.best_value:.4f})"
+                + (f" degenerate: {flag}" if flag else "")
+            )
         elif trial.state.name == "PRUNED":
             echo(
                 f"{head} -> pruned at epoch {max(trial.intermediate_values, default='?')}"
@@ -497,45 +405,3 @@ def finalize(
         f"{summary['mean']:.4f} ± {summary['std']:.4f} (sample std) [{', '.join(f'{v:.4f}' for v in values)}]"
     )
     return summary
-
-
-def status(name: str, storage: str | None = None, output_dir: str = "runs") -> str:
-    url = storage_url(storage, output_dir)
-    study = load(name, open_storage(url))
-    a, c = study.user_attrs, _counts(study)
-    lines = [
-        f"study {name} ({a['method']} / {a['model']} / {a['task']}) in {redact(url)}",
-        f"budget: {c['COMPLETE']}/{a['n_trials']} complete trials; final seeds {a['seeds_final']}; "
-        f"pruner {a['pruner']}; search seed {a['search_seed']}",
-        "trials: " + ", ".join(f"{k.lower()} {v}" for k, v in c.items() if v),
-        f"MLflow: experiment {a['experiment']}, parent run {a['mlflow_parent_run_id']}",
-    ]
-    done = [t for t in study.trials if t.state.name == "COMPLETE"]
-    if done:
-        split, metric = _main_metric(_run_config(study, {}, 1, TRIAL, {}))
-        best = study.best_trial
-        lines.append(f"best so far: trial {best.number}, {split} {metric} {best.value:.4f}, {best.params}")
-    return "\n".join(lines)
-
-
-def list_studies(storage: str | None = None, output_dir: str = "runs") -> str:
-    """One line per study; every column says what it counts."""
-    url = storage_url(storage, output_dir)
-    st = open_storage(url)
-    summaries = optuna.get_all_study_summaries(storage=st)
-    if not summaries:
-        return f"no studies in {redact(url)}"
-    lines = [
-        f"studies in {redact(url)}; complete/budget = COMPLETE trials of the trial budget; best = the "
-        "best complete trial's value of the study's metric (selection split)",
-        f"{'study':<44}{'complete/budget':>16}{'pruned':>8}{'failed':>8}{'running':>9}  best",
-    ]
-    for s in summaries:
-        c = _counts(optuna.load_study(study_name=s.study_name, storage=st))
-        metric = s.user_attrs.get("metric", "")
-        best = f"{s.best_trial.value:.4f}{' ' + metric if metric else ''}" if s.best_trial else "-"
-        lines.append(
-            f"{s.study_name:<44}{str(c['COMPLETE']) + '/' + str(s.user_attrs.get('n_trials', '?')):>16}"
-            f"{c['PRUNED']:>8}{c['FAIL']:>8}{c['RUNNING']:>9}  {best}"
-        )
-    return "\n".join(lines)

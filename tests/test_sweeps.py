@@ -6,12 +6,14 @@ import time
 
 import optuna
 import pytest
+from mlflow.tracking import MlflowClient
 
+from bench.cli import main
 from bench.errors import BenchError
 from sweeps import driver
 from sweeps.space import load_space
 
-from support import SPACE, child_runs, make_study, space_file, worker
+from support import SPACE, child_runs, make_study, seeded_store, space_file, worker
 
 
 @pytest.mark.slow
@@ -348,3 +350,46 @@ def test_a_space_without_lr_reuses_finished_trials_and_final_seeds(tiny_models, 
     again = driver.finalize(name, None, 1, output_dir=str(tmp_path / "runs"), echo=said.append)
     assert said[0].startswith("final seed 1: already finished") and again["values"] == first["values"]
     assert len([r for r in child_runs(tmp_path, study) if r.data.tags["phase"] == "final"]) == 1
+
+
+@pytest.mark.slow
+def test_a_compute_budget_ends_the_search_and_reports_say_what_was_used(
+    tiny_models, glue_dir, tmp_path, capsys
+):
+    space = {"lr": {"type": "float", "low": 1e-4, "high": 1e-3, "log": True}}
+    base = {
+        "data_dir": str(glue_dir),
+        "output_dir": str(tmp_path / "runs"),
+        "batch_size": 8,
+        "max_steps": 2,
+        "tracking_uri": seeded_store(tmp_path / "mlflow.db"),
+    }
+    name = driver.create(
+        "full",
+        tiny_models["bert"],
+        "rte",
+        base,
+        space_file(tmp_path, space),
+        None,
+        10,
+        seeds_final=1,
+        pruner="none",
+        echo=lambda *a: None,
+        budget_seconds=0.5,
+    )
+    driver.work(name, None, output_dir=str(tmp_path / "runs"), echo=lambda *a: None)
+    study = driver.load(name, driver.open_storage(driver.storage_url(None, str(tmp_path / "runs"))))
+    done = [t for t in study.trials if t.state.name == "COMPLETE"]
+    spent = sum(t.user_attrs["seconds"] for t in study.trials)
+    # a trial takes more than half a second: the first one spends the budget, the other nine never start
+    assert len(done) == 1 and spent >= 0.5
+    run = MlflowClient(base["tracking_uri"]).get_run(study.user_attrs["mlflow_parent_run_id"])
+    assert run.info.status == "FINISHED" and run.data.metrics["seconds_spent"] == pytest.approx(spent)
+    assert run.data.params["budget.seconds"] == "0.5"
+    driver.finalize(name, None, 1, output_dir=str(tmp_path / "runs"), echo=lambda *a: None)
+    assert (
+        main(["report", "table", "--model", tiny_models["bert"], "--tracking-uri", base["tracking_uri"]]) == 0
+    )
+    assert (
+        f"Sweep budgets: Full FT: 10 trials or 0 s ({spent:,.0f} s of trials used)" in capsys.readouterr().out
+    )

@@ -75,10 +75,12 @@ EXAMPLES = {
     "intrinsic": "bench intrinsic --model minilm --task mrpc --methods pasta,lora --seeds 3 --points 5 "
     "--data-dir ../shared/data --set epochs=1",
     "report": "bench report table --model minilm --format latex --standalone > table.tex",
-    "report table": "bench report table --model minilm\nbench report table --model roberta-large --published "
-    "--format latex --standalone",
+    "report table": "bench report table --model minilm --stats\nbench report table --model roberta-large "
+    "--published --format latex --standalone",
     "report intrinsic": "bench report intrinsic --model minilm --task mrpc\n"
     "bench report intrinsic --models minilm,bert-base-cased --task mrpc",
+    "report budget": "bench report budget --model minilm --task mrpc   # after sweeps of the methods to "
+    "compare",
     "report pareto": "bench report pareto --model minilm --x params --tasks rte,mrpc",
     "report params": "bench report params --model bert-large-cased --format latex --standalone",
     "report heads": "bench report heads docs/heads/heads-minilm-rte.json "

@@ -1,5 +1,5 @@
-"""`bench report table | intrinsic | params`: tables and figures from tracked runs (the work is in
-reports/)."""
+"""`bench report table | budget | intrinsic | pareto | params | heads`: tables and figures from tracked
+runs (the work is in reports/)."""
 
 from __future__ import annotations
 
@@ -32,6 +32,30 @@ def add_parsers(sub) -> None:
         "--all-runs", action="store_true", help="use every FINISHED run, not only sweeps' final seeds"
     )
     q.add_argument("--standalone", action="store_true", help="LaTeX: a complete document for pdflatex")
+    q.add_argument(
+        "--stats",
+        action="store_true",
+        help="mark the methods a Welch t-test over seeds cannot tell from each column's best "
+        "(Holm-corrected, "
+        "alpha 0.05; fewer than 3 seeds: not tested, said so)",
+    )
+    q.add_argument(
+        "--exclude-degenerate",
+        action="store_true",
+        help="leave out runs flagged degenerate (collapsed to one class, no better than the trivial "
+        "baseline); "
+        "by default they are counted and marked",
+    )
+    q.add_argument("--tracking-uri", default=None)
+    q = rs.add_parser(
+        "budget",
+        help="expected best dev score within k tuning trials and k trials' compute, per method, from sweeps' "
+        "trials (figure + table)",
+    )
+    q.add_argument("--model", required=True, help="the model tag of the runs (as given to bench sweep)")
+    q.add_argument("--task", required=True)
+    q.add_argument("--format", default="md", choices=FORMATS)
+    q.add_argument("--out-dir", default="figures", help="where the figure goes (default: figures)")
     q.add_argument("--tracking-uri", default=None)
     q = rs.add_parser(
         "intrinsic", help="d90 per method, curves (PNG + PDF) and tables from `bench intrinsic` runs"
@@ -81,12 +105,15 @@ def add_parsers(sub) -> None:
     )
     q = rs.add_parser("params", help="parameter-count table (same as `bench params`)")
     add_params_options(q, "latex")
+    q.set_defaults(func="params:cmd_params")
     q = rs.add_parser(
         "heads", help="compare two `bench heads` analyses head by head (pretrained vs tuned, two models)"
     )
     q.add_argument("first", help="the JSON file of one analysis")
     q.add_argument("second", help="the JSON file of the other")
-    p.set_defaults(func="report:cmd_report")
+    q.set_defaults(func="heads:cmd_compare")
+    for name in ("table", "budget", "intrinsic", "pareto"):
+        rs.choices[name].set_defaults(func="report:cmd_report")
 
     p = sub.add_parser(
         "heads", help="vertical / diagonal / heterogeneous attention heads (PASTA's motivation)"
@@ -124,4 +151,4 @@ def add_parsers(sub) -> None:
         "--out-dir", default="docs/heads", help="where CSV, JSON, PNG and PDF go (default: docs/heads)"
     )
     p.add_argument("--tracking-uri", default=None)
-    p.set_defaults(func="report:cmd_heads")
+    p.set_defaults(func="heads:cmd_heads")

@@ -139,7 +139,7 @@ def add_parsers(sub) -> None:
     p.set_defaults(func="run:cmd_run")
 
     sub.add_parser("presets", help="list paper presets: scope, values and the source of each").set_defaults(
-        func="listings:cmd_presets"
+        func="params:cmd_presets"
     )
 
     p = sub.add_parser("eval", help="reload an adapter checkpoint and evaluate it on the dev splits")

@@ -27,6 +27,13 @@ def add_sweep_parsers(sub) -> None:
             "--space", default=None, help="search-space YAML (default: sweeps/spaces/<method>.yaml)"
         )
         q.add_argument("--trials", type=int, default=20, help="COMPLETE trials in the budget (default: 20)")
+        q.add_argument(
+            "--budget-seconds",
+            type=float,
+            default=None,
+            help="a compute budget: stop once the trials' wall seconds add up to it (--trials then caps the "
+            "count); give every method the same to compare them at equal compute",
+        )
         q.add_argument("--seeds-final", type=int, default=3, help="seeds for finalize (default: 3)")
         q.add_argument(
             "--search-seed", type=int, default=1, help="the seed of every search trial (default: 1)"
@@ -122,7 +129,11 @@ def add_sweep_parsers(sub) -> None:
     storage_opts(q)
     q = ss.add_parser("ls", help="list studies in a storage")
     storage_opts(q)
-    p.set_defaults(func="sweep:cmd_sweep")
+    for (
+        name,
+        q,
+    ) in ss.choices.items():  # status and ls read the study alone: their handler loads no model code
+        q.set_defaults(func="study:cmd_study" if name in ("status", "ls") else "sweep:cmd_sweep")
 
 
 def add_parsers(sub) -> None:

@@ -10,6 +10,7 @@ import numpy as np
 from bench.errors import BenchError
 from bench.ragged import Ragged
 
+COLLAPSED_SHARE = 0.95  # "(nearly) all one class": the share of the most common prediction that counts
 IGNORE_INDEX = -100  # label of sub-tokens after the first and of special tokens (token tasks)
 
 
@@ -75,6 +76,16 @@ class TaskKind:
         """The trivial baseline's predictions for the dev labels (majority class by default)."""
         majority = int(np.bincount(np.asarray(train_labels)).argmax())
         return [majority] * len(dev_labels)
+
+    def collapse(self, task, predictions) -> str | None:
+        """How a split's predictions collapsed onto one answer, or None: here, the share of the most common
+        predicted label when it is at least COLLAPSED_SHARE (a run that learned only the class prior)."""
+        counts = np.bincount(np.asarray(predictions, dtype=np.int64), minlength=task.num_labels)
+        top = int(counts.argmax())
+        share = counts[top] / max(1, counts.sum())
+        return (
+            f"{share:.0%} of dev predictions are {task.labels[top]!r}" if share >= COLLAPSED_SHARE else None
+        )
 
 
 def tokenizer_options(max_length: int) -> dict:

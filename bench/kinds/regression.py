@@ -46,5 +46,15 @@ class Regression(TaskKind):
             return {"pearson": 0.0, "spearman": 0.0}
         return {"pearson": float(pearsonr(p, y)[0]), "spearman": float(spearmanr(p, y)[0])}
 
+    def collapse(self, task, predictions) -> str | None:
+        """A near-constant prediction (spread under 1% of the scale): the mean-score predictor."""
+        p = np.asarray(predictions, dtype=float)
+        spread, scale = float(p.std()), max(float(np.abs(p).mean()), 1e-12)
+        return (
+            f"dev predictions are nearly constant (std {spread:.2g} around {p.mean():.3g})"
+            if spread < 0.01 * scale
+            else None
+        )
+
     def trivial_predictions(self, task, train_labels, dev_labels) -> list:
         return [float(np.mean(train_labels))] * len(dev_labels)  # a constant: correlation 0

@@ -1,21 +1,8 @@
-"""`bench tasks` and `bench presets`: what bench offers, listed (nothing heavy is imported)."""
+"""`bench tasks`: the tasks bench offers, listed (nothing heavy is imported)."""
 
 from __future__ import annotations
 
-from bench.presets import load_entries
 from bench.tasks import all_tasks
-
-
-def cmd_presets(args) -> int:
-    print(f"{'method':<10}{'preset':<8}{'scope':<58}values  (source)")
-    for e in load_entries():
-        values = ", ".join(f"{k}={v}" for k, v in e.values.items())
-        print(f"{e.method:<10}{e.preset:<8}{e.scope():<58}{values}  ({e.source})")
-    print(
-        "\nuse: bench run --preset paper --method M --model X --task T [--dry-run]; later entries and your "
-        "--config/--set/flags override"
-    )
-    return 0
 
 
 def cmd_tasks(args) -> int:

@@ -1,8 +1,10 @@
-"""`bench methods` and `bench params`: the methods, their options and their parameter counts."""
+"""`bench methods`, `bench params` and `bench presets`: the methods, their options, parameter counts and
+paper presets."""
 
 from __future__ import annotations
 
 from bench.param_table import method_rows, published_rows
+from bench.presets import load_entries
 from bench.tasks import get_task
 from methods import REGISTRY, get_method
 from reports.params import render_method_rows, render_published
@@ -35,5 +37,17 @@ def cmd_params(args) -> int:
         render_method_rows(
             method_rows(models, task, names, args.head, explicit=bool(args.methods)), task, args.format
         )
+    )
+    return 0
+
+
+def cmd_presets(args) -> int:
+    print(f"{'method':<10}{'preset':<8}{'scope':<58}values  (source)")
+    for e in load_entries():
+        values = ", ".join(f"{k}={v}" for k, v in e.values.items())
+        print(f"{e.method:<10}{e.preset:<8}{e.scope():<58}{values}  ({e.source})")
+    print(
+        "\nuse: bench run --preset paper --method M --model X --task T [--dry-run]; later entries and your "
+        "--config/--set/flags override"
     )
     return 0

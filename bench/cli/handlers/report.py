@@ -1,4 +1,4 @@
-"""What `bench report` and `bench heads` do once their command line is parsed (the parsers:
+"""What `bench report table | budget | intrinsic | pareto` do once their command line is parsed (the parsers:
 bench/cli/report.py)."""
 
 from __future__ import annotations
@@ -6,20 +6,19 @@ from __future__ import annotations
 import sys
 
 from bench.cli.common import split_list
-from bench.cli.handlers.params import cmd_params
 from bench.errors import BenchError
-from reports.heads import compare, run_analysis
+from reports.budget import budget_report
 from reports.intrinsic import across_models, write_report
 from reports.pareto import pareto_report
 from reports.tables import results_report
 
 
+def say(message: str) -> None:
+    """Progress lines (files written) to stderr: stdout holds the report itself."""
+    print(message, file=sys.stderr)
+
+
 def cmd_report(args) -> int:
-    if args.report_command == "params":
-        return cmd_params(args)
-    if args.report_command == "heads":
-        print(compare(args.first, args.second), end="")
-        return 0
     if args.report_command == "intrinsic":
         if bool(args.model) == bool(args.models):
             raise BenchError(
@@ -47,9 +46,12 @@ def cmd_report(args) -> int:
                     args.out_dir,
                     args.tracking_uri,
                     args.standalone,
-                    echo=lambda m: print(m, file=sys.stderr),
+                    echo=say,
                 )
             )
+        return 0
+    if args.report_command == "budget":
+        print(budget_report(args.tracking_uri, args.model, args.task, args.format, args.out_dir, say), end="")
         return 0
     if args.report_command == "pareto":
         print(
@@ -61,7 +63,7 @@ def cmd_report(args) -> int:
                 args.format,
                 args.out_dir,
                 args.all_runs,
-                echo=lambda m: print(m, file=sys.stderr),
+                echo=say,
             ),
             end="",
         )
@@ -78,26 +80,9 @@ def cmd_report(args) -> int:
             args.all_runs,
             args.standalone,
             args.layout,
+            stats=args.stats,
+            exclude_degenerate=args.exclude_degenerate,
         ),
         end="",
-    )
-    return 0
-
-
-def cmd_heads(args) -> int:
-    run_analysis(
-        args.model,
-        args.task,
-        args.data_dir,
-        args.samples,
-        args.threshold,
-        args.count_special_queries,
-        args.run,
-        args.checkpoint,
-        args.ablate,
-        args.draws,
-        args.out_dir,
-        args.tracking_uri,
-        definition=args.definition,
     )
     return 0

@@ -12,6 +12,7 @@ from methods import default_methods
 from sweeps import driver
 from sweeps.intrinsic import run_intrinsic
 from sweeps.launch import launch, work_in_processes
+from sweeps.study import status
 
 
 def _sweep_base(args) -> dict:
@@ -24,9 +25,8 @@ def _sweep_base(args) -> dict:
 
 
 def cmd_sweep(args) -> int:
-    if getattr(
-        args, "tracking_uri", None
-    ):  # a study stores no credential: workers are given the URI this way
+    # a study stores no credential: workers are given the URI this way
+    if getattr(args, "tracking_uri", None):
         os.environ["MLFLOW_TRACKING_URI"] = args.tracking_uri
     out = getattr(args, "output_dir", None) or "runs"
     if args.sweep_command in ("create", "run"):
@@ -44,10 +44,11 @@ def cmd_sweep(args) -> int:
             args.name,
             preset=args.preset,
             resume_anyway=args.resume_anyway,
+            budget_seconds=args.budget_seconds,
         )
         if args.sweep_command == "run":
             driver.work(name, args.storage, None, args.heartbeat, out, args.force)
-            print(driver.status(name, args.storage, out))
+            print(status(name, args.storage, out))
             driver.finalize(name, args.storage, args.seeds_final, out, args.force)
         else:
             print(
@@ -62,7 +63,7 @@ def cmd_sweep(args) -> int:
         else:
             ran = driver.work(args.study, args.storage, args.n_trials, args.heartbeat, out, args.force)
             print(f"this worker ran {ran} trials")
-        print(driver.status(args.study, args.storage, out))
+        print(status(args.study, args.storage, out))
     elif args.sweep_command == "launch":
         launch(
             args.study,
@@ -78,13 +79,9 @@ def cmd_sweep(args) -> int:
             wait=not args.no_wait,
         )
         if not args.no_wait:
-            print(driver.status(args.study, args.storage, out))
-    elif args.sweep_command == "status":
-        print(driver.status(args.study, args.storage, out))
+            print(status(args.study, args.storage, out))
     elif args.sweep_command == "finalize":
         driver.finalize(args.study, args.storage, args.seeds, out, args.force)
-    elif args.sweep_command == "ls":
-        print(driver.list_studies(args.storage, out))
     return 0
 
 

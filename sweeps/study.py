@@ -1,0 +1,194 @@
+"""A sweep's study and its storage: opening it (SQLite by default, PostgreSQL or MySQL to share it between
+machines, with heartbeats that fail and retry a dead worker's trial), counting its trials and what they
+spent, and saying where it stands. Light on purpose: `bench sweep status` and `bench sweep ls` answer from
+here without loading a model library; sweeps/driver.py creates studies and runs their trials."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import warnings
+from pathlib import Path
+
+import optuna
+
+from bench.errors import BenchError, first_line
+from bench.locks import file_lock
+from bench.logs import route_library_logs
+from bench.redact import MASK, redact
+from bench.tracking import client, update_container
+
+STORAGE_SCHEMES = ("sqlite", "postgresql", "mysql")
+PRUNERS = ("median", "halving", "none")
+
+
+def storage_url(storage: str | None, output_dir: str = "runs") -> str:
+    """Default: a SQLite file under the output directory (zero setup, several local workers)."""
+    if storage:
+        return storage
+    Path(output_dir).mkdir(parents=True, exist_ok=True)
+    return f"sqlite:///{(Path(output_dir) / 'sweeps.db').resolve()}"
+
+
+def open_storage(url: str, heartbeat: int = 10):
+    """RDB storage with a heartbeat: a trial whose worker stops beating for 3 intervals is failed, its
+    MLflow run closed, and the trial re-queued (up to 3 times)."""
+    route_library_logs()  # Optuna's notices ("A new study created") to the log file
+
+    scheme = url.split(":", 1)[0].split("+", 1)[0]
+    if scheme not in STORAGE_SCHEMES:
+        raise BenchError(
+            f"unsupported sweep storage {redact(url)!r} (choices: {', '.join(STORAGE_SCHEMES)} URLs)"
+        )
+    engine = {"connect_args": {"timeout": 60}} if scheme == "sqlite" else {"pool_pre_ping": True}
+    lock = contextlib.nullcontext()
+    if scheme == "sqlite":  # one process creates a new SQLite study database, the others wait for it
+        db = Path(url.split(":///", 1)[-1])
+        if not db.parent.is_dir():
+            raise BenchError(f"sweep storage {url} is not usable: {db.parent} is not a directory")
+        lock = file_lock(db.with_name(db.name + ".lock"))
+    try:
+        with lock, warnings.catch_warnings():  # Optuna marks the heartbeat options experimental
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            return optuna.storages.RDBStorage(
+                url,
+                engine_kwargs=engine,
+                heartbeat_interval=heartbeat,
+                grace_period=3 * heartbeat,
+                heartbeat_stale_trial_callback=_on_stale,
+            )
+    except Exception as e:
+        raise BenchError(f"sweep storage {redact(url)} is unreachable ({first_line(e)})") from None
+
+
+def _on_stale(study, trial) -> None:
+    """A worker died mid-trial (SIGKILL, lost machine): close its MLflow run, then retry the trial."""
+    run_id = trial.user_attrs.get("mlflow_run_id")
+    if run_id:
+        with contextlib.suppress(Exception):
+            c = client(study_tracking_uri(study.user_attrs))
+            if c.get_run(run_id).info.status == "RUNNING":
+                c.set_tag(run_id, "state", "lost")
+                c.set_tag(run_id, "error", "worker lost: no heartbeat; the trial was failed and retried")
+                c.set_terminated(run_id, "KILLED")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=3)(study, trial)
+
+
+def study_tracking_uri(attrs: dict) -> str:
+    """The study's MLflow URI. A study never stores a credential: when its URI held one, the stored copy
+    is redacted and the worker takes the real one from $MLFLOW_TRACKING_URI (`--tracking-uri` sets it)."""
+    stored = attrs["tracking_uri"]
+    if MASK not in stored:
+        return stored
+    given = os.environ.get("MLFLOW_TRACKING_URI", "")
+    if given and redact(given) == stored:
+        return given
+    raise BenchError(
+        f"the study's tracking URI {stored} holds a credential that bench does not store: pass "
+        "--tracking-uri (or set MLFLOW_TRACKING_URI) with it"
+    )
+
+
+def make_pruner(name: str):
+    if name == "median":
+        return optuna.pruners.MedianPruner(n_startup_trials=2, n_warmup_steps=0)
+    if name == "halving":
+        return optuna.pruners.SuccessiveHalvingPruner()
+    if name == "none":
+        return optuna.pruners.NopPruner()
+    raise BenchError(f"unknown pruner {name!r} (choices: {', '.join(PRUNERS)})")
+
+
+def load(name: str, storage_obj, pruner: str | None = None):
+    names = optuna.get_all_study_names(storage=storage_obj)
+    if name not in names:
+        raise BenchError(f"no study {name!r} in this storage (choices: {', '.join(sorted(names)) or 'none'})")
+    attrs = optuna.load_study(study_name=name, storage=storage_obj).user_attrs
+    return optuna.load_study(
+        study_name=name, storage=storage_obj, pruner=make_pruner(pruner or attrs.get("pruner", "median"))
+    )
+
+
+def trial_counts(study, exclude: int | None = None) -> dict:
+
+    out = {s: 0 for s in ("COMPLETE", "RUNNING", "WAITING", "PRUNED", "FAIL", "surplus")}
+    for t in study.get_trials(deepcopy=False):
+        if t.number == exclude:
+            continue
+        key = "surplus" if t.user_attrs.get("surplus") else t.state.name
+        out[key] = out.get(key, 0) + 1
+    return out
+
+
+def seconds_spent(study) -> float:
+    """Training seconds the study's trials used (each trial records its own; a reused run counts its own)."""
+    return sum(t.user_attrs.get("seconds", 0.0) for t in study.get_trials(deepcopy=False))
+
+
+def budget_done(study, counts: dict) -> bool:
+    a = study.user_attrs
+    spent_all = a.get("budget_seconds") is not None and seconds_spent(study) >= a["budget_seconds"]
+    return counts["COMPLETE"] >= a["n_trials"] or spent_all
+
+
+def report_progress(study, status: str | None) -> None:
+    """The study's state on its MLflow parent run, as numbers: trials complete / pruned / failed /
+    running, the budget, the best value so far; RUNNING while workers work, FINISHED once the budget is
+    done."""
+    a, c = study.user_attrs, trial_counts(study)
+    done = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
+    metrics = {
+        "trials_complete": c["COMPLETE"],
+        "trials_pruned": c["PRUNED"],
+        "trials_failed": c["FAIL"],
+        "trials_running": c["RUNNING"],
+        "trials_budget": a["n_trials"],
+        "trials_degenerate": sum(1 for t in done if t.user_attrs.get("degenerate")),
+        "seconds_spent": seconds_spent(study),
+        "budget_seconds": a.get("budget_seconds"),
+        "best_value": max(t.value for t in done) if done else None,
+    }
+    update_container(study_tracking_uri(a), a["mlflow_parent_run_id"], metrics, status)
+
+
+def status(name: str, storage: str | None = None, output_dir: str = "runs") -> str:
+    url = storage_url(storage, output_dir)
+    study = load(name, open_storage(url))
+    a, c = study.user_attrs, trial_counts(study)
+    lines = [
+        f"study {name} ({a['method']} / {a['model']} / {a['task']}) in {redact(url)}",
+        f"budget: {c['COMPLETE']}/{a['n_trials']} complete trials; final seeds {a['seeds_final']}; "
+        f"pruner {a['pruner']}; search seed {a['search_seed']}",
+        "trials: " + ", ".join(f"{k.lower()} {v}" for k, v in c.items() if v),
+        f"MLflow: experiment {a['experiment']}, parent run {a['mlflow_parent_run_id']}",
+    ]
+    done = [t for t in study.trials if t.state.name == "COMPLETE"]
+    if done:
+        best = study.best_trial
+        lines.append(f"best so far: trial {best.number}, {a['metric']} {best.value:.4f}, {best.params}")
+    return "\n".join(lines)
+
+
+def list_studies(storage: str | None = None, output_dir: str = "runs") -> str:
+    """One line per study; every column says what it counts."""
+    url = storage_url(storage, output_dir)
+    st = open_storage(url)
+    summaries = optuna.get_all_study_summaries(storage=st)
+    if not summaries:
+        return f"no studies in {redact(url)}"
+    lines = [
+        f"studies in {redact(url)}; complete/budget = COMPLETE trials of the trial budget; best = the "
+        "best complete trial's value of the study's metric (selection split)",
+        f"{'study':<44}{'complete/budget':>16}{'pruned':>8}{'failed':>8}{'running':>9}  best",
+    ]
+    for s in summaries:
+        c = trial_counts(optuna.load_study(study_name=s.study_name, storage=st))
+        metric = s.user_attrs.get("metric", "")
+        best = f"{s.best_trial.value:.4f}{' ' + metric if metric else ''}" if s.best_trial else "-"
+        lines.append(
+            f"{s.study_name:<44}{str(c['COMPLETE']) + '/' + str(s.user_attrs.get('n_trials', '?')):>16}"
+            f"{c['PRUNED']:>8}{c['FAIL']:>8}{c['RUNNING']:>9}  {best}"
+        )
+    return "\n".join(lines)

@@ -1,0 +1,211 @@
+"""Reports that say whether a difference means anything: significance marks and per-seed scores in
+`bench report table --stats`, degenerate runs marked (and left out when asked), and the expected best score
+within k trials in `bench report budget`; on a store written with known values, and a run flagged from end
+to end."""
+
+import json
+
+import numpy as np
+import pytest
+from mlflow.tracking import MlflowClient
+from scipy import stats as sps
+
+from bench import degenerate
+from bench.cli import main
+from reports.stats import expected_max, holm
+
+from support import all_runs, seeded_store
+
+RTE = "best_dev_glue_score"
+
+
+def log_run(c, exp, method, seed, score, phase="final", task="rte", model="m", extra_tags=None, seconds=10.0):
+    run = c.create_run(
+        exp,
+        tags={
+            "method": method,
+            "model": model,
+            "task": task,
+            "seed": str(seed),
+            "phase": phase,
+            "config_hash": f"{method}-cfg",
+            "study": f"{method}-study",
+            **(extra_tags or {}),
+        },
+    )
+    for k, v in {
+        RTE: score,
+        "params_method": 1000,
+        "params_backbone": 100000,
+        "params_head": 10,
+        "train_seconds": seconds,
+    }.items():
+        c.log_metric(run.info.run_id, k, v)
+    c.set_terminated(run.info.run_id, "FINISHED")
+
+
+SCORES = {  # per seed, as fractions: "full" is best, "lora" level with it, "bitfit" clearly below
+    "full": [0.800, 0.804, 0.798, 0.802],
+    "lora": [0.801, 0.797, 0.803, 0.799],
+    "bitfit": [0.700, 0.702, 0.698, 0.701],
+    "pasta": [0.60, 0.62],  # two seeds: cannot tell
+}
+
+
+@pytest.fixture
+def store(tmp_path):
+    uri = seeded_store(tmp_path / "mlflow.db")
+    c = MlflowClient(uri)
+    exp = c.create_experiment("bench-rte")
+    for method, scores in SCORES.items():
+        for seed, s in enumerate(scores, start=1):
+            flagged = {degenerate.TAG: degenerate.MAJORITY} if method == "pasta" and seed == 2 else {}
+            log_run(c, exp, method, seed, s, extra_tags=flagged)
+    return uri
+
+
+def test_table_stats_marks_ties_differences_and_too_few_seeds(store, capsys):
+    assert (
+        main(["report", "table", "--model", "m", "--tracking-uri", store, "--stats", "--format", "json"]) == 0
+    )
+    out = json.loads(capsys.readouterr().out)
+    rows = {r["method"]: r for r in out["rows"]}
+    assert rows["lora"]["RTE tied_with_best"] == "yes" and rows["bitfit"]["RTE tied_with_best"] == "no"
+    assert (
+        rows["pasta"]["RTE tied_with_best"] == "cannot tell" and rows["full"]["RTE tied_with_best"] == "yes"
+    )
+    # per-seed scores are in the output, and the verdicts follow scipy's Welch test with Holm's correction
+    seeds = {m: [float(x) for x in rows[m]["RTE seeds"].split()] for m in SCORES}
+    assert sorted(seeds["bitfit"]) == pytest.approx(sorted(100 * np.array(SCORES["bitfit"])), abs=1e-3)
+    raw = [sps.ttest_ind(seeds[m], seeds["full"], equal_var=False).pvalue for m in ("lora", "bitfit")]
+    adjusted = holm(raw)
+    assert adjusted[0] >= 0.05 > adjusted[1]
+    assert rows["pasta"]["RTE degenerate"] == 1 and rows["full"]["RTE degenerate"] == 0
+
+    assert main(["report", "table", "--model", "m", "--tracking-uri", store, "--stats"]) == 0
+    text = capsys.readouterr().out
+    assert "≈" in text and "?" in text and "‡" in text
+    assert "Welch's t-test" in text and "Holm-Bonferroni" in text and "alpha 0.05" in text
+    line = next(x for x in text.splitlines() if x.startswith("| BitFit"))
+    assert "≈" not in line  # clearly below the best: not marked as tied
+
+
+def test_table_without_stats_has_no_marks_but_degenerate(store, capsys):
+    assert main(["report", "table", "--model", "m", "--tracking-uri", store]) == 0
+    text = capsys.readouterr().out
+    assert "≈" not in text and "Welch" not in text and "‡" in text
+
+
+def test_exclude_degenerate_drops_the_flagged_run_and_says_so(store, capsys):
+    assert (
+        main(
+            [
+                "report",
+                "table",
+                "--model",
+                "m",
+                "--tracking-uri",
+                store,
+                "--exclude-degenerate",
+                "--format",
+                "json",
+            ]
+        )
+        == 0
+    )
+    out = json.loads(capsys.readouterr().out)
+    pasta = next(r for r in out["rows"] if r["method"] == "pasta")
+    assert pasta["RTE n"] == 1 and pasta["RTE mean"] == pytest.approx(60.0)
+    assert "Degenerate runs left out: 1" in out["caption"]
+
+
+def test_budget_report_is_the_expected_maximum_of_the_trials(tmp_path, capsys):
+    uri = seeded_store(tmp_path / "mlflow.db")
+    c = MlflowClient(uri)
+    exp = c.create_experiment("bench-rte")
+    trials = {"lora": [0.55, 0.70, 0.62, 0.58, 0.66], "bitfit": [0.64, 0.65, 0.63]}
+    for method, scores in trials.items():
+        for i, s in enumerate(scores):
+            log_run(
+                c,
+                exp,
+                method,
+                1,
+                s,
+                phase="trial",
+                seconds=20.0 if method == "lora" else 5.0,
+                extra_tags={"trial": str(i)},
+            )
+    args = [
+        "report",
+        "budget",
+        "--model",
+        "m",
+        "--task",
+        "rte",
+        "--tracking-uri",
+        uri,
+        "--out-dir",
+        str(tmp_path / "fig"),
+    ]
+    assert main([*args, "--format", "json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    rows = {r["method"]: r for r in out["rows"]}
+    for method, scores in trials.items():
+        values = 100 * np.array(scores)
+        assert rows[method]["trials"] == len(scores)
+        for k in range(1, len(scores) + 1):
+            assert rows[method]["expected_max"][str(k)] == pytest.approx(expected_max(values, k)[0])
+        assert rows[method]["expected_max"]["1"] == pytest.approx(values.mean())
+    assert rows["lora"]["seconds_per_trial"] == pytest.approx(20.0)
+    # at one trial BitFit's steadier scores win; with five, LoRA's best trials do: the report shows both
+    assert rows["bitfit"]["expected_max"]["1"] > rows["lora"]["expected_max"]["1"]
+    assert rows["lora"]["expected_max"]["5"] > rows["bitfit"]["expected_max"]["3"]
+    assert (tmp_path / "fig" / "budget-m-rte.png").is_file() and (
+        tmp_path / "fig" / "budget-m-rte.pdf"
+    ).is_file()
+    assert main([*args, "--format", "md"]) == 0
+    assert "k=1" in capsys.readouterr().out
+
+
+def test_budget_report_bad_input(tmp_path, capsys):
+    uri = seeded_store(tmp_path / "mlflow.db")
+    MlflowClient(uri).create_experiment("bench-rte")
+    assert main(["report", "budget", "--model", "m", "--task", "rte", "--tracking-uri", uri]) == 2
+    assert "no FINISHED trial runs" in capsys.readouterr().err
+
+
+def test_a_flagged_run_is_tagged_and_said(tiny_models, glue_dir, tmp_path, tracking_uri, monkeypatch, capsys):
+    # the rules are tested on known predictions in test_stats.py; here, what a flag does to a real run
+    monkeypatch.setattr(
+        degenerate, "flags", lambda *a: {degenerate.MAJORITY: "100% of dev predictions are 'x'"}
+    )
+    assert (
+        main(
+            [
+                "run",
+                "--method",
+                "lora",
+                "--model",
+                tiny_models["bert"],
+                "--task",
+                "rte",
+                "--data-dir",
+                str(glue_dir),
+                "--max-steps",
+                "1",
+                "--batch-size",
+                "4",
+                "--tracking-uri",
+                tracking_uri,
+                "--output-dir",
+                str(tmp_path / "o"),
+                "--no-progress",
+            ]
+        )
+        == 0
+    )
+    out = capsys.readouterr().out
+    assert out.rstrip().splitlines()[-1].startswith("degenerate (majority): 100% of dev predictions are 'x'")
+    (run,) = all_runs(tracking_uri)
+    assert run.data.tags[degenerate.TAG] == "majority"
