@@ -428,7 +428,10 @@ CASES |= {
 }
 
 
-@pytest.mark.parametrize("case", list(CASES))
+# every third case in the fast subset (a sample of each group: they are listed by kind), all in the full suite
+@pytest.mark.parametrize(
+    "case", [pytest.param(c, marks=() if i % 3 == 0 else pytest.mark.slow) for i, c in enumerate(CASES)]
+)
 def test_bad_input(world, tmp_path, capsys, case):
     make_argv, expected = CASES[case]
     before = snapshot(world["uri"])

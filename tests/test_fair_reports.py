@@ -119,6 +119,7 @@ def test_exclude_degenerate_drops_the_flagged_run_and_says_so(store, capsys):
     assert "Degenerate runs left out: 1" in out["caption"]
 
 
+@pytest.mark.slow
 def test_budget_report_is_the_expected_maximum_of_the_trials(tmp_path, capsys):
     uri = seeded_store(tmp_path / "mlflow.db")
     c = MlflowClient(uri)

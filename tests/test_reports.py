@@ -199,6 +199,7 @@ def test_latex_escape_sets_comparisons_as_math():
     assert latex_escape("<= 5, > 3, >= 1, 90% & $") == r"$\le$ 5, $>$ 3, $\ge$ 1, 90\% \& \$"
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("model", ["bert-large-cased", "roberta-large", "bert-base-cased"])
 def test_published_layouts_compile(tmp_path, capsys, model):
     if shutil.which("pdflatex") is None:
@@ -231,6 +232,7 @@ def test_published_layouts_compile(tmp_path, capsys, model):
     assert proc.returncode == 0, proc.stdout[-2000:]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "argv",
     [
