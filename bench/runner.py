@@ -9,6 +9,7 @@ import time
 from pathlib import Path
 
 import yaml
+from accelerate.utils import set_seed  # = transformers' set_seed, whose Trainer module imports peft (seconds)
 
 from bench import checkpoint, degenerate, record, tracking
 from bench.build import Built, build_model, prepare_data
@@ -21,7 +22,7 @@ from bench.metrics import trivial_baseline
 from bench.params import count_parameters, describe
 from bench.resolve import validate
 from bench.tasks import get_task
-from bench.train import evaluate, predict, train
+from bench.train import evaluate, train
 
 
 def check_output_dir(path: str) -> Path:
@@ -45,9 +46,6 @@ def run(
 ) -> dict:
     """Train and evaluate one configuration, tracked in MLflow. Everything that bad input can break
     is checked before the MLflow run is created, so bad input leaves nothing behind."""
-    # lazy: transformers' set_seed loads its Trainer utilities and peft (seconds); bad input is refused first
-    from transformers import set_seed
-
     quiet_libraries()
     cfg = validate(cfg)  # a RunConfig built by hand is resolved as build_config resolves one
     task = get_task(cfg.task)
@@ -127,11 +125,13 @@ def run(
             if prep.test
             else {}
         )
-        # Learned nothing? Judged on the first dev split at the best evaluation (the weights held now).
-        predictions = predict(
-            built.model, prep, prep.dev[main_split], cfg.eval_batch_size, accelerator.autocast
+        # Learned nothing? Judged on the first dev split's predictions at the best evaluation.
+        predictions = result.best_predictions.get(main_split)
+        flagged = (
+            degenerate.flags(task, predictions, result.best_metrics.get(main_split, {}), baseline)
+            if predictions is not None
+            else {}
         )
-        flagged = degenerate.flags(task, predictions, result.best_metrics.get(main_split, {}), baseline)
         after = built.method.counts_after_training(built.model, built.method_config)
         if after:  # e.g. Diff pruning's nonzero diff: logged at the last step, so it is the value runs report
             counts = {**counts, **after}

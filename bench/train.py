@@ -42,6 +42,7 @@ class TrainResult:
     best_epoch: int
     best_step: int
     best_metrics: dict[str, dict[str, float]]  # split -> metrics at the best epoch
+    best_predictions: dict = field(default_factory=dict)  # split -> predictions at the best evaluation
     history: list[dict] = field(default_factory=list)
     steps: int = 0
     epochs_run: float = 0.0
@@ -92,10 +93,17 @@ def predict(
 
 
 def evaluate(
-    model, prep: Prepared, batch_size: int, autocast, splits: dict | None = None, progress: bool = False
+    model,
+    prep: Prepared,
+    batch_size: int,
+    autocast,
+    splits: dict | None = None,
+    progress: bool = False,
+    keep: dict | None = None,
 ) -> dict[str, dict]:
     """Metrics of every split in `splits` (default: the dev splits, then the task's pooled splits, e.g. MNLI's
-    dev_all: their predictions scored together), with a progress bar per split if asked."""
+    dev_all: their predictions scored together), with a progress bar per split if asked; `keep`, if given,
+    receives each split's predictions."""
     gold = prep.task.task_kind.gold
     chosen = prep.dev if splits is None else splits
     scored = {
@@ -106,6 +114,8 @@ def evaluate(
         for split, data in chosen.items()
     }
     out = {split: compute_metrics(prep.task, p, g) for split, (p, g) in scored.items()}
+    if keep is not None:
+        keep.update({split: p for split, (p, _g) in scored.items()})
     for name, parts in (prep.task.pooled_splits if splits is None else {}).items():
         if all(p in scored for p in parts):
             out[name] = compute_metrics(
@@ -215,7 +225,10 @@ def train(
     def run_eval(tag_epoch: int):
         nonlocal best_value, best_state, bad_epochs
         t0 = time.perf_counter()
-        metrics = evaluate(forward, prep, cfg.eval_batch_size, accelerator.autocast, progress=progress)
+        predictions: dict = {}
+        metrics = evaluate(
+            forward, prep, cfg.eval_batch_size, accelerator.autocast, progress=progress, keep=predictions
+        )
         dt = time.perf_counter() - t0
         t["eval"] += dt
         res.eval_seconds += dt
@@ -230,6 +243,7 @@ def train(
             best_value, bad_epochs = value, 0
             best_state = {n: p.detach().clone() for n, p in model.named_parameters() if n in snapshot}
             res.best_epoch, res.best_step, res.best_metrics = tag_epoch, step, metrics
+            res.best_predictions = predictions
         else:
             bad_epochs += 1
         if on_eval is not None:

@@ -17,6 +17,7 @@ from bench.tasks import get_task
 from bench.tracking import load_runs
 from methods import display_name
 from reports.render import render, save_figure
+from reports.runs import degenerate_mask
 from reports.style import method_style, metric_label, spread_note
 
 # cost name -> (logged metric(s), axis label, log scale, scale factor)
@@ -68,6 +69,7 @@ def points(df: pd.DataFrame, model: str, task, cost: str, by_config: bool) -> pd
                 "y": y.mean(),
                 "y_std": y.std(ddof=1) if len(y) > 1 else 0.0,
                 "n": len(g),
+                "degenerate": int(degenerate_mask(g).sum()),
                 "cost_metric": cost_col[8:],
             }
         )
@@ -127,7 +129,9 @@ def pareto_report(
             rows.append(
                 [
                     task.title,
-                    display_name(r.method) + (f" [{r.config[:6]}]" if r.config else ""),
+                    display_name(r.method)
+                    + (f" [{r.config[:6]}]" if r.config else "")
+                    + (" ‡" if r.degenerate else ""),
                     f"{r.x:.4g}",
                     f"{r.y:.1f}" + (f" ± {r.y_std:.1f}" if r.n > 1 else ""),
                     str(r.n),
@@ -160,6 +164,10 @@ def pareto_report(
         f"{note} Frontier: no other point of the task is both cheaper and better. Cost "
         f"{cost}: {label.replace(' (log)', '')}."
     )
+    if any("‡" in r[1] for r in rows):
+        caption += (
+            " ‡: at least one of the point's runs is flagged degenerate (see the runs' `degenerate` tag)."
+        )
     return render(
         ["task", "method", cost, "metric x100", "seeds", "frontier"],
         rows,

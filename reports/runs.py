@@ -81,7 +81,7 @@ def sweep_budgets(df_all: pd.DataFrame, studies: set[str]) -> dict[str, str]:
         text = f"{display_name(str(r.get('tags.method', '?')))}: {r.get('params.budget.trials', '?')} trials"
         seconds = r.get("params.budget.seconds")
         if isinstance(seconds, str) and seconds not in ("", "None"):
-            text += f" or {float(seconds):,.0f} s"
+            text += f" or {float(seconds):g} s"
         spent = r.get("metrics.seconds_spent")
         if spent is not None and not pd.isna(spent):
             text += f" ({float(spent):,.0f} s of trials used)"

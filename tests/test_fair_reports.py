@@ -17,6 +17,7 @@ from reports.stats import expected_max, holm
 from support import all_runs, seeded_store
 
 RTE = "best_dev_glue_score"
+RTE_MAIN = "best_dev_accuracy"  # RTE's main metric (the Pareto view's y axis): the same value
 
 
 def log_run(c, exp, method, seed, score, phase="final", task="rte", model="m", extra_tags=None, seconds=10.0):
@@ -35,6 +36,7 @@ def log_run(c, exp, method, seed, score, phase="final", task="rte", model="m", e
     )
     for k, v in {
         RTE: score,
+        RTE_MAIN: score,
         "params_method": 1000,
         "params_backbone": 100000,
         "params_head": 10,
@@ -210,3 +212,28 @@ def test_a_flagged_run_is_tagged_and_said(tiny_models, glue_dir, tmp_path, track
     assert out.rstrip().splitlines()[-1].startswith("degenerate (majority): 100% of dev predictions are 'x'")
     (run,) = all_runs(tracking_uri)
     assert run.data.tags[degenerate.TAG] == "majority"
+
+
+@pytest.mark.slow
+def test_pareto_table_marks_a_point_with_a_degenerate_run(store, tmp_path, capsys):
+    assert (
+        main(
+            [
+                "report",
+                "pareto",
+                "--model",
+                "m",
+                "--tasks",
+                "rte",
+                "--tracking-uri",
+                store,
+                "--out-dir",
+                str(tmp_path),
+            ]
+        )
+        == 0
+    )
+    text = capsys.readouterr().out
+    pasta = next(x for x in text.splitlines() if "PASTA" in x)
+    assert "‡" in pasta and "flagged degenerate" in text
+    assert not any("‡" in x for x in text.splitlines() if "LoRA" in x or "BitFit" in x)
