@@ -16,6 +16,7 @@ from bench.tasks import get_task
 from bench.tracking import load_runs
 from methods import display_name, reference_method
 from reports.render import render, save_figure, standalone_latex
+from reports.runs import degenerate_mask
 from reports.style import fit_ylim, method_style, metric_label, reference_line, spread_note
 
 BELOW, ABOVE = "at or below the smallest point", "above the largest point"
@@ -28,6 +29,7 @@ class Point:
     params_method: int  # the method's own, head excluded
     params_trainable: int  # head included
     values: np.ndarray  # the metric, one per seed
+    degenerate: int = 0  # runs among them flagged degenerate (bench/degenerate.py)
 
 
 def primary_metric(task: str) -> str:
@@ -53,6 +55,7 @@ def load_points(df: pd.DataFrame, metric: str) -> dict[str, list[Point]]:
                 int(h["metrics.params_method"].iloc[0]),
                 int(h["metrics.params_trainable"].iloc[0]),
                 h[col].to_numpy(dtype=float),
+                int(degenerate_mask(h).sum()),
             )
             if best is None or p.values.mean() > best.values.mean():
                 best = p
@@ -255,7 +258,7 @@ def points_table(a: dict, fmt: str) -> str:
                     f"{p.lr:g}",
                     f"{p.params_trainable:,}",
                     f"{p.params_method:,}",
-                    f"{m:.4f}{sd}",
+                    f"{m:.4f}{sd}" + (" ‡" if p.degenerate else ""),
                     f"{m / full:.3f}",
                     "-" if g is None else f"{g:.3f}",
                 ]
@@ -265,6 +268,10 @@ def points_table(a: dict, fmt: str) -> str:
         f"Every curve point: mean ± sample std over seeds of {a['metric']}; g = (m - trivial) / (full - "
         f"trivial) with the majority-class trivial score {trivial}."
     )
+    if any(p.degenerate for pts in a["curves"].values() for p in pts):
+        caption += (
+            " ‡: at least one seed of the point is flagged degenerate (see the runs' `degenerate` tag)."
+        )
     return render(header, body, fmt, caption)
 
 
