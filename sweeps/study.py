@@ -157,11 +157,15 @@ def status(name: str, storage: str | None = None, output_dir: str = "runs") -> s
     url = storage_url(storage, output_dir)
     study = load(name, open_storage(url))
     a, c = study.user_attrs, trial_counts(study)
+    budget = f"budget: {c['COMPLETE']}/{a['n_trials']} complete trials"
+    if a.get("budget_seconds"):
+        budget += f", {seconds_spent(study):,.0f}/{a['budget_seconds']:g} s of trials"
+    trials = ", ".join(f"{k.lower()} {v}" for k, v in c.items() if v)
+    degenerate = sum(1 for t in study.trials if t.user_attrs.get("degenerate"))
     lines = [
         f"study {name} ({a['method']} / {a['model']} / {a['task']}) in {redact(url)}",
-        f"budget: {c['COMPLETE']}/{a['n_trials']} complete trials; final seeds {a['seeds_final']}; "
-        f"pruner {a['pruner']}; search seed {a['search_seed']}",
-        "trials: " + ", ".join(f"{k.lower()} {v}" for k, v in c.items() if v),
+        f"{budget}; final seeds {a['seeds_final']}; pruner {a['pruner']}; search seed {a['search_seed']}",
+        f"trials: {trials}" + (f" ({degenerate} degenerate)" if degenerate else ""),
         f"MLflow: experiment {a['experiment']}, parent run {a['mlflow_parent_run_id']}",
     ]
     done = [t for t in study.trials if t.state.name == "COMPLETE"]

@@ -12,6 +12,7 @@ from bench.cli import main
 from bench.errors import BenchError
 from sweeps import driver
 from sweeps.space import load_space
+from sweeps.study import status
 
 from support import SPACE, child_runs, make_study, seeded_store, space_file, worker
 
@@ -386,6 +387,9 @@ def test_a_compute_budget_ends_the_search_and_reports_say_what_was_used(
     run = MlflowClient(base["tracking_uri"]).get_run(study.user_attrs["mlflow_parent_run_id"])
     assert run.info.status == "FINISHED" and run.data.metrics["seconds_spent"] == pytest.approx(spent)
     assert run.data.params["budget.seconds"] == "0.01"
+    assert f"budget: 1/10 complete trials, {spent:,.0f}/0.01 s of trials" in status(
+        name, None, str(tmp_path / "runs")
+    )
     driver.finalize(name, None, 1, output_dir=str(tmp_path / "runs"), echo=lambda *a: None)
     assert (
         main(["report", "table", "--model", tiny_models["bert"], "--tracking-uri", base["tracking_uri"]]) == 0
