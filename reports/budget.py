@@ -71,6 +71,7 @@ def budget_report(
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import ScalarFormatter
 
     task = get_task(task_name)
     df = load_runs(tracking_uri, phase=TRIAL)
@@ -98,6 +99,8 @@ def budget_report(
     axes[1].set_xlabel("compute: k x mean training seconds of a trial")
     for ax in axes:
         ax.set_xscale("log")
+        ax.xaxis.set_major_formatter(ScalarFormatter())  # 1, 2, 5, 10 trials, not 2x10^0
+        ax.xaxis.set_minor_formatter(ScalarFormatter())
         ax.set_ylabel(f"expected best {label}")
         ax.grid(alpha=0.3)
     axes[0].legend(fontsize=7)
