@@ -54,9 +54,9 @@ SCORES = {  # per seed, as fractions: "full" is best, "lora" level with it, "bit
 }
 
 
-@pytest.fixture
-def store(tmp_path):
-    uri = seeded_store(tmp_path / "mlflow.db")
+@pytest.fixture(scope="module")
+def store(tmp_path_factory):
+    uri = seeded_store(tmp_path_factory.mktemp("fair") / "mlflow.db")
     c = MlflowClient(uri)
     exp = c.create_experiment("bench-rte")
     for method, scores in SCORES.items():
@@ -171,6 +171,7 @@ def test_budget_report_is_the_expected_maximum_of_the_trials(tmp_path, capsys):
     assert "k=1" in capsys.readouterr().out
 
 
+@pytest.mark.slow
 def test_budget_report_bad_input(tmp_path, capsys):
     uri = seeded_store(tmp_path / "mlflow.db")
     MlflowClient(uri).create_experiment("bench-rte")
