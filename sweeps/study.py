@@ -123,8 +123,13 @@ def trial_counts(study, exclude: int | None = None) -> dict:
 
 
 def seconds_spent(study) -> float:
-    """Training seconds the study's trials used (each trial records its own; a reused run counts its own)."""
+    """Wall seconds the study's trials used (each trial records its own; a reused run counts its own)."""
     return sum(t.user_attrs.get("seconds", 0.0) for t in study.get_trials(deepcopy=False))
+
+
+def degenerate_trials(study) -> int:
+    """Trials whose run was flagged degenerate (the objective records the flag on complete trials)."""
+    return sum(1 for t in study.get_trials(deepcopy=False) if t.user_attrs.get("degenerate"))
 
 
 def budget_done(study, counts: dict) -> bool:
@@ -145,7 +150,7 @@ def report_progress(study, status: str | None) -> None:
         "trials_failed": c["FAIL"],
         "trials_running": c["RUNNING"],
         "trials_budget": a["n_trials"],
-        "trials_degenerate": sum(1 for t in done if t.user_attrs.get("degenerate")),
+        "trials_degenerate": degenerate_trials(study),
         "seconds_spent": seconds_spent(study),
         "budget_seconds": a.get("budget_seconds"),
         "best_value": max(t.value for t in done) if done else None,
@@ -161,7 +166,7 @@ def status(name: str, storage: str | None = None, output_dir: str = "runs") -> s
     if a.get("budget_seconds"):
         budget += f", {seconds_spent(study):,.0f}/{a['budget_seconds']:g} s of trials"
     trials = ", ".join(f"{k.lower()} {v}" for k, v in c.items() if v)
-    degenerate = sum(1 for t in study.trials if t.user_attrs.get("degenerate"))
+    degenerate = degenerate_trials(study)
     lines = [
         f"study {name} ({a['method']} / {a['model']} / {a['task']}) in {redact(url)}",
         f"{budget}; final seeds {a['seeds_final']}; pruner {a['pruner']}; search seed {a['search_seed']}",
