@@ -49,8 +49,9 @@ class Verdict:
 
 def against_best(samples: dict, alpha: float = ALPHA) -> dict:
     """{key: per-seed scores} -> {key: Verdict} for every key but the best (highest mean), which gets
-    Verdict(True, None). Welch's t-test (unequal variances) of each against the best, two-sided, the
-    p-values Holm-corrected over the column's comparisons."""
+    Verdict(True, None) (every key gets Verdict(None, None) when the best has fewer than MIN_SEEDS seeds).
+    Welch's t-test (unequal variances) of each against the best, two-sided, the p-values Holm-corrected
+    over the column's comparisons."""
     # lazy: scipy.stats takes seconds to import, and only tables asked for --stats test anything
     from scipy import stats
 
@@ -62,8 +63,8 @@ def against_best(samples: dict, alpha: float = ALPHA) -> dict:
     for k in samples:
         if k != best and k not in testable:
             out[k] = Verdict(None, None)
-    if len(samples[best]) < MIN_SEEDS:
-        return out | {k: Verdict(None, None) for k in testable}
+    if len(samples[best]) < MIN_SEEDS:  # nothing is tested: the best row cannot be said to tie either
+        return {k: Verdict(None, None) for k in samples}
     raw = []
     for k in testable:
         a, b = np.asarray(samples[k], float), np.asarray(samples[best], float)

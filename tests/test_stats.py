@@ -61,7 +61,8 @@ def test_clearly_different_samples_are_told_apart_and_equal_ones_tied():
 
 def test_too_few_seeds_cannot_tell():
     v = against_best({"a": [80.0, 81.0], "b": [70.0, 71.0, 72.0]})
-    assert v["b"] == v["b"].__class__(None, None)  # the best has 2 seeds: no verdict for anyone
+    assert v["b"] == v["b"].__class__(None, None)  # the best has 2 seeds: no verdict for anyone ...
+    assert v["a"].tied is None  # ... itself included
     v = against_best({"a": [80.0, 81.0, 82.0], "b": [70.0] * (MIN_SEEDS - 1)})
     assert v["b"].tied is None
 
