@@ -146,7 +146,7 @@ class Method:
         return None
 
     def after_step(self, model, cfg, step: int, total_steps: int) -> None:
-        """Called after optimizer step `step` (1-based) of `total_steps`."""
+        """Called after optimizer step `step` (1-based) of `total_steps`, before the gradients are cleared."""
 
     def eval_selectable(self, cfg, step: int, total_steps: int) -> bool:
         """Whether an evaluation after `step` may become the best one (Diff pruning: only once projected)."""
@@ -160,6 +160,11 @@ class Method:
     def counts_after_training(self, model, cfg) -> dict:
         """Counts that only exist once trained (Diff pruning: the nonzero diff entries); they replace the
         counts logged at the start under the same names."""
+        return {}
+
+    def search_space(self) -> dict:
+        """A sweep's space when sweeps/spaces/<name>.yaml does not exist ({} = none): the same mapping a space
+        file holds."""
         return {}
 
     # --- curves ---

@@ -27,7 +27,7 @@ from bench.resolve import build_config
 from bench.runner import run
 from bench.tasks import get_task
 from bench.tracking import finished_run, update_container
-from sweeps.space import centre, default_space_file, load_space, put, sample, space_hash
+from sweeps.space import centre, method_space, put, sample, space_hash
 from sweeps.study import (
     budget_done,
     load,
@@ -69,7 +69,7 @@ def create(
         raise BenchError(f"--budget-seconds {budget_seconds} must be a positive number of seconds")
     make_pruner(pruner)
     cfg = build_config(base, {"method": method, "model": model, "task": task})
-    space = load_space(space_file or default_space_file(cfg.method), cfg.method)
+    space = method_space(cfg.method, space_file)
     if preset:  # centre the space on the paper's values; the preset's other values become fixed options
         space, preset_fixed = centre(space, resolve(preset, cfg.method, cfg.model, cfg.task)[0])
         base = {

@@ -19,15 +19,26 @@ TYPES = ("float", "int", "categorical")
 NOT_SEARCHABLE = {"method", "model", "task", "seed", "data_dir", "method_options", "tags", *NOT_TRAINING}
 
 
-def default_space_file(method: str) -> Path:
-    """sweeps/spaces/<method>.yaml, else a plugin directory's spaces/<method>.yaml."""
+def default_space_file(method: str) -> Path | None:
+    """sweeps/spaces/<method>.yaml, else a plugin directory's spaces/<method>.yaml, else None."""
     found = files(SPACES_DIR, "spaces", f"{method}.yaml")
-    if not found:
+    return found[0] if found else None
+
+
+def method_space(method: str, space_file: str | Path | None = None) -> dict:
+    """The space a sweep searches: --space FILE, else the method's YAML file, else the one the method
+    derives from what it is (a peft tuner: lr on a log range around its default, and its size knob)."""
+    path = space_file or default_space_file(method)
+    if path is not None:
+        return load_space(path, method)
+    space = get_method(method).search_space()
+    if not space:
         raise BenchError(
             f"no search space for method {method}: add sweeps/spaces/{method}.yaml (or spaces/"
             f"{method}.yaml in a plugin directory), or pass --space FILE"
         )
-    return found[0]
+    validate_space(space, method, f"the search space of method {method}")
+    return space
 
 
 def load_space(path: str | Path, method: str) -> dict:

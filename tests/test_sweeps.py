@@ -207,12 +207,21 @@ def test_malformed_space_names_the_bad_key(tmp_path, space, message):
         load_space(space_file(tmp_path, space), "lora")
 
 
-def test_shipped_spaces_are_valid():
+def test_every_method_has_a_valid_space():
+    """A YAML file for each hand-written method; a peft tuner's space is derived (lr around its default, its
+    knob) and validated the same way."""
     from methods import REGISTRY
-    from sweeps.space import default_space_file
+    from sweeps.space import default_space_file, method_space
 
-    for name in REGISTRY:
-        assert load_space(default_space_file(name), name)
+    for name, method in REGISTRY.items():
+        assert (default_space_file(name) is None) == bool(getattr(method, "peft_tuner", False)), name
+        space = method_space(name)
+        assert "lr" in space, name
+        if getattr(method, "peft_tuner", False):
+            lo, hi = space["lr"]["low"], space["lr"]["high"]
+            assert lo < method.default_lr < hi and space["lr"]["log"]
+            if method.knob:
+                assert space[f"method.{method.knob}"]["choices"] == list(method.knob_values)
 
 
 def test_sweep_cli_bad_input(tmp_path, capsys):
