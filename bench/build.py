@@ -59,6 +59,7 @@ def build_model(cfg: RunConfig, task) -> Built:
     )  # head and method initialisation follow the seed (and a random init's weights)
     model, new_names = load_model(cfg.model, task, cfg.head, cfg.init, tokenizer)
     ctx = AttachContext(task=task, tokenizer=tokenizer, family=family(model), config=model.config)
+    buffers_before = {n for n, _ in model.named_buffers()}
     model, backbone_numel = apply_method(model, method, method_cfg, ctx)
     init_tags = {}
     if cfg.init_from:  # a finished run's weights (its head replaced), e.g. the MNLI warm start
@@ -70,6 +71,8 @@ def build_model(cfg: RunConfig, task) -> Built:
         for n, p in model.named_parameters()
         if p.requires_grad or n in new_names or plain_name(n) in new_names
     }
+    if method.stores_buffers:  # the method's own state (peft tuners' random projections, masks, SVD factors)
+        stored |= {n for n, _ in model.named_buffers() if plain_name(n) not in buffers_before}
     return Built(model, tokenizer, method, method_cfg, stored, backbone_numel, init_tags)
 
 

@@ -19,8 +19,13 @@ from bench.redact import redact_tree
 WEIGHTS, META = "adapter.safetensors", "bench_adapter.json"
 
 
+def tensors(model) -> dict[str, torch.Tensor]:
+    """Every parameter and buffer by name (a method may store buffers: a peft tuner's projections)."""
+    return {**dict(model.named_parameters()), **dict(model.named_buffers())}
+
+
 def stored_state(model, stored_names: set[str]) -> dict[str, torch.Tensor]:
-    return {n: p.detach() for n, p in model.named_parameters() if n in stored_names}
+    return {n: t.detach() for n, t in tensors(model).items() if n in stored_names}
 
 
 def sha256(path: Path) -> str:
@@ -85,7 +90,7 @@ def load_into(model, directory: Path) -> None:
         state = load_file(str(weights))
     except Exception as e:  # noqa: BLE001 - truncated or not safetensors (a checkpoint without a sha256)
         raise BenchError(f"checkpoint {weights} is not readable ({first_line(e)})") from None
-    names = dict(model.named_parameters())
+    names = tensors(model)
     unknown = sorted(set(state) - set(names))
     if unknown:
         raise BenchError(

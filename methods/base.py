@@ -70,6 +70,9 @@ class Method:
     # to the frozen-backbone speed and memory targets of `bench perf`.
     frozen_backbone: ClassVar[bool] = True
     anchor: ClassVar[bool] = False
+    # True: the buffers `attach` creates are stored with the adapter (a peft tuner's random projections,
+    # masks or SVD factors), so a reload does not depend on drawing them again the same way.
+    stores_buffers: ClassVar[bool] = False
     in_default_lists: ClassVar[bool] = True
 
     # --- configuration ---

@@ -14,6 +14,7 @@ from bench.resolve import build_config
 from bench.tasks import get_task
 from bench.train import batch_for
 from methods import REGISTRY
+from methods.tuners import SPECS
 
 SHAPES = ["rte", "sst2", "stsb", "conll2003"]  # pair, single, regression, token tagging
 # BERT and RoBERTa on every shape; the other families on a pair and tagging (single inputs and regression add
@@ -27,8 +28,34 @@ REFUSED = {
 }
 
 
+def is_tuner(method):
+    return getattr(REGISTRY[method], "peft_tuner", False)
+
+
+# peft tuners: every one on BERT (pair task); these also on every family and on tagging, with closed forms below
+TUNERS_EVERYWHERE = ("ia3", "vera", "loha", "dora", "fourierft", "ln_tuning", "adalora")
+TUNERS_FAST = ("ia3", "vera")
+
+
+def options(method):
+    return SPECS[method].probe if is_tuner(method) else OPTIONS.get(method, {})
+
+
+def tuner_cells(method):
+    for family in families():
+        everywhere = method in TUNERS_EVERYWHERE
+        for task in ("rte", "conll2003") if everywhere else ("rte",) if family == "bert" else ():
+            quick = method in TUNERS_FAST and family == "bert" and task == "rte"
+            yield pytest.param(
+                method, family, task, id=f"{method}-{family}-{task}", marks=() if quick else pytest.mark.slow
+            )
+
+
 def cells():
     for method in REGISTRY:
+        if is_tuner(method):
+            yield from tuner_cells(method)
+            continue
         for family in families():
             # ELECTRA and XLM-R share RoBERTa's head code: their pair task suffices
             newer = ("rte",) if family in ("electra", "xlm-roberta") else ("rte", "conll2003")
@@ -69,6 +96,37 @@ def closed_form(method, family, task, conf, m_special):
         return 0
     if method in ("said", "did"):
         return REGISTRY[method].make_config({}).d
+    return tuner_closed_form(method, family, conf)
+
+
+def tuner_closed_form(method, family, conf):
+    """peft tuners at their probe sizes, from each paper's definition, on W_q, W_v (ModernBERT: its fused Wqkv,
+    H -> 3H, holds both) unless said otherwise."""
+    L, H, I = conf.num_hidden_layers, conf.hidden_size, conf.intermediate_size  # noqa: E741
+    fused = family == "modernbert"
+    qv = [(H, 3 * H)] if fused else [(H, H), (H, H)]  # (in, out) of each adapted module in a layer
+    opts = SPECS[method].defaults | SPECS[method].probe if method in SPECS else {}
+    if method == "ia3":  # l_k, l_v (output scalings) and l_ff (the FFN output projection's input scaling)
+        return L * ((3 * H if fused else 2 * H) + I)
+    if method == "vera":  # lambda_b (out) and lambda_d (r) per module; the random A, B are frozen and shared
+        return L * sum(out + opts["r"] for _, out in qv)
+    if method == "loha":  # two Hadamard-multiplied low-rank pairs: 2 r (in + out)
+        return L * sum(2 * 8 * (i + o) for i, o in qv)
+    if method == "dora":  # LoRA's r (in + out) and a magnitude per output
+        return L * sum(8 * (i + o) + o for i, o in qv)
+    if method == "fourierft":  # n spectral coefficients per module
+        return L * len(qv) * opts["n_frequency"]
+    if method == "ln_tuning":  # gain and bias of each layer's two LayerNorms (ModernBERT: gains only, and
+        # layer 0's attention norm is an Identity)
+        return (2 * L - 1) * H if fused else L * 2 * 2 * H
+    if method == "adalora":  # P (r x in), Q (out x r), Lambda (r) on every projection; init_r 12
+        r = 12
+        mods = (
+            [(H, 3 * H), (H, H), (H, 2 * I), (I, H)]
+            if fused
+            else [(H, H)] * 4 + [(H, I), (I, H)]
+        )
+        return L * sum(r * (i + o) + r for i, o in mods)
     return None  # full FT: the whole backbone; Diff pruning: its diff and gates
 
 
@@ -111,7 +169,7 @@ def setup(tiny_models, glue_dir, method, family, task_name, seed=0):
             "task": task_name,
             "data_dir": str(glue_dir),
             "seed": seed,
-            "method_options": OPTIONS.get(method, {}),
+            "method_options": options(method),
             "max_length": 32,
         }
     )
@@ -164,6 +222,10 @@ def test_method_matrix(tiny_models, glue_dir, tmp_path, method, family, task_nam
             if is_trained(method, family, task, n) or (m.trains_head and n.startswith(head))
         }
         assert trainable == defined, (sorted(trainable - defined)[:3], sorted(defined - trainable)[:3])
+    if is_tuner(method):  # a peft tuner trains some of its adapter's parameters (peft names them by the
+        # adapter; some stay frozen constants: AdaLoRA's rank, GLoRA's constant D) and nothing of the backbone
+        method_params = trainable - {n for n in trainable if n.startswith(head_names(family, task))}
+        assert method_params and all(".default" in n for n in method_params), sorted(method_params)[:3]
     assert counts["trainable"] == counts["method"] + (counts["head"] if m.trains_head else 0)
     # Stored: what trains, plus the newly initialised head when the method does not train it (SAID/DID).
     assert counts["stored"] == counts["trainable"] + (0 if m.trains_head else counts["head"])
@@ -181,7 +243,10 @@ def test_method_matrix(tiny_models, glue_dir, tmp_path, method, family, task_nam
         opt.step()
         opt.zero_grad(set_to_none=False)
     changed = {n for n, p in model.named_parameters() if not torch.equal(p.detach(), before[n])}
-    assert changed == trainable, (sorted(changed - trainable)[:3], sorted(trainable - changed)[:3])
+    if is_tuner(method):  # some of a tuner's parameters move only once others have (GLoRA's D after its A, B)
+        assert changed <= trainable and changed - {n for n in changed if n.startswith(head_names(family, task))}
+    else:
+        assert changed == trainable, (sorted(changed - trainable)[:3], sorted(trainable - changed)[:3])
     assert all(p.grad is None for p in model.parameters() if not p.requires_grad)  # no wasted gradients
 
     # Save -> reload into a fresh backbone (another seed: different method init) -> identical predictions.

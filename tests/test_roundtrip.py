@@ -20,6 +20,10 @@ from support import all_runs
         pytest.param("lora", "bert", "conll2003", marks=pytest.mark.slow),
         pytest.param("ptuning", "bert", "stsb", marks=pytest.mark.slow),
         pytest.param("full", "roberta", "sst2", marks=pytest.mark.slow),
+        # peft tuners: shared random projections stored with the adapter (VeRA), a rank budget reallocated
+        # in the loop (AdaLoRA)
+        pytest.param("vera", "roberta", "rte", marks=pytest.mark.slow),
+        pytest.param("adalora", "modernbert", "conll2003", marks=pytest.mark.slow),
     ],
 )
 def test_eval_run_reproduces_logged_metrics(

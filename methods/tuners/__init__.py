@@ -230,6 +230,7 @@ class PeftTuner(Method):
     needs_family = True
     in_default_lists = False  # `bench intrinsic` and `bench perf` list the hand-written methods by default
     peft_tuner = True
+    stores_buffers = True
 
     @property
     def config_cls(self):  # built on first use: it imports peft
