@@ -112,6 +112,9 @@ def option_type(hint) -> tuple[str, tuple] | None:
     optional = type(None) in args
     if typing.get_origin(hint) in (typing.Union, types.UnionType):
         rest = [a for a in args if a is not type(None)]
+        literals = [a for a in rest if typing.get_origin(a) is typing.Literal]
+        if len(rest) == 2 and str in rest and literals:  # str | Literal[...] (RoAd's variant): the Literal
+            rest = literals
         if len(rest) != 1:
             return None
         hint = rest[0]
@@ -193,7 +196,8 @@ def role_list(text: str) -> list[str]:
 def peft_config(spec: TunerSpec, cfg, targets: dict, **extra):
     """peft's config for the tuner: the options, the resolved targets, and `extra` (AdaLoRA's total_step)."""
     options = {k: v for k, v in dataclasses.asdict(cfg).items() if k not in spec.targets}
-    extra = {"total_step": 1} | extra if spec.hooks == "adalora" else extra
+    if spec.hooks == "adalora":  # the loop sets the real step count (hooks.py); until then one that fits
+        extra = {"total_step": options.get("tinit", 0) + options.get("tfinal", 0) + 1} | extra
     cls = peft_config_class(spec.peft_type)
     if "progressbar" in {f.name for f in dataclasses.fields(cls)}:  # no bar on bench's console
         extra["progressbar"] = False
