@@ -91,6 +91,10 @@ class Method:
             raise BenchError(f"bad option for method {self.name}: {e}") from None
         return cfg
 
+    def probe_options(self) -> dict:
+        """Options for the 2-layer, 32-wide models of the capability matrix (sizes that fit them)."""
+        return {}
+
     def defaults(self) -> dict:
         return dataclasses.asdict(self.config_cls())
 

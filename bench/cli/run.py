@@ -170,9 +170,16 @@ def add_parsers(sub) -> None:
     p.set_defaults(func="run:cmd_predict")
 
     sub.add_parser("tasks", help="list tasks").set_defaults(func="listings:cmd_tasks")
-    sub.add_parser("methods", help="list methods, their knobs and defaults").set_defaults(
-        func="params:cmd_methods"
+    p = sub.add_parser("methods", help="list methods, their knobs and defaults")
+    p.add_argument(
+        "--matrix",
+        action="store_true",
+        help="probe every method on a tiny model of every family and task kind: works / refused (why)",
     )
+    p.add_argument("--methods", default=None, help="with --matrix: comma-separated (default: all)")
+    p.add_argument("--families", default=None, help="with --matrix: comma-separated (default: all)")
+    p.add_argument("--write", default=None, metavar="FILE", help="with --matrix: write the Markdown to FILE")
+    p.set_defaults(func="params:cmd_methods")
 
     p = sub.add_parser(
         "params", help="parameter counts of every method on an architecture (no weights needed)"

@@ -19,6 +19,7 @@ import functools
 import re
 import types
 import typing
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -265,7 +266,11 @@ class PeftTuner(Method):
             targets[key] = names
         try:
             config = peft_config(self.spec, cfg, targets)
-            tuner = PEFT_TYPE_TO_TUNER_MAPPING[PeftType[self.spec.peft_type]](model, config, adapter_name="default")
+            with warnings.catch_warnings():  # peft asks a LayerNorm for in/out features (LN tuning): harmless
+                warnings.filterwarnings("ignore", message="Unsupported layer type")
+                tuner = PEFT_TYPE_TO_TUNER_MAPPING[PeftType[self.spec.peft_type]](
+                    model, config, adapter_name="default"
+                )
         except (ValueError, TypeError, RuntimeError, NotImplementedError, StopIteration) as e:
             raise BenchError(f"{self.name}: peft cannot attach it to this model ({first_line(e)})") from None
         model = tuner.model
@@ -277,6 +282,9 @@ class PeftTuner(Method):
     @staticmethod
     def roles(family) -> list[str]:
         return sorted({*family.projections, *family.fused, *family.norms})
+
+    def probe_options(self) -> dict:
+        return dict(self.spec.probe)
 
     def search_space(self) -> dict:
         """lr on a log range from a tenth to ten times its default, and the size knob over its values."""

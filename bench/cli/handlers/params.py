@@ -3,6 +3,14 @@ paper presets."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
+import torch
+
+from bench.capabilities import INTRO, matrix, render
+from bench.cli.common import split_list, write_atomically
+from bench.errors import BenchError, choices_error
+from bench.families import families
 from bench.param_table import method_rows, published_rows
 from bench.presets import load_entries
 from bench.tasks import get_task
@@ -12,13 +20,44 @@ from reports.render import standalone_latex
 
 
 def cmd_methods(args) -> int:
+    if args.matrix:
+        return capability_matrix(args)
+    if args.methods or args.families or args.write:
+        raise BenchError("--methods, --families and --write go with --matrix")
+    tuners = [m for m in REGISTRY.values() if getattr(m, "peft_tuner", False)]
     for m in REGISTRY.values():
+        if m is (tuners or [None])[0]:
+            print("\npeft tuners (methods/tuners/tuners.yaml; the head is trained and counted once):\n")
         opts = ", ".join(f"{k}={v!r}" for k, v in m.defaults().items()) or "-"
         knob = f"{m.knob} ({m.knob_label})" if m.knob and m.knob_label else (m.knob or "-")
-        print(f"{m.name:<9} {m.summary}")
-        print(f"{'':<9} default lr {m.default_lr:g}; size knob: {knob}; options: {opts}")
+        print(f"{m.name:<11} {m.summary}")
+        print(f"{'':<11} default lr {m.default_lr:g}; size knob: {knob}; options: {opts}")
     print("\nset options with --set method.<option>=<value> or a `method_options:` mapping in --config")
     return 0
+
+
+def capability_matrix(args) -> int:
+    methods = split_list(args.methods) or list(REGISTRY)
+    for name in methods:
+        get_method(name)
+    names = split_list(args.families) or list(families())
+    for name in names:
+        if name not in families():
+            raise choices_error("family", name, families())
+    text = render(matrix(methods, names), versions())
+    if args.write:
+        write_atomically(Path(args.write), INTRO + text)
+        print(f"wrote {args.write}")
+    else:
+        print(text, end="")
+    return 0
+
+
+def versions() -> str:
+    import peft  # lazy: seconds to import; the tuners' probes have loaded it already
+    import transformers  # lazy: as peft
+
+    return f"Probed with peft {peft.__version__}, transformers {transformers.__version__}, torch {torch.__version__}."
 
 
 def cmd_params(args) -> int:
