@@ -33,12 +33,13 @@ def meta_counts(
     method = get_method(method_name)
     cfg = method.make_config(options or {})
     config = arch_config(model, task)
-    with torch.device("meta"):
-        m = model_class(task).from_config(config)
-
-        set_head(m, task, head)
-        ctx = AttachContext(task=task, tokenizer=None, family=family(m), config=m.config)
-        m, backbone_numel = apply_method(m, method, cfg, ctx)
+    try:
+        m, backbone_numel, ctx = attached(config, task, method, cfg, head, "meta")
+    except BenchError:
+        # A method that reads the weights' values when it attaches (a peft tuner's SVD or sparse mask) cannot
+        # on the meta device: count on the CPU instead (random weights; seconds for a large model). A method
+        # that cannot attach at all fails here again, with its own message.
+        m, backbone_numel, ctx = attached(config, task, method, cfg, head, "cpu")
     stored = {n for n, p in m.named_parameters() if p.requires_grad}
     counts = {**count_parameters(m, backbone_numel, stored), **method.extra_counts(ctx)}
     final = method.final_params(m, cfg)
@@ -47,6 +48,15 @@ def meta_counts(
     ):  # Diff pruning: %Param is the budget it ends with; trainable keeps the training count
         counts |= {"method_training": counts["method"], "method": final}
     return counts
+
+
+def attached(config, task, method, cfg, head: str, device: str):
+    with torch.device(device):
+        m = model_class(task).from_config(config)
+        set_head(m, task, head)
+        ctx = AttachContext(task=task, tokenizer=None, family=family(m), config=m.config)
+        m, backbone_numel = apply_method(m, method, cfg, ctx)
+    return m, backbone_numel, ctx
 
 
 @dataclass(frozen=True)
@@ -89,6 +99,11 @@ PUBLISHED = [
     Published("lora", "bert-large-cased", "0.24%", "rte", {"r": 8}, "r=8 on W_q, W_v"),
     Published("lora", "roberta-large", "0.8M", "rte", {"r": 8}, "r=8 on W_q, W_v"),
     Published("lora", "roberta-base", "0.3M", "rte", {"r": 8}, "r=8 on W_q, W_v"),
+    # peft tuners: the figures their papers give for RoBERTa on GLUE (W_q, W_v of every layer)
+    Published("vera", "roberta-base", "0.043M", "rte", {"r": 1024}, "r=1024 on W_q, W_v"),
+    Published("vera", "roberta-large", "0.061M", "rte", {"r": 256}, "r=256 on W_q, W_v"),
+    Published("fourierft", "roberta-base", "0.024M", "rte", {"n_frequency": 1000}, "n=1000 on W_q, W_v"),
+    Published("fourierft", "roberta-large", "0.048M", "rte", {"n_frequency": 1000}, "n=1000 on W_q, W_v"),
     *(
         Published(
             "adapter",
