@@ -41,8 +41,10 @@ def base(tiny_models, glue_dir, tmp_path, uri, **over):
     [
         (
             {"--method": "pasat"},
-            "unknown method 'pasat' (choices: adapter, bitfit, did, diffprune, full, head, lora, pasta, "
-            "ptuning, said)",
+            "unknown method 'pasat' (choices: adalora, adamss, adapter, beft, bitfit, boft, c3a, deft, delora, did, "
+            "diffprune, dora, fourierft, frod, full, glora, gralora, head, hira, hra, ia3, lily, ln_tuning, loha, "
+            "lokr, lora, miss, oft, osf, pasta, peanut, psoft, ptuning, pvera, randlora, road, said, shira, "
+            "supertuning, tinylora, unilora, vblora, vera, waveft)",
         ),
         (
             {"--task": "rtee"},
@@ -58,7 +60,7 @@ def base(tiny_models, glue_dir, tmp_path, uri, **over):
         ({"--set": "compile=maybe"}, "option compile='maybe' is not a valid bool: use true or false"),
         (
             {"--tracking-uri": "postgresql://nobody@127.0.0.1:1/none"},
-            "tracking URI postgresql://nobody@127.0.0.1:1/none is unreachable",
+            "tracking URI postgresql://***@127.0.0.1:1/none is unreachable",
         ),
         ({"--tracking-uri": "ftp://x"}, "unsupported tracking URI scheme 'ftp'"),
     ],

@@ -2,10 +2,12 @@
 or prints: MLflow params, tags, config.yaml, the checkpoint's JSON, stdout, errors and study attributes."""
 
 import json
+import random
+import string
 
 import pytest
 
-from bench.redact import redact
+from bench.redact import MASK, redact
 
 from support import all_runs, seeded_store
 
@@ -18,7 +20,7 @@ SECRET = "S3cr3t-pw"
         (f"postgresql://bob:{SECRET}@db.example:5432/mlflow", "postgresql://bob:***@db.example:5432/mlflow"),
         (f"postgresql+psycopg://:{SECRET}@db/x", "postgresql+psycopg://:***@db/x"),
         (f"mysql+pymysql://bob:{SECRET}%40x:y@h/db", "mysql+pymysql://bob:***@h/db"),
-        (f"postgresql://bob@db/mlflow?password={SECRET}", "postgresql://bob@db/mlflow?password=***"),
+        (f"postgresql://bob@db/mlflow?password={SECRET}", "postgresql://***@db/mlflow?password=***"),
         (
             f"postgresql://db/x?user=bob&password={SECRET}&sslmode=require",
             "postgresql://db/x?user=bob&password=***&sslmode=require",
@@ -38,12 +40,60 @@ SECRET = "S3cr3t-pw"
             "tracking URI mysql://u:***@h/db is unreachable (x)",
         ),
         ("sqlite:////tmp/mlflow.db", "sqlite:////tmp/mlflow.db"),
-        ("postgresql://bob@db/mlflow", "postgresql://bob@db/mlflow"),
+        ("postgresql://bob@db/mlflow", "postgresql://***@db/mlflow"),  # a user alone may be a token: masked
         ("max_length=128 tokenizer fingerprint", "max_length=128 tokenizer fingerprint"),
     ],
 )
 def test_redact_url_shapes(text, kept):
     assert redact(text) == kept and (SECRET not in redact(text))
+
+
+# Every shape a URL or DSN can carry a credential in, and the characters each lets a secret hold unencoded.
+PRINTABLE = "".join(chr(c) for c in range(33, 127)) + " "
+USERINFO_SECRET = PRINTABLE  # SQLAlchemy reads user:password@ up to the host's '@': anything but a newline
+TOKEN_SECRET = string.ascii_letters + string.digits + "-._~%!$*+"  # a user name without ':' '@' '/' '?' '#'
+QUERY_SECRET = string.ascii_letters + string.digits + "-._~%!$*+:/?@="  # a query value up to '&' '#' ';' ','
+QUOTED_SECRET = PRINTABLE.replace("'", "").replace("\\", "")  # libpq's 'quoted value'
+SCHEMES = ["postgresql", "postgresql+psycopg", "mysql+pymysql", "mssql+pyodbc", "http", "https"]
+KEYS = ["password", "sslpassword", "token", "access_token", "api_key", "apikey", "secret", "X-Sig"]
+SHAPES = [  # (template with {s} = secret, {scheme}, {key}; alphabet of the secret)
+    ("{scheme}://bob:{s}@db.example:5432/mlflow", USERINFO_SECRET),
+    ("{scheme}://:{s}@10.0.0.1/x", USERINFO_SECRET),
+    ("{scheme}://bob:{s}@h1:5432,h2:5433/db?sslmode=require", USERINFO_SECRET),
+    ("{scheme}://{s}@github.example/org/repo", TOKEN_SECRET),
+    ("{scheme}://db/x?user=bob&{key}={s}&sslmode=require", QUERY_SECRET),
+    ("{scheme}://db/x?{key}={s}", QUERY_SECRET),
+    ("{scheme}://h/#{key}={s}", QUERY_SECRET),
+    ("host=db user=bob {key}={s} dbname=x", QUERY_SECRET.replace("=", "")),
+    ("host=db user=bob {key}='{s}' dbname=x", QUOTED_SECRET),
+    ("Driver={{x}};Server=h;UID=bob;{key}={s};Database=d", QUERY_SECRET.replace("=", "")),
+]
+
+
+def generated_cases(n=400):
+    rng = random.Random(0)
+    for i in range(n):
+        template, alphabet = SHAPES[i % len(SHAPES)]
+        if alphabet is USERINFO_SECRET:  # unencoded '@' or spaces (with both, no parser can tell the host)
+            alphabet = alphabet.replace(rng.choice(["@", " "]), "")
+        secret = "".join(rng.choice(alphabet) for _ in range(rng.randint(6, 24)))
+        scheme, key = rng.choice(SCHEMES), rng.choice(KEYS)
+        wrap = rng.choice(["{}", "tracking URI {} is unreachable (timed out)", "storage '{}': no such db"])
+        quoted = "'{s}'" in template
+        masked = template.replace("'{s}'", "{s}") if quoted else template
+        yield (
+            wrap.format(template.format(s=secret, scheme=scheme, key=key)),
+            wrap.format(masked.format(s=MASK, scheme=scheme, key=key)),
+            secret,
+        )
+
+
+def test_redact_masks_every_generated_shape_and_character():
+    """400 secrets drawn from the characters each shape allows (unencoded '#', '/', '?', '@', ':', spaces,
+    quotes), in every shape, alone or inside an error line: the output is the input with exactly the secret
+    replaced by ***."""
+    for text, expected, secret in generated_cases():
+        assert redact(text) == expected, (text, redact(text))
 
 
 def test_run_with_a_password_in_a_query_parameter_stores_it_nowhere(

@@ -1,4 +1,5 @@
-"""`bench ui` stopped with SIGTERM stops the whole MLflow server (its workers too) and frees the port."""
+"""`bench ui` stopped with SIGTERM stops the whole MLflow server (its workers too) and frees the port; the store's
+URI (which may hold a password) is on no command line."""
 
 import os
 import signal
@@ -48,6 +49,8 @@ def test_sigterm_stops_the_server_and_frees_the_port(tmp_path):
         pytest.fail("the MLflow UI did not come up")
     family = [p.pid for p in psutil.Process(proc.pid).children(recursive=True)]
     assert family  # the server and its workers
+    # the store reaches the server through its environment: no command line (visible in `ps`) holds it
+    assert not [p for p in family if "mlflow.db" in " ".join(psutil.Process(p).cmdline())]
     proc.send_signal(signal.SIGTERM)
     proc.wait(timeout=30)  # bench waits for the server's group to stop (SIGKILL after 10 s)
 

@@ -17,8 +17,16 @@ from bench.errors import BenchError, NonFiniteLoss
 from bench.redact import redact
 
 
+class Parser(argparse.ArgumentParser):
+    """argparse echoes a bad value in its error line ("unrecognized arguments: --tracking-uri
+    postgresql://u:pw@h/db"): redact that line like every other bench prints."""
+
+    def error(self, message):
+        super().error(redact(message))
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="bench", description="PEFT benchmark harness tracked in MLflow")
+    parser = Parser(prog="bench", description="PEFT benchmark harness tracked in MLflow")
     parser.add_argument("--version", action="version", version=f"bench {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
     run.add_parsers(sub)

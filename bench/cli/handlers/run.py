@@ -140,14 +140,14 @@ def cmd_ui(args) -> int:
             "-m",
             "mlflow",
             "ui",
-            "--backend-store-uri",
-            uri,
             "--host",
             "127.0.0.1",
             "--port",
             str(args.port),
         ],
         start_new_session=True,
+        # the store through the environment, not argv: a password on a command line is visible in `ps`
+        env={**os.environ, "MLFLOW_BACKEND_STORE_URI": uri},
     )
     try:
         return proc.wait()
