@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 from bench.environment import git_state
+from bench.errors import BenchError
 from bench.tasks import get_task
 
 # Phases (tag `phase`): what produced a run.
@@ -23,8 +24,27 @@ HEADS = "heads"  # a `bench heads` analysis (tags source: pretrained | run id | 
 
 
 def experiment_name(task: str, override: str | None = None) -> str:
-    """One experiment per task unless the user names one."""
+    """One experiment per task unless the user names one (checked: it names a folder of the store)."""
+    if override is not None:
+        check_experiment(override)
     return override or f"bench-{task}"
+
+
+def check_experiment(name: str) -> None:
+    """MLflow places an experiment's artifacts at <artifact root>/<name>: a name with a path separator, '..',
+    a leading '~' or a control character would write outside the store's root."""
+    bad = (
+        not name.strip()
+        or any(sep in name for sep in ("/", "\\"))
+        or name in (".", "..")
+        or name.startswith("~")
+        or any(ord(c) < 32 for c in name)
+    )
+    if bad:
+        raise BenchError(
+            f"experiment name {name!r} is not allowed: use a plain name (no '/', '\\', '..', leading '~' or "
+            "control characters), e.g. bench-rte-ablation"
+        )
 
 
 def run_name(method: str, model: str, task: str, seed: int, tags: dict | None = None) -> str:

@@ -18,6 +18,7 @@ from bench.config import (
     coerce,
 )
 from bench.errors import BenchError, choices_error
+from bench.record import check_experiment
 from bench.task_heads import HEADS
 from bench.tasks import get_task
 from methods import get_method
@@ -70,6 +71,8 @@ def validate(cfg: RunConfig) -> RunConfig:
     for name in ("weight_decay", "max_grad_norm"):
         if getattr(cfg, name) < 0:
             raise BenchError(f"option {name}={getattr(cfg, name)} must be at least 0")
+    if cfg.experiment is not None:
+        check_experiment(cfg.experiment)
     if not 0 <= cfg.seed < 2**32:
         raise BenchError(f"option seed={cfg.seed} must be in [0, 2**32)")
     for name in ("batch_size", "eval_batch_size", "max_length", "log_every"):

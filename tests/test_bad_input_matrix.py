@@ -427,6 +427,20 @@ CASES |= {
     "list as a name": (lambda w, t: run_argv(w, "--set", "experiment=[a, b]"), "is not a valid str"),
 }
 
+# Experiment names that would place artifacts outside the store's root (MLflow: <root>/<experiment name>).
+CASES |= {
+    f"experiment {name!r}": (
+        lambda w, t, name=name: run_argv(w, "--experiment", name),
+        f"experiment name {name!r} is not allowed",
+    )
+    for name in ("../../escape", "/tmp/abs", "a/b", "..", "~user", "a\\b", "tab\tname", " ")
+} | {
+    "sweep experiment escape": (
+        lambda w, t: [*sweep_argv(w, t, "lr: {type: float, low: 1.0e-4, high: 1.0e-3}\n"), "--experiment", "../x"],
+        "experiment name '../x' is not allowed",
+    ),
+}
+
 
 # every third case in the fast subset (a sample of each group: they are listed by kind), all in the full suite
 @pytest.mark.parametrize(
