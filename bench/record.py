@@ -6,6 +6,7 @@ bench/tracking.py does (URIs, the client, buffered logging, run states, containe
 from __future__ import annotations
 
 import getpass
+import hashlib
 import sys
 from pathlib import Path
 
@@ -21,6 +22,15 @@ STUDY = "study"  # a sweep's container run (tag study)
 INTRINSIC = "intrinsic"  # a point of an intrinsic-dimension grid (tag intrinsic)
 INTRINSIC_STUDY = "intrinsic-study"  # an intrinsic grid's container run (tag intrinsic)
 HEADS = "heads"  # a `bench heads` analysis (tags source: pretrained | run id | checkpoint)
+
+
+DATA_DIGEST = "data_digest"  # tag: the content of the splits a run read (reports count a seed once per data)
+
+
+def data_digest(sources: dict) -> str:
+    """12 hex characters over every split's content fingerprint: the same data wherever it was read from."""
+    body = "|".join(f"{split}:{fingerprint}" for split, (_, fingerprint, _) in sorted(sources.items()))
+    return hashlib.sha1(body.encode()).hexdigest()[:12]
 
 
 def experiment_name(task: str, override: str | None = None) -> str:

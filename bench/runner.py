@@ -98,7 +98,14 @@ def run(
             logged_params(config_dict, built.method_config, precision, len(prep.train["labels"]))
         )
         tracker.log_text(yaml.safe_dump(config_dict, sort_keys=False), "config.yaml")
-        tracker.set_tags({**environment(), "run_dir": str(run_dir.resolve()), "processes": world})
+        tracker.set_tags(
+            {
+                **environment(),
+                "run_dir": str(run_dir.resolve()),
+                "processes": world,
+                record.DATA_DIGEST: record.data_digest(prep.sources),
+            }
+        )
         tracking.log_datasets(uri, tracker.run_id, task.name, prep.sources)
         tracker.log_metrics(
             {record.count_metric(k): v for k, v in counts.items()}

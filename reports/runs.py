@@ -35,6 +35,7 @@ def aggregate(df: pd.DataFrame, columns: list | None = None, by_config: bool = F
         keys = ["tags.model", "tags.method"] + (["tags.config_hash"] if by_config else [])
         for key, g in sub.groupby(keys):
             model, method = key[0], key[1]
+            g, repeats, other_data = one_per_seed(g)
             values = 100 * g[col].astype(float)
             knob = ""
             if by_config and g.get("tags.knob", pd.Series(["-"])).iloc[0] not in ("-", None):
@@ -58,9 +59,26 @@ def aggregate(df: pd.DataFrame, columns: list | None = None, by_config: bool = F
                     "params_backbone": float(g[f"metrics.{count_metric('backbone')}"].iloc[0]),
                     "params_head": float(g[f"metrics.{count_metric('head')}"].iloc[0]),
                     "studies": ",".join(sorted(g.get("tags.study", pd.Series(dtype=str)).dropna().unique())),
+                    "repeats": repeats,
+                    "other_data": other_data,
                 }
             )
     return pd.DataFrame(rows)
+
+
+def one_per_seed(g: pd.DataFrame) -> tuple[pd.DataFrame, int, int]:
+    """One run per (configuration, seed) on one dataset: a seed run twice (a sweep trial that a final run
+    repeats, two finalize commands at once) counts once, the latest; runs on other data than the latest run's
+    (tag data_digest: the splits' content) are left out. Returns (runs, repeats dropped, other-data dropped)."""
+    if "end_time" in g:
+        g = g.sort_values("end_time")
+    other = 0
+    if "tags.data_digest" in g and g["tags.data_digest"].nunique() > 1:
+        latest = g["tags.data_digest"].dropna().iloc[-1]
+        keep = g["tags.data_digest"].isna() | (g["tags.data_digest"] == latest)  # runs logged before the tag
+        other, g = int((~keep).sum()), g[keep]
+    kept = g.drop_duplicates(["tags.config_hash", "tags.seed"], keep="last")
+    return kept, len(g) - len(kept), other
 
 
 def degenerate_mask(df: pd.DataFrame) -> pd.Series:

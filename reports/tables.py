@@ -429,5 +429,14 @@ def results_report(
     )
     if exclude_degenerate:
         budget += f" Degenerate runs left out: {excluded} (of every model and task in the store)."
+    shown = t["sel"]
+    repeats = int(shown["repeats"].sum()) if "repeats" in shown else 0
+    other = int(shown["other_data"].sum()) if "other_data" in shown else 0
+    if repeats or other:
+        budget += (
+            f" Each (configuration, seed) counted once: {repeats} repeated runs left out (the latest counts)"
+            + (f", and {other} runs on other data than the latest run's" if other else "")
+            + "."
+        )
     out = render_results(t, fmt, budget)
     return standalone_latex(out) if fmt == "latex" and standalone else out

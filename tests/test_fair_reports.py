@@ -121,6 +121,26 @@ def test_exclude_degenerate_drops_the_flagged_run_and_says_so(store, capsys):
     assert "Degenerate runs left out: 1" in out["caption"]
 
 
+def test_a_seed_counts_once_per_configuration_and_data(tmp_path, capsys):
+    """A seed finalized twice (two finalize commands at once) counts once, the latest; runs of the same seed on
+    other data (tag data_digest) are left out, not averaged in as more seeds; the caption says both."""
+    uri = seeded_store(tmp_path / "mlflow.db")
+    c = MlflowClient(uri)
+    exp = c.create_experiment("bench-rte")
+    data = {"data_digest": "aaaa"}
+    log_run(c, exp, "lora", 1, 0.60, extra_tags=data)
+    log_run(c, exp, "lora", 1, 0.70, extra_tags=data)  # the same seed again: the latest counts
+    log_run(c, exp, "lora", 2, 0.80, extra_tags=data)
+    for score in (0.10, 0.20):  # seed 42 on other data, logged earlier than the latest run
+        log_run(c, exp, "lora", 42, score, extra_tags={"data_digest": "bbbb"})
+    log_run(c, exp, "lora", 3, 0.90, extra_tags=data)  # the latest run: its data is the table's
+    assert main(["report", "table", "--model", "m", "--tracking-uri", uri, "--format", "json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    (row,) = out["rows"]
+    assert row["RTE n"] == 3 and row["RTE mean"] == pytest.approx(100 * (0.70 + 0.80 + 0.90) / 3)
+    assert "1 repeated runs left out" in out["caption"] and "2 runs on other data" in out["caption"]
+
+
 @pytest.mark.slow
 def test_budget_report_is_the_expected_maximum_of_the_trials(tmp_path, capsys):
     uri = seeded_store(tmp_path / "mlflow.db")
