@@ -108,10 +108,10 @@ INTRO = """# Capabilities: which method works on which encoder family and task k
 
 Found by trying each one, not declared: `bench methods --matrix --write docs/capabilities.md` writes this
 page (about 20 s on two CPU cores). Each cell builds a 2-layer, 32-wide model of the family from its
-configuration, attaches the method as `bench run` would (at the small sizes tiny layers need: a tuner's `probe`
-entry in methods/tuners/tuners.yaml) and takes a forward and backward pass; it works when the loss is finite
-and a gradient reaches what the method trains. A refused cell is refused by `bench run` too, in one line,
-before anything is created. The peft tuners (the rows after the hand-written methods) are attached with
+configuration, attaches the method as `bench run` would (at the small sizes tiny layers need: a tuner's
+`probe` entry in methods/tuners/tuners.yaml) and takes a forward and backward pass; it works when the loss is
+finite and a gradient reaches what the method trains. A refused cell is refused by `bench run` too, in one
+line, before anything is created. The peft tuners (the rows after the hand-written methods) are attached with
 peft's own tuner classes; their targets are roles each family maps to its modules (see docs/tuners.md).
 
 """
@@ -152,7 +152,8 @@ def render(cells: list[Cell], versions: str) -> str:
         lines.append(f"| {method} | " + " | ".join(row) + " |")
     lines.append("")
     lines.append(
-        "✓ works (forward and backward on a 2-layer, 32-wide model of the family, at the method's probe sizes); "
+        "✓ works (forward and backward on a 2-layer, 32-wide model of the family, at the method's probe "
+        "sizes); "
         "✗ refused before anything is built, with the reason below; ! fails, with the error below. "
         f"Tasks: {', '.join(f'{short.get(k, k)} = {k}' for k in kinds)}. {versions}"
     )
@@ -171,5 +172,7 @@ def parse(text: str) -> dict[tuple[str, str, str], str]:
     for line in rows[1:]:
         cells = [c.strip() for c in line.strip("|").split("|")]
         for (family, kind), mark in zip(columns, cells[1:], strict=True):
-            out[(cells[0], family, kind)] = WORKS if mark == "✓" else REFUSED if mark.startswith("✗") else FAILS
+            out[(cells[0], family, kind)] = (
+                WORKS if mark == "✓" else REFUSED if mark.startswith("✗") else FAILS
+            )
     return out

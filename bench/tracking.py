@@ -22,10 +22,11 @@ from bench.degenerate import TAG as DEGENERATE_TAG
 from bench.errors import BenchError, NonFiniteLoss, StopRun, first_line
 from bench.locks import file_lock
 from bench.logs import quiet_libraries
-from bench.record import FINAL, INTRINSIC, experiment_note, standard_tags
+from bench.record import FINAL, INTRINSIC, INTRINSIC_STUDY, STUDY, experiment_note, standard_tags
 from bench.redact import redact  # noqa: F401 - part of this module's API (callers use tracking.redact)
 
 DEFAULT_DB = "mlflow.db"
+CONTAINERS = (STUDY, INTRINSIC_STUDY)  # phases of runs that hold no training: sweeps and intrinsic grids
 
 
 def resolve_uri(uri: str | None) -> str:
@@ -164,10 +165,11 @@ class Tracker:
     background thread that also stamps the `heartbeat` tag (so a SIGKILLed run can be told from a live
     one)."""
 
-    def __init__(self, uri: str, run_id: str):
+    def __init__(self, uri: str, run_id: str, parent_run_id: str | None = None):
         self.uri = uri
         self.client = client(uri)
         self.run_id = run_id
+        self.parent_run_id = parent_run_id  # a container run (sweep, grid): alive while a child beats
         self._buffer = []
         self._lock = threading.Lock()
         self._stop = threading.Event()
@@ -180,6 +182,8 @@ class Tracker:
                 with contextlib.suppress(Exception):  # a store hiccup must not kill training
                     self.flush()
                     self.client.set_tag(self.run_id, "heartbeat", f"{time.time():.0f}")
+                    if self.parent_run_id:
+                        self.client.set_tag(self.parent_run_id, "heartbeat", f"{time.time():.0f}")
 
         self._beat = threading.Thread(target=beat, name="bench-heartbeat", daemon=True)
         self._beat.start()
@@ -269,7 +273,7 @@ def tracked_run(uri: str, experiment: str, run_name: str, tags: dict, parent_run
 
     all_tags |= {"host": socket.gethostname(), "pid": os.getpid(), "heartbeat": f"{time.time():.0f}"}
     run = c.create_run(exp_id, run_name=run_name, tags={k: redact(v) for k, v in all_tags.items()})
-    tracker = Tracker(uri, run.info.run_id)
+    tracker = Tracker(uri, run.info.run_id, parent_run_id)
     tracker.start_heartbeat()
     try:
         yield tracker
@@ -323,6 +327,9 @@ def close_lost_runs(uri: str) -> list[str]:
         tags = run.data.tags
         if "pid" not in tags or "heartbeat" not in tags:
             continue  # not a bench run with a heartbeat (older runs, other tools)
+        beat_age = now - float(tags["heartbeat"])
+        if tags.get("phase") in CONTAINERS and beat_age < LOST_AFTER_BEATS * heartbeat_seconds():
+            continue  # a sweep or grid whose workers (maybe on other hosts) still beat it
         if tags.get("host") == host:
             pid = int(tags["pid"])
             try:
@@ -331,8 +338,8 @@ def close_lost_runs(uri: str) -> list[str]:
                 alive = False
             why = f"process {pid} on {host} is gone"
         else:
-            alive = now - float(tags["heartbeat"]) < LOST_AFTER_BEATS * heartbeat_seconds()
-            why = f"no heartbeat from {tags.get('host')} for {now - float(tags['heartbeat']):.0f}s"
+            alive = beat_age < LOST_AFTER_BEATS * heartbeat_seconds()
+            why = f"no heartbeat from {tags.get('host')} for {beat_age:.0f}s"
         if alive:
             continue
         with contextlib.suppress(Exception):
@@ -371,10 +378,37 @@ def update_container(uri: str, run_id: str, metrics: dict, status: str | None = 
         c.log_batch(
             run_id, metrics=[Metric(k, float(v), now, 0) for k, v in metrics.items() if v is not None]
         )
-        if status == "RUNNING" and c.get_run(run_id).info.status != "RUNNING":
-            c.update_run(run_id, status="RUNNING")
+        if status == "RUNNING":  # this process works for it now: lost-run closing checks this pid
+            for key, value in owner_tags().items():
+                c.set_tag(run_id, key, value)
+            if c.get_run(run_id).info.status != "RUNNING":
+                c.update_run(run_id, status="RUNNING")
         elif status in ("FINISHED", "FAILED", "KILLED"):
             c.set_terminated(run_id, status)
+
+
+def owner_tags() -> dict:
+    return {"host": socket.gethostname(), "pid": str(os.getpid()), "heartbeat": f"{time.time():.0f}"}
+
+
+@contextlib.contextmanager
+def container_work(uri: str, run_id: str):
+    """Around the work a process does for a container run: if the process stops (SIGTERM, Ctrl-C, an error)
+    while it was the last to work for the container, the container ends KILLED or FAILED with the reason,
+    not RUNNING. Another worker that stamped it since keeps it RUNNING (and closes it when it ends)."""
+    try:
+        yield
+    except BaseException as e:
+        status = "KILLED" if isinstance(e, KeyboardInterrupt) else "FAILED"
+        with contextlib.suppress(Exception):
+            c = client(uri)
+            run = c.get_run(run_id)
+            tags = run.data.tags
+            mine = tags.get("pid") == str(os.getpid()) and tags.get("host") == socket.gethostname()
+            if run.info.status == "RUNNING" and mine:
+                c.set_tag(run_id, "error", redact(f"{type(e).__name__}: {first_line(e)}")[:5000])
+                c.set_terminated(run_id, status)
+        raise
 
 
 def log_datasets(uri: str, run_id: str, task_name: str, sources: dict) -> None:

@@ -285,7 +285,9 @@ def train(
                     accelerator.clip_grad_norm_(params, cfg.max_grad_norm)
             optimizer.step()
             scheduler.step()
-            method.after_step(model, method_cfg, step + 1, total)  # the step's gradients still there (AdaLoRA)
+            method.after_step(
+                model, method_cfg, step + 1, total
+            )  # the step's gradients still there (AdaLoRA)
             optimizer.zero_grad(set_to_none=True)
             sync()
             t4 = time.perf_counter()

@@ -69,7 +69,8 @@ def aggregate(df: pd.DataFrame, columns: list | None = None, by_config: bool = F
 def one_per_seed(g: pd.DataFrame) -> tuple[pd.DataFrame, int, int]:
     """One run per (configuration, seed) on one dataset: a seed run twice (a sweep trial that a final run
     repeats, two finalize commands at once) counts once, the latest; runs on other data than the latest run's
-    (tag data_digest: the splits' content) are left out. Returns (runs, repeats dropped, other-data dropped)."""
+    (tag data_digest: the splits' content) are left out. Returns (runs, repeats dropped, other-data
+    dropped)."""
     if "end_time" in g:
         g = g.sort_values("end_time")
     other = 0

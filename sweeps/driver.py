@@ -284,7 +284,16 @@ def work(
     study = load(name, open_storage(storage_url(storage, output_dir), heartbeat))
     objective = objective_for(study, force, echo)
     report_progress(study, "RUNNING")
-    ran = 0
+    with tracking.container_work(
+        study_tracking_uri(study.user_attrs), study.user_attrs["mlflow_parent_run_id"]
+    ):
+        ran = work_loop(study, objective, n_trials, heartbeat, echo)
+    report_progress(study, "FINISHED" if budget_done(study, trial_counts(study)) else None)
+    return ran
+
+
+def work_loop(study, objective, n_trials: int | None, heartbeat: int, echo) -> int:
+    name, ran = study.study_name, 0
     while n_trials is None or ran < n_trials:
         with (
             warnings.catch_warnings()
@@ -305,7 +314,6 @@ def work(
         study.optimize(objective, n_trials=1, catch=(NonFiniteLoss,), callbacks=[trial_line(echo)])
         ran += 1
         report_progress(study, "RUNNING")
-    report_progress(study, "FINISHED" if budget_done(study, trial_counts(study)) else None)
     return ran
 
 

@@ -116,7 +116,8 @@ def run_intrinsic(
     tracking.update_container(
         uri, parent, {"runs_total": total, "runs_finished": total - len(todo)}, "RUNNING"
     )
-    failed = _run_points(todo, parent, workers, echo)
+    with tracking.container_work(uri, parent):
+        failed = _run_points(todo, parent, workers, echo)
     tracking.update_container(
         uri,
         parent,

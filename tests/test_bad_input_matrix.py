@@ -436,7 +436,11 @@ CASES |= {
     for name in ("../../escape", "/tmp/abs", "a/b", "..", "~user", "a\\b", "tab\tname", " ")
 } | {
     "sweep experiment escape": (
-        lambda w, t: [*sweep_argv(w, t, "lr: {type: float, low: 1.0e-4, high: 1.0e-3}\n"), "--experiment", "../x"],
+        lambda w, t: [
+            *sweep_argv(w, t, "lr: {type: float, low: 1.0e-4, high: 1.0e-3}\n"),
+            "--experiment",
+            "../x",
+        ],
         "experiment name '../x' is not allowed",
     ),
 }

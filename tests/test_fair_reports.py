@@ -122,7 +122,8 @@ def test_exclude_degenerate_drops_the_flagged_run_and_says_so(store, capsys):
 
 
 def test_a_seed_counts_once_per_configuration_and_data(tmp_path, capsys):
-    """A seed finalized twice (two finalize commands at once) counts once, the latest; runs of the same seed on
+    """A seed finalized twice (two finalize commands at once) counts once, the latest; runs of the same seed
+    on
     other data (tag data_digest) are left out, not averaged in as more seeds; the caption says both."""
     uri = seeded_store(tmp_path / "mlflow.db")
     c = MlflowClient(uri)

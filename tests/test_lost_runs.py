@@ -85,3 +85,100 @@ def test_live_runs_are_not_closed(tmp_path):
         assert tracking.close_lost_runs(uri) == []
         run = MlflowClient(uri).get_run(t.run_id)
         assert run.info.status == "RUNNING" and run.data.tags["host"] == socket.gethostname()
+
+
+def container(uri):
+    from bench import record, tracking
+
+    tracking.check_reachable(uri)
+    run_id = tracking.create_container(uri, "e", "sweep-x", {"phase": record.STUDY, "study": "x"}, {})
+    tracking.update_container(uri, run_id, {"trials_complete": 0}, "RUNNING")  # this process works for it
+    return run_id
+
+
+def test_a_container_closes_when_its_worker_stops(tmp_path):
+    """Interrupted (SIGTERM arrives as KeyboardInterrupt) while this process was the last to work for the
+    sweep: the sweep's run ends KILLED with the reason; if another worker stamped it since, it stays
+    RUNNING."""
+    from bench import tracking
+
+    uri = seeded_store(tmp_path / "mlflow.db")
+    c = MlflowClient(uri)
+    first = container(uri)
+    with pytest.raises(KeyboardInterrupt):
+        with tracking.container_work(uri, first):
+            raise KeyboardInterrupt("terminated (SIGTERM)")
+    run = c.get_run(first)
+    assert run.info.status == "KILLED" and "SIGTERM" in run.data.tags["error"]
+
+    second = container(uri)
+    c.set_tag(second, "pid", "1")  # another worker (pid 1 here) works for it now
+    with pytest.raises(RuntimeError):
+        with tracking.container_work(uri, second):
+            raise RuntimeError("storage gone")
+    assert c.get_run(second).info.status == "RUNNING"
+
+
+def test_a_lost_container_is_closed_unless_a_worker_still_beats_it(tmp_path, monkeypatch):
+    """Its process is gone: closed as lost by the next command, unless a child run (perhaps on another host)
+    has beaten its heartbeat recently."""
+    from bench import tracking
+
+    uri = seeded_store(tmp_path / "mlflow.db")
+    c = MlflowClient(uri)
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone.wait()
+    stale, fresh = container(uri), container(uri)
+    for run_id, beat in ((stale, time.time() - 3600), (fresh, time.time())):
+        c.set_tag(run_id, "pid", str(gone.pid))
+        c.set_tag(run_id, "heartbeat", f"{beat:.0f}")
+    tracking._REAPED.discard(uri)
+    assert tracking.close_lost_runs(uri) == [stale]
+    assert c.get_run(stale).info.status == "KILLED" and c.get_run(fresh).info.status == "RUNNING"
+
+
+def test_a_child_run_beats_its_parent(tmp_path, monkeypatch):
+    from bench import tracking
+
+    monkeypatch.setenv("BENCH_HEARTBEAT_SECONDS", "0.2")
+    uri = seeded_store(tmp_path / "mlflow.db")
+    parent = container(uri)
+    c = MlflowClient(uri)
+    c.set_tag(parent, "heartbeat", "0")
+    with tracking.tracked_run(uri, "e", "child", {}, parent_run_id=parent):
+        time.sleep(1.0)
+    assert time.time() - float(c.get_run(parent).data.tags["heartbeat"]) < 5
+
+
+@pytest.mark.slow
+def test_sigterm_during_a_sweep_trial_closes_the_sweep(tiny_models, glue_dir, tmp_path):
+    """The trial's run ends KILLED and so does the sweep's parent run: nothing is left RUNNING."""
+    uri = seeded_store(tmp_path / "mlflow.db")
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "BENCH_HEARTBEAT_SECONDS": "0.5"}
+    argv = ["sweep", "run", "--method", "full", "--model", tiny_models["bert"], "--task", "rte"]
+    argv += [
+        "--data-dir",
+        str(glue_dir),
+        "--trials",
+        "2",
+        "--set",
+        "max_steps=100000",
+        "--set",
+        "log_every=1",
+    ]
+    argv += ["--tracking-uri", uri, "--output-dir", str(tmp_path / "out")]
+    proc = subprocess.Popen([sys.executable, "-m", "bench.cli", *argv], env=env, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)  # fmt: skip
+    c = MlflowClient(uri)
+    deadline, trial = time.time() + 120, None
+    while time.time() < deadline and trial is None:
+        time.sleep(0.5)
+        runs = all_runs(uri) if (tmp_path / "mlflow.db").exists() else []
+        trial = next((r for r in runs if r.data.tags.get("phase") == "trial"
+                      and c.get_metric_history(r.info.run_id, "train_loss")), None)  # fmt: skip
+    assert trial is not None, "no trial started"
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(timeout=60) != 0
+    runs = {r.data.tags.get("phase"): r for r in all_runs(uri)}
+    assert runs["trial"].info.status == "KILLED"
+    assert runs["study"].info.status == "KILLED" and "SIGTERM" in runs["study"].data.tags["error"]

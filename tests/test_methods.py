@@ -32,7 +32,8 @@ def is_tuner(method):
     return getattr(REGISTRY[method], "peft_tuner", False)
 
 
-# peft tuners: every one on BERT (pair task); these also on every family and on tagging, with closed forms below
+# peft tuners: every one on BERT (pair task); these also on every family and on tagging, with closed forms
+# below
 TUNERS_EVERYWHERE = ("ia3", "vera", "loha", "dora", "fourierft", "ln_tuning", "adalora")
 TUNERS_FAST = ("ia3", "vera")
 
@@ -100,7 +101,8 @@ def closed_form(method, family, task, conf, m_special):
 
 
 def tuner_closed_form(method, family, conf):
-    """peft tuners at their probe sizes, from each paper's definition, on W_q, W_v (ModernBERT: its fused Wqkv,
+    """peft tuners at their probe sizes, from each paper's definition, on W_q, W_v (ModernBERT: its fused
+    Wqkv,
     H -> 3H, holds both) unless said otherwise."""
     L, H, I = conf.num_hidden_layers, conf.hidden_size, conf.intermediate_size  # noqa: E741
     fused = family == "modernbert"
@@ -121,11 +123,7 @@ def tuner_closed_form(method, family, conf):
         return (2 * L - 1) * H if fused else L * 2 * 2 * H
     if method == "adalora":  # P (r x in), Q (out x r), Lambda (r) on every projection; init_r 12
         r = 12
-        mods = (
-            [(H, 3 * H), (H, H), (H, 2 * I), (I, H)]
-            if fused
-            else [(H, H)] * 4 + [(H, I), (I, H)]
-        )
+        mods = [(H, 3 * H), (H, H), (H, 2 * I), (I, H)] if fused else [(H, H)] * 4 + [(H, I), (I, H)]
         return L * sum(r * (i + o) + r for i, o in mods)
     return None  # full FT: the whole backbone; Diff pruning: its diff and gates
 
@@ -244,7 +242,9 @@ def test_method_matrix(tiny_models, glue_dir, tmp_path, method, family, task_nam
         opt.zero_grad(set_to_none=False)
     changed = {n for n, p in model.named_parameters() if not torch.equal(p.detach(), before[n])}
     if is_tuner(method):  # some of a tuner's parameters move only once others have (GLoRA's D after its A, B)
-        assert changed <= trainable and changed - {n for n in changed if n.startswith(head_names(family, task))}
+        assert changed <= trainable and changed - {
+            n for n in changed if n.startswith(head_names(family, task))
+        }
     else:
         assert changed == trainable, (sorted(changed - trainable)[:3], sorted(trainable - changed)[:3])
     assert all(p.grad is None for p in model.parameters() if not p.requires_grad)  # no wasted gradients

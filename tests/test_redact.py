@@ -92,7 +92,7 @@ def test_redact_masks_every_generated_shape_and_character():
     """400 secrets drawn from the characters each shape allows (unencoded '#', '/', '?', '@', ':', spaces,
     quotes), in every shape, alone or inside an error line: the output is the input with exactly the secret
     replaced by ***."""
-    for text, expected, secret in generated_cases():
+    for text, expected, _ in generated_cases():
         assert redact(text) == expected, (text, redact(text))
 
 

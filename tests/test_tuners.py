@@ -43,7 +43,9 @@ def test_every_tuner_is_registered_with_its_options_from_peft():
     assert len(SPECS) >= 33
     for name, spec in SPECS.items():
         method = get_method(name)
-        peft_fields = {f.name: f for f in dataclasses.fields(PEFT_TYPE_TO_CONFIG_MAPPING[PeftType[spec.peft_type]])}
+        peft_fields = {
+            f.name: f for f in dataclasses.fields(PEFT_TYPE_TO_CONFIG_MAPPING[PeftType[spec.peft_type]])
+        }
         options = method.defaults()
         assert set(spec.targets) <= set(options)
         for key, value in options.items():
@@ -53,7 +55,10 @@ def test_every_tuner_is_registered_with_its_options_from_peft():
             expected = spec.defaults.get(key, peft_fields[key].default)
             assert value == expected, (name, key)
         if method.knob:
-            assert method.knob in options and options[method.knob] in (*method.knob_values, options[method.knob])
+            assert method.knob in options and options[method.knob] in (
+                *method.knob_values,
+                options[method.knob],
+            )
 
 
 @pytest.mark.parametrize(
@@ -63,8 +68,16 @@ def test_every_tuner_is_registered_with_its_options_from_peft():
         ("vera", {"d_initial": True}, r"option d_initial=True for method vera is not a valid float"),
         ("loha", {"rank": 4}, r"option for method loha: 'rank' \(choices: .*r,"),
         ("road", {"variant": "road_3"}, r"bad option for method road: variant 'road_3' is not one of road_1"),
-        ("ia3", {"target_modules": " , "}, r"bad option for method ia3: target_modules ' , ' names no module"),
-        ("gralora", {"r": 3}, r"bad option for method gralora: r should be divisible by gralora_k"),  # peft's check
+        (
+            "ia3",
+            {"target_modules": " , "},
+            r"bad option for method ia3: target_modules ' , ' names no module",
+        ),
+        (
+            "gralora",
+            {"r": 3},
+            r"bad option for method gralora: r should be divisible by gralora_k",
+        ),  # peft's check
     ],
 )
 def test_bad_options_are_one_line_errors(method, options, message):
@@ -73,29 +86,36 @@ def test_bad_options_are_one_line_errors(method, options, message):
 
 
 def test_targets_are_roles_each_family_maps(tiny_models, glue_dir):
-    """key,value on BERT are attention.self.key/value; on ModernBERT the fused Wqkv; a module name is a suffix."""
+    """key,value on BERT are attention.self.key/value; on ModernBERT the fused Wqkv; a module name is a
+    suffix."""
     b, _ = built(tiny_models, glue_dir, "ia3", target_modules="key,value", feedforward_modules="")
     adapted = {n.split(".ia3_l")[0] for n, p in b.model.named_parameters() if ".ia3_l" in n}
     assert adapted == {f"bert.encoder.layer.{i}.attention.self.{m}" for i in (0, 1) for m in ("key", "value")}
     b, _ = built(tiny_models, glue_dir, "loha", "modernbert", target_modules="query,value")
     adapted = {n.split(".hada_")[0] for n, p in b.model.named_parameters() if ".hada_" in n}
     assert adapted == {"model.layers.0.attn.Wqkv", "model.layers.1.attn.Wqkv"}
-    b, _ = built(tiny_models, glue_dir, "loha", target_modules="dense")  # a module name: every *.dense in the layers
+    b, _ = built(
+        tiny_models, glue_dir, "loha", target_modules="dense"
+    )  # a module name: every *.dense in the layers
     adapted = {n.split(".hada_")[0] for n, p in b.model.named_parameters() if ".hada_" in n}
     assert len(adapted) == 2 * 3 and all(n.startswith("bert.encoder.layer.") for n in adapted)
 
 
 def test_a_target_that_matches_nothing_is_refused_naming_the_roles(tiny_models, glue_dir):
-    with pytest.raises(BenchError, match=r"vera: target_modules='nothing_here' matches no module.*roles: .*query"):
+    with pytest.raises(
+        BenchError, match=r"vera: target_modules='nothing_here' matches no module.*roles: .*query"
+    ):
         built(tiny_models, glue_dir, "vera", target_modules="nothing_here")
 
 
 def test_a_size_peft_refuses_is_refused_before_any_run(tiny_models, glue_dir, tmp_path, tracking_uri, capsys):
-    """C3A's block size must divide the layers' width (32 here): peft's own error, one line, exit 2, no run."""
+    """C3A's block size must divide the layers' width (32 here): peft's own error, one line, exit 2, no
+    run."""
     code = main(
         [
-            "run", "--method", "c3a", "--model", tiny_models["bert"], "--task", "rte", "--data-dir", str(glue_dir),
-            "--set", "method.block_size=12", "--output-dir", str(tmp_path / "out"), "--tracking-uri", tracking_uri,
+            "run", "--method", "c3a", "--model", tiny_models["bert"], "--task", "rte",
+            "--data-dir", str(glue_dir), "--set", "method.block_size=12",
+            "--output-dir", str(tmp_path / "out"), "--tracking-uri", tracking_uri,
             "--no-progress",
         ]
     )  # fmt: skip
@@ -106,13 +126,16 @@ def test_a_size_peft_refuses_is_refused_before_any_run(tiny_models, glue_dir, tm
 
 
 def penalty_by_peft(tuner, batch) -> torch.Tensor:
-    """peft's AdaLoraModel.forward adds orth_reg_weight * (the penalty) to the task loss: take the difference."""
+    """peft's AdaLoraModel.forward adds orth_reg_weight * (the penalty) to the task loss: take the
+    difference."""
     with torch.no_grad():
         return tuner(**batch).loss - tuner.model(**batch).loss
 
 
 def test_adalora_penalty_and_rank_allocation_match_peft(tiny_models, glue_dir):
-    b, prep = built(tiny_models, glue_dir, "adalora", init_r=4, target_r=2, orth_reg_weight=0.3, tinit=1, tfinal=2)
+    b, prep = built(
+        tiny_models, glue_dir, "adalora", init_r=4, target_r=2, orth_reg_weight=0.3, tinit=1, tfinal=2
+    )
     model, method, cfg = b.model, b.method, b.method_config
     model.eval()  # no dropout: the two forwards see the same function
     batch = batch_for(prep, prep.train, list(range(8)), torch.device("cpu"))
@@ -129,7 +152,9 @@ def test_adalora_penalty_and_rank_allocation_match_peft(tiny_models, glue_dir):
     ours_opt = torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=0.1)
     ref_opt = torch.optim.SGD([p for p in reference.parameters() if p.requires_grad], lr=0.1)
     for step in range(1, 9):
-        batch = batch_for(prep, prep.train, list(range((step % 3) * 8, (step % 3) * 8 + 8)), torch.device("cpu"))
+        batch = batch_for(
+            prep, prep.train, list(range((step % 3) * 8, (step % 3) * 8 + 8)), torch.device("cpu")
+        )
         loss = model(**batch).loss + method.loss_term(model, cfg, step - 1, 8)
         loss.backward()
         ours_opt.step()
@@ -150,7 +175,9 @@ def test_adalora_penalty_and_rank_allocation_match_peft(tiny_models, glue_dir):
 
 def test_adalora_without_a_budgeting_phase_is_refused(tiny_models, glue_dir):
     b, _ = built(tiny_models, glue_dir, "adalora", tinit=5, tfinal=5)
-    with pytest.raises(BenchError, match=r"adalora: tinit=5 and tfinal=5 leave no budgeting phase in 8 training"):
+    with pytest.raises(
+        BenchError, match=r"adalora: tinit=5 and tfinal=5 leave no budgeting phase in 8 training"
+    ):
         b.method.after_step(b.model, b.method_config, 1, 8)
 
 

@@ -1,5 +1,5 @@
-"""`bench ui` stopped with SIGTERM stops the whole MLflow server (its workers too) and frees the port; the store's
-URI (which may hold a password) is on no command line."""
+"""`bench ui` stopped with SIGTERM stops the whole MLflow server (its workers too) and frees the port; the
+store's URI (which may hold a password) is on no command line."""
 
 import os
 import signal

@@ -160,7 +160,9 @@ def options_class(name: str) -> type:
             choices[f.name] = typed[1]
     unknown = set(spec.defaults) - {f[0] for f in fields}
     if unknown:
-        raise BenchError(f"tuner {spec.name}: default for {sorted(unknown)[0]!r}, not an option of {peft_cls.__name__}")
+        raise BenchError(
+            f"tuner {spec.name}: default for {sorted(unknown)[0]!r}, not an option of {peft_cls.__name__}"
+        )
     fields += [(k, "str", field(default=v)) for k, v in spec.targets.items()]
 
     def __post_init__(self):
@@ -288,7 +290,9 @@ class PeftTuner(Method):
 
     def search_space(self) -> dict:
         """lr on a log range from a tenth to ten times its default, and the size knob over its values."""
-        space = {"lr": {"type": "float", "low": self.default_lr / 10, "high": self.default_lr * 10, "log": True}}
+        space = {
+            "lr": {"type": "float", "low": self.default_lr / 10, "high": self.default_lr * 10, "log": True}
+        }
         if self.knob:
             space[f"method.{self.knob}"] = {"type": "categorical", "choices": list(self.knob_values)}
         return space

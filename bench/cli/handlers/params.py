@@ -57,7 +57,10 @@ def versions() -> str:
     import peft  # lazy: seconds to import; the tuners' probes have loaded it already
     import transformers  # lazy: as peft
 
-    return f"Probed with peft {peft.__version__}, transformers {transformers.__version__}, torch {torch.__version__}."
+    return (
+        f"Probed with peft {peft.__version__}, transformers {transformers.__version__}, "
+        f"torch {torch.__version__}."
+    )
 
 
 def cmd_params(args) -> int:
