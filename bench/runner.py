@@ -89,7 +89,9 @@ def run(
 
     tags = record.run_tags(cfg, built.method, built.method_config) | built.init_tags
     experiment = record.experiment_name(task.name, cfg.experiment)
-    with tracking.tracked_run(uri, experiment, cfg.run_name(), tags, parent_run_id) as tracker:
+    with tracking.tracked_run(
+        uri, experiment, cfg.run_name(), tags, parent_run_id, out_root / tracking.UNSENT_DIR
+    ) as tracker:
         if on_start is not None:  # sweeps record the run id at once: a killed worker's run can be closed
             on_start(tracker.run_id)
         run_dir = out_root / f"{cfg.run_name()}-{tracker.run_id[:8]}"
@@ -177,7 +179,7 @@ def run(
             {"stopped": result.stopped, "state": "finished"}
             | ({degenerate.TAG: degenerate.tag_value(flagged)} if flagged else {})
         )
-        tracker.flush()
+        tracker.flush(timeout=15)  # the store away: the metrics stay buffered (spilled at the end)
         final["tracking_seconds"] = tracker.seconds
         tracker.log_metrics({"tracking_seconds": tracker.seconds}, result.steps)
         run_id = tracker.run_id

@@ -6,8 +6,10 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import json
 import os
 import socket
+import sys
 import threading
 import time
 import urllib.request
@@ -26,6 +28,7 @@ from bench.record import FINAL, INTRINSIC, INTRINSIC_STUDY, STUDY, experiment_no
 from bench.redact import redact  # noqa: F401 - part of this module's API (callers use tracking.redact)
 
 DEFAULT_DB = "mlflow.db"
+UNSENT_DIR = "unsent-metrics"  # where a run keeps metrics the store did not accept (default: here)
 CONTAINERS = (STUDY, INTRINSIC_STUDY)  # phases of runs that hold no training: sweeps and intrinsic grids
 
 
@@ -160,27 +163,43 @@ LOST_AFTER_BEATS = 10  # a run on another host is lost after this many missed he
 
 
 class Tracker:
-    """One MLflow run. Metrics are buffered and sent in batches (log_batch) so tracking stays off the
-    training hot path; flush() at every evaluation, at the end, and every heartbeat_seconds() from a
-    background thread that also stamps the `heartbeat` tag (so a SIGKILLed run can be told from a live
-    one)."""
+    """One MLflow run. Metrics are buffered and sent in batches (log_batch) by a background thread, so
+    training never waits on the store: every heartbeat_seconds() (sooner once 500 are waiting), and at the
+    end. A batch leaves the buffer only once the store accepted it; during an outage the buffer grows (its
+    oldest part goes to a local spill file beyond MAX_BUFFERED), and a run that ends while the store is
+    still away writes what is left there too and says how to replay it (`bench sync`). The thread also
+    stamps the `heartbeat` tag (so a SIGKILLed run can be told from a live one), and the parent's."""
 
-    def __init__(self, uri: str, run_id: str, parent_run_id: str | None = None):
+    MAX_BUFFERED = 100_000  # metrics held in memory during an outage before the oldest are spilled
+
+    def __init__(
+        self, uri: str, run_id: str, parent_run_id: str | None = None, spill_dir: Path | None = None
+    ):
         self.uri = uri
         self.client = client(uri)
         self.run_id = run_id
         self.parent_run_id = parent_run_id  # a container run (sweep, grid): alive while a child beats
+        self.spill_path = Path(spill_dir or UNSENT_DIR) / f"{run_id}.jsonl"
+        self.spilled = 0
         self._buffer = []
-        self._lock = threading.Lock()
+        self._dropped = 0  # metrics removed from the buffer's head so far (sent or spilled)
+        self._lock = threading.Lock()  # the buffer (held briefly, never across network I/O)
+        self._sending = threading.Lock()  # one sender at a time
         self._stop = threading.Event()
+        self._wake = threading.Event()
         self._beat: threading.Thread | None = None
         self.seconds = 0.0  # time spent talking to MLflow
 
     def start_heartbeat(self) -> None:
         def beat():
-            while not self._stop.wait(heartbeat_seconds()):
-                with contextlib.suppress(Exception):  # a store hiccup must not kill training
+            while not self._stop.is_set():
+                self._wake.wait(heartbeat_seconds())
+                self._wake.clear()
+                if self._stop.is_set():
+                    break
+                with contextlib.suppress(Exception):  # a store outage must not stop training
                     self.flush()
+                with contextlib.suppress(Exception):
                     self.client.set_tag(self.run_id, "heartbeat", f"{time.time():.0f}")
                     if self.parent_run_id:
                         self.client.set_tag(self.parent_run_id, "heartbeat", f"{time.time():.0f}")
@@ -188,10 +207,12 @@ class Tracker:
         self._beat = threading.Thread(target=beat, name="bench-heartbeat", daemon=True)
         self._beat.start()
 
-    def stop_heartbeat(self) -> None:
+    def stop_heartbeat(self, timeout: float = 10.0) -> None:
+        """Stop the background thread; one stuck in the store's retries is left behind (a daemon)."""
         self._stop.set()
+        self._wake.set()
         if self._beat is not None:
-            self._beat.join()
+            self._beat.join(timeout)
 
     @contextlib.contextmanager
     def _timed(self):
@@ -224,15 +245,70 @@ class Tracker:
         now = int(time.time() * 1000)
         with self._lock:
             self._buffer += [Metric(k, float(v), now, step) for k, v in metrics.items() if v is not None]
-            full = len(self._buffer) >= 500
-        if full:
-            self.flush()
+            waiting = len(self._buffer)
+            if waiting > self.MAX_BUFFERED:  # a long outage: the older half goes to disk
+                self._spill(waiting // 2)
+        if waiting >= 500:
+            self._wake.set()
 
-    def flush(self) -> None:
-        with self._lock, self._timed():
-            while self._buffer:
-                chunk, self._buffer = self._buffer[:1000], self._buffer[1000:]
-                self.client.log_batch(self.run_id, metrics=chunk)
+    def flush(self, timeout: float | None = None) -> bool:
+        """Send every buffered metric; True when the buffer is empty. With a timeout, give up waiting after
+        it (the store is away): the metrics stay buffered, nothing is lost."""
+        if timeout is None:
+            self._send_all()
+            return True
+        sender = threading.Thread(target=self._try_send, name="bench-flush", daemon=True)
+        sender.start()
+        sender.join(timeout)
+        with self._lock:
+            return not self._buffer
+
+    def _try_send(self) -> None:
+        with contextlib.suppress(Exception):
+            self._send_all()
+
+    def _send_all(self) -> None:
+        with self._sending:
+            while True:
+                with self._lock:
+                    chunk, start = self._buffer[:1000], self._dropped
+                if not chunk:
+                    return
+                with self._timed():
+                    self.client.log_batch(self.run_id, metrics=chunk)
+                with (
+                    self._lock
+                ):  # accepted: only now do they leave (the head may have been spilled meanwhile)
+                    done = max(0, start + len(chunk) - self._dropped)
+                    del self._buffer[:done]
+                    self._dropped += done
+
+    def _spill(self, n: int) -> None:
+        """Append the buffer's oldest n metrics to the spill file (held under self._lock)."""
+        head = self._buffer[:n]
+        self.spill_path.parent.mkdir(parents=True, exist_ok=True)
+        with open(self.spill_path, "a") as f:
+            for m in head:
+                f.write(json.dumps({"run_id": self.run_id, "key": m.key, "value": m.value,
+                                    "timestamp": m.timestamp, "step": m.step}) + "\n")  # fmt: skip
+        del self._buffer[:n]
+        self._dropped += n
+        self.spilled += n
+
+    def close_metrics(self, timeout: float = 15.0) -> str | None:
+        """At the end of the run: send what is left, or (the store still away after `timeout` s) spill it and
+        return a line saying where it is and how to replay it."""
+        if self.flush(timeout):
+            return None if not self.spilled else self._unsent_line()
+        with self._lock:
+            self._spill(len(self._buffer))
+        return self._unsent_line()
+
+    def _unsent_line(self) -> str:
+        return (
+            f"bench: {self.spilled} metrics of run {self.run_id} did not reach the tracking store; kept in "
+            f"{self.spill_path}: replay them with `bench sync {self.spill_path}`"
+        )
 
     def log_artifacts(self, local_dir: str, artifact_path: str | None = None) -> None:
         with self._timed():
@@ -259,7 +335,14 @@ class Tracker:
 
 
 @contextlib.contextmanager
-def tracked_run(uri: str, experiment: str, run_name: str, tags: dict, parent_run_id: str | None = None):
+def tracked_run(
+    uri: str,
+    experiment: str,
+    run_name: str,
+    tags: dict,
+    parent_run_id: str | None = None,
+    spill_dir: Path | None = None,
+):
     """Yields a Tracker. The run ends FINISHED, FAILED (error tag set) or KILLED (interrupted):
     never left RUNNING by an exception or a SIGTERM/Ctrl-C."""
     # lazy: MLflow (see the module's docstring)
@@ -273,17 +356,19 @@ def tracked_run(uri: str, experiment: str, run_name: str, tags: dict, parent_run
 
     all_tags |= {"host": socket.gethostname(), "pid": os.getpid(), "heartbeat": f"{time.time():.0f}"}
     run = c.create_run(exp_id, run_name=run_name, tags={k: redact(v) for k, v in all_tags.items()})
-    tracker = Tracker(uri, run.info.run_id, parent_run_id)
+    tracker = Tracker(uri, run.info.run_id, parent_run_id, spill_dir)
     tracker.start_heartbeat()
     try:
         yield tracker
     except BaseException as e:
         tracker.stop_heartbeat()
+        unsent = tracker.close_metrics()
+        if unsent:
+            print(unsent, file=sys.stderr)
 
         # Interrupted (Ctrl-C, SIGTERM) or stopped on purpose (pruning): KILLED. Anything else: FAILED.
         status = "KILLED" if isinstance(e, (KeyboardInterrupt, StopRun)) else "FAILED"
         with contextlib.suppress(Exception):
-            tracker.flush()
             reason = "stopped_by" if isinstance(e, StopRun) else "error"
             tracker.set_tags(
                 {
@@ -297,8 +382,47 @@ def tracked_run(uri: str, experiment: str, run_name: str, tags: dict, parent_run
         raise
     else:
         tracker.stop_heartbeat()
-        tracker.flush()
+        unsent = tracker.close_metrics()
+        if unsent:
+            print(unsent, file=sys.stderr)
         c.set_terminated(run.info.run_id, "FINISHED")
+
+
+def replay_unsent(uri: str, path: Path) -> dict[str, int]:
+    """Send a spill file's metrics to their runs (`bench sync`); returns metrics sent per run id. The file is
+    removed once every line was accepted; replaying twice logs nothing twice (MLflow drops exact repeats)."""
+    # lazy: MLflow (see the module's docstring)
+    from mlflow.entities import Metric
+
+    try:
+        lines = path.read_text().splitlines()
+    except (OSError, UnicodeDecodeError) as e:
+        raise BenchError(f"cannot read {path} ({getattr(e, 'strerror', None) or type(e).__name__})") from None
+    by_run: dict[str, list] = {}
+    for i, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        try:
+            d = json.loads(line)
+            metric = Metric(str(d["key"]), float(d["value"]), int(d["timestamp"]), int(d["step"]))
+            by_run.setdefault(str(d["run_id"]), []).append(metric)
+        except (ValueError, KeyError, TypeError):
+            raise BenchError(
+                f"{path} line {i} is not an unsent-metric record: not a bench spill file"
+            ) from None
+    c = client(uri)
+    for run_id in by_run:
+        try:
+            c.get_run(run_id)
+        except Exception:  # noqa: BLE001 - MLflow raises its own exception types for a missing run
+            raise BenchError(
+                f"run {run_id} of {path} is not in {redact(uri)}: pass its --tracking-uri"
+            ) from None
+    for run_id, metrics in by_run.items():
+        for i in range(0, len(metrics), 1000):
+            c.log_batch(run_id, metrics=metrics[i : i + 1000])
+    path.unlink()
+    return {run_id: len(m) for run_id, m in by_run.items()}
 
 
 _REAPED: set[str] = set()

@@ -182,3 +182,64 @@ def test_sigterm_during_a_sweep_trial_closes_the_sweep(tiny_models, glue_dir, tm
     runs = {r.data.tags.get("phase"): r for r in all_runs(uri)}
     assert runs["trial"].info.status == "KILLED"
     assert runs["study"].info.status == "KILLED" and "SIGTERM" in runs["study"].data.tags["error"]
+
+
+class Outage:
+    """Stands in for MLflow's client while the store is away: log_batch fails until `up` (then records)."""
+
+    def __init__(self, real):
+        self.real, self.up, self.calls = real, False, 0
+
+    def log_batch(self, run_id, metrics=(), **kw):
+        self.calls += 1
+        if not self.up:
+            raise ConnectionError("tracking server unreachable")
+        return self.real.log_batch(run_id, metrics=metrics, **kw)
+
+    def __getattr__(self, name):
+        return getattr(self.real, name)
+
+
+def test_metrics_survive_an_outage_and_replay(tmp_path, monkeypatch, capsys):
+    """While the store refuses batches nothing leaves the buffer; back up, every metric arrives exactly once.
+    Still away at the end of the run: the rest goes to a spill file that `bench sync` replays."""
+    from bench import tracking
+
+    monkeypatch.setenv("BENCH_HEARTBEAT_SECONDS", "0.1")
+    uri = seeded_store(tmp_path / "mlflow.db")
+    c = MlflowClient(uri)
+    with tracking.tracked_run(uri, "e", "r", {}, spill_dir=tmp_path / "unsent") as t:
+        t.client = outage = Outage(t.client)
+        for step in range(700):  # 500 wake the sender: it fails, the metrics stay
+            t.log_metrics({"loss": step / 1000}, step)
+        time.sleep(0.5)
+        assert outage.calls > 0 and not t.flush(timeout=0.5)
+        outage.up = True
+        assert t.flush(timeout=10)
+        for step in range(700, 900):
+            t.log_metrics({"loss": step / 1000}, step)
+        outage.up = False  # away again when the run ends
+    assert len(c.get_metric_history(t.run_id, "loss")) == 700  # sent once, none twice
+    err = capsys.readouterr().err
+    spill = tmp_path / "unsent" / f"{t.run_id}.jsonl"
+    assert (
+        f"200 metrics of run {t.run_id} did not reach the tracking store" in err
+        and f"bench sync {spill}" in err
+    )
+    assert c.get_run(t.run_id).info.status == "FINISHED"
+
+    assert main(["sync", str(spill), "--tracking-uri", uri]) == 0
+    assert not spill.exists()
+    history = c.get_metric_history(t.run_id, "loss")
+    assert sorted(m.step for m in history) == list(range(900))
+
+
+def test_sync_bad_input(tmp_path, capsys):
+    uri = seeded_store(tmp_path / "mlflow.db")
+    bad = tmp_path / "x.jsonl"
+    bad.write_text('{"run_id": "r"}\n')
+    assert main(["sync", str(bad), "--tracking-uri", uri]) == 2
+    assert "line 1 is not an unsent-metric record" in capsys.readouterr().err
+    bad.write_text('{"run_id": "nope", "key": "k", "value": 1, "timestamp": 1, "step": 0}\n')
+    assert main(["sync", str(bad), "--tracking-uri", uri]) == 2
+    assert "run nope of" in capsys.readouterr().err and bad.exists()

@@ -64,7 +64,8 @@ EXAMPLES = {
     "eval": "bench eval --run <mlflow run id>\nbench eval --checkpoint runs/<run dir>/adapter",
     "predict": "bench predict --run <mlflow run id> --out-dir predictions/",
     "tasks": "bench tasks",
-    "methods": "bench methods",
+    "methods": "bench methods\nbench methods --matrix --write docs/capabilities.md",
+    "sync": "bench sync runs/unsent-metrics/<run id>.jsonl --tracking-uri http://mlflow.example:5000",
     "params": "bench params --model bert-large-cased,roberta-large --task rte\nbench params --published",
     "sweep": "bench sweep run --method lora --model minilm --task mrpc --data-dir ../shared/data --trials 20",
     "sweep create": "bench sweep create --method lora --model minilm --task mrpc --data-dir ../shared/data "

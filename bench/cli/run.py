@@ -169,6 +169,13 @@ def add_parsers(sub) -> None:
     )
     p.set_defaults(func="run:cmd_predict")
 
+    p = sub.add_parser(
+        "sync", help="send metrics a run kept locally while the tracking store was away (its spill files)"
+    )
+    p.add_argument("files", nargs="+", metavar="FILE", help="unsent-metrics/<run id>.jsonl files")
+    p.add_argument("--tracking-uri", default=None)
+    p.set_defaults(func="run:cmd_sync")
+
     sub.add_parser("tasks", help="list tasks").set_defaults(func="listings:cmd_tasks")
     p = sub.add_parser("methods", help="list methods, their knobs and defaults")
     p.add_argument(

@@ -23,7 +23,7 @@ from bench.reload import evaluate_checkpoint, predict_checkpoint
 from bench.resolve import build_config
 from bench.runner import check_output_dir, run
 from bench.submission import missing, write_wnli_majority
-from bench.tracking import check_reachable, resolve_uri
+from bench.tracking import check_reachable, replay_unsent, resolve_uri
 from methods import get_method
 
 
@@ -122,6 +122,19 @@ def cmd_predict(args) -> int:
             else "a complete GLUE submission (zip the .tsv files for gluebenchmark.com)"
         )
     )
+    return 0
+
+
+def cmd_sync(args) -> int:
+    uri = resolve_uri(args.tracking_uri)
+    check_reachable(uri)
+    for name in args.files:
+        sent = replay_unsent(uri, Path(name))
+        print(
+            f"{name}: "
+            + ", ".join(f"{n} metrics to run {run_id}" for run_id, n in sent.items())
+            + "; removed"
+        )
     return 0
 
 
