@@ -33,7 +33,9 @@ from sweeps.study import (
     load,
     make_pruner,
     open_storage,
+    quiet_heartbeat_failures,
     report_progress,
+    storage_lost,
     storage_url,
     study_tracking_uri,
     trial_counts,
@@ -283,6 +285,7 @@ def work(
     optuna.logging.set_verbosity(optuna.logging.ERROR)  # a failed trial: our one line, not Optuna's traceback
     study = load(name, open_storage(storage_url(storage, output_dir), heartbeat))
     objective = objective_for(study, force, echo)
+    quiet_heartbeat_failures()
     report_progress(study, "RUNNING")
     with tracking.container_work(
         study_tracking_uri(study.user_attrs), study.user_attrs["mlflow_parent_run_id"]
@@ -311,7 +314,13 @@ def work_loop(study, objective, n_trials: int | None, heartbeat: int, echo) -> i
         if c["COMPLETE"] + c["RUNNING"] >= study.user_attrs["n_trials"] and not c["WAITING"]:
             time.sleep(heartbeat)  # the rest are running elsewhere; wait in case one of them dies
             continue
-        study.optimize(objective, n_trials=1, catch=(NonFiniteLoss,), callbacks=[trial_line(echo)])
+        try:
+            study.optimize(objective, n_trials=1, catch=(NonFiniteLoss,), callbacks=[trial_line(echo)])
+        except Exception as e:
+            lost = storage_lost(study, e)
+            if lost is None:
+                raise
+            raise lost from None
         ran += 1
         report_progress(study, "RUNNING")
     return ran

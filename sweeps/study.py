@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import threading
 import warnings
 from pathlib import Path
 
@@ -130,6 +131,32 @@ def seconds_spent(study) -> float:
 def degenerate_trials(study) -> int:
     """Trials whose run was flagged degenerate (the objective records the flag on complete trials)."""
     return sum(1 for t in study.get_trials(deepcopy=False) if t.user_attrs.get("degenerate"))
+
+
+def quiet_heartbeat_failures() -> None:
+    """Optuna's heartbeat thread dies with a traceback when the storage goes away; the worker's main loop
+    says it in one line (storage_lost), so that thread's failure is not printed twice."""
+    default = threading.excepthook
+
+    def hook(args):
+        if "_record_heartbeat" not in getattr(args.thread, "name", ""):
+            default(args)
+
+    threading.excepthook = hook
+
+
+def storage_lost(study, error: BaseException) -> BenchError | None:
+    """The one-line error for `error` when the study's storage stopped answering (its database dropped, the
+    server gone): Optuna then raises from deep inside a trial, often a chain of several exceptions. None when
+    the storage still answers (the error is something else)."""
+    try:
+        study.get_trials(deepcopy=False)
+        return None
+    except Exception as e:  # noqa: BLE001 - any failure to read the study back means its storage is gone
+        cause = e
+        while cause.__cause__ is not None:
+            cause = cause.__cause__
+        return BenchError(f"study {study.study_name}: its storage stopped answering ({first_line(cause)})")
 
 
 def budget_done(study, counts: dict) -> bool:

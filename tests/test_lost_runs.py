@@ -243,3 +243,51 @@ def test_sync_bad_input(tmp_path, capsys):
     bad.write_text('{"run_id": "nope", "key": "k", "value": 1, "timestamp": 1, "step": 0}\n')
     assert main(["sync", str(bad), "--tracking-uri", uri]) == 2
     assert "run nope of" in capsys.readouterr().err and bad.exists()
+
+
+@pytest.mark.slow
+def test_a_study_whose_database_is_dropped_ends_in_one_line(tiny_models, glue_dir, tmp_path):
+    """PostgreSQL study storage dropped mid-trial: the worker exits 2 with one line and no traceback, and the
+    sweep's parent run is closed FAILED with that line."""
+    import sqlalchemy
+
+    from support import postgres_or_skip
+
+    admin = postgres_or_skip()
+    db = "bench_dropped_study_test"
+    engine = sqlalchemy.create_engine(admin, isolation_level="AUTOCOMMIT")
+    with engine.connect() as conn:
+        conn.execute(sqlalchemy.text(f"DROP DATABASE IF EXISTS {db} WITH (FORCE)"))
+        conn.execute(sqlalchemy.text(f"CREATE DATABASE {db}"))
+    storage = admin.rsplit("/", 1)[0] + f"/{db}"
+    uri = seeded_store(tmp_path / "mlflow.db")
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "BENCH_HEARTBEAT_SECONDS": "0.5"}
+    argv = ["sweep", "run", "--method", "full", "--model", tiny_models["bert"], "--task", "rte"]
+    argv += [
+        "--data-dir",
+        str(glue_dir),
+        "--trials",
+        "2",
+        "--set",
+        "max_steps=100000",
+        "--set",
+        "log_every=1",
+    ]
+    argv += ["--storage", storage, "--tracking-uri", uri, "--output-dir", str(tmp_path / "out")]
+    proc = subprocess.Popen([sys.executable, "-m", "bench.cli", *argv], env=env, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE, text=True)  # fmt: skip
+    c = MlflowClient(uri)
+    deadline, trial = time.time() + 120, None
+    while time.time() < deadline and trial is None:
+        time.sleep(0.5)
+        trial = next((r for r in all_runs(uri) if r.data.tags.get("phase") == "trial"
+                      and c.get_metric_history(r.info.run_id, "train_loss")), None)  # fmt: skip
+    assert trial is not None, "no trial started"
+    with engine.connect() as conn:
+        conn.execute(sqlalchemy.text(f"DROP DATABASE {db} WITH (FORCE)"))
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 2 and "Traceback" not in err, err
+    lines = [x for x in err.splitlines() if x.startswith("bench: error:")]
+    assert len(lines) == 1 and "its storage stopped answering" in lines[0]
+    parent = next(r for r in all_runs(uri) if r.data.tags.get("phase") == "study")
+    assert parent.info.status == "FAILED" and "storage stopped answering" in parent.data.tags["error"]
