@@ -1,5 +1,6 @@
 """Each method's natural reference for `bench perf`: how a researcher would train it without bench, through
-`transformers.Trainer`. LoRA and prefix tuning as peft users write them (get_peft_model), BitFit as a
+`transformers.Trainer`. LoRA, peft's other tuners and prefix tuning as peft users write them (get_peft_model,
+with the tuner's own config and the family's whole head in modules_to_save), BitFit as a
 requires_grad mask over the biases, everything else with bench's own modules attached. A method whose
 training needs hooks the Trainer lacks (an extra loss term, a step hook, its own parameter groups: Diff
 pruning) has no reference: the Trainer would train something else."""
@@ -37,7 +38,8 @@ def references(method_name: str, cfg=None) -> tuple[str, ...]:
     method = type(get_method(method_name))
     if any(getattr(method, hook) is not getattr(Method, hook) for hook in HOOKS):
         return ()
-    natural = NATURAL.get(method_name, ("ours",))
+    tuner = getattr(method, "peft_tuner", False)  # a peft tuner: peft's get_peft_model, as its users write it
+    natural = NATURAL.get(method_name, ("peft",) if tuner else ("ours",))
     return natural if cfg is None else tuple(r for r in natural if why_not(r, cfg) is None)
 
 
@@ -75,7 +77,14 @@ def reference_model(ref: str, cfg, task):
         return plain
 
     task_type = TaskType.TOKEN_CLS if task.kind == TAGGING else TaskType.SEQ_CLS
-    if ref == "peft":
+    method = get_method(cfg.method)
+    if ref == "peft" and getattr(method, "peft_tuner", False):
+        config = dataclasses.replace(
+            method.peft_config_for(model, options, family(model)),
+            task_type=task_type,
+            modules_to_save=[p.rstrip(".") for p in head_prefixes(model)],
+        )
+    elif ref == "peft":
         config = LoraConfig(
             task_type=task_type,
             r=options.r,

@@ -257,17 +257,8 @@ class PeftTuner(Method):
         from peft.mapping import PEFT_TYPE_TO_TUNER_MAPPING
         from peft.utils import PeftType
 
-        targets = {}
-        for key in self.spec.targets:
-            names = target_names(model, ctx.family, role_list(getattr(cfg, key)))
-            if not names and key == "target_modules":
-                raise BenchError(
-                    f"{self.name}: {key}={getattr(cfg, key)!r} matches no module with parameters in "
-                    f"{ctx.family.name}'s layers (roles: {', '.join(self.roles(ctx.family))})"
-                )
-            targets[key] = names
+        config = self.peft_config_for(model, cfg, ctx.family)
         try:
-            config = peft_config(self.spec, cfg, targets)
             with warnings.catch_warnings():  # peft asks a LayerNorm for in/out features (LN tuning): harmless
                 warnings.filterwarnings("ignore", message="Unsupported layer type")
                 tuner = PEFT_TYPE_TO_TUNER_MAPPING[PeftType[self.spec.peft_type]](
@@ -280,6 +271,22 @@ class PeftTuner(Method):
         # hooks reach the tuner (AdaLoRA's rank allocator) through it.
         model.__dict__["bench_peft_tuner"] = tuner
         return model
+
+    def peft_config_for(self, model, cfg, family):
+        """peft's config for this model: the options, and the targets resolved to the model's module names."""
+        targets = {}
+        for key in self.spec.targets:
+            names = target_names(model, family, role_list(getattr(cfg, key)))
+            if not names and key == "target_modules":
+                raise BenchError(
+                    f"{self.name}: {key}={getattr(cfg, key)!r} matches no module with parameters in "
+                    f"{family.name}'s layers (roles: {', '.join(self.roles(family))})"
+                )
+            targets[key] = names
+        try:
+            return peft_config(self.spec, cfg, targets)
+        except ValueError as e:
+            raise BenchError(f"{self.name}: peft cannot attach it to this model ({e})") from None
 
     @staticmethod
     def roles(family) -> list[str]:
