@@ -186,3 +186,29 @@ def test_tuners_stay_out_of_the_default_lists():
 
     assert not set(SPECS) & set(default_methods("curve")) and not set(SPECS) & set(default_methods("perf"))
     assert all(not REGISTRY[n].reference and not REGISTRY[n].anchor for n in SPECS)
+
+
+@pytest.mark.parametrize("method", ["ia3", "vera", "loha"])
+def test_perf_reference_is_peft_with_the_same_tuner(tiny_models, glue_dir, method):
+    """`bench perf` measures a tuner against peft's get_peft_model with its config: the same parameters
+    train (peft holds the head twice, the original frozen), and AdaLoRA (loop hooks) has no Trainer reference."""
+    from benchmarks.references import reference_model, references
+
+    assert references(method) == ("peft",) and references("adalora") == ()
+    ours, _ = built(tiny_models, glue_dir, method)
+    cfg = build_config(
+        {
+            "method": method,
+            "model": tiny_models["bert"],
+            "task": "rte",
+            "data_dir": str(glue_dir),
+            "method_options": SPECS[method].probe,
+        }
+    )
+    ref = reference_model("peft", cfg, get_task("rte")).model
+
+    def trainable(m):
+        return sum(p.numel() for p in m.parameters() if p.requires_grad)
+
+    assert trainable(ref) == trainable(ours.model)
+    assert type(ref).__name__ == "PeftModelForSequenceClassification"
