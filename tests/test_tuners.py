@@ -191,7 +191,8 @@ def test_tuners_stay_out_of_the_default_lists():
 @pytest.mark.parametrize("method", ["ia3", "vera", "loha"])
 def test_perf_reference_is_peft_with_the_same_tuner(tiny_models, glue_dir, method):
     """`bench perf` measures a tuner against peft's get_peft_model with its config: the same parameters
-    train (peft holds the head twice, the original frozen), and AdaLoRA (loop hooks) has no Trainer reference."""
+    train (peft holds the head twice, the original frozen), and AdaLoRA (loop hooks) has no Trainer
+    reference."""
     from benchmarks.references import reference_model, references
 
     assert references(method) == ("peft",) and references("adalora") == ()
