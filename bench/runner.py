@@ -246,7 +246,7 @@ def format_summary(s: dict) -> str:
     task, res, cfg = s["task"], s["result"], s["cfg"]
     lines = [
         f"\n== {s['run_name']} (MLflow run {s['run_id']}, experiment {s['experiment']}) ==",
-        f"best epoch {res.best_epoch} of {res.epochs_run:.2f} run ({res.steps} steps, stopped by "
+        f"best epoch {res.best_epoch} of {round(res.epochs_run, 2):g} run ({res.steps} steps, stopped by "
         f"{res.stopped};"
         f" best = highest {cfg.select_metric or task.main_metric} on "
         f"{next(iter(res.best_metrics), task.dev_splits[0])}, earliest wins"
