@@ -83,7 +83,7 @@ def run(
     echo(
         f"{cfg.run_name()}: {len(prep.train['labels'])} train examples, "
         + ", ".join(f"{len(d['labels'])} {s}" for s, d in prep.dev.items())
-        + f"; lr {cfg.lr:g}; {precision}"
+        + f"; lr {cfg.lr:.3g}; {precision}"
     )
     echo(describe(counts))
 

@@ -417,7 +417,9 @@ def finalize(
         },
     )
     echo(
-        f"{name}: best trial {best.number} {best.params}\n  final {summary['metric']} over {len(values)} "
+        f"{name}: best trial {best.number} "
+        + " ".join(f"{k}={_fmt(v)}" for k, v in best.params.items())
+        + f"\n  final {summary['metric']} over {len(values)} "
         f"seeds: "
         f"{summary['mean']:.4f} ± {summary['std']:.4f} (sample std) [{', '.join(f'{v:.4f}' for v in values)}]"
     )
