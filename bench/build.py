@@ -50,7 +50,7 @@ def build_model(cfg: RunConfig, task) -> Built:
         cfg.model, cfg.init
     )  # read once; every check below needs only it, before weights load
     fam = find(conf.model_type)
-    check_max_length(cfg, conf, fam)
+    check_max_length(cfg, conf, fam, method.extra_positions(method_cfg))
     # A method that cannot apply to this family refuses here, from the config alone.
     method.check_supported(AttachContext(task=task, tokenizer=None, family=fam, config=conf), method_cfg)
     tokenizer = load_tokenizer(cfg.model, task, cfg.init)
@@ -76,15 +76,17 @@ def build_model(cfg: RunConfig, task) -> Built:
     return Built(model, tokenizer, method, method_cfg, stored, backbone_numel, init_tags)
 
 
-def check_max_length(cfg: RunConfig, conf, fam) -> None:
-    """max_length within the positions the model (config `conf`, family `fam` or None) has: its family says
-    how many (RoBERTa's start after its padding index, DeBERTa-v3's relative positions have no table)."""
+def check_max_length(cfg: RunConfig, conf, fam, extra: int = 0) -> None:
+    """max_length (plus the `extra` positions a method prepends) within the positions the model (config
+    `conf`, family `fam` or None) has: its family says how many (RoBERTa's start after its padding index,
+    DeBERTa-v3's relative positions have no table)."""
     limit = fam.max_length(conf) if fam else getattr(conf, "max_position_embeddings", None)
     if limit is None:
         return
-    if cfg.max_length > limit:
+    if cfg.max_length + extra > limit:
+        added = f" + {extra} positions of method {cfg.method}" if extra else ""
         raise BenchError(
-            f"option max_length={cfg.max_length} exceeds the {limit} positions of model {cfg.model}"
+            f"option max_length={cfg.max_length}{added} exceeds the {limit} positions of model {cfg.model}"
         )
 
 

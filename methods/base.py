@@ -122,6 +122,11 @@ class Method:
         Returns the model (peft may wrap it)."""
         raise NotImplementedError
 
+    def extra_positions(self, cfg) -> int:
+        """Positions the method adds to every input (prompt tuning's virtual tokens): max_length plus these
+        must fit the model's position table."""
+        return 0
+
     def extra_counts(self, ctx: AttachContext) -> dict:
         """Numbers beside the parameter counts that explain them (PASTA: M special positions)."""
         return {}

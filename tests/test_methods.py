@@ -20,7 +20,12 @@ SHAPES = ["rte", "sst2", "stsb", "conll2003"]  # pair, single, regression, token
 # BERT and RoBERTa on every shape; the other families on a pair and tagging (single inputs and regression add
 # nothing family-specific: the same template and head as the pair task).
 FIRST = ("bert", "roberta")
-OPTIONS = {"lora": {"r": 2}, "adapter": {"size": 4}, "ptuning": {"prefix_length": 3}}
+OPTIONS = {
+    "lora": {"r": 2},
+    "adapter": {"size": 4},
+    "ptuning": {"prefix_length": 3},
+    "prompt_tuning": {"num_virtual_tokens": 3},
+}
 # (method, family) pairs that must be refused before anything is built, with the reason's words.
 REFUSED = {
     ("bitfit", "modernbert"): "bitfit: modernbert has no bias terms in its encoder",
@@ -95,6 +100,8 @@ def closed_form(method, family, task, conf, m_special):
         return L * 2 * H * 3
     if method == "head":
         return 0
+    if method == "prompt_tuning":  # n vectors of width H prepended to the input embeddings
+        return 3 * H
     if method in ("said", "did"):
         return REGISTRY[method].make_config({}).d
     return tuner_closed_form(method, family, conf)
@@ -156,6 +163,7 @@ def is_trained(method, family, task, name):
         "bitfit": base and name.endswith(".bias"),
         "lora": "lora_" in name,
         "ptuning": "prefix_encoder." in name,
+        "prompt_tuning": name == "soft_prompt.vectors",
     }.get(method)
 
 

@@ -24,6 +24,8 @@ from support import all_runs
         # in the loop (AdaLoRA)
         pytest.param("vera", "roberta", "rte", marks=pytest.mark.slow),
         pytest.param("adalora", "modernbert", "conll2003", marks=pytest.mark.slow),
+        # prompt tuning on tagging: the virtual tokens' positions dropped from logits and labels
+        pytest.param("prompt_tuning", "roberta", "conll2003", marks=pytest.mark.slow),
     ],
 )
 def test_eval_run_reproduces_logged_metrics(

@@ -213,3 +213,30 @@ def test_perf_reference_is_peft_with_the_same_tuner(tiny_models, glue_dir, metho
 
     assert trainable(ref) == trainable(ours.model)
     assert type(ref).__name__ == "PeftModelForSequenceClassification"
+
+
+@pytest.mark.parametrize("family", ["bert", "modernbert"])
+def test_prompt_tuning_on_tagging_scores_the_words_only(tiny_models, glue_dir, family):
+    """Prompt tuning prepends n vectors; on token classification the logits come back one per input position
+    (the virtual ones dropped) and the loss is cross-entropy over the real positions' labels."""
+    import torch.nn.functional as F
+
+    cfg = build_config(
+        {
+            "method": "prompt_tuning",
+            "model": tiny_models[family],
+            "task": "conll2003",
+            "data_dir": str(glue_dir),
+            "method_options": {"num_virtual_tokens": 4},
+        }
+    )
+    task = get_task("conll2003")
+    b = build_model(cfg, task)
+    prep = prepare_data(cfg, task, b)
+    batch = batch_for(prep, prep.train, list(range(4)), torch.device("cpu"))
+    b.model.eval()
+    out = b.model(**batch)
+    assert out.logits.shape[:2] == batch["labels"].shape
+    expected = F.cross_entropy(out.logits.reshape(-1, out.logits.shape[-1]), batch["labels"].reshape(-1))
+    assert torch.allclose(out.loss, expected)
+    assert b.model.soft_prompt.vectors.shape == (4, b.model.config.hidden_size)
