@@ -1,5 +1,5 @@
-"""Prompt tuning (Lester et al. 2021): n trained vectors prepended to the input embeddings, nothing else of the
-encoder trained.
+"""Prompt tuning (Lester et al. 2021): n trained vectors prepended to the input embeddings, nothing else of
+the encoder trained.
 
 peft's PromptTuningConfig does this through its model wrapper (PeftModelForSequenceClassification), which
 bench does not use (it would hold the task head twice, and on token classification it lengthens the logits but
