@@ -43,8 +43,9 @@ def base(tiny_models, glue_dir, tmp_path, uri, **over):
             {"--method": "pasat"},
             "unknown method 'pasat' (choices: adalora, adamss, adapter, beft, bitfit, boft, c3a, deft, "
             "delora, did, diffprune, dora, fourierft, frod, full, glora, gralora, head, hira, hra, ia3, "
-            "lily, ln_tuning, loha, lokr, lora, miss, oft, osf, pasta, peanut, prompt_tuning, psoft, ptuning, "
-            "pvera, randlora, road, said, shira, supertuning, tinylora, unilora, vblora, vera, waveft)",
+            "lily, ln_tuning, loha, lokr, lora, miss, oft, osf, pasta, peanut, prompt_tuning, psoft, "
+            "ptuning, pvera, randlora, road, said, shira, supertuning, tinylora, unilora, vblora, vera, "
+            "waveft)",
         ),
         (
             {"--task": "rtee"},
