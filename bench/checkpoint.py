@@ -5,10 +5,13 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+import os
+import re
 import tempfile
 from pathlib import Path
 
 import torch
+from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from bench import tracking
@@ -41,7 +44,14 @@ def save(directory: Path, model, stored_names: set[str], meta: dict) -> int:
     file's size in bytes."""
     directory.mkdir(parents=True, exist_ok=True)
     state = {n: t.contiguous().cpu() for n, t in stored_state(model, stored_names).items()}
-    save_file(state, str(directory / WEIGHTS))
+    try:
+        save_file(state, str(directory / WEIGHTS))
+    except SafetensorError as e:  # its I/O errors are not OSErrors: give them back as one, with the path
+        (directory / WEIGHTS).unlink(missing_ok=True)  # no half-written weights left behind
+        code = re.search(r"os error (\d+)", str(e))
+        if code is None:
+            raise
+        raise OSError(int(code.group(1)), os.strerror(int(code.group(1))), str(directory / WEIGHTS)) from e
     meta = {**meta, "weights_sha256": sha256(directory / WEIGHTS)}
 
     (directory / META).write_text(json.dumps(redact_tree(meta), indent=2, default=str))

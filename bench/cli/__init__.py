@@ -7,13 +7,14 @@ answers at once; a handler module is imported when its command runs."""
 from __future__ import annotations
 
 import argparse
+import errno
 import importlib
 import os
 import sys
 
 from bench import __version__, signals
 from bench.cli import perf, report, run, sweep
-from bench.errors import BenchError, NonFiniteLoss
+from bench.errors import BenchError, NonFiniteLoss, first_line
 from bench.redact import redact
 
 
@@ -121,6 +122,26 @@ def document(parser: argparse.ArgumentParser, path: list[str]) -> None:
             action.help = COMMON_HELP.get(name)
 
 
+DISK_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM}
+
+
+def disk_problem(error: BaseException) -> str | None:
+    """'<path>: No space left on device (a run in progress is closed FAILED)' when `error`, or an error it was
+    raised from, is a full, read-only or forbidden disk; None otherwise."""
+    seen = error
+    while seen is not None:
+        if isinstance(seen, OSError) and seen.errno in DISK_ERRNOS:
+            where = f"{seen.filename}: " if seen.filename else ""
+            return (
+                f"{where}{seen.strerror or seen} (a run in progress is closed FAILED; nothing else changed)"
+            )
+        text = str(seen).lower()
+        if "database or disk is full" in text or "readonly database" in text:
+            return f"the tracking store's disk: {first_line(seen)}"
+        seen = seen.__cause__ or seen.__context__
+    return None
+
+
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     signals.install()  # a killed run still ends KILLED in MLflow, not RUNNING
@@ -136,6 +157,10 @@ def main(argv=None) -> int:
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second error at interpreter exit
         return 141
     except Exception as e:  # noqa: BLE001 - a training failure: the run is already marked FAILED
+        disk = disk_problem(e)
+        if disk:  # a full, read-only or forbidden disk: one line naming the path, whatever layer hit it
+            print(f"bench: error: {redact(disk)}", file=sys.stderr)
+            return 2
         if not isinstance(e, NonFiniteLoss):
             raise
 
