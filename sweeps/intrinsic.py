@@ -13,7 +13,7 @@ import torch
 from bench import record, signals, tracking
 from bench.errors import BenchError, NonFiniteLoss
 from bench.logs import quiet_libraries
-from bench.param_table import arch_config
+from bench.param_table import arch_config, meta_counts
 from bench.resolve import build_config
 from bench.runner import run
 from bench.tasks import get_task
@@ -40,6 +40,20 @@ def plan(
             for lr in lr_grid.get(name) or [resolved]:
                 out.append((name, opts, lr))
     return out
+
+
+def check_points(probe, steps: list[tuple]) -> None:
+    """Every point's method attaches to the model (on the meta device, from the architecture alone) before
+    the grid's parent run exists: a knob value the model cannot take (a block size that does not divide its
+    width) is one line now, not a failure halfway through the grid."""
+    task = get_task(probe.task)
+    for method, opts in {(m, tuple(sorted(o.items()))) for m, o, _ in steps}:
+        options = {**(probe.method_options if method == probe.method else {}), **dict(opts)}
+        try:
+            meta_counts(probe.model, task, method, options, probe.head)
+        except BenchError as e:
+            shown = ", ".join(f"{k}={v}" for k, v in opts) or "its defaults"
+            raise BenchError(f"intrinsic grid point {method} at {shown}: {e}") from None
 
 
 def parent_run(uri: str, experiment: str, name: str, budget: dict) -> str:
@@ -74,6 +88,7 @@ def run_intrinsic(
     tracking.check_reachable(uri)
     experiment = record.experiment_name(probe.task, probe.experiment)
     steps = plan(model, probe.task, methods, points, lr_grid or {}, base)
+    check_points(probe, steps)
     budget = {
         "seeds": seeds,
         "points": points,

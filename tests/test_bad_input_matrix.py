@@ -427,6 +427,33 @@ CASES |= {
     "list as a name": (lambda w, t: run_argv(w, "--set", "experiment=[a, b]"), "is not a valid str"),
 }
 
+# A grid point the model cannot take (FourierFT's 5,000 coefficients in a 32 x 32 weight): refused before
+# the grid's parent run exists.
+CASES |= {
+    "intrinsic point that does not fit": (
+        lambda w, t: [
+            "intrinsic",
+            "--model",
+            w["model"],
+            "--task",
+            "rte",
+            "--data-dir",
+            str(w["glue"]),
+            "--methods",
+            "fourierft",
+            "--points",
+            "2",
+            "--seeds",
+            "1",
+            "--tracking-uri",
+            w["uri"],
+            "--output-dir",
+            str(t / "out"),
+        ],  # fmt: skip
+        "intrinsic grid point fourierft at n_frequency=5000",
+    ),
+}
+
 # Experiment names that would place artifacts outside the store's root (MLflow: <root>/<experiment name>).
 CASES |= {
     f"experiment {name!r}": (
