@@ -27,7 +27,7 @@ from bench.resolve import build_config
 from bench.runner import run
 from bench.tasks import get_task
 from bench.tracking import finished_run, update_container
-from sweeps.space import centre, method_space, put, sample, space_hash
+from sweeps.space import centre, check_attachable, method_space, put, sample, space_hash
 from sweeps.study import (
     budget_done,
     load,
@@ -83,6 +83,7 @@ def create(
         cfg = build_config(base, {"method": method, "model": model, "task": task})
     fixed = set(base) | {f"method.{k}" for k in base.get("method_options", {})}
     space = {k: v for k, v in space.items() if k not in fixed}
+    check_attachable(space, cfg)
     identity = {"space": space, "base": _trial_options(base)}
     if budget_seconds is not None:  # a compute budget changes which trials run (no key: names stay as before)
         identity["budget_seconds"] = budget_seconds

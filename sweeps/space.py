@@ -9,8 +9,10 @@ from pathlib import Path
 
 from bench.config import FIELDS, NOT_TRAINING, load_yaml
 from bench.errors import BenchError
+from bench.param_table import meta_counts
 from bench.plugins import files
 from bench.resolve import build_config
+from bench.tasks import get_task
 from methods import get_method
 
 SPACES_DIR = Path(__file__).parent / "spaces"
@@ -91,6 +93,26 @@ def _check_values(key: str, spec: dict, method: str, where: str) -> None:
             build_config({"method": method}, layer)
         except BenchError as e:
             raise BenchError(f"{where}: bad key {key!r}: value {value!r} is not valid ({e})") from None
+
+
+def check_attachable(space: dict, cfg) -> None:
+    """Every value the space can draw for a method option attaches the method to cfg's model (on the meta
+    device, from the architecture alone): a choice the model cannot take (a block size that does not divide
+    its width) is one line before the study exists, not a run of failed trials."""
+    task = get_task(cfg.task)
+    for key, spec in space.items():
+        if not key.startswith("method."):
+            continue
+        option = key[len("method.") :]
+        values = spec["choices"] if spec["type"] == "categorical" else [spec["low"], spec["high"]]
+        for value in values:
+            value = int(value) if spec["type"] == "int" else value
+            try:
+                meta_counts(cfg.model, task, cfg.method, {**cfg.method_options, option: value}, cfg.head)
+            except BenchError as e:
+                raise BenchError(
+                    f"search space: {key}={value!r} does not fit model {cfg.model}: {e}"
+                ) from None
 
 
 def centre(space: dict, values: dict) -> tuple[dict, dict]:

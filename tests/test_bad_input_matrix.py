@@ -454,6 +454,26 @@ CASES |= {
     ),
 }
 
+CASES |= {
+    "space choice the model cannot take": (  # C3A's derived space: block sizes up to 128 on a 32-wide model
+        lambda w, t: [
+            "sweep",
+            "create",
+            "--method",
+            "c3a",
+            "--model",
+            w["model"],
+            "--task",
+            "rte",
+            "--tracking-uri",
+            w["uri"],
+            "--output-dir",
+            str(t / "sweeps"),
+        ],  # fmt: skip
+        "search space: method.block_size=64 does not fit model",
+    ),
+}
+
 # Experiment names that would place artifacts outside the store's root (MLflow: <root>/<experiment name>).
 CASES |= {
     f"experiment {name!r}": (
