@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pandas as pd
 
+from bench.config import FIELDS, NOT_TRAINING
 from bench.record import STUDY, count_metric
 from bench.tasks import all_tasks
 from bench.tracking import load_runs  # noqa: F401 - load_runs is part of this API
@@ -46,6 +47,7 @@ def aggregate(df: pd.DataFrame, columns: list | None = None, by_config: bool = F
                     "method": method,
                     "config": key[2] if by_config else "",
                     "knob": knob,
+                    "settings": settings(g) if by_config else {},
                     "column": label,
                     "task": task,
                     "group": group,
@@ -63,7 +65,47 @@ def aggregate(df: pd.DataFrame, columns: list | None = None, by_config: bool = F
                     "other_data": other_data,
                 }
             )
+    if by_config:
+        label_by_what_varies(rows)
     return pd.DataFrame(rows)
+
+
+# A run's training settings as logged (params.<field>, params.method_config.<option>): what can tell two
+# configurations of one method apart. Bookkeeping, identity and the seed are left out.
+SETTING_FIELDS = set(FIELDS) - set(NOT_TRAINING) - {"seed", "tags", "data_dir", "method", "model", "task"}
+
+
+def settings(g: pd.DataFrame) -> dict:
+    last = g.iloc[-1]
+    out = {}
+    for column in g.columns:
+        name = column.removeprefix("params.")
+        if column.startswith("params.") and (name in SETTING_FIELDS or name.startswith("method_config.")):
+            out[name.replace("method_config.", "method.")] = last[column]
+    return out
+
+
+def label_by_what_varies(rows: list[dict]) -> None:
+    """With one row per configuration, each row is labelled by the settings that differ between its method's
+    configurations (lr=0.00068, method.layers=last:4), not by a knob the runs may not have varied."""
+    by_method: dict[tuple, list[dict]] = {}
+    for r in rows:
+        by_method.setdefault((r["model"], r["method"]), []).append(r)
+    for group in by_method.values():
+        keys = sorted({k for r in group for k in r["settings"]})
+        varied = [k for k in keys if len({str(r["settings"].get(k)) for r in group}) > 1]
+        for r in group:
+            if varied:
+                r["knob"] = ", ".join(f"{k}={_short(r['settings'].get(k))}" for k in varied)
+            r.pop("settings")
+
+
+def _short(value) -> str:
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return str(value)
+    return f"{number:.3g}" if not number.is_integer() else str(int(number))
 
 
 def one_per_seed(g: pd.DataFrame) -> tuple[pd.DataFrame, int, int]:

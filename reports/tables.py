@@ -156,8 +156,9 @@ def _caption(t: dict, budget: str) -> str:
     layout = t["layout"]
     if any(r.get("config") for r in t["rows"]):
         budget = (
-            "One row per training configuration (every finished run; its size knob and config hash in "
-            "brackets), never averaged across configurations. " + budget
+            "One row per training configuration (every finished run), labelled by the settings that differ "
+            "between its method's configurations (else its size knob), its config hash in brackets; never "
+            "averaged across configurations. " + budget
         )
     if layout is None:
         return (
@@ -190,8 +191,8 @@ def _caption(t: dict, budget: str) -> str:
 
 
 def row_label(r: dict) -> str:
-    """A row's method as tables print it; with --all-runs, one row per configuration: its size knob (if the
-    runs carry one) and its hash beside it."""
+    """A row's method as tables print it; with --all-runs, one row per configuration: what varies between the
+    method's configurations (else its size knob) and its hash beside it."""
     knob = f" {r['knob']}" if r.get("knob") else ""
     return display_name(r["method"]) + (f"{knob} [{r['config'][:6]}]" if r.get("config") else "")
 

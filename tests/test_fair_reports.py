@@ -142,6 +142,30 @@ def test_a_seed_counts_once_per_configuration_and_data(tmp_path, capsys):
     assert "1 repeated runs left out" in out["caption"] and "2 runs on other data" in out["caption"]
 
 
+def test_all_runs_rows_are_labelled_by_what_varies(tmp_path, capsys):
+    """Three PASTA configurations that differ in method.layers and lr (not in its knob last_k): each row says
+    its own values of what varies, and nothing that does not."""
+    uri = seeded_store(tmp_path / "mlflow.db")
+    c = MlflowClient(uri)
+    exp = c.create_experiment("bench-rte")
+    for i, (layers, lr) in enumerate([("all", "0.003"), ("last:4", "0.003"), ("last:4", "0.0001")]):
+        log_run(c, exp, "pasta", 1, 0.6 + i / 100, extra_tags={"config_hash": f"cfg{i}"})
+        run = c.search_runs([exp], order_by=["attributes.start_time DESC"], max_results=1)[0]
+        for k, v in {
+            "lr": lr,
+            "epochs": "3",
+            "method_config.layers": layers,
+            "method_config.last_k": "None",
+        }.items():
+            c.log_param(run.info.run_id, k, v)
+    assert main(["report", "table", "--model", "m", "--tracking-uri", uri, "--all-runs"]) == 0
+    lines = [x for x in capsys.readouterr().out.splitlines() if x.startswith("| PASTA")]
+    assert len(lines) == 3
+    assert any("lr=0.003, method.layers=all [" in x for x in lines)
+    assert any("lr=0.0001, method.layers=last:4 [" in x for x in lines)
+    assert not any("last_k" in x or "epochs" in x for x in lines)
+
+
 @pytest.mark.slow
 def test_budget_report_is_the_expected_maximum_of_the_trials(tmp_path, capsys):
     uri = seeded_store(tmp_path / "mlflow.db")
