@@ -405,6 +405,7 @@ def finalize(
         "n": len(values),
     }
 
+    study.set_user_attr("final", {k: summary[k] for k in ("metric", "mean", "std", "n", "best_trial")})
     uri = study_tracking_uri(a)
     tracking.client(uri).set_tag(a["mlflow_parent_run_id"], "final_metric", summary["metric"])
     update_container(

@@ -203,7 +203,19 @@ def status(name: str, storage: str | None = None, output_dir: str = "runs") -> s
     done = [t for t in study.trials if t.state.name == "COMPLETE"]
     if done:
         best = study.best_trial
-        lines.append(f"best so far: trial {best.number}, {a['metric']} {best.value:.4f}, {best.params}")
+        label = "best" if budget_done(study, c) else "best so far"
+        shown = " ".join(
+            f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}" for k, v in best.params.items()
+        )
+        lines.append(f"{label}: trial {best.number}, {a['metric']} {best.value:.4f}, {shown}")
+    final = a.get("final")
+    if final:
+        lines.append(
+            f"final: {final['metric']} {final['mean']:.4f} ± {final['std']:.4f} (sample std) over "
+            f"{final['n']} seeds of trial {final['best_trial']}"
+        )
+    elif done:
+        lines.append(f"final: none recorded in the study yet (bench sweep finalize {name})")
     return "\n".join(lines)
 
 

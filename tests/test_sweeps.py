@@ -2,6 +2,7 @@
 finalize, bad spaces."""
 
 import signal
+import statistics
 import time
 
 import optuna
@@ -158,6 +159,10 @@ def test_pruning_stops_hopeless_trials(tiny_models, tmp_path):
     again = driver.finalize(name, None, 2, output_dir=str(tmp_path / "runs"), echo=lambda *a: None)
     assert again["values"] == summary["values"]
     assert len([r for r in child_runs(tmp_path, study) if r.data.tags["phase"] == "final"]) == 2  # skipped
+    shown = status(name, None, str(tmp_path / "runs"))  # the budget is done: "best", and the final seeds
+    mean, std = statistics.mean(summary["values"]), statistics.stdev(summary["values"])
+    assert "best: trial" in shown and "best so far" not in shown
+    assert f"final: {summary['metric']} {mean:.4f} ± {std:.4f} (sample std) over 2 seeds" in shown
 
 
 @pytest.mark.slow
