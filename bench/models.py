@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 
 import torch
+from safetensors import SafetensorError
 
 from bench import families
 from bench.errors import BenchError, choices_error, first_line
@@ -47,7 +48,7 @@ def resolve(ref: str) -> str:
 def _load(what, fn, ref):
     try:
         return fn()
-    except (OSError, ValueError, KeyError) as e:
+    except (OSError, ValueError, KeyError, SafetensorError) as e:  # a missing, truncated or corrupt file
         raise BenchError(f"could not load {what} {ref!r}: {first_line(e)}") from None
 
 

@@ -474,6 +474,26 @@ CASES |= {
     ),
 }
 
+
+def model_copy(w, tmp, damage):
+    """A copy of the tiny model directory with its weights file damaged."""
+    d = tmp / "model"
+    shutil.copytree(w["model"], d)
+    damage(d / "model.safetensors")
+    return str(d)
+
+
+CASES |= {
+    "truncated weights file": (
+        lambda w, t: run_argv(w, model=model_copy(w, t, lambda p: p.write_bytes(p.read_bytes()[:1000]))),
+        "could not load model",
+    ),
+    "garbage weights file": (
+        lambda w, t: run_argv(w, model=model_copy(w, t, lambda p: p.write_bytes(b"not safetensors"))),
+        "could not load model",
+    ),
+}
+
 # Experiment names that would place artifacts outside the store's root (MLflow: <root>/<experiment name>).
 CASES |= {
     f"experiment {name!r}": (
