@@ -8,6 +8,7 @@ import contextlib
 import hashlib
 import json
 import os
+import re
 import socket
 import sys
 import threading
@@ -110,6 +111,13 @@ def _migrate_sqlite_once(uri: str, db: Path) -> None:
         try:
             SqlAlchemyStore(uri, (db.parent / "mlartifacts").as_uri())
         except Exception as e:  # a file that is not an MLflow database, or a broken one
+            found = re.search(r"found version (\w+), but expected (\w+)", str(e))
+            if found:  # an older MLflow's store, or a first migration that was interrupted
+                raise BenchError(
+                    f"tracking store {db} has an older or half-migrated schema (revision {found.group(1)}, "
+                    f"this MLflow needs {found.group(2)}): back it up, then run `mlflow db upgrade {uri}` "
+                    "(the venv's mlflow) to finish the migration"
+                ) from None
             raise BenchError(
                 f"tracking store {db} is not a usable MLflow SQLite database ({first_line(e)})"
             ) from None

@@ -65,3 +65,26 @@ def test_a_file_that_is_not_an_mlflow_store_is_one_line(tmp_path, capsys):
     err = capsys.readouterr().err
     assert "not a usable MLflow SQLite database" in err and err.count("\n") == 1
     assert bad.read_bytes() == before  # nothing written into the user's file
+
+
+def test_a_store_left_mid_migration_says_how_to_finish(tmp_path, capsys):
+    """A store whose schema stopped short of this MLflow's (an interrupted first migration, an older MLflow):
+    one line naming both revisions and the command that finishes the migration; the file is left as it was."""
+    import sqlite3
+
+    from bench.cli import main
+
+    from support import seeded_store
+
+    db = tmp_path / "mlflow.db"
+    seeded_store(db)
+    with sqlite3.connect(db) as c:
+        head = c.execute("select version_num from alembic_version").fetchone()[0]
+        c.execute("update alembic_version set version_num = 'a8c4a736bde6'")
+    before = db.read_bytes()
+    capsys.readouterr()
+    assert main(["report", "table", "--model", "x", "--tracking-uri", f"sqlite:///{db}"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "half-migrated schema (revision a8c4a736bde6" in err and head in err
+    assert f"mlflow db upgrade sqlite:///{db}" in err
+    assert db.read_bytes() == before
