@@ -152,7 +152,7 @@ def options_class(name: str) -> type:
         typed = option_type(hints.get(f.name)) if f.name not in NOT_OPTIONS else None
         if typed is None or not f.init:
             continue
-        default = spec.defaults.get(f.name, peft_default(f))
+        default = spec.defaults.get(f.name, f.default)  # a field with a factory default (dict, list): skipped
         if default is dataclasses.MISSING:
             continue
         fields.append((f.name, typed[0], field(default=default)))
@@ -170,9 +170,8 @@ def options_class(name: str) -> type:
             value = getattr(self, key)
             if value is not None and value not in allowed:
                 raise ValueError(f"{key} {value!r} is not one of {', '.join(map(str, allowed))}")
-        for key in spec.targets:
-            if not role_list(getattr(self, key)) and key == "target_modules":
-                raise ValueError(f"{key} {getattr(self, key)!r} names no module")
+        if "target_modules" in spec.targets and not role_list(self.target_modules):
+            raise ValueError(f"target_modules {self.target_modules!r} names no module")
         peft_config(spec, self, {k: ["placeholder"] for k in spec.targets})  # peft's own checks
 
     cls = dataclasses.make_dataclass(
@@ -182,14 +181,6 @@ def options_class(name: str) -> type:
         namespace={"__post_init__": __post_init__},
     )
     return cls
-
-
-def peft_default(f):
-    if f.default is not dataclasses.MISSING:
-        return f.default
-    if f.default_factory is not dataclasses.MISSING:
-        return dataclasses.MISSING  # a mutable default (dict, list): not an option
-    return dataclasses.MISSING
 
 
 def role_list(text: str) -> list[str]:
