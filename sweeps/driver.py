@@ -19,6 +19,7 @@ import yaml
 from bench import degenerate, record, tracking
 from bench.config import NOT_TRAINING
 from bench.errors import BenchError, NonFiniteLoss, StopRun, first_line
+from bench.locks import file_lock
 from bench.logs import quiet_libraries
 from bench.presets import resolve
 from bench.record import FINAL, TRIAL, best_metric, selection_split
@@ -384,15 +385,20 @@ def finalize(
         put(layer, key, value)
     seeds = seeds or a["seeds_final"]
     values = []
+    locks = Path(output_dir)
+    locks.mkdir(parents=True, exist_ok=True)
     for seed in range(1, seeds + 1):
         cfg = _run_config(study, layer, seed, FINAL, {"best_trial": best.number})
         split, metric = _main_metric(cfg)
-        previous = None if force else _finished_run(cfg, name, FINAL)
-        if previous is not None:
-            echo(f"final seed {seed}: already finished (run {previous.info.run_id}); skipped")
-            values.append(_best_value(previous, cfg))
-            continue
-        out = run(cfg, progress=False, parent_run_id=a["mlflow_parent_run_id"], echo=echo)
+        # Two finalize commands at once (on this machine or one sharing the output directory) take turns per
+        # seed: the second finds the seed finished instead of training it again.
+        with file_lock(locks / f".finalize-{name}-s{seed}.lock"):
+            previous = None if force else _finished_run(cfg, name, FINAL)
+            if previous is not None:
+                echo(f"final seed {seed}: already finished (run {previous.info.run_id}); skipped")
+                values.append(_best_value(previous, cfg))
+                continue
+            out = run(cfg, progress=False, parent_run_id=a["mlflow_parent_run_id"], echo=echo)
         values.append(out["result"].best_metrics[split][metric])
     summary = {
         "study": name,

@@ -3,6 +3,8 @@ finalize, bad spaces."""
 
 import signal
 import statistics
+import subprocess
+import sys
 import time
 
 import optuna
@@ -15,7 +17,7 @@ from sweeps import driver
 from sweeps.space import load_space
 from sweeps.study import status
 
-from support import SPACE, child_runs, make_study, seeded_store, space_file, worker
+from support import ENV, SPACE, child_runs, make_study, seeded_store, space_file, worker
 
 
 @pytest.mark.slow
@@ -412,3 +414,30 @@ def test_a_compute_budget_ends_the_search_and_reports_say_what_was_used(
         f"Sweep budgets: Full FT: 10 trials or 0.01 s ({spent:,.0f} s of trials used)"
         in capsys.readouterr().out
     )
+
+
+@pytest.mark.slow
+def test_two_finalize_commands_at_once_train_each_seed_once(tiny_models, glue_dir, tmp_path):
+    """Started together, they take turns per seed: one trains it, the other finds it finished."""
+    name = make_study(
+        tiny_models,
+        glue_dir,
+        tmp_path,
+        None,
+        1,
+        {"warmup_ratio": {"type": "categorical", "choices": [0.0]}},
+        pruner="none",
+        max_steps=20,
+        batch_size=4,
+    )
+    driver.work(name, None, output_dir=str(tmp_path / "runs"), echo=lambda *a: None)
+    cmd = [sys.executable, "-m", "bench.cli", "sweep", "finalize", name, "--seeds", "2"]
+    cmd += ["--output-dir", str(tmp_path / "runs")]
+    procs = [subprocess.Popen(cmd, env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+             for _ in range(2)]  # fmt: skip
+    outs = [p.communicate(timeout=300) for p in procs]
+    assert all(p.returncode == 0 for p in procs), [o[1][-500:] for o in outs]
+    study = driver.load(name, driver.open_storage(driver.storage_url(None, str(tmp_path / "runs"))))
+    finals = [r for r in child_runs(tmp_path, study) if r.data.tags["phase"] == "final"]
+    assert sorted(r.data.tags["seed"] for r in finals) == ["1", "2"]  # not four
+    assert sum(o[0].count("already finished") for o in outs) == 2
