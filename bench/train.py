@@ -82,7 +82,9 @@ def predict(
     out: list = [None] * len(lengths)
     kind = prep.task.task_kind
     batches = sorted_batches(lengths, batch_size, CPU_EVAL_TOKENS if device.type == "cpu" else None)
-    for indices in tqdm(batches, desc=progress, unit="batch", leave=False, disable=progress is None):
+    for indices in tqdm(
+        batches, desc=progress, unit="batch", leave=False, disable=None if progress else True
+    ):
         batch = batch_for(prep, data, indices, device)
         batch.pop("labels")
         with autocast():
@@ -219,7 +221,9 @@ def train(
     # then). A stored parameter frozen from the start keeps its value; copying it would double the memory of
     # a random init (all weights stored: 1.3 GB more for BERT-large, found by `bench perf`).
     snapshot = {n for n, p in model.named_parameters() if n in stored_names and p.requires_grad}
-    bar = tqdm(total=total, desc="train", unit="step", disable=not progress, leave=False)
+    # disable=None when asked for: tqdm then stays quiet unless stderr is a terminal (a redirected log gets
+    # no carriage-return frames)
+    bar = tqdm(total=total, desc="train", unit="step", disable=None if progress else True, leave=False)
     running_loss, running_n = 0.0, 0
 
     def run_eval(tag_epoch: int):

@@ -301,3 +301,11 @@ def test_select_on_holdout_leaves_dev_for_reporting(tiny_models, glue_dir, tmp_p
     )  # earliest of the best holdout scores
     assert run.data.metrics["best_holdout_accuracy"] == hold[best_step]
     assert run.data.metrics["best_dev_accuracy"] == dev[best_step]  # dev read at that epoch, not maximised
+
+
+def test_progress_bars_stay_off_a_redirected_stderr(tiny_models, glue_dir, tmp_path, uri, capsys):
+    """Progress is on by default, but a log file (not a terminal) gets no carriage-return frames."""
+    argv = ["run", "--method", "head", "--model", tiny_models["bert"], "--task", "rte"]
+    argv += ["--data-dir", str(glue_dir), "--max-steps", "3", "--batch-size", "4"]
+    assert main([*argv, "--tracking-uri", uri, "--output-dir", str(tmp_path / "out")]) == 0
+    assert "\r" not in capsys.readouterr().err
