@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from methods import display_name
 from reports.render import render
+from reports.style import percent_text
 
 
 def render_method_rows(rows: list[dict], task, fmt: str) -> str:
@@ -13,7 +14,7 @@ def render_method_rows(rows: list[dict], task, fmt: str) -> str:
             r["model"],
             display_name(r["name"]),
             f"{r['method']:,}",
-            f"{r['percent']:.4f}",
+            percent_text(r["percent"]),
             f"{r['head']:,}",
             f"{r['trainable']:,}",
             f"{r['stored']:,}",
@@ -78,9 +79,9 @@ def render_published(rows: list[dict], fmt: str) -> str:
             display_name(r["name"]),
             r["model"],
             r["published"],
-            f"{published_percent(r):.4f}",
+            percent_text(published_percent(r)),
             f"{r['method']:,}",
-            f"{r['percent']:.4f}",
+            percent_text(r["percent"]),
             f"{r['backbone']:,}",
             r["config"],
             r["note"],

@@ -15,6 +15,11 @@ PALETTE = ("#0072B2", "#D55E00", "#009E73", "#CC79A7", "#E69F00", "#56B4E9", "#9
 MARKERS = ("o", "s", "^", "D", "v", "P", "X", "h", "<", ">")
 
 
+def percent_text(value: float) -> str:
+    """%Param as every table prints it: three significant digits, never an exponent (0.0222, 1.5, 100)."""
+    return np.format_float_positional(value, precision=3, unique=False, fractional=False, trim="-")
+
+
 def method_style(method: str) -> dict:
     """matplotlib keywords of a method's line: the same marker and colour in every figure (by its place in
     the registry, so that a method keeps its look whichever others are drawn beside it)."""

@@ -15,6 +15,7 @@ from reports.published import get_layout
 from reports.render import render, standalone_latex
 from reports.runs import aggregate, degenerate_mask, load_runs, report_columns, sweep_budgets
 from reports.stats import ALPHA, MIN_SEEDS, against_best
+from reports.style import percent_text
 
 
 def _column_tasks(layout=None) -> dict[str, str]:
@@ -297,7 +298,7 @@ def render_results(t: dict, fmt: str, budget: str = "") -> str:
         return marks
 
     for i, r in enumerate(rows):
-        line = [row_label(r), f"{r['percent']:.3g}", f"{r['head']:,.0f}"]
+        line = [row_label(r), percent_text(r["percent"]), f"{r['head']:,.0f}"]
         values = [
             (r["cells"][c].mean, t["best"][c], c, r["cells"][c].std, r["cells"][c].n, True, suffix(i, c))
             if c in r["cells"]
