@@ -39,8 +39,18 @@ def aggregate(df: pd.DataFrame, columns: list | None = None, by_config: bool = F
             g, repeats, other_data = one_per_seed(g)
             values = 100 * g[col].astype(float)
             knob = ""
-            if by_config and g.get("tags.knob", pd.Series(["-"])).iloc[0] not in ("-", None):
-                knob = f"{g['tags.knob'].iloc[0]}={g['tags.knob_value'].iloc[0]}"
+            value = g.get("tags.knob_value", pd.Series(["-"])).iloc[0]
+            if (
+                by_config
+                and g.get("tags.knob", pd.Series(["-"])).iloc[0] not in ("-", None)
+                and value
+                not in (
+                    "-",
+                    "None",
+                    None,
+                )
+            ):  # a knob left at None (PASTA's last_k: the `layers` option decides) names nothing
+                knob = f"{g['tags.knob'].iloc[0]}={value}"
             rows.append(
                 {
                     "model": model,
