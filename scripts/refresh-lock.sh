@@ -4,7 +4,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BENCH_VENV=.venv-latest ./install.sh --latest
-HF_HUB_OFFLINE=1 .venv-latest/bin/python -m pytest "$@"
+HF_HUB_OFFLINE=1 .venv-latest/bin/python -m pytest -n 2 "$@"
 {
   echo "# The exact versions the whole test suite passed with; install.sh installs these (pip -c)."
   echo "# Refresh: scripts/refresh-lock.sh (newest releases, full suite, then this file). $(date -u +%F)"

@@ -115,9 +115,8 @@ def test_sweep_on_postgresql_logs_to_a_shared_server(tiny_models, glue_dir, tmp_
     capsys.readouterr()
     assert main(["report", "table", "--model", tiny_models["bert"], "--all-runs", "--tracking-uri", uri]) == 0
     table = capsys.readouterr().out
-    assert (
-        table.count("| Full FT [") == 3
-    )  # --all-runs: one row per trial configuration, read from the server
+    # --all-runs: one row per trial configuration (labelled by its lr), read from the server
+    assert table.count("| Full FT lr=") == 3
 
 
 def test_unreachable_server_is_one_line_and_leaves_nothing(tiny_models, glue_dir, tmp_path, capsys):
