@@ -240,3 +240,21 @@ def test_prompt_tuning_on_tagging_scores_the_words_only(tiny_models, glue_dir, f
     expected = F.cross_entropy(out.logits.reshape(-1, out.logits.shape[-1]), batch["labels"].reshape(-1))
     assert torch.allclose(out.loss, expected)
     assert b.model.soft_prompt.vectors.shape == (4, b.model.config.hidden_size)
+
+
+@pytest.mark.slow
+def test_a_tuner_draws_an_intrinsic_curve_and_reports_it(tiny_models, glue_dir, tmp_path, capsys):
+    """`bench intrinsic` takes a tuner's knob (VeRA's r) like a hand-written method's, and the curve's report
+    reads the points back."""
+    from support import seeded_store
+
+    uri = seeded_store(tmp_path / "mlflow.db")
+    argv = ["intrinsic", "--model", tiny_models["bert"], "--task", "rte", "--data-dir", str(glue_dir)]
+    argv += ["--methods", "vera", "--points", "2", "--seeds", "1", "--set", "max_steps=2"]
+    assert main([*argv, "--tracking-uri", uri, "--output-dir", str(tmp_path / "runs")]) == 0
+    assert "4 of 4 point runs finished" in capsys.readouterr().out  # full + head anchors, VeRA r = 64, 1024
+    knobs = {r.data.tags["knob_value"] for r in all_runs(uri) if r.data.tags.get("method") == "vera"}
+    assert knobs == {"64", "1024"}
+    out = ["report", "intrinsic", "--model", tiny_models["bert"], "--task", "rte", "--tracking-uri", uri]
+    assert main([*out, "--out-dir", str(tmp_path / "fig")]) == 0
+    assert "VeRA" in capsys.readouterr().out
