@@ -42,3 +42,11 @@ def describe(counts: dict[str, int]) -> str:
         f"backbone, head excluded) | trainable {counts['trainable']:,} (head included) | "
         f"head {counts['head']:,} | stored {counts['stored']:,}"
     )
+
+
+def flops_per_token(model, weight_gradients: bool) -> float:
+    """Estimated training FLOPs per real token: 6N with weight gradients (full FT, SAID/DID, Diff pruning),
+    4N without (a frozen backbone: forward 2N + activation gradients 2N), N = the encoder's parameters
+    without embeddings (Kaplan et al. 2020's count; attention's sequence-length term left out)."""
+    n = sum(p.numel() for name, p in model.base_model.named_parameters() if "embeddings" not in name)
+    return (6 if weight_gradients else 4) * n

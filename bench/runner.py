@@ -19,7 +19,7 @@ from bench.environment import environment
 from bench.errors import BenchError
 from bench.logs import quiet_libraries
 from bench.metrics import trivial_baseline
-from bench.params import count_parameters, describe
+from bench.params import count_parameters, describe, flops_per_token
 from bench.resolve import validate
 from bench.tasks import get_task
 from bench.train import evaluate, train
@@ -170,6 +170,10 @@ def run(
             "eval_samples_per_s": result.eval_samples / max(result.eval_seconds, 1e-9),
             "steps": result.steps,
             "epochs_run": result.epochs_run,
+            # the compute a run cost, comparable across methods and machines (docs/tracking.md)
+            "train_tokens": result.train_tokens,
+            "train_flops": flops_per_token(built.model, not built.method.frozen_backbone)
+            * result.train_tokens,
             "adapter_file_bytes": size,
             **peak_memory(),
             **{f"time_{k}_seconds": v for k, v in result.timings.items()},

@@ -45,6 +45,7 @@ from bench.encoding import IGNORE_INDEX, cached_encode, encode, split_rows
 from bench.logs import quiet_libraries
 from bench.metrics import compute_metrics
 from bench.models import load_tokenizer
+from bench.params import flops_per_token
 from bench.resolve import build_config
 from bench.tasks import REGRESSION, TAGGING, get_task
 from bench.train import CPU_EVAL_TOKENS, train
@@ -106,14 +107,6 @@ def matmul_peak() -> float:
             torch.cuda.synchronize()
         best = max(best, 10 * 2 * n**3 / (time.perf_counter() - t))
     return best
-
-
-def flops_per_token(model, weight_gradients: bool) -> float:
-    """Training FLOPs per token: 6N with weight gradients (full FT, SAID/DID, Diff pruning), 4N without
-    (frozen backbone:
-    forward 2N + activation gradients 2N), N = encoder parameters without embeddings."""
-    n = sum(p.numel() for name, p in model.base_model.named_parameters() if "embeddings" not in name)
-    return (6 if weight_gradients else 4) * n
 
 
 def steady_step(r: dict) -> float:

@@ -22,6 +22,7 @@ from reports.stats import expected_max
 from reports.style import method_style, metric_label
 
 TIME = "metrics.train_seconds"
+FLOPS = "metrics.train_flops"  # estimated (bench.params.flops_per_token x real training tokens)
 
 
 def budget_points(n: int) -> list[int]:
@@ -50,6 +51,7 @@ def curves(df: pd.DataFrame, model: str, task) -> list[dict]:
         ks = np.arange(1, len(values) + 1)
         stats = [expected_max(values, int(k)) for k in ks]
         seconds = float(g[TIME].astype(float).mean()) if TIME in g and g[TIME].notna().any() else None
+        flops = float(g[FLOPS].astype(float).mean()) if FLOPS in g and g[FLOPS].notna().any() else None
         out.append(
             {
                 "method": method,
@@ -59,6 +61,7 @@ def curves(df: pd.DataFrame, model: str, task) -> list[dict]:
                 "mean": np.array([s[0] for s in stats]),
                 "std": np.array([s[1] for s in stats]),
                 "seconds": seconds,
+                "flops": flops,
             }
         )
     return sorted(out, key=lambda c: (display_name(c["method"]), c["study"]))
@@ -114,19 +117,21 @@ def budget_report(
     out.mkdir(parents=True, exist_ok=True)
     echo("wrote " + ", ".join(save_figure(fig, str(out / f"budget-{Path(model).name}-{task.name}"))))
     ks = budget_points(max(len(c["values"]) for c in found))
-    header = ["method", "study", "trials", "s / trial", *(f"k={k}" for k in ks)]
+    header = ["method", "study", "trials", "s / trial", "TFLOP / trial", *(f"k={k}" for k in ks)]
     rows, json_rows = [], []
     for c in found:
         n = len(c["values"])
         cells = [f"{c['mean'][k - 1]:.1f} ± {c['std'][k - 1]:.1f}" if k <= n else "-" for k in ks]
         seconds = f"{c['seconds']:.1f}" if c["seconds"] else "-"
-        rows.append([display_name(c["method"]), c["study"], str(n), seconds, *cells])
+        flops = f"{c['flops'] / 1e12:.3g}" if c["flops"] else "-"
+        rows.append([display_name(c["method"]), c["study"], str(n), seconds, flops, *cells])
         json_rows.append(
             {
                 "method": c["method"],
                 "study": c["study"],
                 "trials": n,
                 "seconds_per_trial": c["seconds"],
+                "flops_per_trial": c["flops"],
                 "trial_scores": c["values"].tolist(),
                 "expected_max": {int(k): float(c["mean"][k - 1]) for k in c["k"]},
                 "expected_max_std": {int(k): float(c["std"][k - 1]) for k in c["k"]},
@@ -134,7 +139,9 @@ def budget_report(
         )
     caption = (
         f"{note}. Each cell: E[max] ± std over k draws with replacement from the trials run; "
-        "a method's cells stop at the trials its sweep ran."
+        "a method's cells stop at the trials its sweep ran. TFLOP / trial: estimated training FLOPs of a "
+        "complete trial (6N per real token with weight gradients, 4N with a frozen backbone, N the "
+        "encoder's parameters without embeddings)."
     )
     return render(
         header, rows, fmt, caption, label=f"tab:budget-{Path(model).name}-{task.name}", json_rows=json_rows

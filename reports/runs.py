@@ -154,7 +154,13 @@ def sweep_budgets(df_all: pd.DataFrame, studies: set[str]) -> dict[str, str]:
         if isinstance(seconds, str) and seconds not in ("", "None"):
             text += f" or {float(seconds):g} s"
         spent = r.get("metrics.seconds_spent")
+        flops = r.get("metrics.flops_spent")
+        used = []
         if spent is not None and not pd.isna(spent):
-            text += f" ({float(spent):,.0f} s of trials used)"
+            used.append(f"{float(spent):,.0f} s")
+        if flops is not None and not pd.isna(flops) and flops > 0:
+            used.append(f"{float(flops) / 1e15:.3g} PFLOP est.")
+        if used:
+            text += f" ({', '.join(used)} of trials used)"
         out[r["tags.study"]] = text
     return out

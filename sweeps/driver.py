@@ -233,6 +233,7 @@ def objective_for(study, force: bool = False, echo=print):
         if previous is not None:  # the same (config hash, seed) already finished: reuse, do not retrain
             trial.set_user_attr("reused_run", previous.info.run_id)
             trial.set_user_attr("seconds", float(previous.data.metrics.get("wall_seconds", 0.0)))
+            trial.set_user_attr("flops", float(previous.data.metrics.get("train_flops", 0.0)))
             echo(
                 f"trial {trial.number}: config {cfg.config_hash()} seed {cfg.seed} already finished "
                 f"(run {previous.info.run_id}); reusing it"
@@ -265,6 +266,7 @@ def objective_for(study, force: bool = False, echo=print):
             raise
         finally:  # what the trial cost counts against a compute budget, pruned and failed trials included
             trial.set_user_attr("seconds", time.perf_counter() - started)
+        trial.set_user_attr("flops", float(out["final"]["train_flops"]))
         if out["degenerate"]:  # counted on the study's parent run; the trial's run carries the tag
             trial.set_user_attr("degenerate", degenerate.tag_value(out["degenerate"]))
         return out["result"].best_metrics[split][metric]

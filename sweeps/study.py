@@ -123,6 +123,11 @@ def trial_counts(study, exclude: int | None = None) -> dict:
     return out
 
 
+def flops_spent(study) -> float:
+    """Estimated training FLOPs of the study's finished trials (pruned and failed ones are not counted)."""
+    return sum(t.user_attrs.get("flops", 0.0) for t in study.get_trials(deepcopy=False))
+
+
 def seconds_spent(study) -> float:
     """Wall seconds the study's trials used (each trial records its own; a reused run counts its own)."""
     return sum(t.user_attrs.get("seconds", 0.0) for t in study.get_trials(deepcopy=False))
@@ -179,6 +184,7 @@ def report_progress(study, status: str | None) -> None:
         "trials_budget": a["n_trials"],
         "trials_degenerate": degenerate_trials(study),
         "seconds_spent": seconds_spent(study),
+        "flops_spent": flops_spent(study),
         "budget_seconds": a.get("budget_seconds"),
         "best_value": max(t.value for t in done) if done else None,
     }

@@ -309,3 +309,41 @@ def test_progress_bars_stay_off_a_redirected_stderr(tiny_models, glue_dir, tmp_p
     argv += ["--data-dir", str(glue_dir), "--max-steps", "3", "--batch-size", "4"]
     assert main([*argv, "--tracking-uri", uri, "--output-dir", str(tmp_path / "out")]) == 0
     assert "\r" not in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("method, per_token", [("head", 4), ("full", 6)])
+def test_a_run_logs_its_training_tokens_and_estimated_flops(
+    tiny_models, glue_dir, tmp_path, uri, method, per_token
+):
+    """train_tokens: every real (non-pad) token trained on; train_flops: 6N per token with weight gradients,
+    4N with a frozen backbone (N: the encoder's parameters without embeddings, counted here)."""
+    from mlflow.tracking import MlflowClient
+    from transformers import AutoModel
+
+    from bench.data import load_examples
+    from bench.models import load_tokenizer
+    from bench.tasks import get_task
+
+    argv = [
+        "run",
+        "--method",
+        method,
+        "--model",
+        tiny_models["bert"],
+        "--task",
+        "rte",
+        "--data-dir",
+        str(glue_dir),
+    ]
+    argv += ["--epochs", "2", "--batch-size", "4", "--tracking-uri", uri, "--output-dir", str(tmp_path / "o")]
+    assert main([*argv, "--experiment", f"flops-{method}", "--no-progress"]) == 0
+    c = MlflowClient(uri)
+    (run,) = c.search_runs([c.get_experiment_by_name(f"flops-{method}").experiment_id])
+    task = get_task("rte")
+    ex = load_examples(task, "train", str(glue_dir))
+    tok = load_tokenizer(tiny_models["bert"], task)
+    lengths = [len(tok(a, b, truncation=True, max_length=128)["input_ids"]) for a, b in ex.texts]
+    n = sum(p.numel() for name, p in AutoModel.from_pretrained(tiny_models["bert"]).named_parameters()
+            if not name.startswith("embeddings"))  # fmt: skip
+    assert run.data.metrics["train_tokens"] == 2 * sum(lengths)
+    assert run.data.metrics["train_flops"] == pytest.approx(per_token * n * 2 * sum(lengths))
