@@ -4,6 +4,7 @@
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 
 import numpy as np
@@ -47,6 +48,11 @@ class Verdict:
     p: float | None
 
 
+def flat(x: np.ndarray) -> bool:
+    """No spread beyond float noise (scores of identical predictions, rescaled, can differ in the last bit)."""
+    return bool(np.ptp(x) <= 1e-9 * max(1.0, float(np.abs(x).max())))
+
+
 def against_best(samples: dict, alpha: float = ALPHA) -> dict:
     """{key: per-seed scores} -> {key: Verdict} for every key but the best (highest mean), which gets
     Verdict(True, None) (every key gets Verdict(None, None) when the best has fewer than MIN_SEEDS seeds).
@@ -68,10 +74,12 @@ def against_best(samples: dict, alpha: float = ALPHA) -> dict:
     raw = []
     for k in testable:
         a, b = np.asarray(samples[k], float), np.asarray(samples[best], float)
-        if np.ptp(a) == 0 and np.ptp(b) == 0:  # no spread on either side: equal means tie, else they differ
-            raw.append(1.0 if a[0] == b[0] else 0.0)
+        if flat(a) and flat(b):  # no spread on either side: equal means tie, else they differ
+            raw.append(1.0 if np.isclose(a.mean(), b.mean()) else 0.0)
         else:
-            raw.append(float(stats.ttest_ind(a, b, equal_var=False).pvalue))
+            with warnings.catch_warnings():  # scipy's "precision loss" note on a side with no spread
+                warnings.simplefilter("ignore", RuntimeWarning)
+                raw.append(float(stats.ttest_ind(a, b, equal_var=False).pvalue))
     for k, p in zip(testable, holm(raw), strict=True):
         out[k] = Verdict(p >= alpha, p)
     return out
