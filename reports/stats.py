@@ -49,7 +49,7 @@ class Verdict:
 
 
 def flat(x: np.ndarray) -> bool:
-    """No spread beyond float noise (scores of identical predictions, rescaled, can differ in the last bit)."""
+    """No spread beyond float noise (scores of identical predictions, rescaled, differ in the last bit)."""
     return bool(np.ptp(x) <= 1e-9 * max(1.0, float(np.abs(x).max())))
 
 
