@@ -410,10 +410,11 @@ def test_a_compute_budget_ends_the_search_and_reports_say_what_was_used(
     assert (
         main(["report", "table", "--model", tiny_models["bert"], "--tracking-uri", base["tracking_uri"]]) == 0
     )
-    assert (
-        f"Sweep budgets: Full FT: 10 trials or 0.01 s ({spent:,.0f} s of trials used)"
-        in capsys.readouterr().out
-    )
+    # the trial's estimated FLOPs too: 6N per real token for full FT (N: the encoder without embeddings)
+    flops = sum(t.user_attrs["flops"] for t in study.trials)
+    assert flops > 0 and run.data.metrics.get("flops_spent", flops) == pytest.approx(flops)
+    used = f"({spent:,.0f} s, {flops / 1e15:.3g} PFLOP est. of trials used)"
+    assert f"Sweep budgets: Full FT: 10 trials or 0.01 s {used}" in capsys.readouterr().out
 
 
 @pytest.mark.slow
