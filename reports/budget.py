@@ -22,6 +22,7 @@ from reports.stats import expected_max
 from reports.style import method_style, metric_label
 
 TIME = "metrics.train_seconds"
+STEPS = "metrics.steps"
 FLOPS = "metrics.train_flops"  # estimated (bench.params.flops_per_token x real training tokens)
 
 
@@ -52,6 +53,7 @@ def curves(df: pd.DataFrame, model: str, task) -> list[dict]:
         stats = [expected_max(values, int(k)) for k in ks]
         seconds = float(g[TIME].astype(float).mean()) if TIME in g and g[TIME].notna().any() else None
         flops = float(g[FLOPS].astype(float).mean()) if FLOPS in g and g[FLOPS].notna().any() else None
+        steps = float(g[STEPS].astype(float).mean()) if STEPS in g and g[STEPS].notna().any() else None
         out.append(
             {
                 "method": method,
@@ -62,6 +64,7 @@ def curves(df: pd.DataFrame, model: str, task) -> list[dict]:
                 "std": np.array([s[1] for s in stats]),
                 "seconds": seconds,
                 "flops": flops,
+                "steps": steps,
             }
         )
     return sorted(out, key=lambda c: (display_name(c["method"]), c["study"]))
@@ -117,14 +120,23 @@ def budget_report(
     out.mkdir(parents=True, exist_ok=True)
     echo("wrote " + ", ".join(save_figure(fig, str(out / f"budget-{Path(model).name}-{task.name}"))))
     ks = budget_points(max(len(c["values"]) for c in found))
-    header = ["method", "study", "trials", "s / trial", "TFLOP / trial", *(f"k={k}" for k in ks)]
+    header = [
+        "method",
+        "study",
+        "trials",
+        "steps / trial",
+        "s / trial",
+        "TFLOP / trial",
+        *(f"k={k}" for k in ks),
+    ]
     rows, json_rows = [], []
     for c in found:
         n = len(c["values"])
         cells = [f"{c['mean'][k - 1]:.1f} ± {c['std'][k - 1]:.1f}" if k <= n else "-" for k in ks]
         seconds = f"{c['seconds']:.1f}" if c["seconds"] else "-"
         flops = f"{c['flops'] / 1e12:.3g}" if c["flops"] else "-"
-        rows.append([display_name(c["method"]), c["study"], str(n), seconds, flops, *cells])
+        steps = f"{c['steps']:.0f}" if c["steps"] else "-"
+        rows.append([display_name(c["method"]), c["study"], str(n), steps, seconds, flops, *cells])
         json_rows.append(
             {
                 "method": c["method"],
@@ -132,6 +144,7 @@ def budget_report(
                 "trials": n,
                 "seconds_per_trial": c["seconds"],
                 "flops_per_trial": c["flops"],
+                "steps_per_trial": c["steps"],
                 "trial_scores": c["values"].tolist(),
                 "expected_max": {int(k): float(c["mean"][k - 1]) for k in c["k"]},
                 "expected_max_std": {int(k): float(c["std"][k - 1]) for k in c["k"]},
