@@ -73,6 +73,7 @@ def aggregate(df: pd.DataFrame, columns: list | None = None, by_config: bool = F
                     "studies": ",".join(sorted(g.get("tags.study", pd.Series(dtype=str)).dropna().unique())),
                     "repeats": repeats,
                     "other_data": other_data,
+                    "training": training_budget(g),
                 }
             )
     if by_config:
@@ -116,6 +117,23 @@ def _short(value) -> str:
     except (TypeError, ValueError):
         return str(value)
     return f"{number:.3g}" if not number.is_integer() else str(int(number))
+
+
+def training_budget(g: pd.DataFrame) -> str:
+    """What a configuration trained on, from its logged params: "2 epochs of the first 1,000 training
+    examples, batch 32" (or "N steps")."""
+    last = g.iloc[-1]
+
+    def param(name):
+        value = last.get(f"params.{name}")
+        return None if value is None or pd.isna(value) or value in ("None", "") else value
+
+    steps, epochs, cut, batch = (param(k) for k in ("max_steps", "epochs", "max_train_samples", "batch_size"))
+    if steps is None and epochs is None:
+        return ""
+    length = f"{int(float(steps))} steps" if steps else f"{float(epochs):g} epochs"
+    data = f"the first {int(float(cut)):,} training examples" if cut else "the full training split"
+    return f"{length} of {data}" + (f", batch {batch}" if batch else "")
 
 
 def one_per_seed(g: pd.DataFrame) -> tuple[pd.DataFrame, int, int]:

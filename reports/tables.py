@@ -432,6 +432,18 @@ def results_report(
     if exclude_degenerate:
         budget += f" Degenerate runs left out: {excluded} (of every model and task in the store)."
     shown = t["sel"]
+    if "training" in shown and not shown.empty:
+        seen: dict[str, set] = {}
+        for m, x in zip(shown["method"], shown["training"], strict=True):
+            if x:
+                seen.setdefault(display_name(m), set()).add(x)
+        by_method = {m: xs.pop() if len(xs) == 1 else "varies between its rows" for m, xs in seen.items()}
+        if len(set(by_method.values())) == 1:
+            budget = f"Training: {next(iter(by_method.values()))}. " + budget
+        elif by_method:
+            budget = (
+                "Training: " + "; ".join(f"{m}: {x}" for m, x in sorted(by_method.items())) + ". " + budget
+            )
     repeats = int(shown["repeats"].sum()) if "repeats" in shown else 0
     other = int(shown["other_data"].sum()) if "other_data" in shown else 0
     if repeats or other:

@@ -283,3 +283,25 @@ def test_pareto_table_marks_a_point_with_a_degenerate_run(store, tmp_path, capsy
     pasta = next(x for x in text.splitlines() if "PASTA" in x)
     assert "‡" in pasta and "flagged degenerate" in text
     assert not any("‡" in x for x in text.splitlines() if "LoRA" in x or "BitFit" in x)
+
+
+def test_the_caption_states_each_methods_training_budget(tmp_path, capsys):
+    uri = seeded_store(tmp_path / "mlflow.db")
+    c = MlflowClient(uri)
+    exp = c.create_experiment("bench-rte")
+    for method, batch in (("lora", "32"), ("pasta", "16")):
+        log_run(c, exp, method, 1, 0.6)
+        run = c.search_runs([exp], order_by=["attributes.start_time DESC"], max_results=1)[0]
+        for k, v in {
+            "epochs": "2.0",
+            "max_steps": "None",
+            "max_train_samples": "1000",
+            "batch_size": batch,
+        }.items():
+            c.log_param(run.info.run_id, k, v)
+    assert main(["report", "table", "--model", "m", "--tracking-uri", uri, "--format", "json"]) == 0
+    caption = json.loads(capsys.readouterr().out)["caption"]
+    assert (
+        "Training: LoRA: 2 epochs of the first 1,000 training examples, batch 32; "
+        "PASTA: 2 epochs of the first 1,000 training examples, batch 16." in caption
+    )
