@@ -150,10 +150,8 @@ def test_a_child_run_beats_its_parent(tmp_path, monkeypatch):
     assert time.time() - float(c.get_run(parent).data.tags["heartbeat"]) < 5
 
 
-@pytest.mark.slow
-def test_sigterm_during_a_sweep_trial_closes_the_sweep(tiny_models, glue_dir, tmp_path):
-    """The trial's run ends KILLED and so does the sweep's parent run: nothing is left RUNNING."""
-    uri = seeded_store(tmp_path / "mlflow.db")
+def sweep_in_a_trial(tiny_models, glue_dir, tmp_path, uri, *extra, stderr):
+    """`bench sweep run` of long full-FT trials in a subprocess, returned once a trial has logged a loss."""
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "BENCH_HEARTBEAT_SECONDS": "0.5"}
     argv = ["sweep", "run", "--method", "full", "--model", tiny_models["bert"], "--task", "rte"]
     argv += [
@@ -166,17 +164,24 @@ def test_sigterm_during_a_sweep_trial_closes_the_sweep(tiny_models, glue_dir, tm
         "--set",
         "log_every=1",
     ]
-    argv += ["--tracking-uri", uri, "--output-dir", str(tmp_path / "out")]
+    argv += [*extra, "--tracking-uri", uri, "--output-dir", str(tmp_path / "out")]
     proc = subprocess.Popen([sys.executable, "-m", "bench.cli", *argv], env=env, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL)  # fmt: skip
+                            stderr=stderr, text=True)  # fmt: skip
     c = MlflowClient(uri)
     deadline, trial = time.time() + 120, None
     while time.time() < deadline and trial is None:
         time.sleep(0.5)
-        runs = all_runs(uri) if (tmp_path / "mlflow.db").exists() else []
-        trial = next((r for r in runs if r.data.tags.get("phase") == "trial"
+        trial = next((r for r in all_runs(uri) if r.data.tags.get("phase") == "trial"
                       and c.get_metric_history(r.info.run_id, "train_loss")), None)  # fmt: skip
     assert trial is not None, "no trial started"
+    return proc
+
+
+@pytest.mark.slow
+def test_sigterm_during_a_sweep_trial_closes_the_sweep(tiny_models, glue_dir, tmp_path):
+    """The trial's run ends KILLED and so does the sweep's parent run: nothing is left RUNNING."""
+    uri = seeded_store(tmp_path / "mlflow.db")
+    proc = sweep_in_a_trial(tiny_models, glue_dir, tmp_path, uri, stderr=subprocess.DEVNULL)
     proc.send_signal(signal.SIGTERM)
     assert proc.wait(timeout=60) != 0
     runs = {r.data.tags.get("phase"): r for r in all_runs(uri)}
@@ -261,28 +266,9 @@ def test_a_study_whose_database_is_dropped_ends_in_one_line(tiny_models, glue_di
         conn.execute(sqlalchemy.text(f"CREATE DATABASE {db}"))
     storage = admin.rsplit("/", 1)[0] + f"/{db}"
     uri = seeded_store(tmp_path / "mlflow.db")
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "BENCH_HEARTBEAT_SECONDS": "0.5"}
-    argv = ["sweep", "run", "--method", "full", "--model", tiny_models["bert"], "--task", "rte"]
-    argv += [
-        "--data-dir",
-        str(glue_dir),
-        "--trials",
-        "2",
-        "--set",
-        "max_steps=100000",
-        "--set",
-        "log_every=1",
-    ]
-    argv += ["--storage", storage, "--tracking-uri", uri, "--output-dir", str(tmp_path / "out")]
-    proc = subprocess.Popen([sys.executable, "-m", "bench.cli", *argv], env=env, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.PIPE, text=True)  # fmt: skip
-    c = MlflowClient(uri)
-    deadline, trial = time.time() + 120, None
-    while time.time() < deadline and trial is None:
-        time.sleep(0.5)
-        trial = next((r for r in all_runs(uri) if r.data.tags.get("phase") == "trial"
-                      and c.get_metric_history(r.info.run_id, "train_loss")), None)  # fmt: skip
-    assert trial is not None, "no trial started"
+    proc = sweep_in_a_trial(
+        tiny_models, glue_dir, tmp_path, uri, "--storage", storage, stderr=subprocess.PIPE
+    )
     with engine.connect() as conn:
         conn.execute(sqlalchemy.text(f"DROP DATABASE {db} WITH (FORCE)"))
     _, err = proc.communicate(timeout=120)
