@@ -284,9 +284,8 @@ class Tracker:
                     return
                 with self._timed():
                     self.client.log_batch(self.run_id, metrics=chunk)
-                with (
-                    self._lock
-                ):  # accepted: only now do they leave (the head may have been spilled meanwhile)
+                # accepted: only now do they leave (the head may have been spilled meanwhile)
+                with self._lock:
                     done = max(0, start + len(chunk) - self._dropped)
                     del self._buffer[:done]
                     self._dropped += done
@@ -303,20 +302,19 @@ class Tracker:
         self._dropped += n
         self.spilled += n
 
-    def close_metrics(self, timeout: float = 15.0) -> str | None:
-        """At the end of the run: send what is left, or (the store still away after `timeout` s) spill it and
-        return a line saying where it is and how to replay it."""
-        if self.flush(timeout):
-            return None if not self.spilled else self._unsent_line()
-        with self._lock:
-            self._spill(len(self._buffer))
-        return self._unsent_line()
-
-    def _unsent_line(self) -> str:
-        return (
-            f"bench: {self.spilled} metrics of run {self.run_id} did not reach the tracking store; kept in "
-            f"{self.spill_path}: replay them with `bench sync {self.spill_path}`"
-        )
+    def close(self, timeout: float = 15.0) -> None:
+        """At the end of the run: stop the background thread and send what is left, or (the store still away
+        after `timeout` s) spill it and say on stderr where it is and how to replay it."""
+        self.stop_heartbeat()
+        if not self.flush(timeout):
+            with self._lock:
+                self._spill(len(self._buffer))
+        if self.spilled:
+            print(
+                f"bench: {self.spilled} metrics of run {self.run_id} did not reach the tracking store; kept in "
+                f"{self.spill_path}: replay them with `bench sync {self.spill_path}`",
+                file=sys.stderr,
+            )
 
     def log_artifacts(self, local_dir: str, artifact_path: str | None = None) -> None:
         with self._timed():
@@ -369,10 +367,7 @@ def tracked_run(
     try:
         yield tracker
     except BaseException as e:
-        tracker.stop_heartbeat()
-        unsent = tracker.close_metrics()
-        if unsent:
-            print(unsent, file=sys.stderr)
+        tracker.close()
 
         # Interrupted (Ctrl-C, SIGTERM) or stopped on purpose (pruning): KILLED. Anything else: FAILED.
         status = "KILLED" if isinstance(e, (KeyboardInterrupt, StopRun)) else "FAILED"
@@ -389,10 +384,7 @@ def tracked_run(
             c.set_terminated(run.info.run_id, status)
         raise
     else:
-        tracker.stop_heartbeat()
-        unsent = tracker.close_metrics()
-        if unsent:
-            print(unsent, file=sys.stderr)
+        tracker.close()
         c.set_terminated(run.info.run_id, "FINISHED")
 
 
