@@ -311,8 +311,8 @@ class Tracker:
                 self._spill(len(self._buffer))
         if self.spilled:
             print(
-                f"bench: {self.spilled} metrics of run {self.run_id} did not reach the tracking store; kept in "
-                f"{self.spill_path}: replay them with `bench sync {self.spill_path}`",
+                f"bench: {self.spilled} metrics of run {self.run_id} did not reach the tracking store; "
+                f"kept in {self.spill_path}: replay them with `bench sync {self.spill_path}`",
                 file=sys.stderr,
             )
 

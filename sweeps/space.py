@@ -77,16 +77,19 @@ def validate_space(space: dict, method: str, where: str = "search space") -> Non
         _check_values(key, spec, method, where)
 
 
-def _check_values(key: str, spec: dict, method: str, where: str) -> None:
-    """Every value the space can draw is a valid option: the choices, or both ends of a range (the rules are
-    monotone in each option), checked before any study exists."""
+def extremes(spec: dict) -> list:
+    """The values that stand for everything a space entry can draw: its choices, or both ends of its range
+    (the rules checked against them are monotone in each option)."""
     if spec["type"] == "categorical":
-        values = spec["choices"]
-    elif spec["type"] == "int":
-        values = [int(spec["low"]), int(spec["high"])]
-    else:
-        values = [spec["low"], spec["high"]]
-    for value in values:
+        return spec["choices"]
+    if spec["type"] == "int":
+        return [int(spec["low"]), int(spec["high"])]
+    return [spec["low"], spec["high"]]
+
+
+def _check_values(key: str, spec: dict, method: str, where: str) -> None:
+    """Every value the space can draw is a valid option, checked before any study exists."""
+    for value in extremes(spec):
         layer: dict = {}
         put(layer, key, value)
         try:
@@ -104,9 +107,7 @@ def check_attachable(space: dict, cfg) -> None:
         if not key.startswith("method."):
             continue
         option = key[len("method.") :]
-        values = spec["choices"] if spec["type"] == "categorical" else [spec["low"], spec["high"]]
-        for value in values:
-            value = int(value) if spec["type"] == "int" else value
+        for value in extremes(spec):
             try:
                 meta_counts(cfg.model, task, cfg.method, {**cfg.method_options, option: value}, cfg.head)
             except BenchError as e:
