@@ -38,7 +38,7 @@ def references(method_name: str, cfg=None) -> tuple[str, ...]:
     method = type(get_method(method_name))
     if any(getattr(method, hook) is not getattr(Method, hook) for hook in HOOKS):
         return ()
-    tuner = getattr(method, "peft_tuner", False)  # a peft tuner: peft's get_peft_model, as its users write it
+    tuner = method.peft_tuner  # a peft tuner: peft's get_peft_model, as its users write it
     natural = NATURAL.get(method_name, ("peft",) if tuner else ("ours",))
     return natural if cfg is None else tuple(r for r in natural if why_not(r, cfg) is None)
 
@@ -78,7 +78,7 @@ def reference_model(ref: str, cfg, task):
 
     task_type = TaskType.TOKEN_CLS if task.kind == TAGGING else TaskType.SEQ_CLS
     method = get_method(cfg.method)
-    if ref == "peft" and getattr(method, "peft_tuner", False):
+    if ref == "peft" and method.peft_tuner:
         config = dataclasses.replace(
             method.peft_config_for(model, options, family(model)),
             task_type=task_type,

@@ -70,6 +70,9 @@ class Method:
     # to the frozen-backbone speed and memory targets of `bench perf`.
     frozen_backbone: ClassVar[bool] = True
     anchor: ClassVar[bool] = False
+    # True for the methods built from methods/tuners/tuners.yaml (peft's tuners): listed apart by
+    # `bench methods` and measured against peft's get_peft_model by `bench perf`.
+    peft_tuner: ClassVar[bool] = False
     # True: the buffers `attach` creates are stored with the adapter (a peft tuner's random projections,
     # masks or SVD factors), so a reload does not depend on drawing them again the same way.
     stores_buffers: ClassVar[bool] = False

@@ -13,7 +13,7 @@ from methods import REGISTRY
 from methods.base import Method
 
 SHIPPED = Path(__file__).resolve().parents[1] / "docs" / "capabilities.md"
-HAND_WRITTEN = [n for n, m in REGISTRY.items() if not getattr(m, "peft_tuner", False)]
+HAND_WRITTEN = [n for n, m in REGISTRY.items() if not m.peft_tuner]
 TUNER_SAMPLE = ["adalora", "ia3", "ln_tuning", "vera", "c3a", "oft"]
 
 

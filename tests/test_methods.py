@@ -34,7 +34,7 @@ REFUSED = {
 
 
 def is_tuner(method):
-    return getattr(REGISTRY[method], "peft_tuner", False)
+    return REGISTRY[method].peft_tuner
 
 
 # peft tuners: every one on BERT (pair task); these also on every family and on tagging, with closed forms

@@ -221,10 +221,10 @@ def test_every_method_has_a_valid_space():
     from sweeps.space import default_space_file, method_space
 
     for name, method in REGISTRY.items():
-        assert (default_space_file(name) is None) == bool(getattr(method, "peft_tuner", False)), name
+        assert (default_space_file(name) is None) == bool(method.peft_tuner), name
         space = method_space(name)
         assert "lr" in space, name
-        if getattr(method, "peft_tuner", False):
+        if method.peft_tuner:
             lo, hi = space["lr"]["low"], space["lr"]["high"]
             assert lo < method.default_lr < hi and space["lr"]["log"]
             if method.knob:

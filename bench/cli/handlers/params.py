@@ -24,9 +24,9 @@ def cmd_methods(args) -> int:
         return capability_matrix(args)
     if args.methods or args.families or args.write:
         raise BenchError("--methods, --families and --write go with --matrix")
-    tuners = [m for m in REGISTRY.values() if getattr(m, "peft_tuner", False)]
+    first_tuner = next((m for m in REGISTRY.values() if m.peft_tuner), None)
     for m in REGISTRY.values():
-        if m is (tuners or [None])[0]:
+        if m is first_tuner:
             print("\npeft tuners (methods/tuners/tuners.yaml; the head is trained and counted once):\n")
         opts = ", ".join(f"{k}={v!r}" for k, v in m.defaults().items()) or "-"
         knob = f"{m.knob} ({m.knob_label})" if m.knob and m.knob_label else (m.knob or "-")
