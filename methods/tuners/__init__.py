@@ -64,7 +64,6 @@ ENTRY_KEYS = {
     "knob_label",
     "knob_values",
     "default_lr",
-    "task_kinds",
     "probe",
     "hooks",
 }
@@ -85,7 +84,6 @@ class TunerSpec:
     knob_label: str = ""
     knob_values: tuple = ()
     default_lr: float = 5e-4
-    task_kinds: tuple | None = None
     probe: dict = field(default_factory=dict)  # smaller sizes for the tiny models of `bench methods --matrix`
     hooks: str | None = None
 
@@ -99,8 +97,6 @@ def load_specs(path: Path = TABLE) -> list[TunerSpec]:
             raise BenchError(f"tuner {name} in {path}: unknown key {sorted(unknown)[0]!r}")
         entry = dict(entry)
         entry["knob_values"] = tuple(entry.get("knob_values", ()))
-        if "task_kinds" in entry:
-            entry["task_kinds"] = tuple(entry["task_kinds"])
         specs.append(TunerSpec(name=name, **entry))
     return specs
 
@@ -225,7 +221,6 @@ class PeftTuner(Method):
     """A peft tuner attached to the encoder's layers; what it is comes from its TunerSpec."""
 
     spec: TunerSpec
-    needs_family = True
     in_default_lists = False  # `bench intrinsic` and `bench perf` list the hand-written methods by default
     peft_tuner = True
     stores_buffers = True
@@ -235,11 +230,10 @@ class PeftTuner(Method):
         return options_class(self.spec.name)
 
     def unsupported(self, ctx, cfg):
+        roles = self.roles(ctx.family)
         for key in self.spec.targets:
             for role in role_list(getattr(cfg, key)):
-                if role in ctx.family.fused or role in ctx.family.projections or role in ctx.family.norms:
-                    continue
-                if re.fullmatch(r"[\w.]+", role) is None:
+                if role not in roles and re.fullmatch(r"[\w.]+", role) is None:
                     return f"{key}: {role!r} is neither a role nor a module name"
         return None
 
@@ -308,8 +302,6 @@ def make_method(spec: TunerSpec) -> type:
         "default_lr": float(spec.default_lr),
         "__module__": __name__,
     }
-    if spec.task_kinds:
-        attrs["task_kinds"] = spec.task_kinds
     bases = (HOOKS[spec.hooks], PeftTuner) if spec.hooks else (PeftTuner,)
     return type(f"Tuner_{spec.name}", bases, attrs)
 
