@@ -140,13 +140,17 @@ def degenerate_trials(study) -> int:
 
 def quiet_heartbeat_failures() -> None:
     """Optuna's heartbeat thread dies with a traceback when the storage goes away; the worker's main loop
-    says it in one line (storage_lost), so that thread's failure is not printed twice."""
+    says it in one line (storage_lost), so that thread's failure is not printed twice. Installed once per
+    process (a worker that runs work() again does not wrap the hook again)."""
     default = threading.excepthook
+    if getattr(default, "bench_quiet_heartbeat", False):
+        return
 
     def hook(args):
         if "_record_heartbeat" not in getattr(args.thread, "name", ""):
             default(args)
 
+    hook.bench_quiet_heartbeat = True
     threading.excepthook = hook
 
 
