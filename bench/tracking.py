@@ -5,6 +5,7 @@ and every command imports this module, including the ones that refuse bad input 
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import json
 import os
@@ -124,7 +125,9 @@ def _migrate_sqlite_once(uri: str, db: Path) -> None:
     _MIGRATED.add(uri)
 
 
+@functools.lru_cache(maxsize=32)
 def client(uri: str):
+    """One client per store for the process (MLflow keeps one store object per URI behind it)."""
     # lazy: MLflow (see the module's docstring)
     from mlflow.tracking import MlflowClient
 
@@ -600,20 +603,52 @@ def finished_run(cfg, phase: str, scope: dict):
     return runs[0] if runs else None
 
 
-def load_runs(tracking_uri: str | None = None, phase: str | None = FINAL):
-    """FINISHED runs of every experiment as a pandas DataFrame (mlflow.search_runs columns: tags.*,
-    params.*, metrics.*); only `phase` runs unless phase is None."""
-    # lazy: MLflow (see the module's docstring)
-    import mlflow
+def runs_frame(uri: str, where: str, experiments: list[str] | None = None):
+    """Runs matching `where` in the named experiments (default: every active one) as a pandas DataFrame
+    with mlflow.search_runs' columns (run_id, status, start_time, end_time, metrics.*, params.*, tags.*).
+    Through a client of `uri`: mlflow.search_runs reads the process-wide tracking URI, which a library
+    function must not set."""
+    # lazy: MLflow (see the module's docstring); pandas, only the commands that tabulate runs need it
+    import pandas as pd
+    from mlflow.entities import ViewType
 
+    c = client(uri)
+    if experiments is None:
+        ids = [e.experiment_id for e in c.search_experiments(view_type=ViewType.ACTIVE_ONLY)]
+    else:
+        ids = [e.experiment_id for e in map(c.get_experiment_by_name, experiments) if e is not None]
+    rows, token = [], None
+    while ids:
+        page = c.search_runs(ids, where, max_results=50_000, page_token=token)
+        for r in page:
+            rows.append(
+                {
+                    "run_id": r.info.run_id,
+                    "experiment_id": r.info.experiment_id,
+                    "status": r.info.status,
+                    "start_time": pd.to_datetime(r.info.start_time, unit="ms", utc=True),
+                    "end_time": pd.to_datetime(r.info.end_time, unit="ms", utc=True),
+                    **{f"metrics.{k}": v for k, v in r.data.metrics.items()},
+                    **{f"params.{k}": v for k, v in r.data.params.items()},
+                    **{f"tags.{k}": v for k, v in r.data.tags.items()},
+                }
+            )
+        token = page.token
+        if not token:
+            break
+    return pd.DataFrame(rows)
+
+
+def load_runs(tracking_uri: str | None = None, phase: str | None = FINAL):
+    """FINISHED runs of every experiment as a pandas DataFrame (runs_frame's columns); only `phase` runs
+    unless phase is None."""
     uri = resolve_uri(tracking_uri)
     check_existing(uri)
     check_reachable(uri)
 
     quiet_libraries()
-    mlflow.set_tracking_uri(uri)
     where = "attributes.status = 'FINISHED'" + (f" and tags.phase = '{phase}'" if phase else "")
-    df = mlflow.search_runs(search_all_experiments=True, filter_string=where)
+    df = runs_frame(uri, where)
     if df.empty:
         raise BenchError(
             f"no FINISHED{' ' + phase if phase else ''} runs in {redact(uri)}"

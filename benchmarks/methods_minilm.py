@@ -6,9 +6,8 @@ import argparse
 import subprocess
 import sys
 
-import mlflow
-
 from bench.tasks import get_task
+from bench.tracking import runs_frame
 
 # Per task: training examples kept (the first N), epochs, batch size. Small enough for 2 CPU cores.
 BUDGETS = {"rte": (1000, 2, 16), "mrpc": (2000, 2, 16), "stsb": (2000, 1, 16), "conll2003": (2000, 1, 16)}
@@ -60,11 +59,8 @@ def main():
 
 
 def table(uri, tasks, methods):
-    mlflow.set_tracking_uri(uri)
-    runs = mlflow.search_runs(
-        experiment_names=["methods-minilm"],
-        filter_string="attributes.status = 'FINISHED'",
-        order_by=["attributes.start_time DESC"],
+    runs = runs_frame(uri, "attributes.status = 'FINISHED'", ["methods-minilm"]).sort_values(
+        "start_time", ascending=False
     )
     lines = [
         "| task (dev metric) | method | lr | method params | % of backbone | dev | majority baseline | "

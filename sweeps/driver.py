@@ -29,18 +29,7 @@ from bench.runner import run
 from bench.tasks import get_task
 from bench.tracking import finished_run, update_container
 from sweeps.space import centre, check_attachable, method_space, put, sample, space_hash
-from sweeps.study import (
-    budget_done,
-    load,
-    make_pruner,
-    open_storage,
-    quiet_heartbeat_failures,
-    report_progress,
-    storage_lost,
-    storage_url,
-    study_tracking_uri,
-    trial_counts,
-)
+from sweeps.study import Study, make_pruner, open_storage, params_text, quiet_heartbeat_failures, storage_url
 
 
 def create(
@@ -189,14 +178,14 @@ def _short(value) -> str:
     return text if len(text) <= 80 else text[:77] + "..."
 
 
-def _run_config(study, layer: dict, seed: int, phase: str, extra_tags: dict):
-    a = study.user_attrs
-    tags = {"study": study.study_name, "phase": phase, **extra_tags}
+def _run_config(study: Study, layer: dict, seed: int, phase: str, extra_tags: dict):
+    a = study.attrs
+    tags = {"study": study.name, "phase": phase, **extra_tags}
     return build_config(
         a["base"],
         {"method": a["method"], "model": a["model"], "task": a["task"]},
         layer,
-        {"seed": seed, "tracking_uri": study_tracking_uri(a), "experiment": a["experiment"], "tags": tags},
+        {"seed": seed, "tracking_uri": study.tracking_uri, "experiment": a["experiment"], "tags": tags},
     )
 
 
@@ -215,21 +204,21 @@ def _best_value(run, cfg) -> float:
     return run.data.metrics[best_metric(*_main_metric(cfg))]
 
 
-def objective_for(study, force: bool = False, echo=print):
-    a = study.user_attrs
+def objective_for(study: Study, force: bool = False, echo=print):
+    a = study.attrs
 
     class Pruned(StopRun):
         state = "pruned"
 
     def objective(trial):
-        c = trial_counts(study, exclude=trial.number)
-        if c["COMPLETE"] + c["RUNNING"] >= a["n_trials"] or budget_done(study, c):
+        c = study.counts(exclude=trial.number)
+        if c["COMPLETE"] + c["RUNNING"] >= a["n_trials"] or study.budget_done(c):
             trial.set_user_attr("surplus", True)  # another worker took the last slot a moment ago
             raise optuna.TrialPruned("budget reached")
         cfg = _run_config(study, sample(trial, a["space"]), a["search_seed"], TRIAL, {"trial": trial.number})
         split, metric = _main_metric(cfg)
         trial.set_user_attr("config_hash", cfg.config_hash())
-        previous = None if force else _finished_run(cfg, study.study_name, TRIAL)
+        previous = None if force else _finished_run(cfg, study.name, TRIAL)
         if previous is not None:  # the same (config hash, seed) already finished: reuse, do not retrain
             trial.set_user_attr("reused_run", previous.info.run_id)
             trial.set_user_attr("seconds", float(previous.data.metrics.get("wall_seconds", 0.0)))
@@ -282,70 +271,71 @@ def work(
     output_dir: str = "runs",
     force: bool = False,
     echo=print,
+    tracking_uri: str | None = None,
 ) -> int:
     """Run trials until the study has its budget of COMPLETE trials (or this worker ran n_trials).
-    Trials of dead workers are failed after 3 missed heartbeats and retried by whoever is working."""
+    Trials of dead workers are failed after 3 missed heartbeats and retried by whoever is working.
+    tracking_uri: the credentialed MLflow URI when the study stores a redacted one."""
     quiet_libraries()
     optuna.logging.set_verbosity(optuna.logging.ERROR)  # a failed trial: our one line, not Optuna's traceback
-    study = load(name, open_storage(storage_url(storage, output_dir), heartbeat))
+    study = Study(name, storage, output_dir, heartbeat, tracking_uri)
     objective = objective_for(study, force, echo)
     quiet_heartbeat_failures()
-    report_progress(study, "RUNNING")
-    with tracking.container_work(
-        study_tracking_uri(study.user_attrs), study.user_attrs["mlflow_parent_run_id"]
-    ):
+    study.report_progress("RUNNING")
+    with tracking.container_work(study.tracking_uri, study.parent_run_id):
         ran = work_loop(study, objective, n_trials, heartbeat, echo)
-    report_progress(study, "FINISHED" if budget_done(study, trial_counts(study)) else None)
+    study.report_progress("FINISHED" if study.budget_done() else None)
     return ran
 
 
-def work_loop(study, objective, n_trials: int | None, heartbeat: int, echo) -> int:
-    name, ran = study.study_name, 0
+def work_loop(study: Study, objective, n_trials: int | None, heartbeat: int, echo) -> int:
+    ran, budget = 0, study.attrs["n_trials"]
     while n_trials is None or ran < n_trials:
-        with (
-            warnings.catch_warnings()
-        ):  # fail_stale_trials is marked experimental; its behaviour is what we need
+        with warnings.catch_warnings():  # fail_stale_trials is marked experimental; it does what we need
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-            optuna.storages.fail_stale_trials(study)
-        c = trial_counts(study)
-        if budget_done(study, c):
+            optuna.storages.fail_stale_trials(study.optuna)
+        c = study.counts()
+        if study.budget_done(c):
             break
-        if c["FAIL"] >= 2 * study.user_attrs["n_trials"]:  # a broken configuration, not bad luck: stop
+        if c["FAIL"] >= 2 * budget:  # a broken configuration, not bad luck: stop
             raise BenchError(
-                f"study {name}: {c['FAIL']} trials failed (see their MLflow `error` tags); "
+                f"study {study.name}: {c['FAIL']} trials failed (see their MLflow `error` tags); "
                 f"fix the search space or base options"
             )
-        if c["COMPLETE"] + c["RUNNING"] >= study.user_attrs["n_trials"] and not c["WAITING"]:
+        if c["COMPLETE"] + c["RUNNING"] >= budget and not c["WAITING"]:
             time.sleep(heartbeat)  # the rest are running elsewhere; wait in case one of them dies
             continue
         try:
-            study.optimize(objective, n_trials=1, catch=(NonFiniteLoss,), callbacks=[trial_line(echo)])
+            study.optuna.optimize(
+                objective, n_trials=1, catch=(NonFiniteLoss,), callbacks=[trial_line(study, echo)]
+            )
         except Exception as e:
-            lost = storage_lost(study, e)
+            lost = study.lost(e)
             if lost is None:
                 raise
             raise lost from None
         ran += 1
-        report_progress(study, "RUNNING")
+        study.report_progress("RUNNING")
     return ran
 
 
-def trial_line(echo):
+def trial_line(study: Study, echo):
     """One console line per finished trial: its number, what was sampled, the result and the best so far
     (or why it was pruned)."""
+    a = study.attrs
 
-    def callback(study, trial) -> None:
-        a = study.user_attrs
+    def callback(_, trial) -> None:
         if trial.user_attrs.get("surplus"):
             return
-        c = trial_counts(study)
-        head = f"trial {trial.number} ({c['COMPLETE']}/{a['n_trials']} complete) {a['method']} " + " ".join(
-            f"{k}={_fmt(v)}" for k, v in trial.params.items()
+        c = study.counts()
+        head = (
+            f"trial {trial.number} ({c['COMPLETE']}/{a['n_trials']} complete) {a['method']} "
+            + params_text(trial.params)
         )
         if trial.state.name == "COMPLETE":
             flag = trial.user_attrs.get("degenerate")
             echo(
-                f"{head} -> {trial.value:.4f} (best {study.best_value:.4f})"
+                f"{head} -> {trial.value:.4f} (best {study.optuna.best_value:.4f})"
                 + (f" degenerate: {flag}" if flag else "")
             )
         elif trial.state.name == "PRUNED":
@@ -361,10 +351,6 @@ def trial_line(echo):
     return callback
 
 
-def _fmt(value) -> str:
-    return f"{value:.3g}" if isinstance(value, float) else str(value)
-
-
 def finalize(
     name: str,
     storage: str | None = None,
@@ -372,16 +358,16 @@ def finalize(
     output_dir: str = "runs",
     force: bool = False,
     echo=print,
+    tracking_uri: str | None = None,
 ) -> dict:
     """Re-run the best trial's configuration on seeds 1..K (phase=final). A seed that already finished
     is skipped unless forced. Only final runs feed the report tables."""
     quiet_libraries()
-    study = load(name, open_storage(storage_url(storage, output_dir)))
-    a = study.user_attrs
-    complete = [t for t in study.trials if t.state.name == "COMPLETE"]
-    if not complete:
+    study = Study(name, storage, output_dir, tracking_uri=tracking_uri)
+    a = study.attrs
+    if not study.complete():
         raise BenchError(f"study {name} has no complete trial yet: run `bench sweep work {name}` first")
-    best = study.best_trial
+    best = study.optuna.best_trial
     layer: dict = {}
     for key, value in best.params.items():
         put(layer, key, value)
@@ -413,12 +399,11 @@ def finalize(
         "n": len(values),
     }
 
-    study.set_user_attr("final", {k: summary[k] for k in ("metric", "mean", "std", "n", "best_trial")})
-    uri = study_tracking_uri(a)
-    tracking.client(uri).set_tag(a["mlflow_parent_run_id"], "final_metric", summary["metric"])
+    study.optuna.set_user_attr("final", {k: summary[k] for k in ("metric", "mean", "std", "n", "best_trial")})
+    tracking.client(study.tracking_uri).set_tag(study.parent_run_id, "final_metric", summary["metric"])
     update_container(
-        uri,
-        a["mlflow_parent_run_id"],
+        study.tracking_uri,
+        study.parent_run_id,
         {
             "final_mean": summary["mean"],
             "final_std": summary["std"],
@@ -428,7 +413,7 @@ def finalize(
     )
     echo(
         f"{name}: best trial {best.number} "
-        + " ".join(f"{k}={_fmt(v)}" for k, v in best.params.items())
+        + params_text(best.params)
         + f"\n  final {summary['metric']} over {len(values)} "
         f"seeds: "
         f"{summary['mean']:.4f} ± {summary['std']:.4f} (sample std) [{', '.join(f'{v:.4f}' for v in values)}]"

@@ -6,6 +6,7 @@ be started by hand, by Kubernetes (docs/scaling.md) or by anything else."""
 
 from __future__ import annotations
 
+import contextlib
 import multiprocessing
 import os
 import shutil
@@ -18,19 +19,42 @@ import torch
 from bench import signals
 from bench.errors import BenchError, choices_error
 from sweeps import driver
+from sweeps.study import Study
 
 EXECUTORS = ("local", "slurm")
 
 
 def work_job(
-    name: str, storage: str | None, output_dir: str, heartbeat: int, threads: int | None = None
+    name: str,
+    storage: str | None,
+    output_dir: str,
+    heartbeat: int,
+    threads: int | None = None,
+    tracking_uri: str | None = None,
 ) -> int:
     """One worker (what each scheduled job runs): trials until the study's budget is complete."""
     if threads:
         torch.set_num_threads(threads)
 
     signals.install()  # a scheduler's SIGTERM (time limit, scancel) ends the running trial's run KILLED
-    return driver.work(name, storage, None, heartbeat, output_dir)
+    return driver.work(name, storage, None, heartbeat, output_dir, tracking_uri=tracking_uri)
+
+
+@contextlib.contextmanager
+def environment_for_jobs(tracking_uri: str | None):
+    """Scheduled jobs get a credentialed tracking URI through the environment they inherit at submission
+    (a job's arguments are pickled to disk in its folder; a credential must not be); this process's own
+    environment is restored afterwards."""
+    before = os.environ.get("MLFLOW_TRACKING_URI")
+    if tracking_uri:
+        os.environ["MLFLOW_TRACKING_URI"] = tracking_uri
+    try:
+        yield
+    finally:
+        if before is None:
+            os.environ.pop("MLFLOW_TRACKING_URI", None)
+        else:
+            os.environ["MLFLOW_TRACKING_URI"] = before
 
 
 def check_gpus(per_worker: int, workers: int, executor: str) -> None:
@@ -58,6 +82,7 @@ def launch(
     heartbeat: int = 10,
     wait: bool = True,
     echo=print,
+    tracking_uri: str | None = None,
 ) -> list:
     """Submit `workers` jobs of `bench sweep work <name>`; with wait, block until they end and say what each
     did. Everything that can be refused is checked before the first submission."""
@@ -73,10 +98,8 @@ def launch(
             "command on the cluster's login node, or use --executor local"
         )
     check_gpus(gpus_per_worker, workers, executor)
-    study = driver.load(name, driver.open_storage(driver.storage_url(storage, output_dir), heartbeat))
-    driver.study_tracking_uri(
-        study.user_attrs
-    )  # a credential the workers would lack: refused now, not in N jobs
+    Study(name, storage, output_dir, heartbeat, tracking_uri).tracking_uri  # noqa: B018 - a credential the
+    # workers would lack is refused now, not in N jobs
     folder = Path(output_dir) / "launch" / name
     ex = submitit.AutoExecutor(folder=str(folder), cluster=executor)
     params = {"timeout_min": timeout_min, "gpus_per_node": gpus_per_worker, "name": f"bench-{name}"[:64]}
@@ -89,11 +112,14 @@ def launch(
         }
     ex.update_parameters(**params)
     threads = None if gpus_per_worker or executor == "slurm" else max(1, (os.cpu_count() or 1) // workers)
-    if executor == "slurm":
-        with ex.batch():  # one array job
-            jobs = [ex.submit(work_job, name, storage, output_dir, heartbeat) for _ in range(workers)]
-    else:
-        jobs = [ex.submit(work_job, name, storage, output_dir, heartbeat, threads) for _ in range(workers)]
+    with environment_for_jobs(tracking_uri):
+        if executor == "slurm":
+            with ex.batch():  # one array job
+                jobs = [ex.submit(work_job, name, storage, output_dir, heartbeat) for _ in range(workers)]
+        else:
+            jobs = [
+                ex.submit(work_job, name, storage, output_dir, heartbeat, threads) for _ in range(workers)
+            ]
     echo(
         f"submitted {workers} workers of study {name} ({executor}): job ids "
         f"{', '.join(str(j.job_id) for j in jobs)}; logs in {folder}"
@@ -115,17 +141,24 @@ def launch(
 
 
 def work_in_processes(
-    name: str, storage: str | None, output_dir: str, workers: int, heartbeat: int, echo=print
+    name: str,
+    storage: str | None,
+    output_dir: str,
+    workers: int,
+    heartbeat: int,
+    echo=print,
+    tracking_uri: str | None = None,
 ) -> int:
     """`bench sweep work --workers N`: N workers of one study in spawned processes of this command (CUDA
-    cannot
-    fork), the CPU cores split between them; on a GPU they share it. Returns the trials they ran."""
+    cannot fork), the CPU cores split between them; on a GPU they share it. Returns the trials they ran.
+    The tracking URI goes to them as an argument, through the pool's pipe."""
     if workers < 1:
         raise BenchError(f"--workers {workers} must be at least 1")
     threads = max(1, (os.cpu_count() or 1) // workers)
     with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
         futures = [
-            pool.submit(work_job, name, storage, output_dir, heartbeat, threads) for _ in range(workers)
+            pool.submit(work_job, name, storage, output_dir, heartbeat, threads, tracking_uri)
+            for _ in range(workers)
         ]
         ran = [f.result() for f in futures]
     echo(f"{workers} worker processes ran {sum(ran)} trials ({', '.join(map(str, ran))})")

@@ -2,6 +2,7 @@
 or prints: MLflow params, tags, config.yaml, the checkpoint's JSON, stdout, errors and study attributes."""
 
 import json
+import os
 import random
 import string
 
@@ -155,7 +156,7 @@ def test_study_created_with_a_password_keeps_it_nowhere(tiny_models, glue_dir, t
 
     from bench.cli import main
     from bench.errors import BenchError
-    from sweeps.driver import study_tracking_uri
+    from sweeps.study import study_tracking_uri
 
     admin = "postgresql://postgres@127.0.0.1:5432/postgres"
     try:
@@ -195,6 +196,7 @@ def test_study_created_with_a_password_keeps_it_nowhere(tiny_models, glue_dir, t
         )
         == 0
     )
+    assert "MLFLOW_TRACKING_URI" not in os.environ  # given to the sweep's code, not put in the environment
     assert main(["sweep", "status", "redact", "--storage", storage]) == 0
     out = capsys.readouterr()
     attrs = optuna.load_study(study_name="redact", storage=storage).user_attrs
@@ -204,5 +206,8 @@ def test_study_created_with_a_password_keeps_it_nowhere(tiny_models, glue_dir, t
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
     with pytest.raises(BenchError, match="holds a credential"):
         study_tracking_uri(attrs)
+    assert study_tracking_uri(attrs, uri) == uri
+    with pytest.raises(BenchError, match="holds a credential"):  # another store's URI is not the study's
+        study_tracking_uri(attrs, uri.replace("bench_redact_test", "other"))
     monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
     assert study_tracking_uri(attrs) == uri

@@ -16,7 +16,7 @@ import pytest
 from bench.checkpoint import download_run_checkpoint
 from bench.cli import main
 from bench.reload import evaluate_checkpoint
-from sweeps import driver
+from sweeps import study as sweep_study
 
 from support import POSTGRES, SPACE, make_study, postgres_or_skip, worker
 
@@ -94,7 +94,7 @@ def test_sweep_on_postgresql_logs_to_a_shared_server(tiny_models, glue_dir, tmp_
     for p in procs:
         _, err = p.communicate(timeout=600)
         assert p.returncode == 0, err
-    study = driver.load(name, driver.open_storage(storage))
+    study = sweep_study.load(name, sweep_study.open_storage(storage))
     complete = [t for t in study.trials if t.state.name == "COMPLETE"]
     assert len(complete) == 3
     c = MlflowClient(uri)

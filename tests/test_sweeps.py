@@ -14,6 +14,7 @@ from mlflow.tracking import MlflowClient
 from bench.cli import main
 from bench.errors import BenchError
 from sweeps import driver
+from sweeps import study as sweep_study
 from sweeps.space import load_space
 from sweeps.study import status
 
@@ -30,7 +31,7 @@ def test_three_workers_share_one_study(tiny_models, glue_dir, tmp_path):
     for p in procs:
         _, err = p.communicate(timeout=600)
         assert p.returncode == 0, err
-    study = driver.load(name, driver.open_storage(driver.storage_url(storage, str(tmp_path / "runs"))))
+    study = sweep_study.Study(name, storage, str(tmp_path / "runs")).optuna
     complete = [t for t in study.trials if t.state.name == "COMPLETE"]
     assert len(complete) == n
     run_ids = [t.user_attrs["mlflow_run_id"] for t in complete]
@@ -58,7 +59,7 @@ def test_sigkill_mid_trial_then_restart(tiny_models, glue_dir, tmp_path):
         pruner="none",
         epochs=400,
     )
-    st = driver.open_storage(driver.storage_url(None, str(tmp_path / "runs")), heartbeat=1)
+    st = sweep_study.open_storage(sweep_study.storage_url(None, str(tmp_path / "runs")), heartbeat=1)
     p = worker(name, None, tmp_path)
     deadline = time.time() + 180
     while time.time() < deadline:  # wait until a trial is training (its MLflow run exists)
@@ -83,7 +84,7 @@ def test_sigkill_mid_trial_then_restart(tiny_models, glue_dir, tmp_path):
     p = worker(name, None, tmp_path)
     _, err = p.communicate(timeout=600)
     assert p.returncode == 0, err
-    study = driver.load(name, st)
+    study = sweep_study.load(name, st)
     states = {t.number: t.state.name for t in study.trials}
     assert states[killed.number] == "FAIL"
     assert sum(s == "COMPLETE" for s in states.values()) == n
@@ -110,13 +111,13 @@ def test_pruning_stops_hopeless_trials(tiny_models, tmp_path):
     name = make_study(
         tiny_models, tmp_path, tmp_path, None, 4, space, task="sst2", epochs=8, warmup_ratio=0.0
     )
-    st = driver.open_storage(driver.storage_url(None, str(tmp_path / "runs")))
+    st = sweep_study.open_storage(sweep_study.storage_url(None, str(tmp_path / "runs")))
     study = optuna.load_study(study_name=name, storage=st)
     for lr in (3e-3, 3e-3, 1e-9, 1e-9, 3e-3, 3e-3):
         study.enqueue_trial({"lr": lr})
     said = []
     driver.work(name, None, output_dir=str(tmp_path / "runs"), echo=said.append)
-    study = driver.load(name, st)
+    study = sweep_study.load(name, st)
     hopeless = [t for t in study.trials if t.params["lr"] == 1e-9]
     # The console: one line per trial, with the count, what was sampled and the result (or the pruning).
     assert any(
@@ -180,7 +181,7 @@ def test_nan_trial_fails_with_reason_and_sweep_goes_on(tiny_models, glue_dir, tm
         epochs=3,
         batch_size=4,
     )
-    st = driver.open_storage(driver.storage_url(None, str(tmp_path / "runs")))
+    st = sweep_study.open_storage(sweep_study.storage_url(None, str(tmp_path / "runs")))
     study = optuna.load_study(study_name=name, storage=st)
     for lr in (1e30, 1e-3, 1e-3):
         study.enqueue_trial({"lr": lr})
@@ -190,7 +191,7 @@ def test_nan_trial_fails_with_reason_and_sweep_goes_on(tiny_models, glue_dir, tm
         optuna.logging.get_verbosity() == optuna.logging.ERROR
     )  # Optuna's warning + traceback is silenced ...
     assert any(line.startswith("trial 0 failed: NonFiniteLoss") for line in said)  # ... ours is one line
-    study = driver.load(name, st)
+    study = sweep_study.load(name, st)
     assert [t.state.name for t in study.trials] == ["FAIL", "COMPLETE", "COMPLETE"]
     run = {r.info.run_id: r for r in child_runs(tmp_path, study)}[study.trials[0].user_attrs["mlflow_run_id"]]
     assert run.info.status == "FAILED" and "loss became" in run.data.tags["error"]
@@ -306,7 +307,7 @@ def test_launch_local_workers_through_submitit(tiny_models, glue_dir, tmp_path, 
     )
     said = capsys.readouterr().out
     assert "submitted 2 workers" in said and said.count(": ran ") == 2
-    study = driver.load(name, driver.open_storage(driver.storage_url(None, str(tmp_path / "runs"))))
+    study = sweep_study.Study(name, None, str(tmp_path / "runs")).optuna
     assert len([t for t in study.trials if t.state.name == "COMPLETE"]) == 4
     assert list((tmp_path / "runs" / "launch" / name).glob("*_log.out"))  # submitit's per-job logs
 
@@ -333,7 +334,7 @@ def test_work_with_worker_processes_packs_one_machine(tiny_models, glue_dir, tmp
         == 0
     )
     assert "2 worker processes ran 3 trials" in capsys.readouterr().out
-    study = driver.load(name, driver.open_storage(driver.storage_url(None, str(tmp_path / "runs"))))
+    study = sweep_study.Study(name, None, str(tmp_path / "runs")).optuna
     assert len([t for t in study.trials if t.state.name == "COMPLETE"]) == 3
 
 
@@ -351,10 +352,10 @@ def test_a_space_without_lr_reuses_finished_trials_and_final_seeds(tiny_models, 
         max_steps=2,
         batch_size=4,
     )
-    st = driver.open_storage(driver.storage_url(None, str(tmp_path / "runs")))
+    st = sweep_study.open_storage(sweep_study.storage_url(None, str(tmp_path / "runs")))
     said = []
     driver.work(name, None, output_dir=str(tmp_path / "runs"), echo=said.append)
-    study = driver.load(name, st)
+    study = sweep_study.load(name, st)
     assert [t.state.name for t in study.trials] == ["COMPLETE", "COMPLETE"]
     assert "reused_run" in study.trials[1].user_attrs  # the same configuration and seed: not trained again
     assert study.trials[1].value == study.trials[0].value
@@ -395,7 +396,7 @@ def test_a_compute_budget_ends_the_search_and_reports_say_what_was_used(
         budget_seconds=0.01,
     )
     driver.work(name, None, output_dir=str(tmp_path / "runs"), echo=lambda *a: None)
-    study = driver.load(name, driver.open_storage(driver.storage_url(None, str(tmp_path / "runs"))))
+    study = sweep_study.Study(name, None, str(tmp_path / "runs")).optuna
     done = [t for t in study.trials if t.state.name == "COMPLETE"]
     spent = sum(t.user_attrs["seconds"] for t in study.trials)
     # any trial takes more than 10 ms: the first one spends the budget, the other nine never start
@@ -438,7 +439,7 @@ def test_two_finalize_commands_at_once_train_each_seed_once(tiny_models, glue_di
              for _ in range(2)]  # fmt: skip
     outs = [p.communicate(timeout=300) for p in procs]
     assert all(p.returncode == 0 for p in procs), [o[1][-500:] for o in outs]
-    study = driver.load(name, driver.open_storage(driver.storage_url(None, str(tmp_path / "runs"))))
+    study = sweep_study.Study(name, None, str(tmp_path / "runs")).optuna
     finals = [r for r in child_runs(tmp_path, study) if r.data.tags["phase"] == "final"]
     assert sorted(r.data.tags["seed"] for r in finals) == ["1", "2"]  # not four
     assert sum(o[0].count("already finished") for o in outs) == 2

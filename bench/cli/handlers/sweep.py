@@ -3,8 +3,6 @@ bench/cli/sweep.py)."""
 
 from __future__ import annotations
 
-import os
-
 from bench.cli.common import split_list
 from bench.config import parse_set
 from bench.errors import BenchError
@@ -25,10 +23,8 @@ def _sweep_base(args) -> dict:
 
 
 def cmd_sweep(args) -> int:
-    # a study stores no credential: workers are given the URI this way
-    if getattr(args, "tracking_uri", None):
-        os.environ["MLFLOW_TRACKING_URI"] = args.tracking_uri
     out = getattr(args, "output_dir", None) or "runs"
+    uri = getattr(args, "tracking_uri", None)  # a study stores no credential: its workers are given it
     if args.sweep_command in ("create", "run"):
         name = driver.create(
             args.method,
@@ -47,9 +43,9 @@ def cmd_sweep(args) -> int:
             budget_seconds=args.budget_seconds,
         )
         if args.sweep_command == "run":
-            driver.work(name, args.storage, None, args.heartbeat, out, args.force)
+            driver.work(name, args.storage, None, args.heartbeat, out, args.force, tracking_uri=uri)
             print(status(name, args.storage, out))
-            driver.finalize(name, args.storage, args.seeds_final, out, args.force)
+            driver.finalize(name, args.storage, args.seeds_final, out, args.force, tracking_uri=uri)
         else:
             print(
                 f"start workers with: bench sweep work {name}"
@@ -59,9 +55,11 @@ def cmd_sweep(args) -> int:
         if args.workers != 1:
             if args.n_trials is not None or args.force:
                 raise BenchError("--workers N runs whole workers: --n-trials and --force apply to one worker")
-            work_in_processes(args.study, args.storage, out, args.workers, args.heartbeat)
+            work_in_processes(args.study, args.storage, out, args.workers, args.heartbeat, tracking_uri=uri)
         else:
-            ran = driver.work(args.study, args.storage, args.n_trials, args.heartbeat, out, args.force)
+            ran = driver.work(
+                args.study, args.storage, args.n_trials, args.heartbeat, out, args.force, tracking_uri=uri
+            )
             print(f"this worker ran {ran} trials")
         print(status(args.study, args.storage, out))
     elif args.sweep_command == "launch":
@@ -77,11 +75,12 @@ def cmd_sweep(args) -> int:
             args.partition,
             args.heartbeat,
             wait=not args.no_wait,
+            tracking_uri=uri,
         )
         if not args.no_wait:
             print(status(args.study, args.storage, out))
     elif args.sweep_command == "finalize":
-        driver.finalize(args.study, args.storage, args.seeds, out, args.force)
+        driver.finalize(args.study, args.storage, args.seeds, out, args.force, tracking_uri=uri)
     return 0
 
 
