@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import getpass
 import hashlib
+import json
 import sys
 from pathlib import Path
 
@@ -58,18 +59,20 @@ def check_experiment(name: str) -> None:
 
 
 def run_name(method: str, model: str, task: str, seed: int, tags: dict | None = None) -> str:
-    """Distinct and sortable within a study or grid:
-    <method>-<model>-<task>[-t<trial>|-final|-<knob><value>]-s<seed>
-    (trials zero-padded, so names sort in trial order)."""
+    """What tells runs apart comes first (the UI cuts long names; a study's children share the rest):
+    t<trial>-s<seed>-<method>-<model>-<task> (a trial, zero-padded so names sort in trial order),
+    final-s<seed>-... (a final seed), <knob><value>-s<seed>-... (a curve point),
+    <method>-<model>-<task>-s<seed> (bench run)."""
     tags = tags or {}
-    name = f"{method}-{Path(model).name}-{task}"
+    what = f"{method}-{Path(model).name}-{task}"
     if tags.get("trial") is not None:
-        name += f"-t{int(tags['trial']):03d}"
-    elif tags.get("phase") == FINAL:
-        name += "-final"
-    elif tags.get("phase") == INTRINSIC and tags.get("knob", "-") != "-":
-        name += "-" + "".join(c for c in f"{tags['knob']}{tags['knob_value']}" if c.isalnum() or c in "._=")
-    return f"{name}-s{seed}"
+        return f"t{int(tags['trial']):03d}-s{seed}-{what}"
+    if tags.get("phase") == FINAL:
+        return f"final-s{seed}-{what}"
+    if tags.get("phase") == INTRINSIC and tags.get("knob", "-") != "-":
+        point = "".join(c for c in f"{tags['knob']}{tags['knob_value']}" if c.isalnum() or c in "._=")
+        return f"{point}-s{seed}-{what}"
+    return f"{what}-s{seed}"
 
 
 def standard_tags(command: str | None = None) -> dict:
@@ -167,7 +170,62 @@ def baseline_metric(split: str, metric: str) -> str:
     return f"baseline_{split}_{metric}"
 
 
+def ui_base(uri: str) -> str:
+    """The MLflow UI's address: the tracking server's own, or `bench ui`'s for a database store."""
+    return uri.rstrip("/") if uri.startswith(("http://", "https://")) else "http://127.0.0.1:5000"
+
+
 def run_url(uri: str, experiment_id: str, run_id: str) -> str:
-    """Where the run is in the MLflow UI: the server's own page, or `bench ui`'s for a local store."""
-    base = uri.rstrip("/") if uri.startswith(("http://", "https://")) else "http://127.0.0.1:5000"
-    return f"{base}/#/experiments/{experiment_id}/runs/{run_id}"
+    return f"{ui_base(uri)}/#/experiments/{experiment_id}/runs/{run_id}"
+
+
+VIEW_TAG = (
+    "mlflow.sharedViewState."  # MLflow 3's UI: an experiment tag holding a saved view of its runs table
+)
+
+
+def _view(name: str, task, **state) -> str:
+    """A saved runs-table view as MLflow 3's UI stores it in an experiment tag (the envelope its own Share
+    button writes): the task's dev metric, method, phase, knob, seed, lr and the method's parameter count
+    as columns. MLflow's UI keeps column choices in the browser: a saved view lets a link open with them."""
+    split, metric = task.dev_splits[0], task.main_metric
+    columns = [f"metrics.`{best_metric(split, metric)}`", "tags.`method`", "tags.`phase`", "tags.`knob`"]
+    columns += ["tags.`knob_value`", "tags.`seed`", "params.`lr`", f"metrics.`{count_metric('method')}`"]
+    full = {
+        "searchFilter": "",
+        "orderByKey": f"metrics.`{best_metric(split, metric)}`",
+        "orderByAsc": False,
+        "startTime": "ALL",
+        "lifecycleFilter": "Active",
+        "modelVersionFilter": "All Runs",
+        "datasetsFilter": [],
+        "selectedColumns": columns + ["attributes.`Duration`"],
+        **state,
+    }
+    return json.dumps({"name": name, "createdAt": 0, "updatedAt": 0, "state": json.dumps(full)})
+
+
+def table_view(task) -> tuple[str, str]:
+    """The experiment's saved view for `task` (tag key suffix, value): every run, best first."""
+    name = f"bench {task.name}: {task.dev_splits[0]} {task.main_metric}, best first"
+    return f"bench-{task.name}", _view(name, task)
+
+
+def study_view(task, study: str, parent_run_id: str) -> tuple[str, str]:
+    """A sweep's saved view: its parent run expanded, the trials and final seeds under it in name order
+    (final-s1.., then t000-s1, t001-s1, ...)."""
+    state = {
+        "searchFilter": f"tags.study = '{study}'",
+        "orderByKey": "tags.`mlflow.runName`",
+        "orderByAsc": True,
+        "runsExpanded": {parent_run_id: True},
+    }
+    key = "study-" + "".join(c if c.isalnum() or c in "-_" else "_" for c in study)[:200]
+    return key, _view(f"sweep {study}", task, **state)
+
+
+def table_url(uri: str, experiment_id: str, view_key: str) -> str:
+    """The experiment's runs table opened on a saved view (workflowType: MLflow 3's UI otherwise opens its
+    GenAI overview when the browser last used that)."""
+    query = f"workflowType=machine_learning&viewStateShareKey={view_key}"
+    return f"{ui_base(uri)}/#/experiments/{experiment_id}/runs?{query}"

@@ -21,6 +21,7 @@ from bench.errors import BenchError, choices_error
 from bench.record import check_experiment
 from bench.task_heads import HEADS
 from bench.tasks import get_task
+from bench.tracking import resolve_uri
 from methods import get_method
 
 
@@ -86,4 +87,8 @@ def validate(cfg: RunConfig) -> RunConfig:
     if cfg.lr is not None and cfg.lr <= 0:
         raise BenchError(f"option lr={cfg.lr} must be positive")
     # resolved here, before anything runs, so that a configuration hashes the same wherever it is built
-    return cfg.replace(task=task.name, lr=method.default_lr if cfg.lr is None else cfg.lr)
+    return cfg.replace(
+        task=task.name,
+        lr=method.default_lr if cfg.lr is None else cfg.lr,
+        tracking_uri=resolve_uri(cfg.tracking_uri),
+    )

@@ -56,7 +56,7 @@ def run(
             f"processes (e.g. {cfg.batch_size - cfg.batch_size % world or world})"
         )
     out_root = check_output_dir(cfg.output_dir)
-    uri = tracking.resolve_uri(cfg.tracking_uri)
+    uri = cfg.tracking_uri
     tracking.check_reachable(uri)
     set_seed(cfg.seed)
     built = build_model(cfg, task)
@@ -195,6 +195,7 @@ def run(
         "cfg": cfg,
         "counts": counts,
         "url": record.run_url(uri, exp_id, run_id),
+        "table_url": record.table_url(uri, exp_id, f"bench-{cfg.task}"),
         "result": result,
         "tested": tested,
         "baseline": baseline,
@@ -276,6 +277,7 @@ def format_summary(s: dict) -> str:
     lines.append(f"adapter checkpoint: {s['checkpoint']}  |  tracking: {s['tracking_uri']}")
     local = not s["tracking_uri"].startswith(("http://", "https://"))
     lines.append(f"MLflow UI: {s['url']}" + ("  (after `bench ui`)" if local else ""))
+    lines.append(f"  the task's runs, its dev metric as a column: {s['table_url']}")
     for kind, why in s.get("degenerate", {}).items():  # said last, where a reader's eye ends
         lines.append(f"degenerate ({kind}): {why}; tagged {degenerate.TAG}={kind} (reports mark it)")
     return "\n".join(lines)

@@ -26,8 +26,18 @@ from bench.degenerate import TAG as DEGENERATE_TAG
 from bench.errors import BenchError, NonFiniteLoss, StopRun, first_line
 from bench.locks import file_lock
 from bench.logs import quiet_libraries
-from bench.record import FINAL, INTRINSIC, INTRINSIC_STUDY, STUDY, experiment_note, standard_tags
+from bench.record import (
+    FINAL,
+    INTRINSIC,
+    INTRINSIC_STUDY,
+    STUDY,
+    VIEW_TAG,
+    experiment_note,
+    standard_tags,
+    table_view,
+)
 from bench.redact import redact  # noqa: F401 - part of this module's API (callers use tracking.redact)
+from bench.tasks import get_task
 
 DEFAULT_DB = "mlflow.db"
 UNSENT_DIR = "unsent-metrics"  # where a run keeps metrics the store did not accept (default: here)
@@ -134,10 +144,17 @@ def client(uri: str):
     return MlflowClient(tracking_uri=uri)
 
 
-def experiment_id(mlflow_client, name: str, uri: str, note: str | None = None) -> str:
-    """The experiment's id, created (with `note` as its description in the UI) if it does not exist."""
+def experiment_id(
+    mlflow_client, name: str, uri: str, note: str | None = None, task: str | None = None
+) -> str:
+    """The experiment's id, created (with `note` as its description in the UI) if it does not exist; with
+    `task`, its saved runs-table view for that task added once (record.table_view)."""
     exp = mlflow_client.get_experiment_by_name(name)
     if exp is not None:
+        if task is not None:
+            key, value = table_view(get_task(task))
+            if VIEW_TAG + key not in exp.tags:
+                mlflow_client.set_experiment_tag(exp.experiment_id, VIEW_TAG + key, value)
         return exp.experiment_id
     location = None
     if uri.startswith("sqlite:///"):  # artifacts beside the database, not wherever the cwd is
@@ -149,6 +166,9 @@ def experiment_id(mlflow_client, name: str, uri: str, note: str | None = None) -
             "mlflow.experimentKind": "custom_model_development",
             **({"mlflow.note.content": note} if note else {}),
         }
+        if task is not None:
+            key, value = table_view(get_task(task))
+            tags[VIEW_TAG + key] = value
         return mlflow_client.create_experiment(name, artifact_location=location, tags=tags)
     except Exception:  # another worker created it first
         return mlflow_client.get_experiment_by_name(name).experiment_id
@@ -358,7 +378,7 @@ def tracked_run(
     from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID, MLFLOW_RUN_NAME
 
     c = client(uri)
-    exp_id = experiment_id(c, experiment, uri, experiment_note(experiment))
+    exp_id = experiment_id(c, experiment, uri, experiment_note(experiment), tags.get("task"))
     all_tags = {**standard_tags(), MLFLOW_RUN_NAME: run_name, **tags}
     if parent_run_id:  # explicit parent id: nesting that works across processes and machines
         all_tags[MLFLOW_PARENT_RUN_ID] = parent_run_id
@@ -483,7 +503,7 @@ def create_container(uri: str, experiment: str, name: str, tags: dict, params: d
     works across processes and machines."""
     c = client(uri)
     run = c.create_run(
-        experiment_id(c, experiment, uri, experiment_note(experiment)),
+        experiment_id(c, experiment, uri, experiment_note(experiment), tags.get("task")),
         run_name=name,
         tags={**standard_tags(), **{k: redact(v) for k, v in tags.items()}, "mlflow.runName": name},
     )

@@ -23,7 +23,7 @@ def find_task_run(task_name: str, cfg) -> str:
     """The finished run of cfg's method, model and method options on `task_name` with the highest main
     metric (on its first dev split), in cfg's tracking store."""
     task = get_task(task_name)
-    uri = tracking.resolve_uri(cfg.tracking_uri)
+    uri = cfg.tracking_uri
     client = tracking.client(uri)
     experiment = client.get_experiment_by_name(record.experiment_name(task.name))
     runs = (

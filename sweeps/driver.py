@@ -107,7 +107,7 @@ def create(
             )
         echo(f"study {name} exists: resuming it" + (" with its stored options" if diff else ""))
         return name
-    uri = tracking.resolve_uri(cfg.tracking_uri)
+    uri = cfg.tracking_uri
     tracking.check_reachable(uri)
     experiment = record.experiment_name(cfg.task, cfg.experiment)
     budget = {"trials": trials, "seeds_final": seeds_final, "search_seed": search_seed, "pruner": pruner}
@@ -133,6 +133,9 @@ def create(
     except optuna.exceptions.DuplicatedStudyError:  # another process created it a moment ago
         c.delete_run(parent)
         return name
+    experiment_id = c.get_run(parent).info.experiment_id
+    view_key, view = record.study_view(get_task(cfg.task), name, parent)
+    c.set_experiment_tag(experiment_id, record.VIEW_TAG + view_key, view)
     for key, value in {
         "method": cfg.method,
         "model": cfg.model,
@@ -146,6 +149,7 @@ def create(
         "pruner": pruner,
         "budget_seconds": budget_seconds,
         "mlflow_parent_run_id": parent,
+        "mlflow_view": redact(record.table_url(uri, experiment_id, view_key)),
         "tracking_uri": tracking.redact(uri),
         "experiment": experiment,
         "metric": " ".join(_main_metric(cfg)),
@@ -161,6 +165,7 @@ def create(
         + f", {seeds_final} final seeds, pruner {pruner}) in "
         f"{tracking.redact(url)}; MLflow parent run {parent}"
     )
+    echo(f"its runs in the MLflow UI: {redact(record.table_url(uri, experiment_id, view_key))}")
     return name
 
 

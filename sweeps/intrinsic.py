@@ -84,7 +84,7 @@ def run_intrinsic(
             raise BenchError(f"method {m} has no size knob for a curve")
     probe = build_config(base, {"model": model, "task": task})
     name = record.intrinsic_name(probe.model, probe.task)
-    uri = tracking.resolve_uri(probe.tracking_uri)
+    uri = probe.tracking_uri
     tracking.check_reachable(uri)
     experiment = record.experiment_name(probe.task, probe.experiment)
     steps = plan(model, probe.task, methods, points, lr_grid or {}, base)

@@ -216,7 +216,8 @@ class Study:
             f"study {self.name} ({a['method']} / {a['model']} / {a['task']}) in {redact(self.url)}",
             f"{budget}; final seeds {a['seeds_final']}; pruner {a['pruner']}; search seed {a['search_seed']}",
             f"trials: {trials}" + (f" ({degenerate} degenerate)" if degenerate else ""),
-            f"MLflow: experiment {a['experiment']}, parent run {a['mlflow_parent_run_id']}",
+            f"MLflow: experiment {a['experiment']}, parent run {a['mlflow_parent_run_id']}"
+            + (f", runs: {a['mlflow_view']}" if a.get("mlflow_view") else ""),
         ]
         if self.complete():
             best = self.optuna.best_trial

@@ -1,5 +1,7 @@
 """Tiny locally built BERT and RoBERTa run every task shape end to end, tracked in MLflow."""
 
+import json
+
 import pytest
 import yaml
 
@@ -102,6 +104,24 @@ def test_tiny_run_every_task_shape(tiny_models, glue_dir, tmp_path, uri, family,
     ]  # a short run still has a loss curve (log_every 20 > 3 steps)
     artifacts = {a.path for a in MlflowClient(uri).list_artifacts(run.info.run_id)}
     assert {"config.yaml", "adapter"} <= artifacts
+    # The experiment's saved runs-table view (MLflow 3's envelope: name, createdAt, state as JSON text):
+    # every column it selects is one this run has, the first being the task's dev metric, sorted best first.
+    exp = MlflowClient(uri).get_experiment(run.info.experiment_id)
+    view = json.loads(exp.tags[f"mlflow.sharedViewState.bench-{task}"])
+    state = json.loads(view["state"])
+    assert isinstance(view["name"], str) and isinstance(view["createdAt"], int)
+    have = {
+        "metrics": run.data.metrics,
+        "params": run.data.params,
+        "tags": run.data.tags,
+        "attributes": {"Duration": 1},
+    }
+    for column in state["selectedColumns"]:
+        kind, _, key = column.partition(".")
+        assert key.startswith("`") and key.endswith("`") and key[1:-1] in have[kind], column
+    main_column = f"metrics.`best_{t.dev_splits[0]}_{t.main_metric}`"
+    assert state["selectedColumns"][0] == main_column and state["orderByKey"] == main_column
+    assert state["orderByAsc"] is False
 
 
 def test_config_file_set_and_flags_layer_in_order(tiny_models, glue_dir, tmp_path, uri):

@@ -154,8 +154,8 @@ def test_pruning_stops_hopeless_trials(tiny_models, tmp_path):
     finals = [r for r in child_runs(tmp_path, study) if r.data.tags["phase"] == "final"]
     assert sorted(r.data.tags["seed"] for r in finals) == ["1", "2"]
     assert sorted(r.info.run_name for r in finals) == [
-        "full-tiny-bert-sst2-final-s1",
-        "full-tiny-bert-sst2-final-s2",
+        "final-s1-full-tiny-bert-sst2",
+        "final-s2-full-tiny-bert-sst2",
     ]
     metrics = c.get_run(study.user_attrs["mlflow_parent_run_id"]).data.metrics
     assert metrics["final_mean"] == pytest.approx(summary["mean"]) and metrics["final_n"] == 2

@@ -101,7 +101,8 @@ EXAMPLES = {
     "lora,pasta\n"
     "bench perf --model bert-large-cased --random-init --task sst2 --data-dir ../shared/data --batch-size 8 "
     "--steps 6 --eval-samples 64",
-    "ui": "bench ui --tracking-uri sqlite:///mlflow.db --port 5000",
+    "ui": "bench ui --tracking-uri sqlite:///mlflow.db --port 5000\n"
+    "bench ui --sweeps   # + optuna-dashboard on runs/sweeps.db, port 8080",
 }
 
 

@@ -196,7 +196,17 @@ def add_parsers(sub) -> None:
 
 
 def add_ui_parser(sub) -> None:
-    p = sub.add_parser("ui", help="serve the MLflow UI on 127.0.0.1")
+    p = sub.add_parser("ui", help="serve the MLflow UI (and, with --sweeps, optuna-dashboard) on 127.0.0.1")
     p.add_argument("--tracking-uri", default=None)
     p.add_argument("--port", type=int, default=5000)
-    p.set_defaults(func="run:cmd_ui")
+    p.add_argument(
+        "--sweeps",
+        action="store_true",
+        help="also serve optuna-dashboard on the sweep storage (trials, parameter importances, history)",
+    )
+    p.add_argument(
+        "--storage", default=None, help="sweep storage URL for --sweeps (default: <output-dir>/sweeps.db)"
+    )
+    p.add_argument("--output-dir", default="runs", help="where the default sweep storage is (default: runs)")
+    p.add_argument("--sweeps-port", type=int, default=8080, help="port of optuna-dashboard (default: 8080)")
+    p.set_defaults(func="ui:cmd_ui")

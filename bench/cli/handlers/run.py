@@ -3,11 +3,6 @@
 
 from __future__ import annotations
 
-import os
-import signal
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 import yaml
@@ -18,7 +13,6 @@ from bench.cli.run import RUN_FLAGS
 from bench.config import RunConfig, load_yaml, parse_set
 from bench.errors import BenchError
 from bench.presets import resolve
-from bench.redact import redact
 from bench.reload import evaluate_checkpoint, predict_checkpoint
 from bench.resolve import build_config
 from bench.runner import check_output_dir, run
@@ -136,55 +130,3 @@ def cmd_sync(args) -> int:
             + "; removed"
         )
     return 0
-
-
-def cmd_ui(args) -> int:
-    """The MLflow server in its own process group, so that stopping bench (Ctrl-C, SIGTERM) stops all of it:
-    the server and the workers it forks, and the port is free again."""
-    if not 1 <= args.port <= 65535:
-        raise BenchError(f"--port {args.port} must be between 1 and 65535")
-    uri = resolve_uri(args.tracking_uri)
-    check_reachable(uri)
-    print(f"MLflow UI on http://127.0.0.1:{args.port} for {redact(uri)}", flush=True)
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-P",
-            "-m",
-            "mlflow",
-            "ui",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(args.port),
-        ],
-        start_new_session=True,
-        # the store through the environment, not argv: a password on a command line is visible in `ps`
-        env={**os.environ, "MLFLOW_BACKEND_STORE_URI": uri},
-    )
-    try:
-        return proc.wait()
-    finally:
-        stop_group(proc)
-
-
-def stop_group(proc) -> None:
-    """SIGTERM the whole process group (the server and the workers it forked), wait up to 10 s for every
-    member to go, then SIGKILL what is left: the port is free when bench returns."""
-
-    def group_alive() -> bool:
-        try:
-            os.killpg(proc.pid, 0)
-            return True
-        except ProcessLookupError:
-            return False
-
-    if group_alive():
-        os.killpg(proc.pid, signal.SIGTERM)
-    deadline = time.monotonic() + 10
-    while group_alive() and time.monotonic() < deadline:
-        proc.poll()  # reap our direct child so it does not linger as a zombie
-        time.sleep(0.1)
-    if group_alive():
-        os.killpg(proc.pid, signal.SIGKILL)
-    proc.wait()
