@@ -12,6 +12,7 @@ import os
 import re
 import socket
 import sys
+import tempfile
 import threading
 import time
 import urllib.request
@@ -621,6 +622,44 @@ def finished_run(cfg, phase: str, scope: dict):
         status="FINISHED",
     )
     return runs[0] if runs else None
+
+
+def copy_run(uri: str, source, run_name: str, tags: dict, parent_run_id: str) -> str:
+    """A new FINISHED run under `parent_run_id` holding `source`'s params, metric histories, tags and
+    artifacts, with `tags` on top: a final seed whose exact configuration and seed a trial already trained
+    is that trial's computation, recorded again under the final phase instead of trained twice (tag
+    `reused_run` names the source). Returns the new run's id."""
+    # lazy: MLflow (see the module's docstring)
+    from mlflow.entities import Metric, Param
+    from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID, MLFLOW_RUN_NAME
+
+    c = client(uri)
+    src = source.info.run_id
+    kept = {k: v for k, v in source.data.tags.items() if k not in (MLFLOW_RUN_NAME, MLFLOW_PARENT_RUN_ID)}
+    new_tags = {
+        **kept,
+        **tags,
+        "reused_run": src,
+        MLFLOW_RUN_NAME: run_name,
+        MLFLOW_PARENT_RUN_ID: parent_run_id,
+    }
+    run_id = c.create_run(source.info.experiment_id, run_name=run_name, tags=new_tags).info.run_id
+    try:
+        params = [Param(k, v) for k, v in source.data.params.items()]
+        for i in range(0, len(params), 100):  # MLflow's per-batch limit on params
+            c.log_batch(run_id, params=params[i : i + 100])
+        history = [m for key in source.data.metrics for m in c.get_metric_history(src, key)]
+        history = [Metric(m.key, m.value, m.timestamp, m.step) for m in history]
+        for i in range(0, len(history), 1000):  # and on metrics
+            c.log_batch(run_id, metrics=history[i : i + 1000])
+        with tempfile.TemporaryDirectory(prefix="bench-copy-") as tmp:
+            if c.list_artifacts(src):
+                c.log_artifacts(run_id, c.download_artifacts(src, "", tmp))
+    except BaseException:
+        c.set_terminated(run_id, "FAILED")
+        raise
+    c.set_terminated(run_id, "FINISHED")
+    return run_id
 
 
 def runs_frame(uri: str, where: str, experiments: list[str] | None = None):

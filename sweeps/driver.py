@@ -236,12 +236,14 @@ def objective_for(study: Study, force: bool = False, echo=print):
 
         def on_eval(epoch, metrics):
             trial.report(metrics[split][metric], epoch)
+            echo(f"  trial {trial.number} epoch {epoch:g}: {split} {metric} {metrics[split][metric]:.4f}")
             if trial.should_prune():
                 raise Pruned(f"pruned at epoch {epoch}: {split} {metric} {metrics[split][metric]:.4f}")
 
+        echo(f"trial {trial.number} started: {params_text(trial.params)} (seed {cfg.seed})")
         started = time.perf_counter()
         try:
-            # The run's own report stays in MLflow: the console gets one line per trial (trial_line).
+            # The run's own report stays in MLflow: the console gets a line per evaluation and one per trial.
             out = run(
                 cfg,
                 progress=False,
@@ -388,11 +390,37 @@ def finalize(
         with file_lock(locks / f".finalize-{name}-s{seed}.lock"):
             previous = None if force else _finished_run(cfg, name, FINAL)
             if previous is not None:
-                echo(f"final seed {seed}: already finished (run {previous.info.run_id}); skipped")
                 values.append(_best_value(previous, cfg))
+                echo(
+                    f"final seed {seed}: already finished (run {previous.info.run_id}) {split} {metric} "
+                    f"{values[-1]:.4f}"
+                )
                 continue
-            out = run(cfg, progress=False, parent_run_id=a["mlflow_parent_run_id"], echo=echo)
+            trained = None if force else _finished_run(cfg, name, TRIAL)
+            if (
+                trained is not None
+            ):  # the best trial ran this very configuration and seed: record, not retrain
+                run_id = tracking.copy_run(
+                    study.tracking_uri,
+                    trained,
+                    cfg.run_name(),
+                    cfg.tags | {"phase": FINAL},
+                    study.parent_run_id,
+                )
+                values.append(_best_value(trained, cfg))
+                echo(
+                    f"final seed {seed}: {split} {metric} {values[-1]:.4f} (run {run_id}: trial "
+                    f"{trained.data.tags.get('trial')}'s run {trained.info.run_id}, the same configuration "
+                    "and seed, recorded as final instead of trained again)"
+                )
+                continue
+            out = run(cfg, progress=False, parent_run_id=study.parent_run_id, echo=lambda *_: None)
         values.append(out["result"].best_metrics[split][metric])
+        flag = out["degenerate"] and f" degenerate: {degenerate.tag_value(out['degenerate'])}"
+        echo(
+            f"final seed {seed}: {split} {metric} {values[-1]:.4f} (run {out['run_id']}, "
+            f"{out['final']['wall_seconds']:.0f} s){flag or ''}"
+        )
     summary = {
         "study": name,
         "best_trial": best.number,

@@ -139,7 +139,7 @@ def test_pruning_stops_hopeless_trials(tiny_models, tmp_path):
     own = [
         t.number for t in study.trials if not {"surplus", "reused_run"} & set(t.user_attrs)
     ]  # reuse: no run
-    assert len(own) >= 3 and names == [f"full-tiny-bert-sst2-t{i:03d}-s1" for i in own]
+    assert len(own) >= 3 and names == [f"t{i:03d}-s1-full-tiny-bert-sst2" for i in own]
     from mlflow.tracking import MlflowClient
 
     c = MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
@@ -157,6 +157,22 @@ def test_pruning_stops_hopeless_trials(tiny_models, tmp_path):
         "final-s1-full-tiny-bert-sst2",
         "final-s2-full-tiny-bert-sst2",
     ]
+    # Seed 1 is the search seed: the best trial already trained that configuration and seed, so final seed 1
+    # is its run recorded again (metrics, params, adapter), not trained twice; seed 2 is trained.
+    by_seed = {r.data.tags["seed"]: r for r in finals}
+    best = study.best_trial
+    assert by_seed["1"].data.tags["reused_run"] == best.user_attrs["mlflow_run_id"]
+    assert "reused_run" not in by_seed["2"].data.tags
+    assert summary["values"][0] == best.value
+    trial_run = c.get_run(best.user_attrs["mlflow_run_id"])
+    assert (
+        by_seed["1"].data.metrics == trial_run.data.metrics
+        and by_seed["1"].data.params == trial_run.data.params
+    )
+    assert by_seed["1"].data.tags["phase"] == "final" and by_seed["1"].data.tags["best_trial"] == str(
+        best.number
+    )
+    assert {a.path for a in c.list_artifacts(by_seed["1"].info.run_id)} >= {"adapter", "config.yaml"}
     metrics = c.get_run(study.user_attrs["mlflow_parent_run_id"]).data.metrics
     assert metrics["final_mean"] == pytest.approx(summary["mean"]) and metrics["final_n"] == 2
     again = driver.finalize(name, None, 2, output_dir=str(tmp_path / "runs"), echo=lambda *a: None)
