@@ -9,6 +9,7 @@ from reports.style import percent_text
 
 def render_method_rows(rows: list[dict], task, fmt: str) -> str:
     header = ["model", "method", "method params", "%Param", "head", "trainable (+head)", "stored", "backbone"]
+    models = list(dict.fromkeys(r["model"] for r in rows))
     body = [
         [
             r["model"],
@@ -35,11 +36,16 @@ def render_method_rows(rows: list[dict], task, fmt: str) -> str:
         "it ends with (its sparsity budget), trainable (+head) its dense diff and gates while training. "
         "SAID/DID: the head is inside the projected subspace, so trainable = d, below the head's own size."
     )
+    align = "llrrrrrr"
+    if len(models) == 1 and fmt not in ("csv", "json"):  # one model: said once, in the caption
+        header, body, align = header[1:], [r[1:] for r in body], align[1:]
+        caption = caption.replace("Parameters per method on", f"Parameters per method of {models[0]} on", 1)
     return render(
         header,
         body,
         fmt,
         caption,
+        align=align,
         label=f"tab:params-{task.name}",
         json_rows=[
             {

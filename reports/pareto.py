@@ -18,12 +18,12 @@ from bench.tracking import load_runs
 from methods import display_name
 from reports.render import render, save_figure
 from reports.runs import degenerate_mask
-from reports.style import method_style, metric_label, spread_note
+from reports.style import method_style, metric_label, percent_text, reference_line, spread_note
 
 # cost name -> (logged metric(s), axis label, log scale, scale factor)
 COSTS = {
-    "params": (("params_method",), "%Param: method params / backbone (log)", True, None),
-    "time": (("train_seconds",), "training time per run, s (log)", True, 1.0),
+    "params": (("params_method",), "%Param: the method's parameters, % of the backbone's", True, None),
+    "time": (("train_seconds",), "training time per run, seconds", True, 1.0),
     "memory": (
         ("peak_cuda_allocated_bytes", "peak_rss_bytes"),
         "peak memory in training, MiB",
@@ -53,6 +53,7 @@ def points(df: pd.DataFrame, model: str, task, cost: str, by_config: bool) -> pd
             "made before bench logged it; rerun them or pick another --x"
         )
     sel = sel[sel[metric_col].notna() & sel[cost_col].notna()]
+    baseline_col = f"metrics.baseline_{task.dev_splits[0]}_{task.main_metric}"
     rows = []
     for key, g in sel.groupby(["tags.method"] + (["tags.config_hash"] if by_config else [])):
         method = key[0] if isinstance(key, tuple) else key
@@ -71,6 +72,7 @@ def points(df: pd.DataFrame, model: str, task, cost: str, by_config: bool) -> pd
                 "n": len(g),
                 "degenerate": int(degenerate_mask(g).sum()),
                 "cost_metric": cost_col[8:],
+                "baseline": 100 * g[baseline_col].astype(float).mean() if baseline_col in g else np.nan,
             }
         )
     out = pd.DataFrame(rows)
@@ -101,6 +103,7 @@ def pareto_report(
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    import matplotlib.ticker
 
     if cost not in COSTS:
         raise choices_error("--x", cost, COSTS)
@@ -118,7 +121,8 @@ def pareto_report(
     if not per_task:
         raise BenchError(f"no runs of {model} for tasks {', '.join(task_names)}")
     label, log = COSTS[cost][1], COSTS[cost][2]
-    fig, axes = plt.subplots(1, len(per_task), figsize=(5.2 * len(per_task), 4.2), squeeze=False)
+    plain = matplotlib.ticker.FuncFormatter(lambda v, _: f"{v:g}")
+    fig, axes = plt.subplots(1, len(per_task), figsize=(7.4 * len(per_task), 4.2), squeeze=False)
     rows, seeds = [], set()
     for ax, (task, p) in zip(axes[0], per_task.values(), strict=True):
         for r in p.itertuples():
@@ -132,7 +136,7 @@ def pareto_report(
                     display_name(r.method)
                     + (f" [{r.config[:6]}]" if r.config else "")
                     + (" ‡" if r.degenerate else ""),
-                    f"{r.x:.4g}",
+                    percent_text(r.x) if cost == "params" else f"{r.x:.4g}",
                     f"{r.y:.1f}" + (f" ± {r.y_std:.1f}" if r.n > 1 else ""),
                     str(r.n),
                     "yes" if r.frontier else "",
@@ -141,17 +145,23 @@ def pareto_report(
             seeds.add(r.n)
         f = p[p["frontier"]].sort_values("x")
         ax.step(f["x"], f["y"], where="post", color="gray", lw=1, ls="--", label="Pareto frontier")
-        if log:
+        if log:  # ticks at 1, 2, 5 x 10^k, labelled as plain numbers (0.02, not 2x10^-2)
             ax.set_xscale("log")
-        ax.set_xlabel(label)
+            ax.xaxis.set_major_locator(matplotlib.ticker.LogLocator(subs=(1.0, 2.0, 5.0)))
+            ax.xaxis.set_major_formatter(plain)
+            ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
+        if p["baseline"].notna().any():  # what always answering the training majority (or mean) scores
+            reference_line(ax, float(p["baseline"].mean()), "trivial baseline", color="black", ls=":")
+        ax.set_xlabel(label + (" (log scale)" if log else ""))
         ax.set_ylabel(metric_label(f"{task.dev_splits[0]}_{task.main_metric}", task.name) + " x100")
         ax.set_title(task.title)
         ax.grid(alpha=0.3)
-        ax.legend(fontsize=7)
+        ax.legend(
+            fontsize=7, loc="upper left", bbox_to_anchor=(1.02, 1.0)
+        )  # beside the axes: covers no point
     what = "sweeps' final runs" if not all_runs else "every finished run, one point per configuration"
     note = (
-        f"{Path(model).name}: dev metric x100 against {cost} "
-        f"({next(iter(per_task.values()))[1]['cost_metric'].iloc[0]}); "
+        f"{Path(model).name}: dev metric x100 against {label}; "
         f"{what}; {spread_note(max(seeds))} (points with fewer seeds have shorter or no bars)."
     )
 
@@ -161,15 +171,22 @@ def pareto_report(
     files = save_figure(fig, str(out / f"pareto-{Path(model).name}-{cost}"))
     echo("wrote " + ", ".join(files))
     caption = (
-        f"{note} Frontier: no other point of the task is both cheaper and better. Cost "
-        f"{cost}: {label.replace(' (log)', '')}."
+        f"{note} Frontier: no other point of the task is both cheaper and better. Cost from the runs' "
+        f"`{next(iter(per_task.values()))[1]['cost_metric'].iloc[0]}` metric."
     )
     if any("‡" in r[1] for r in rows):
         caption += (
             " ‡: at least one of the point's runs is flagged degenerate (see the runs' `degenerate` tag)."
         )
     return render(
-        ["task", "method", cost, "metric x100", "seeds", "frontier"],
+        [
+            "task",
+            "method",
+            {"params": "%Param", "time": "train seconds", "memory": "peak MiB"}[cost],
+            "metric x100",
+            "seeds",
+            "frontier",
+        ],
         rows,
         fmt,
         caption,

@@ -95,11 +95,12 @@ def render(
     if fmt == "latex":
         return latex_table(header, rows, caption, align, bold, italic_rows, rule_before, label)
     widths = [max(len(str(x)) for x in col) for col in zip(header, *rows, strict=False)]
+    sides = align or "l" + "r" * (len(header) - 1)  # names left, numbers right
 
     def fmt_row(r):
         return "  ".join(
-            str(c).ljust(w) if i == 0 else str(c).rjust(w)
-            for i, (c, w) in enumerate(zip(r, widths, strict=False))
+            str(c).ljust(w) if side == "l" else str(c).rjust(w)
+            for c, w, side in zip(r, widths, sides, strict=False)
         )
 
     lines = [fmt_row(header), "  ".join("-" * w for w in widths)]

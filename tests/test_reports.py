@@ -313,7 +313,8 @@ def test_pareto_report_from_tracked_runs(tracked, capsys, tmp_path):
             == 0
         )
         out = capsys.readouterr().out
-        assert f"| task | method | {cost} | metric x100 | seeds | frontier |" in out
+        column = {"params": "%Param", "time": "train seconds", "memory": "peak MiB"}[cost]
+        assert f"| task | method | {column} | metric x100 | seeds | frontier |" in out
         assert "| RTE | Full FT" in out and "| STS-B | LoRA" in out and "over 2 seeds" in out
         assert (tmp_path / "docs" / f"pareto-tiny-bert-{cost}.png").stat().st_size > 0
     rows = [line for line in out.splitlines() if line.startswith("| RTE |")]

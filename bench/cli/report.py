@@ -74,7 +74,9 @@ def add_parsers(sub) -> None:
         help="e.g. dev_accuracy (default: the task's curve metric, see `bench tasks`; MRPC: accuracy)",
     )
     q.add_argument("--format", default="md", choices=FORMATS)
-    q.add_argument("--out-dir", default="docs", help="where the plot and tables are written (default: docs)")
+    q.add_argument(
+        "--out-dir", default="figures", help="where the plot and tables are written (default: figures)"
+    )
     q.add_argument("--standalone", action="store_true", help="LaTeX: a complete document for pdflatex")
     q.add_argument("--tracking-uri", default=None)
     q = rs.add_parser(
@@ -97,7 +99,7 @@ def add_parsers(sub) -> None:
         help="every FINISHED run, one point per configuration (default: sweeps' final runs)",
     )
     q.add_argument("--format", default="md", choices=FORMATS, help="the table's format (default: md)")
-    q.add_argument("--out-dir", default="docs", help="where the figure goes (default: docs)")
+    q.add_argument("--out-dir", default="figures", help="where the figure goes (default: figures)")
     q.add_argument(
         "--tracking-uri",
         default=None,
@@ -148,7 +150,7 @@ def add_parsers(sub) -> None:
     )
     p.add_argument("--draws", type=int, default=5, help="random draws for --ablate (default: 5)")
     p.add_argument(
-        "--out-dir", default="docs/heads", help="where CSV, JSON, PNG and PDF go (default: docs/heads)"
+        "--out-dir", default="figures/heads", help="where CSV, JSON, PNG and PDF go (default: figures/heads)"
     )
     p.add_argument("--tracking-uri", default=None)
     p.set_defaults(func="heads:cmd_heads")
