@@ -336,11 +336,22 @@ def plot(a: dict, path_stem: str, title: str) -> list[str]:
         )
         ax.set_ylabel(f"{metric} / full FT's" if relative else metric)
         ax.grid(alpha=0.3)
-        ax.legend(fontsize=7)
     grid[0][0].plot(
         [], [], marker="v", color="gray", markeredgecolor="black", ls="none", label="d90 crossing"
     )
-    grid[0][0].legend(fontsize=7)
+    # One legend for the four panels, below them: inside a panel it covers the highest points.
+    shown_labels: dict = {}
+    for ax in (a for row in grid for a in row):
+        for handle, label in zip(*ax.get_legend_handles_labels(), strict=True):
+            shown_labels.setdefault(label, handle)
+    fig.legend(
+        shown_labels.values(),
+        shown_labels.keys(),
+        loc="upper center",
+        bbox_to_anchor=(0.5, 0.0),
+        ncol=3,
+        fontsize=8,
+    )
 
     fig.suptitle(textwrap.fill(title, 150), fontsize=10)
 
@@ -473,7 +484,7 @@ def across_models(
         f"d90 across models on {task.title} (open markers: not crossed inside the grid, a bound)", fontsize=9
     )
     ax.grid(alpha=0.3, which="both")
-    ax.legend(fontsize=7)
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.02, 1.0))  # beside the axes: covers no point
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     files = save_figure(fig, str(out / f"intrinsic-models-{task.name}"))

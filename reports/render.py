@@ -174,7 +174,7 @@ def save_figure(fig, path_stem: str) -> list[str]:
     fig.tight_layout()
     out = []
     for ext in ("png", "pdf"):
-        fig.savefig(f"{path_stem}.{ext}", dpi=130)
+        fig.savefig(f"{path_stem}.{ext}", dpi=130, bbox_inches="tight")  # legends placed outside the axes
         out.append(f"{path_stem}.{ext}")
     plt.close(fig)
     return out
