@@ -36,6 +36,7 @@ def aggregate(df: pd.DataFrame, columns: list | None = None, by_config: bool = F
         keys = ["tags.model", "tags.method"] + (["tags.config_hash"] if by_config else [])
         for key, g in sub.groupby(keys):
             model, method = key[0], key[1]
+            g, older = (g, 0) if by_config else latest_study(g)
             g, repeats, other_data = one_per_seed(g)
             values = 100 * g[col].astype(float)
             knob = ""
@@ -73,6 +74,7 @@ def aggregate(df: pd.DataFrame, columns: list | None = None, by_config: bool = F
                     "studies": ",".join(sorted(g.get("tags.study", pd.Series(dtype=str)).dropna().unique())),
                     "repeats": repeats,
                     "other_data": other_data,
+                    "older_studies": older,
                     "training": training_budget(g),
                 }
             )
@@ -131,7 +133,11 @@ def training_budget(g: pd.DataFrame) -> str:
     steps, epochs, cut, batch = (param(k) for k in ("max_steps", "epochs", "max_train_samples", "batch_size"))
     if steps is None and epochs is None:
         return ""
-    length = f"{int(float(steps))} steps" if steps else f"{float(epochs):g} epochs"
+    length = (
+        f"{int(float(steps))} steps"
+        if steps
+        else f"{float(epochs):g} epoch" + ("" if float(epochs) == 1 else "s")
+    )
     data = f"the first {int(float(cut)):,} training examples" if cut else "the full training split"
     return f"{length} of {data}" + (f", batch {batch}" if batch else "")
 
@@ -150,6 +156,18 @@ def one_per_seed(g: pd.DataFrame) -> tuple[pd.DataFrame, int, int]:
         other, g = int((~keep).sum()), g[keep]
     kept = g.drop_duplicates(["tags.config_hash", "tags.seed"], keep="last")
     return kept, len(g) - len(kept), other
+
+
+def latest_study(g: pd.DataFrame) -> tuple[pd.DataFrame, int]:
+    """A method's final runs come from one sweep: with several studies of the same method, model and task
+    (a sweep run again with other settings), the one whose final runs ended last; averaging the best
+    configurations of different sweeps as if they were seeds would mix configurations. Returns (runs,
+    studies left out)."""
+    if "tags.study" not in g or g["tags.study"].nunique() < 2:
+        return g, 0
+    ended = g.groupby("tags.study")["end_time"].max() if "end_time" in g else g.groupby("tags.study").size()
+    latest = ended.idxmax()
+    return g[g["tags.study"] == latest], g["tags.study"].nunique() - 1
 
 
 def degenerate_mask(df: pd.DataFrame) -> pd.Series:

@@ -10,6 +10,7 @@ import pandas as pd
 
 from bench.errors import BenchError
 from bench.record import FINAL
+from bench.tasks import get_task
 from methods import display_name, has_role
 from reports.published import get_layout
 from reports.render import render, standalone_latex
@@ -147,6 +148,17 @@ def average_label(group: str, groups: dict) -> str:
     return "Avg" if len(groups) == 1 else f"{group} Avg"
 
 
+def _score_note(columns: list[str]) -> str:
+    """What each shown column's score is, from its task's definition (bench.metrics: the GLUE score is the
+    mean of the task's score metrics): "MRPC: mean of f1 and accuracy; RTE: accuracy"."""
+    tasks = _column_tasks()
+    notes = []
+    for c in columns:
+        score = get_task(tasks[c]).score
+        notes.append(f"{c}: " + (f"mean of {' and '.join(score)}" if len(score) > 1 else score[0]))
+    return "; ".join(notes)
+
+
 def _caption(t: dict, budget: str) -> str:
     seeds = "/".join(map(str, sorted({n for r in t["rows"] for n in r["n"]})))
     spread = f"mean ± sample std over {seeds} seeds" if seeds else "none in this store"
@@ -163,8 +175,7 @@ def _caption(t: dict, budget: str) -> str:
         )
     if layout is None:
         return (
-            f"{t['model']}, dev sets: GLUE score x100 (MRPC, QQP: mean of F1 and accuracy; STS-B: mean of "
-            f"Pearson and Spearman; CoLA: MCC; MNLI m/mm, others: accuracy; CoNLL03: entity F1), {spread}. "
+            f"{t['model']}, dev sets: GLUE score x100 ({_score_note(t['columns'])}), {spread}. "
             f"{params} {_avg_caption(t['groups'])}Bold: best per column. {budget}"
         ).strip()
     metrics = "; ".join(f"{c['label']} {c['metric']}" for c in layout.columns if c["label"] in t["columns"])
@@ -451,6 +462,12 @@ def results_report(
             f" Each (configuration, seed) counted once: {repeats} repeated runs left out (the latest counts)"
             + (f", and {other} runs on other data than the latest run's" if other else "")
             + "."
+        )
+    older = int(shown["older_studies"].sum()) if "older_studies" in shown else 0
+    if older:
+        budget += (
+            f" A method's final runs come from its latest sweep: {older} older sweep(s) of the same method, "
+            "model and task left out."
         )
     out = render_results(t, fmt, budget)
     return standalone_latex(out) if fmt == "latex" and standalone else out

@@ -305,3 +305,40 @@ def test_the_caption_states_each_methods_training_budget(tmp_path, capsys):
         "Training: LoRA: 2 epochs of the first 1,000 training examples, batch 32; "
         "PASTA: 2 epochs of the first 1,000 training examples, batch 16." in caption
     )
+
+
+def test_final_rows_come_from_the_latest_sweep_of_a_method():
+    """Two sweeps of LoRA on RTE (the second run later, with other settings): its row averages the latest
+    sweep's final seeds only, never the best configurations of both as if they were seeds."""
+    import pandas as pd
+
+    from reports.runs import aggregate
+
+    def run(study, seed, value, ended):
+        return {
+            "tags.task": "rte",
+            "tags.model": "m",
+            "tags.method": "lora",
+            "tags.study": study,
+            "tags.seed": str(seed),
+            "tags.config_hash": study + "-best",
+            "metrics.best_dev_glue_score": value,
+            "metrics.params_method": 10.0,
+            "metrics.params_backbone": 1000.0,
+            "metrics.params_head": 2.0,
+            "end_time": pd.Timestamp(ended, unit="s", tz="UTC"),
+        }
+
+    df = pd.DataFrame(
+        [
+            run("old", 1, 0.60, 100),
+            run("old", 2, 0.62, 110),
+            run("new", 1, 0.70, 200),
+            run("new", 2, 0.74, 210),
+        ]
+    )
+    row = aggregate(df).query("column == 'RTE'").iloc[0]
+    assert row["n"] == 2 and row["mean"] == pytest.approx(72.0) and row["studies"] == "new"
+    assert row["older_studies"] == 1
+    by_config = aggregate(df, by_config=True).query("column == 'RTE'")  # --all-runs: every configuration
+    assert sorted(by_config["mean"].round(6)) == [61.0, 72.0]
