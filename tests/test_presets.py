@@ -18,7 +18,21 @@ def test_every_value_has_a_source_and_every_preset_is_valid(tiny_models):
     assert {e.method for e in entries} >= {"pasta", "lora", "bitfit", "ptuning", "adapter", "full"}
     for e in entries:
         assert e.source.strip() and e.values
-        build_config(e.values, {"method": e.method})  # every key and value is a valid option
+        for task in e.tasks or ("rte",):  # every key and value is a valid option for each task it names
+            build_config(e.values, {"method": e.method, "task": task})
+
+
+def test_presets_select_the_best_epoch_on_the_metric_their_table_reports():
+    """PASTA's Table 2 (BERT-large) reports MRPC/QQP F1 and STS-B Spearman, Table 3 (RoBERTa-large)
+    MRPC/QQP accuracy and STS-B Pearson: each method of a table picks its best epoch on that metric."""
+    table2 = {"mrpc": "f1", "qqp": "f1", "stsb": "spearman", "rte": None}
+    table3 = {"mrpc": "accuracy", "qqp": "accuracy", "stsb": "pearson", "cola": None}
+    for method in ("pasta", "full", "adapter", "bitfit", "ptuning", "diffprune"):
+        for task, metric in table2.items():
+            assert resolve("paper", method, "bert-large-cased", task)[0].get("select_metric") == metric
+    for method in ("pasta", "full", "lora"):
+        for task, metric in table3.items():
+            assert resolve("paper", method, "roberta-large", task)[0].get("select_metric") == metric
 
 
 def test_resolution_is_specific_over_general():
