@@ -29,10 +29,32 @@ def uniform_batches(n: int, batch_size: int, generator: torch.Generator) -> list
     return [perm[i : i + batch_size] for i in range(0, n, batch_size)]
 
 
+def buffered_batches(
+    n: int, batch_size: int, generator: torch.Generator, buffer: int = 100
+) -> list[list[int]]:
+    """The file order through a shuffle buffer, cut into batches: google-research/bert's run_classifier.py
+    (and adapter-bert's copy) train on `d.repeat().shuffle(buffer_size=100)`: each example leaves a buffer of
+    the next `buffer` examples in file order at random, so the order stays close to the file's. Per epoch
+    here (TF's stream runs on across epochs; the two differ only around epoch boundaries), and the last
+    partial batch is kept (TF drops it)."""
+    pending, order = list(range(min(buffer, n))), []
+    for following in range(len(pending), n + len(pending)):
+        pick = int(torch.randint(len(pending), (1,), generator=generator))
+        order.append(pending[pick])
+        if following < n:
+            pending[pick] = following
+        else:
+            pending.pop(pick)
+    return [order[i : i + batch_size] for i in range(0, n, batch_size)]
+
+
 def training_batches(order: str, lengths: list[int], batch_size: int, generator: torch.Generator):
-    """One epoch's batches: `length` groups similar lengths (less padding), `uniform` shuffles plainly."""
+    """One epoch's batches: `length` groups similar lengths (less padding), `uniform` shuffles plainly,
+    `buffer100` is BERT's TensorFlow shuffle buffer over the file order."""
     if order == "uniform":
         return uniform_batches(len(lengths), batch_size, generator)
+    if order == "buffer100":
+        return buffered_batches(len(lengths), batch_size, generator)
     return length_grouped_batches(lengths, batch_size, generator)
 
 

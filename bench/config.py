@@ -36,7 +36,9 @@ class RunConfig:
     max_grad_norm: float = 1.0  # 0: no clipping
     adam_eps: float = 1e-8  # torch's AdamW default; transformers' old AdamW (PASTA, BitFit code): 1e-6
     adam_beta2: float = 0.999  # fairseq's RoBERTa recipe: 0.98
-    batch_order: str = "length"  # length (length-grouped: little padding, faster) | uniform (a plain shuffle)
+    # length (length-grouped: little padding, faster) | uniform (a plain shuffle) | buffer100 (BERT's TF
+    # shuffle buffer of 100 over the file order)
+    batch_order: str = "length"
     patience: int | None = None  # epochs without improvement before stopping; None: never
     max_train_samples: int | None = None  # keep only the first N training examples (budgets)
     init: str = (
@@ -109,7 +111,7 @@ PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 INITS = ("pretrained", "random")  # what each means: the comment at bench.models.ARCH_DIR
 LR_SCHEDULES = ("linear", "constant")
 SELECT_ON = ("dev", "holdout")
-BATCH_ORDERS = ("length", "uniform")
+BATCH_ORDERS = ("length", "uniform", "buffer100")
 
 
 def parse_value(text: str):

@@ -167,3 +167,30 @@ def test_eval_batches_cover_every_row_once_within_the_token_budget():
         if max_tokens:  # a single row longer than the budget still gets its own batch
             assert all(len(b) == 1 or len(b) * max(lengths[i] for i in b) <= max_tokens for b in batches)
     assert len(sorted_batches(lengths, 32, 1024)) > len(sorted_batches(lengths, 32))
+
+
+def test_buffer100_order_is_bert_tf_shuffle_buffer():
+    """batch_order=buffer100: tf.data's shuffle(buffer_size=100) over the file order. Its defining
+    properties, written here: every example once; the example at output position i comes from the first
+    i + 100 of the file; the first output is uniform over the first 100 (checked over many draws)."""
+    import collections
+
+    import torch
+
+    from bench.batching import training_batches
+
+    n, size = 1000, 32
+    batches = training_batches("buffer100", [5] * n, size, torch.Generator().manual_seed(0))
+    order = [i for b in batches for i in b]
+    assert sorted(order) == list(range(n)) and all(len(b) == size for b in batches[:-1])
+    assert all(index < position + 100 for position, index in enumerate(order))
+    assert order != sorted(order)
+    firsts = collections.Counter(
+        training_batches("buffer100", [5] * 300, 8, torch.Generator().manual_seed(s))[0][0]
+        for s in range(3000)
+    )
+    assert set(firsts) <= set(range(100)) and len(firsts) > 90 and max(firsts.values()) < 3 * 3000 / 100
+    uniform = [
+        i for b in training_batches("uniform", [5] * n, size, torch.Generator().manual_seed(0)) for i in b
+    ]
+    assert any(index >= position + 100 for position, index in enumerate(uniform))  # the bound is not trivial
