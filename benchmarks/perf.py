@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import platform
 import statistics
 import subprocess
@@ -394,8 +395,11 @@ def median_run(runs: list[dict]) -> dict:
 
 def compare(
     cfg: RunConfig, steps: int, repeats: int, methods: list[str], echo=print, eval_samples: int | None = None
-) -> str:
+) -> dict:
+    """The side-by-side measurement. Returns the Markdown (`text`), the configuration measured (`key`), the
+    Targets table's rows (`targets`) and when, where and under what load it ran (`stamp`)."""
     quiet_libraries()
+    load = os.getloadavg()[0]  # before this run's own processes start
     task = get_task(cfg.task)
     built = build_model(cfg, task)
     n_train = len(prepare_data(cfg, task, built).train["labels"])  # warms the cache too
@@ -475,8 +479,18 @@ def compare(
         text, method_rows = methods_table(cfg, steps, methods, repeats, store)
         ref_text, reference_rows = references_table(cfg, methods, store, steps_per_epoch)
         lines += ["", text, "", ref_text]
-    lines += ["", targets_table(med, extra, method_rows, reference_rows, cfg)]
-    return "\n".join(lines)
+    targets = targets_table(med, extra, method_rows, reference_rows, cfg)
+    lines += ["", "### Targets", "", table(["target", "measured", "goal", "status"], targets)]
+    stamp = {
+        "date": time.strftime("%Y-%m-%d"),
+        "machine": device,
+        "load": f"{load:.2f}",
+        "matmul_peak": f"{matmul_peak() / 1e9:.0f} GFLOP/s",
+    }
+    key = f"{cfg.model}{' (random init)' if random else ''} / {task.name} / batch {cfg.batch_size}" + (
+        f" / methods {', '.join(methods)}" if methods else ""
+    )
+    return {"text": "\n".join(lines), "key": key, "targets": targets, "stamp": stamp}
 
 
 def table(header: list[str], rows: list[list[str]]) -> str:
@@ -553,8 +567,9 @@ TARGETS = Path(__file__).parent / "targets.yaml"
 
 def targets_table(
     med: dict, extra: dict, method_rows: list[dict], reference_rows: list[dict], cfg: RunConfig
-) -> str:
-    """Each goal of benchmarks/targets.yaml with the value measured and met / MISSED."""
+) -> list[list[str]]:
+    """Each goal of benchmarks/targets.yaml with the value measured and met / MISSED: rows of
+    (target, measured, goal, status)."""
     goals = yaml.safe_load(TARGETS.read_text())
     rows = []
 
@@ -612,7 +627,7 @@ def targets_table(
     evals += [(f"{r['method']}, {r['reference']}", r["eval_ratio"]) for r in reference_rows]
     name, worst = min(evals, key=lambda e: e[1])
     row("eval_throughput", worst, f"{worst:.2f}x ({name})")
-    return "\n".join(["### Targets", "", table(["target", "measured", "goal", "status"], rows)])
+    return rows
 
 
 def methods_table(

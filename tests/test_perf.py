@@ -1,5 +1,6 @@
 """`bench perf` runs on a tiny model and its accounting adds up (no timing assertions)."""
 
+import csv
 import re
 
 import pytest
@@ -28,7 +29,12 @@ def tables(text: str) -> dict[str, list[dict]]:
 def test_perf_runs_and_accounting_adds_up(tiny_models, glue_dir, tmp_path, capsys, monkeypatch):
     (tmp_path / "methods").mkdir()  # a user's folder named like our package must not shadow it
     monkeypatch.chdir(tmp_path)
-    out_file = tmp_path / "perf.md"
+    out_file = tmp_path / "performance.md"
+    # A page with a hand-written reading and another configuration's section: both must survive.
+    out_file.write_text(
+        "<!-- reading -->\nBitFit misses because...\n<!-- /reading -->\n"
+        "<!-- section: other / rte / batch 4 -->\n## other\nkept\n<!-- /section -->\n"
+    )
     # --random-init on a local model: its architecture with fresh weights, its own tokenizer
     assert (
         main(
@@ -51,14 +57,25 @@ def test_perf_runs_and_accounting_adds_up(tiny_models, glue_dir, tmp_path, capsy
                 "lora",
                 "--eval-samples",
                 "5",
-                "--out",
+                "--markdown",
                 str(out_file),
             ]
         )
         == 0
     )
     text = capsys.readouterr().out
-    assert text.strip() == out_file.read_text().strip()
+    page = out_file.read_text()
+    assert "BitFit misses because..." in page and "## other\nkept" in page
+    key = f"{tiny_models['roberta']} (random init) / sst2 / batch 8 / methods lora"
+    section = page.split(f"<!-- section: {key} -->\n")[1].split("<!-- /section -->")[0]
+    heading, stamp, *_ = section.splitlines()
+    assert heading.startswith("## full / ") and re.match(
+        r"Measured \d{4}-\d\d-\d\d on .+, load average [\d.]+ ", stamp
+    )
+    assert "matmul peak " in stamp
+    history = list(csv.DictReader((tmp_path / "performance-history.csv").open()))
+    assert {r["configuration"] for r in history} == {key} and len(history) >= 10
+    assert all(r["status"] in ("met", "MISSED") and r["date"] and r["machine"] for r in history)
     t = tables(text)
     variants = {r["variant"]: r for r in t["variant"]}
     assert set(variants) == {"bench", "trainer_pad128", "trainer_dynamic"}

@@ -29,5 +29,12 @@ def add_parsers(sub) -> None:
         default=None,
         help="evaluate on the first N dev examples only (default: all); throughput is per example",
     )
-    p.add_argument("--out", default=None, help="append the tables to this Markdown file")
+    p.add_argument(
+        "--markdown",
+        default=None,
+        metavar="PAGE",
+        help="write the tables as this configuration's section of a performance page (e.g. "
+        "docs/performance.md; other configurations' sections are kept) and append the targets, dated, "
+        "to PAGE's -history.csv",
+    )
     p.set_defaults(func="perf:cmd_perf")

@@ -8,6 +8,7 @@ from pathlib import Path
 from bench.cli.common import split_list
 from bench.cli.handlers.run import config_from_args
 from bench.errors import BenchError
+from benchmarks.page import append_history, history_path, upsert
 from benchmarks.perf import compare
 from methods import default_methods
 
@@ -24,7 +25,7 @@ def cmd_perf(args) -> int:
     if args.eval_samples is not None and args.eval_samples < 1:
         raise BenchError(f"--eval-samples {args.eval_samples} must be at least 1")
     methods = [] if args.methods == "none" else split_list(args.methods) or default_methods("perf")
-    text = compare(
+    result = compare(
         cfg,
         args.steps,
         args.repeats,
@@ -32,9 +33,16 @@ def cmd_perf(args) -> int:
         echo=lambda m: print(m, file=sys.stderr),
         eval_samples=args.eval_samples,
     )
+    text, stamp = result["text"], result["stamp"]
     print(text)
-    if args.out:
-        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-        with open(args.out, "a") as f:
-            f.write(text + "\n\n")
+    if args.markdown:
+        page = Path(args.markdown)
+        measured = (
+            f"Measured {stamp['date']} on {stamp['machine']}, load average {stamp['load']} when it started, "
+            f"matmul peak {stamp['matmul_peak']}; `bench perf {' '.join(sys.argv[2:])}`."
+        )
+        body = text.replace("\n", f"\n{measured}\n", 1)  # under the section's heading
+        upsert(page, result["key"], body)
+        append_history(page, stamp, result["key"], result["targets"])
+        print(f"wrote the section {result['key']!r} of {page} and its targets to {history_path(page)}")
     return 0
