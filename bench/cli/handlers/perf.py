@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 
@@ -11,6 +12,16 @@ from bench.errors import BenchError
 from benchmarks.page import append_history, history_path, upsert
 from benchmarks.perf import compare
 from methods import default_methods
+
+
+def shown_arg(arg: str) -> str:
+    """A command-line argument as the page shows it: an absolute path inside the working directory's parent
+    relative to the working directory (../shared/data, docs/performance.md), not this machine's layout."""
+    if os.path.isabs(arg) and os.path.exists(arg):
+        rel = os.path.relpath(arg)
+        if not rel.startswith(os.path.join("..", "..")):
+            return rel
+    return arg
 
 
 def cmd_perf(args) -> int:
@@ -39,7 +50,7 @@ def cmd_perf(args) -> int:
         page = Path(args.markdown)
         measured = (
             f"Measured {stamp['date']} on {stamp['machine']}, load average {stamp['load']} when it started, "
-            f"matmul peak {stamp['matmul_peak']}; `bench perf {' '.join(sys.argv[2:])}`."
+            f"matmul peak {stamp['matmul_peak']}; `bench perf {' '.join(map(shown_arg, sys.argv[2:]))}`."
         )
         body = text.replace("\n", f"\n{measured}\n", 1)  # under the section's heading
         upsert(page, result["key"], body)
