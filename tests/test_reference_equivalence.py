@@ -1,6 +1,6 @@
 """Every method against an independent plain-PyTorch computation written here from the papers' equations:
 a BERT/RoBERTa encoder from its weights (embeddings, self-attention, FFN, post-LayerNorm), the family's head,
-and each method's change to it. Logits and the gradient of every trainable tensor must match ours to 1e-5
+and each method's change to it (Diff pruning: theta0 + z * diff at its test-time gate). Logits and the gradient of every trainable tensor must match ours to 1e-5
 (dropout off), on tiny BERT and RoBERTa, sequence and token classification. LoRA is also compared with
 peft's get_peft_model."""
 
@@ -22,7 +22,15 @@ OPTIONS = {
     "pasta": {"init_std": 0.5},
     "bitfit": {},
     "full": {},
+    "diffprune": {"structured": True},
 }
+# Diff pruning's hard-concrete stretch (Louizos et al. 2018; the constants of dguo98/DiffPruning): at test
+# time a gate is z = clamp(sigmoid(log_alpha) * (ZETA - GAMMA) + GAMMA, 0, 1).
+GAMMA, ZETA = -1.5, 1.5
+
+
+def gate_mean(log_alpha):
+    return (torch.sigmoid(log_alpha) * (ZETA - GAMMA) + GAMMA).clamp(0.0, 1.0)
 
 
 def setup(tiny_models, glue_dir, method, family, task_name):
@@ -42,8 +50,10 @@ def setup(tiny_models, glue_dir, method, family, task_name):
     prep = prepare_data(cfg, task, built)
     with torch.no_grad():  # LoRA's B and the adapters start at (near) zero: move them so they matter
         for name, p in built.model.named_parameters():
-            if "lora_B" in name or ".adapter." in name:
+            if "lora_B" in name or ".adapter." in name or name.endswith(".diff"):
                 p.normal_(0, 0.3)
+            elif name.endswith("log_alpha"):  # gates strictly between closed and open, so that they matter
+                p.normal_(0, 0.5)
             elif name.startswith("classifier."):  # a small new head hides differences under the tolerance
                 p.normal_(0, 1.0)
     batch = batch_for(prep, prep.train, list(range(5)), torch.device("cpu"))
@@ -67,6 +77,9 @@ def trained_by_definition(method: str, name: str, prefix: str) -> bool:
             "bitfit": body.endswith(
                 ".bias"
             ),  # every bias of the encoder, LayerNorm betas and the pooler's too
+            # a diff and its gate logits for every pretrained tensor (the embeddings' too), plus a gate per
+            # tensor (structured); the pretrained values stay frozen
+            "diffprune": body.endswith((".diff", ".log_alpha", ".group_log_alpha")),
         }[method]
     )
 
@@ -89,6 +102,12 @@ class Ref:
         if name in self.p:
             return self.p[name]
         head, _, leaf = name.rpartition(".")
+        gated = f"{head}.parametrizations.{leaf}"
+        if f"{gated}.original" in self.p:  # Diff pruning: theta0 + z * diff, z the test-time gate
+            z = gate_mean(self.p[f"{gated}.0.log_alpha"])
+            if f"{gated}.0.group_log_alpha" in self.p:
+                z = z * gate_mean(self.p[f"{gated}.0.group_log_alpha"])
+            return self.p[f"{gated}.original"] + z * self.p[f"{gated}.0.diff"]
         return self.p[f"{head}.base_layer.{leaf}"]
 
     def linear(self, x, name):
@@ -189,7 +208,9 @@ def loss_of(logits, batch, task):
 
 @pytest.mark.parametrize("task_name", ["rte", "stsb", "conll2003"])
 @pytest.mark.parametrize("family", ["bert", "roberta"])
-@pytest.mark.parametrize("method", ["pasta", "adapter", "lora", "ptuning", "bitfit", "full", "head"])
+@pytest.mark.parametrize(
+    "method", ["pasta", "adapter", "lora", "ptuning", "bitfit", "full", "head", "diffprune"]
+)
 def test_logits_and_gradients_match_the_equations(tiny_models, glue_dir, method, family, task_name):
     built, task, batch = setup(tiny_models, glue_dir, method, family, task_name)
     model = built.model
