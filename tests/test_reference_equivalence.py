@@ -1,8 +1,8 @@
 """Every method against an independent plain-PyTorch computation written here from the papers' equations:
 a BERT/RoBERTa encoder from its weights (embeddings, self-attention, FFN, post-LayerNorm), the family's head,
-and each method's change to it (Diff pruning: theta0 + z * diff at its test-time gate). Logits and the gradient of every trainable tensor must match ours to 1e-5
-(dropout off), on tiny BERT and RoBERTa, sequence and token classification. LoRA is also compared with
-peft's get_peft_model."""
+and each method's change to it (Diff pruning: theta0 + z * diff at its test-time gate). Logits and the
+gradient of every trainable tensor must match ours to 1e-5 (dropout off), on tiny BERT and RoBERTa, sequence
+and token classification. LoRA is also compared with peft's get_peft_model."""
 
 import math
 
