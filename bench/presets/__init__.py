@@ -1,4 +1,5 @@
-"""Paper presets as data: bench/presets/<method>.yaml (and plugin directories' presets/*.yaml) hold, per
+"""Paper presets as data: bench/presets/<method>.yaml (and plugin directories' presets/*.yaml; a file's
+`method` may list several methods when its entries hold for each, e.g. table2-selection.yaml) hold, per
 named preset ("paper"), entries that match a model or model family and tasks, each value with its source
 (a paper table or section, or a script in the authors' repository). Entries apply in file order, later
 and more specific ones overriding; a preset exists for a (method, model, task) when an entry naming the
@@ -48,11 +49,12 @@ def load_entries() -> list[Entry]:
 
 
 def _entries(data: dict, path: Path) -> list[Entry]:
-    method, entries = data["method"], []
+    methods = [data["method"]] if isinstance(data["method"], str) else list(data["method"])
+    entries = []
     for preset, items in data.items():
         if preset == "method":
             continue
-        for item in items:
+        for method, item in ((m, i) for i in items for m in methods):
             match = item.get("match") or {}
             entries.append(
                 Entry(
