@@ -212,8 +212,8 @@ def table_view(task) -> tuple[str, str]:
 
 
 def study_view(task, study: str, parent_run_id: str) -> tuple[str, str]:
-    """A sweep's saved view: its parent run expanded, the trials and final seeds under it in name order
-    (final-s1.., then t000-s1, t001-s1, ...)."""
+    """A sweep's saved view: its runs in name order (final-s1.., the parent, t000-s1, t001-s1, ...). The UI
+    lists them flat once sorted; runsExpanded opens the parent when the sort is removed."""
     state = {
         "searchFilter": f"tags.study = '{study}'",
         "orderByKey": "tags.`mlflow.runName`",

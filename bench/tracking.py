@@ -150,12 +150,15 @@ def experiment_id(
 ) -> str:
     """The experiment's id, created (with `note` as its description in the UI) if it does not exist; with
     `task`, its saved runs-table view for that task added once (record.table_view)."""
+    view = {}
+    if task is not None:
+        key, value = table_view(get_task(task))
+        view = {VIEW_TAG + key: value}
     exp = mlflow_client.get_experiment_by_name(name)
     if exp is not None:
-        if task is not None:
-            key, value = table_view(get_task(task))
-            if VIEW_TAG + key not in exp.tags:
-                mlflow_client.set_experiment_tag(exp.experiment_id, VIEW_TAG + key, value)
+        for key, value in view.items():
+            if key not in exp.tags:
+                mlflow_client.set_experiment_tag(exp.experiment_id, key, value)
         return exp.experiment_id
     location = None
     if uri.startswith("sqlite:///"):  # artifacts beside the database, not wherever the cwd is
@@ -166,10 +169,8 @@ def experiment_id(
         tags = {
             "mlflow.experimentKind": "custom_model_development",
             **({"mlflow.note.content": note} if note else {}),
+            **view,
         }
-        if task is not None:
-            key, value = table_view(get_task(task))
-            tags[VIEW_TAG + key] = value
         return mlflow_client.create_experiment(name, artifact_location=location, tags=tags)
     except Exception:  # another worker created it first
         return mlflow_client.get_experiment_by_name(name).experiment_id
@@ -685,8 +686,8 @@ def runs_frame(uri: str, where: str, experiments: list[str] | None = None):
                     "run_id": r.info.run_id,
                     "experiment_id": r.info.experiment_id,
                     "status": r.info.status,
-                    "start_time": pd.to_datetime(r.info.start_time, unit="ms", utc=True),
-                    "end_time": pd.to_datetime(r.info.end_time, unit="ms", utc=True),
+                    "start_time": r.info.start_time,
+                    "end_time": r.info.end_time,
                     **{f"metrics.{k}": v for k, v in r.data.metrics.items()},
                     **{f"params.{k}": v for k, v in r.data.params.items()},
                     **{f"tags.{k}": v for k, v in r.data.tags.items()},
@@ -695,7 +696,11 @@ def runs_frame(uri: str, where: str, experiments: list[str] | None = None):
         token = page.token
         if not token:
             break
-    return pd.DataFrame(rows)
+    df = pd.DataFrame(rows)
+    for column in ("start_time", "end_time"):  # milliseconds, as mlflow.search_runs turns them into times
+        if column in df:
+            df[column] = pd.to_datetime(df[column], unit="ms", utc=True)
+    return df
 
 
 def load_runs(tracking_uri: str | None = None, phase: str | None = FINAL):

@@ -20,15 +20,22 @@ from reports.render import render, save_figure
 from reports.runs import degenerate_mask
 from reports.style import method_style, metric_label, percent_text, reference_line, spread_note
 
-# cost name -> (logged metric(s), axis label, log scale, scale factor)
+# cost name -> (logged metric(s), axis label, log scale, scale factor, table column)
 COSTS = {
-    "params": (("params_method",), "%Param: the method's parameters, % of the backbone's", True, None),
-    "time": (("train_seconds",), "training time per run, seconds", True, 1.0),
+    "params": (
+        ("params_method",),
+        "%Param: the method's parameters, % of the backbone's",
+        True,
+        None,
+        "%Param",
+    ),
+    "time": (("train_seconds",), "training time per run, seconds", True, 1.0, "train seconds"),
     "memory": (
         ("peak_cuda_allocated_bytes", "peak_rss_bytes"),
         "peak memory in training, MiB",
         False,
         2.0**-20,
+        "peak MiB",
     ),
 }
 
@@ -43,7 +50,7 @@ def points(df: pd.DataFrame, model: str, task, cost: str, by_config: bool) -> pd
     )
     if sel.empty or metric_col not in sel:
         return pd.DataFrame()
-    names, _, _, factor = COSTS[cost]
+    names, _, _, factor, _ = COSTS[cost]
     cost_col = next(
         (f"metrics.{n}" for n in names if f"metrics.{n}" in sel and sel[f"metrics.{n}"].notna().any()), None
     )
@@ -158,7 +165,7 @@ def pareto_report(
         ax.grid(alpha=0.3)
         ax.legend(
             fontsize=7, loc="upper left", bbox_to_anchor=(1.02, 1.0)
-        )  # beside the axes: covers no point
+        )  # beside the axes: no point hidden
     what = "sweeps' final runs" if not all_runs else "every finished run, one point per configuration"
     note = (
         f"{Path(model).name}: dev metric x100 against {label}; "
@@ -182,7 +189,7 @@ def pareto_report(
         [
             "task",
             "method",
-            {"params": "%Param", "time": "train seconds", "memory": "peak MiB"}[cost],
+            COSTS[cost][4],
             "metric x100",
             "seeds",
             "frontier",

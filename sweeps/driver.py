@@ -136,6 +136,7 @@ def create(
     experiment_id = c.get_run(parent).info.experiment_id
     view_key, view = record.study_view(get_task(cfg.task), name, parent)
     c.set_experiment_tag(experiment_id, record.VIEW_TAG + view_key, view)
+    view_url = redact(record.table_url(uri, experiment_id, view_key))
     for key, value in {
         "method": cfg.method,
         "model": cfg.model,
@@ -149,7 +150,7 @@ def create(
         "pruner": pruner,
         "budget_seconds": budget_seconds,
         "mlflow_parent_run_id": parent,
-        "mlflow_view": redact(record.table_url(uri, experiment_id, view_key)),
+        "mlflow_view": view_url,
         "tracking_uri": tracking.redact(uri),
         "experiment": experiment,
         "metric": " ".join(_main_metric(cfg)),
@@ -165,7 +166,7 @@ def create(
         + f", {seeds_final} final seeds, pruner {pruner}) in "
         f"{tracking.redact(url)}; MLflow parent run {parent}"
     )
-    echo(f"its runs in the MLflow UI: {redact(record.table_url(uri, experiment_id, view_key))}")
+    echo(f"its runs in the MLflow UI: {view_url}")
     return name
 
 
@@ -396,10 +397,9 @@ def finalize(
                     f"{values[-1]:.4f}"
                 )
                 continue
+            # the best trial ran this very configuration and seed: record its run as final, not retrain
             trained = None if force else _finished_run(cfg, name, TRIAL)
-            if (
-                trained is not None
-            ):  # the best trial ran this very configuration and seed: record, not retrain
+            if trained is not None:
                 run_id = tracking.copy_run(
                     study.tracking_uri,
                     trained,

@@ -98,8 +98,8 @@ def launch(
             "command on the cluster's login node, or use --executor local"
         )
     check_gpus(gpus_per_worker, workers, executor)
-    Study(name, storage, output_dir, heartbeat, tracking_uri).tracking_uri  # noqa: B018 - a credential the
-    # workers would lack is refused now, not in N jobs
+    # a credential the workers would lack is refused now, not in N jobs
+    Study(name, storage, output_dir, heartbeat, tracking_uri).tracking_uri  # noqa: B018
     folder = Path(output_dir) / "launch" / name
     ex = submitit.AutoExecutor(folder=str(folder), cluster=executor)
     params = {"timeout_min": timeout_min, "gpus_per_node": gpus_per_worker, "name": f"bench-{name}"[:64]}

@@ -219,7 +219,8 @@ class Study:
             f"MLflow: experiment {a['experiment']}, parent run {a['mlflow_parent_run_id']}"
             + (f", runs: {a['mlflow_view']}" if a.get("mlflow_view") else ""),
         ]
-        if self.complete():
+        done = self.complete()
+        if done:
             best = self.optuna.best_trial
             label = "best" if self.budget_done(c) else "best so far"
             lines.append(
@@ -231,7 +232,7 @@ class Study:
                 f"final: {final['metric']} {final['mean']:.4f} ± {final['std']:.4f} (sample std) over "
                 f"{final['n']} seeds of trial {final['best_trial']}"
             )
-        elif self.complete():
+        elif done:
             lines.append(f"final: none recorded in the study yet (bench sweep finalize {self.name})")
         return "\n".join(lines)
 
