@@ -1,6 +1,8 @@
 """Every method against an independent plain-PyTorch computation written here from the papers' equations:
 a BERT/RoBERTa encoder from its weights (embeddings, self-attention, FFN, post-LayerNorm), the family's head,
-and each method's change to it (Diff pruning: theta0 + z * diff at its test-time gate). Logits and the
+and each method's change to it (Diff pruning: theta0 + z * diff at its test-time gate; SAID/DID: theta0 +
+[lambda_i] P_i theta_d with the Fastfood transform from its definition and a textbook butterfly Walsh-Hadamard
+transform, d above some tensors' sizes). Logits and the
 gradient of every trainable tensor must match ours to 1e-5 (dropout off), on tiny BERT and RoBERTa, sequence
 and token classification. LoRA is also compared with peft's get_peft_model."""
 
@@ -23,6 +25,9 @@ OPTIONS = {
     "bitfit": {},
     "full": {},
     "diffprune": {"structured": True},
+    # d above the tiny model's biases (32 entries) and below its embeddings: both of the reference's cases
+    "did": {"d": 300},
+    "said": {"d": 300},
 }
 # Diff pruning's hard-concrete stretch (Louizos et al. 2018; the constants of dguo98/DiffPruning): at test
 # time a gate is z = clamp(sigmoid(log_alpha) * (ZETA - GAMMA) + GAMMA, 0, 1).
@@ -54,6 +59,10 @@ def setup(tiny_models, glue_dir, method, family, task_name):
                 p.normal_(0, 0.3)
             elif name.endswith("log_alpha"):  # gates strictly between closed and open, so that they matter
                 p.normal_(0, 0.5)
+            elif name == "subspace.theta":  # zero at the start: moved so that the transform matters
+                p.normal_(0, 0.3)
+            elif name == "subspace.scales":
+                p.normal_(1.0, 0.3)
             elif name.startswith("classifier."):  # a small new head hides differences under the tolerance
                 p.normal_(0, 1.0)
     batch = batch_for(prep, prep.train, list(range(5)), torch.device("cpu"))
@@ -63,6 +72,8 @@ def setup(tiny_models, glue_dir, method, family, task_name):
 def trained_by_definition(method: str, name: str, prefix: str) -> bool:
     """What each method trains, written from its paper (head included; BERT's pretrained pooler frozen), never
     read from our model: the trainable set is checked, not copied."""
+    if method in ("said", "did"):  # theta_d (and SAID's scale per tensor) only; head and encoder projected
+        return name in ("subspace.theta", "subspace.scales")
     head = name.startswith("classifier.")
     body = name.removeprefix(f"{prefix}.")
     return (
@@ -84,15 +95,54 @@ def trained_by_definition(method: str, name: str, prefix: str) -> bool:
     )
 
 
+def walsh_hadamard(x):
+    """The textbook butterfly, (a, b) -> (a + b, a - b) at strides 1, 2, 4, ...: x @ H_n in Sylvester order
+    (checked against the dense matrix below); independent of bench's blocked fwht."""
+    n, h = x.shape[-1], 1
+    while h < n:
+        pairs = x.reshape(n // (2 * h), 2, h)
+        x = torch.stack((pairs[:, 0] + pairs[:, 1], pairs[:, 0] - pairs[:, 1]), 1).reshape(n)
+        h *= 2
+    return x
+
+
+def test_the_butterfly_is_the_sylvester_hadamard_product():
+    h = torch.ones(1, 1)
+    for _ in range(4):
+        h = torch.cat([torch.cat([h, h], 1), torch.cat([h, -h], 1)], 0)
+    x = torch.randn(16)
+    assert torch.allclose(walsh_hadamard(x), x @ h, atol=1e-5)
+
+
+def fastfood(P, theta):
+    """P theta for one tensor of D entries (Le et al. 2013; the public intrinsic-dimension code): theta
+    zero-padded to n = 2^ceil(log2 D), or cut to its first n entries when d > n, then H G Pi H B, rows cut
+    to D, divided by sqrt(D * sum G^2). P supplies only its random draws."""
+    signs, gauss = P.signs_and_gauss(torch.device("cpu"))
+    n, D = P.n, P.numel
+    x = torch.cat([theta, theta.new_zeros(max(n - theta.numel(), 0))])[:n].double()  # exact to float32
+    x = walsh_hadamard(x * signs)
+    x = walsh_hadamard(x[P.perm.long()] * gauss.double())  # (Pi x)[k] = x[perm[k]]
+    return (x[:D] / math.sqrt(D * float((gauss.double() ** 2).sum()))).float()
+
+
 class Ref:
     """The reference forward over cloned leaf tensors (independent of our modules and their autograd); which
     of them train comes from the methods' definitions (trained_by_definition)."""
 
-    def __init__(self, model, method, family):
+    def __init__(self, model, method, family, order=None):
         self.p = {
             n: t.detach().clone().requires_grad_(trained_by_definition(method, n, model.base_model_prefix))
             for n, t in model.named_parameters()
         }
+        # SAID/DID: each tensor's transform (its random draws only) and the tensor's place in the model's
+        # parameter order (`order`, from a model without the method), which picks its scale
+        self.transform = {
+            name.removesuffix(".0.projection").replace(".parametrizations.", "."): module
+            for name, module in model.named_modules()
+            if name.endswith(".0.projection")
+        }
+        self.order = order
         self.conf, self.method, self.family = model.config, method, family
         self.prefix = model.base_model_prefix  # bert | roberta
 
@@ -103,6 +153,11 @@ class Ref:
             return self.p[name]
         head, _, leaf = name.rpartition(".")
         gated = f"{head}.parametrizations.{leaf}"
+        if f"{gated}.original" in self.p and self.method in ("said", "did"):
+            delta = fastfood(self.transform[name], self.p["subspace.theta"])
+            if self.method == "said":
+                delta = delta * self.p["subspace.scales"][self.order.index(name)]
+            return self.p[f"{gated}.original"] + delta.view_as(self.p[f"{gated}.original"])
         if f"{gated}.original" in self.p:  # Diff pruning: theta0 + z * diff, z the test-time gate
             z = gate_mean(self.p[f"{gated}.0.log_alpha"])
             if f"{gated}.0.group_log_alpha" in self.p:
@@ -209,12 +264,13 @@ def loss_of(logits, batch, task):
 @pytest.mark.parametrize("task_name", ["rte", "stsb", "conll2003"])
 @pytest.mark.parametrize("family", ["bert", "roberta"])
 @pytest.mark.parametrize(
-    "method", ["pasta", "adapter", "lora", "ptuning", "bitfit", "full", "head", "diffprune"]
+    "method", ["pasta", "adapter", "lora", "ptuning", "bitfit", "full", "head", "diffprune", "said", "did"]
 )
 def test_logits_and_gradients_match_the_equations(tiny_models, glue_dir, method, family, task_name):
     built, task, batch = setup(tiny_models, glue_dir, method, family, task_name)
     model = built.model
-    ref = Ref(model, method, family)
+    plain = setup(tiny_models, glue_dir, "head", family, task_name)[0].model if method == "said" else None
+    ref = Ref(model, method, family, plain and [n for n, _ in plain.named_parameters()])
     model.eval()  # dropout off, gradients on
     logits = model(**{k: v for k, v in batch.items() if k != "labels"}).logits
     loss_of(logits, batch, task).backward()
