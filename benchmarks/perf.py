@@ -14,7 +14,6 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 
@@ -50,46 +49,13 @@ from bench.params import flops_per_token
 from bench.resolve import build_config
 from bench.tasks import REGRESSION, TAGGING, get_task
 from bench.train import CPU_EVAL_TOKENS, train
+from benchmarks.memory import peak_memory
 from benchmarks.references import LABELS, reference_model, references, skipped
 from methods import get_method, reference_method
 
 # `python -P -m`: without -P the working directory would come first on sys.path, where a folder named like
 # one of our packages (methods/, reports/) would shadow it.
 PYTHON = [sys.executable, "-P"]
-
-
-@contextlib.contextmanager
-def peak_memory():
-    """Peak RSS (CPU) or peak CUDA allocation during the block, and its rise over the start."""
-    out = {}
-    if torch.cuda.is_available():
-        torch.cuda.synchronize()
-        torch.cuda.reset_peak_memory_stats()
-        start = torch.cuda.memory_allocated()
-        yield out
-        torch.cuda.synchronize()
-        out.update(
-            kind="CUDA peak allocated",
-            peak=torch.cuda.max_memory_allocated(),
-            rise=torch.cuda.max_memory_allocated() - start,
-        )
-        return
-    proc, stop, peak = psutil.Process(), threading.Event(), [0]
-    start = proc.memory_info().rss
-
-    def sample():
-        while not stop.is_set():
-            peak[0] = max(peak[0], proc.memory_info().rss)
-            time.sleep(0.005)
-
-    th = threading.Thread(target=sample, daemon=True)
-    th.start()
-    try:
-        yield out
-    finally:
-        stop.set()
-        th.join()
-        out.update(kind="peak RSS", peak=peak[0], rise=peak[0] - start)
 
 
 def matmul_peak() -> float:
@@ -135,7 +101,7 @@ def run_bench(cfg: RunConfig, steps: int, eval_samples: int | None = None) -> di
     prep.dev = {split: eval_subset(data, eval_samples) for split, data in prep.dev.items()}
     data_s = time.perf_counter() - t0
     accelerator, _ = make_accelerator(cfg.precision)
-    with peak_memory() as mem:
+    with peak_memory(built.model) as mem:
         res = train(
             built.model,
             prep,
@@ -270,14 +236,16 @@ def run_trainer(
             data_collator=collator,
             callbacks=[StepClock()],
         )
-        with peak_memory() as mem, contextlib.redirect_stdout(sys.stderr):  # Trainer prints its metrics
-            t = time.perf_counter()
-            trainer.train()
-            train_s, first_step_s = step_ends[-1] - t, step_ends[0] - t
         dev = eval_subset(prep.dev[task.dev_splits[0]], eval_samples)
         dev_ds = dataset(dev)  # built beforehand, as a user's script does; scoring is timed, as bench's is
-        t = time.perf_counter()
-        out = trainer.predict(dev_ds)
+        # memory over training and the evaluation after it, as bench's train() holds both
+        with peak_memory(built.model) as mem:
+            with contextlib.redirect_stdout(sys.stderr):  # Trainer prints its metrics
+                t = time.perf_counter()
+                trainer.train()
+                train_s, first_step_s = step_ends[-1] - t, step_ends[0] - t
+            t = time.perf_counter()
+            out = trainer.predict(dev_ds)
         logits = out.predictions[0] if isinstance(out.predictions, tuple) else out.predictions
         if task.kind == REGRESSION:
             preds = logits.squeeze(-1).tolist()
@@ -687,9 +655,10 @@ def methods_table(
             "wall time. Peak memory = peak during "
             "training, each method in a fresh process (CPU: RSS, weights and runtime included; GPU: CUDA "
             "allocated); "
-            "training memory = that peak minus the memory held when training started (the loaded model and "
-            "data): "
-            "gradients, optimizer state, activations. FLOP/s counts 6N per real token where weight "
+            "training memory = the most memory allocated above what was held when training started (the "
+            "loaded model and data): gradients, optimizer state, activations (CPU: the live heap, glibc's "
+            "bytes in use, not RSS, which also holds what the allocator kept after frees; GPU: CUDA "
+            "allocated). FLOP/s counts 6N per real token where weight "
             "gradients are "
             "computed (full FT, SAID/DID, Diff pruning) and 4N for frozen-backbone methods, N = encoder "
             "parameters "
@@ -782,8 +751,8 @@ def references_table(
             "get_peft_model, BitFit as requires_grad "
             "on every bias + the head, the rest with bench's modules); each in a fresh process, alternated, "
             "medians. "
-            "Epoch time as above; training memory = peak above the loaded model; trainable = parameters with "
-            "requires_grad (head included)." + note,
+            "Epoch time and training memory as above (both include the evaluation at the end); "
+            "trainable = parameters with requires_grad (head included)." + note,
             "",
             table(
                 [

@@ -4,8 +4,10 @@ import csv
 import re
 
 import pytest
+import torch
 
 from bench.cli import main
+from benchmarks.memory import live_heap, peak_memory
 
 
 def tables(text: str) -> dict[str, list[dict]]:
@@ -129,3 +131,18 @@ def test_perf_bad_input_is_one_line(capsys):
         assert main(["perf", *argv]) == 2
         err = capsys.readouterr().err.strip()
         assert len(err.splitlines()) == 1 and bad in err
+
+
+@pytest.mark.skipif(live_heap() is None, reason="glibc's mallinfo2 is not available here")
+def test_training_memory_is_the_live_heap_rise():
+    """A 64 MiB tensor allocated and freed inside the block: the live heap's rise is its 64 MiB (plus
+    interpreter noise), sampled while it was alive."""
+    mib = 2**20
+    model = torch.nn.Linear(1, 1)
+    with peak_memory(model, heap_interval=10.0) as mem:
+        x = torch.ones(16 * mib)
+        model(torch.ones(1))  # read when the forward returns, not by the (10 s) timer
+        del x
+    assert mem["rise_kind"] == "live heap"
+    assert 64 * mib <= mem["rise"] < 64 * mib + 8 * mib
+    assert mem["peak"] > 0
