@@ -42,17 +42,22 @@ def plain_name(name: str) -> str:
     return name.replace(".parametrizations.", ".").removesuffix(".original").replace(".base_layer.", ".")
 
 
-def build_model(cfg: RunConfig, task) -> Built:
-    """Pretrained model + head, backbone frozen, method attached, head trainable."""
+def check_applies(cfg: RunConfig, task) -> None:
+    """Refuse, in one line and from the model's config alone (no weights loaded), a max_length the model
+    cannot take or a method that cannot apply to this family, task or option set."""
     method = get_method(cfg.method)
     method_cfg = method.make_config(cfg.method_options)
-    conf = model_config(
-        cfg.model, cfg.init
-    )  # read once; every check below needs only it, before weights load
+    conf = model_config(cfg.model, cfg.init)
     fam = find(conf.model_type)
     check_max_length(cfg, conf, fam, method.extra_positions(method_cfg))
-    # A method that cannot apply to this family refuses here, from the config alone.
     method.check_supported(AttachContext(task=task, tokenizer=None, family=fam, config=conf), method_cfg)
+
+
+def build_model(cfg: RunConfig, task) -> Built:
+    """Pretrained model + head, backbone frozen, method attached, head trainable."""
+    check_applies(cfg, task)
+    method = get_method(cfg.method)
+    method_cfg = method.make_config(cfg.method_options)
     tokenizer = load_tokenizer(cfg.model, task, cfg.init)
     torch.manual_seed(
         cfg.seed

@@ -37,11 +37,12 @@ from transformers import (
 
 from bench import tracking
 from bench.batching import training_batches
-from bench.build import build_model, prepare_data
+from bench.build import build_model, check_applies, prepare_data
 from bench.config import RunConfig
 from bench.data import load_examples
 from bench.device import make_accelerator
 from bench.encoding import IGNORE_INDEX, cached_encode, encode, split_rows
+from bench.errors import BenchError
 from bench.logs import quiet_libraries
 from bench.metrics import compute_metrics
 from bench.models import load_tokenizer
@@ -370,6 +371,10 @@ def compare(
     load = os.getloadavg()[0]  # before this run's own processes start
     peak = matmul_peak()  # before and after the measurements: the better of two moments on a shared machine
     task = get_task(cfg.task)
+    refused = refusals(cfg, task, methods)
+    for reason in refused.values():
+        echo(f"not measured: {reason}")
+    methods = [m for m in methods if m not in refused]
     built = build_model(cfg, task)
     n_train = len(prepare_data(cfg, task, built).train["labels"])  # warms the cache too
     tokenizer = built.tokenizer
@@ -448,6 +453,9 @@ def compare(
         text, method_rows, peak = methods_table(cfg, steps, methods, repeats, store, peak)
         ref_text, reference_rows = references_table(cfg, methods, store, steps_per_epoch)
         lines += ["", text, "", ref_text]
+    if refused:
+        reasons = "; ".join(refused.values())
+        lines += ["", f"Not measured, refused by the method for this model: {reasons}."]
     targets = targets_table(med, extra, method_rows, reference_rows, cfg)
     lines += ["", "### Targets", "", table(["target", "measured", "goal", "status"], targets)]
     stamp = {
@@ -687,6 +695,19 @@ def methods_table(
         ]
     )
     return text, measured, peak
+
+
+def refusals(cfg: RunConfig, task, methods: list[str]) -> dict[str, str]:
+    """Each method that cannot apply to this model, task or options, with its one-line refusal (from the
+    model's config alone, before anything is measured); an unknown method name fails as bad input."""
+    out = {}
+    for name in methods:
+        get_method(name)
+        try:
+            check_applies(method_config(cfg, name), task)
+        except BenchError as e:
+            out[name] = str(e)
+    return out
 
 
 def method_names(methods: list[str]) -> list[str]:

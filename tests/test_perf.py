@@ -7,7 +7,10 @@ import pytest
 import torch
 
 from bench.cli import main
+from bench.resolve import build_config
+from bench.tasks import get_task
 from benchmarks.memory import live_heap, peak_memory
+from benchmarks.perf import refusals
 
 
 def tables(text: str) -> dict[str, list[dict]]:
@@ -131,6 +134,22 @@ def test_perf_bad_input_is_one_line(capsys):
         assert main(["perf", *argv]) == 2
         err = capsys.readouterr().err.strip()
         assert len(err.splitlines()) == 1 and bad in err
+
+
+def test_methods_that_cannot_apply_are_refused_before_anything_runs(tiny_models, glue_dir, capsys):
+    """ModernBERT has no biases (BitFit refuses), DeBERTa-v2 computes attention in its own code (P-tuning v2
+    refuses): named with --methods, one line and exit 2; in the default list, left out with the reason."""
+    for family, method, why in (
+        ("modernbert", "bitfit", "no bias"),
+        ("deberta-v2", "ptuning", "disentangled"),
+    ):
+        argv = ["perf", "--model", tiny_models[family], "--task", "rte", "--data-dir", str(glue_dir)]
+        assert main([*argv, "--methods", f"lora,{method}"]) == 2
+        err = capsys.readouterr().err.strip()
+        assert len(err.splitlines()) == 1 and f"--methods: {method}: " in err and why in err
+        cfg = build_config({"model": tiny_models[family], "task": "rte", "data_dir": str(glue_dir)})
+        refused = refusals(cfg, get_task("rte"), ["lora", method, "pasta"])
+        assert list(refused) == [method] and why in refused[method]
 
 
 @pytest.mark.skipif(live_heap() is None, reason="glibc's mallinfo2 is not available here")

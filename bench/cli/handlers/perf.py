@@ -9,8 +9,9 @@ from pathlib import Path
 from bench.cli.common import split_list
 from bench.cli.handlers.run import config_from_args
 from bench.errors import BenchError
+from bench.tasks import get_task
 from benchmarks.page import append_history, history_path, upsert
-from benchmarks.perf import compare
+from benchmarks.perf import compare, refusals
 from methods import default_methods
 
 
@@ -36,6 +37,9 @@ def cmd_perf(args) -> int:
     if args.eval_samples is not None and args.eval_samples < 1:
         raise BenchError(f"--eval-samples {args.eval_samples} must be at least 1")
     methods = [] if args.methods == "none" else split_list(args.methods) or default_methods("perf")
+    if args.methods not in (None, "none"):  # asked for by name: a method that cannot apply is bad input
+        for reason in refusals(cfg, get_task(cfg.task), methods).values():
+            raise BenchError(f"--methods: {reason}")
     result = compare(
         cfg,
         args.steps,
