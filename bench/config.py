@@ -60,6 +60,8 @@ class RunConfig:
     precision: str = "auto"  # auto (bf16 on a GPU that has it, else fp32) | fp32 | bf16 | fp16
     compile: bool = False  # torch.compile the model (a GPU speed-up; the first steps pay for compilation)
     gradient_checkpointing: bool = False  # recompute activations in backward: less memory, slower steps
+    # CPU: float32 values below 1.2e-38 (denormals) computed as 0 (bench.device.flush_denormals: why)
+    flush_denormal: bool = True
     output_dir: str = "runs"
     tracking_uri: str | None = None  # None: MLFLOW_TRACKING_URI, else sqlite:///mlflow.db
     experiment: str | None = None  # None: one experiment per task, named bench-<task>
@@ -92,7 +94,15 @@ class RunConfig:
 FIELDS = {f.name: f for f in fields(RunConfig)}
 # Fields that say where a run is kept or how fast it trains, never what it trains: left out of the config
 # hash and of a sweep's identity, and never searched.
-NOT_TRAINING = ("output_dir", "tracking_uri", "experiment", "cache_dir", "compile", "gradient_checkpointing")
+NOT_TRAINING = (
+    "output_dir",
+    "tracking_uri",
+    "experiment",
+    "cache_dir",
+    "compile",
+    "gradient_checkpointing",
+    "flush_denormal",
+)
 # Fields added after runs existed, with the value that reproduces the earlier behaviour: left out of the
 # config hash at that value, so existing runs are still found (and reused) by sweeps and grids.
 ADDED_FIELDS = {

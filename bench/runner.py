@@ -14,7 +14,7 @@ from accelerate.utils import set_seed  # = transformers' set_seed, whose Trainer
 from bench import checkpoint, degenerate, record, tracking
 from bench.build import Built, build_model, prepare_data
 from bench.config import RunConfig
-from bench.device import make_accelerator, peak_memory, processes, reset_peak_memory
+from bench.device import flush_denormals, make_accelerator, peak_memory, processes, reset_peak_memory
 from bench.environment import environment
 from bench.errors import BenchError
 from bench.logs import quiet_libraries
@@ -59,6 +59,7 @@ def run(
     uri = cfg.tracking_uri
     tracking.check_reachable(uri)
     set_seed(cfg.seed)
+    flush_denormals(cfg.flush_denormal)  # before anything starts torch's CPU threads
     built = build_model(cfg, task)
     prep = prepare_data(cfg, task, built)
     accelerator, precision = make_accelerator(cfg.precision)

@@ -40,7 +40,7 @@ from bench.batching import training_batches
 from bench.build import build_model, check_applies, prepare_data
 from bench.config import RunConfig
 from bench.data import load_examples
-from bench.device import make_accelerator
+from bench.device import flush_denormals, make_accelerator
 from bench.encoding import IGNORE_INDEX, cached_encode, encode, split_rows
 from bench.errors import BenchError
 from bench.logs import quiet_libraries
@@ -96,6 +96,7 @@ def trainable(model) -> int:
 def run_bench(cfg: RunConfig, steps: int, eval_samples: int | None = None) -> dict:
     task = get_task(cfg.task)
     cfg = cfg.replace(max_steps=steps)
+    flush_denormals(cfg.flush_denormal)  # as bench.runner does before building (the Trainer's runs do not)
     built = build_model(cfg, task)
     t0 = time.perf_counter()
     prep = prepare_data(cfg, task, built)  # cached after the first repetition

@@ -1,6 +1,9 @@
 """Tiny locally built BERT and RoBERTa run every task shape end to end, tracked in MLflow."""
 
 import json
+import platform
+import subprocess
+import sys
 
 import pytest
 import yaml
@@ -367,3 +370,21 @@ def test_a_run_logs_its_training_tokens_and_estimated_flops(
             if not name.startswith("embeddings"))  # fmt: skip
     assert run.data.metrics["train_tokens"] == 2 * sum(lengths)
     assert run.data.metrics["train_flops"] == pytest.approx(per_token * n * 2 * sum(lengths))
+
+
+FLUSH_PROBE = """
+import sys, torch
+from bench.device import flush_denormals
+flush_denormals(sys.argv[1] == "on")
+x = torch.full((1 << 22,), 1e-39)  # a denormal float32, over enough elements to use every pool thread
+print(int(torch.count_nonzero(x * 1.0)))
+"""
+
+
+@pytest.mark.skipif(platform.machine() not in ("x86_64", "AMD64"), reason="flush-to-zero is x86's (SSE3)")
+def test_denormals_are_flushed_in_every_thread_when_asked():
+    """1e-39 * 1.0 is 1e-39 under IEEE arithmetic and 0 with denormals flushed, in the pool threads too."""
+    for setting, nonzero in (("on", 0), ("off", 1 << 22)):
+        out = subprocess.run([sys.executable, "-c", FLUSH_PROBE, setting], capture_output=True, text=True)
+        assert out.returncode == 0, out.stderr
+        assert int(out.stdout.strip()) == nonzero, setting
