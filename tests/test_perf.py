@@ -154,8 +154,8 @@ def test_methods_that_cannot_apply_are_refused_before_anything_runs(tiny_models,
 
 @pytest.mark.skipif(live_heap() is None, reason="glibc's mallinfo2 is not available here")
 def test_training_memory_is_the_live_heap_rise():
-    """A 64 MiB tensor allocated and freed inside the block: the live heap's rise is its 64 MiB (plus
-    interpreter noise), sampled while it was alive."""
+    """A 64 MiB tensor allocated and freed inside the block: the live heap's rise is its 64 MiB (give or
+    take the interpreter's own allocations), read when the forward returned while it was alive."""
     mib = 2**20
     model = torch.nn.Linear(1, 1)
     with peak_memory(model, heap_interval=10.0) as mem:
@@ -163,5 +163,6 @@ def test_training_memory_is_the_live_heap_rise():
         model(torch.ones(1))  # read when the forward returns, not by the (10 s) timer
         del x
     assert mem["rise_kind"] == "live heap"
-    assert 64 * mib <= mem["rise"] < 64 * mib + 8 * mib
+    # other objects the process frees or allocates meanwhile (a test worker's garbage) move it by little
+    assert abs(mem["rise"] - 64 * mib) < 2 * mib
     assert mem["peak"] > 0
