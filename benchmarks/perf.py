@@ -364,15 +364,22 @@ def median_run(runs: list[dict]) -> dict:
 
 
 def compare(
-    cfg: RunConfig, steps: int, repeats: int, methods: list[str], echo=print, eval_samples: int | None = None
+    cfg: RunConfig,
+    steps: int,
+    repeats: int,
+    methods: list[str],
+    echo=print,
+    eval_samples: int | None = None,
+    refused: dict[str, str] | None = None,
 ) -> dict:
     """The side-by-side measurement. Returns the Markdown (`text`), the configuration measured (`key`), the
-    Targets table's rows (`targets`) and when, where and under what load it ran (`stamp`)."""
+    Targets table's rows (`targets`) and when, where and under what load it ran (`stamp`). `refused`: the
+    methods left out (refusals()), each with its reason."""
     quiet_libraries()
     load = os.getloadavg()[0]  # before this run's own processes start
     peak = matmul_peak()  # before and after the measurements: the better of two moments on a shared machine
     task = get_task(cfg.task)
-    refused = refusals(cfg, task, methods)
+    refused = refused or {}
     for reason in refused.values():
         echo(f"not measured: {reason}")
     methods = [m for m in methods if m not in refused]

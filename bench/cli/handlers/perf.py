@@ -37,9 +37,9 @@ def cmd_perf(args) -> int:
     if args.eval_samples is not None and args.eval_samples < 1:
         raise BenchError(f"--eval-samples {args.eval_samples} must be at least 1")
     methods = [] if args.methods == "none" else split_list(args.methods) or default_methods("perf")
-    if args.methods not in (None, "none"):  # asked for by name: a method that cannot apply is bad input
-        for reason in refusals(cfg, get_task(cfg.task), methods).values():
-            raise BenchError(f"--methods: {reason}")
+    refused = refusals(cfg, get_task(cfg.task), methods)
+    if refused and args.methods not in (None, "none"):  # asked for by name: bad input
+        raise BenchError(f"--methods: {next(iter(refused.values()))}")
     result = compare(
         cfg,
         args.steps,
@@ -47,6 +47,7 @@ def cmd_perf(args) -> int:
         methods,
         echo=lambda m: print(m, file=sys.stderr),
         eval_samples=args.eval_samples,
+        refused=refused,
     )
     text, stamp = result["text"], result["stamp"]
     print(text)
