@@ -114,12 +114,23 @@ def model_class(task: Task):
     return task.task_kind.model_class()
 
 
-def load_model(ref: str, task: Task, head: str = "family", init: str = "pretrained", tokenizer=None):
+def load_model(
+    ref: str, task: Task, head: str = "family", init: str = "pretrained", tokenizer=None, lean: bool = True
+):
     """The pretrained encoder with the task's head, in float32 whatever the checkpoint's dtype:
     transformers 5 keeps a half-precision checkpoint in half precision, and AdamW on fp16/bf16
     master weights loses small updates; bf16/fp16 training is autocast over fp32 weights.
     Returns (model, names of newly initialised parameters): those are stored with the adapter
-    so a reload reproduces them exactly."""
+    so a reload reproduces them exactly. lean: with the family's memory-lean code (Family.lean_code);
+    False: transformers' code as shipped."""
+    model, new_names = _load_model(ref, task, head, init, tokenizer)
+    fam = family(model)
+    if lean and fam is not None:
+        fam.lean_code(model)
+    return model, new_names
+
+
+def _load_model(ref: str, task: Task, head: str, init: str, tokenizer):
     cls = model_class(task)
     if init == "random":
         return random_model(ref, task, head, cls, tokenizer)

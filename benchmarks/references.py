@@ -65,10 +65,11 @@ def skipped(method_names: list[str], cfg) -> list[str]:
 
 def reference_model(ref: str, cfg, task):
     """The model the reference trains (a runner.Built): bench's build for "ours", else the plain pretrained
-    model (bench's head) with peft or a requires_grad mask applied as a user would."""
+    model (bench's head) with peft or a requires_grad mask applied as a user would; either way on
+    transformers' model code as shipped (no Family.lean_code)."""
     if ref == "ours":
-        return build_model(cfg, task)
-    plain = build_model(cfg.replace(method="full", method_options={}), task)
+        return build_model(cfg, task, plain_code=True)
+    plain = build_model(cfg.replace(method="full", method_options={}), task, plain_code=True)
     model, options = plain.model, get_method(cfg.method).make_config(cfg.method_options)
     if ref == "masks":
         head = head_prefixes(model)

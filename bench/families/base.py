@@ -97,6 +97,11 @@ class Family:
         return (2 * L + 1) * 2 * H
 
     # --- the task head ---
+    def lean_code(self, model) -> None:
+        """Replace, in this loaded model only, transformers code that keeps more memory than its sums need,
+        with code computing the same values (to float rounding); tests compare the two. The Trainer references
+        of `bench perf` train transformers' code as shipped."""
+
     def linear_head(self, model, task) -> list[str]:
         """head=linear: one linear layer on the first token's final state (each token's, for tagging) in place
         of the family's head. Returns the names of the parameters it created. A token head that is already one
