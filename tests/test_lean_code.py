@@ -14,7 +14,9 @@ from bench.families import families
 B, T, HIDDEN, HEADS, LAYERS = 4, 24, 32, 2, 2
 VARIANTS = {  # the configurations DeBERTa-v2 and v3 checkpoints use, and the attention types apart
     "v3 shared keys, buckets": dict(share_att_key=True, pos_att_type=["p2c", "c2p"], position_buckets=16),
-    "v2 own position projections": dict(share_att_key=False, pos_att_type=["p2c", "c2p"], position_buckets=-1),
+    "v2 own position projections": dict(
+        share_att_key=False, pos_att_type=["p2c", "c2p"], position_buckets=-1
+    ),
     "c2p only": dict(share_att_key=True, pos_att_type=["c2p"], position_buckets=8),
     "p2c only": dict(share_att_key=False, pos_att_type=["p2c"], position_buckets=8),
 }

@@ -38,7 +38,9 @@ def _position_scores(rows, positions, heads: int, index):
     return picked.transpose(0, 1).reshape(bh, t, -1)
 
 
-def lean_disentangled_attention_bias(self, query_layer, key_layer, relative_pos, rel_embeddings, scale_factor):
+def lean_disentangled_attention_bias(
+    self, query_layer, key_layer, relative_pos, rel_embeddings, scale_factor
+):
     """transformers' DisentangledSelfAttention.disentangled_attention_bias, the same sums without its two
     memory costs: it repeats the position queries and keys once per example (two (batch x heads, 2k, d)
     copies per layer, kept for the backward) and its gathers keep their (batch x heads, T, 2k) inputs. At
@@ -52,7 +54,10 @@ def lean_disentangled_attention_bias(self, query_layer, key_layer, relative_pos,
 
     if relative_pos is None:
         relative_pos = build_relative_position(
-            query_layer, key_layer, bucket_size=self.position_buckets, max_position=self.max_relative_positions
+            query_layer,
+            key_layer,
+            bucket_size=self.position_buckets,
+            max_position=self.max_relative_positions,
         )
     if relative_pos.dim() not in (2, 3) or (relative_pos.dim() == 3 and relative_pos.size(0) != 1):
         return type(self).disentangled_attention_bias(
@@ -118,7 +123,9 @@ class DebertaV2(Family):
     def lean_code(self, model) -> None:
         for module in model.modules():
             if type(module).__name__ == "DisentangledSelfAttention" and module.relative_attention:
-                module.disentangled_attention_bias = types.MethodType(lean_disentangled_attention_bias, module)
+                module.disentangled_attention_bias = types.MethodType(
+                    lean_disentangled_attention_bias, module
+                )
 
     def max_length(self, config):
         # Relative positions: no absolute table bounds the length unless the model also adds absolute ones.
