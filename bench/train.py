@@ -61,7 +61,9 @@ def batch_for(prep: Prepared, data: dict, indices: list[int], device) -> dict:
     for optional in OPTIONAL_COLUMNS:  # the model's forward must not receive columns no method asked for
         if optional not in prep.extra_columns:
             batch.pop(optional, None)
-    return {k: v.to(device, non_blocking=True) for k, v in batch.items()}
+    if device.type == "cuda":  # from pinned memory the copy is asynchronous; from pageable it may wait
+        return {k: v.pin_memory().to(device, non_blocking=True) for k, v in batch.items()}
+    return {k: v.to(device) for k, v in batch.items()}
 
 
 # On CPU, evaluation is fastest at about 1,024 padded tokens a batch: larger batches spill the attention and
@@ -226,10 +228,28 @@ def train(
     # disable=None when asked for: tqdm then stays quiet unless stderr is a terminal (a redirected log gets
     # no carriage-return frames)
     bar = tqdm(total=total, desc="train", unit="step", disable=None if progress else True, leave=False)
-    running_loss, running_n = 0.0, 0
+    # The step's loss stays on the device until the log reads the window's losses at once: reading it every
+    # step (.item()) would make the host wait for each forward before queueing the backward, and a GPU would
+    # idle while the host queues. A loss that is not finite is still reported at its own step, and before
+    # any evaluation or the end of training.
+    window: list[torch.Tensor] = []
+    window_values: list[float] = []
+
+    def read_window() -> list[float]:
+        nonlocal window
+        if window:
+            values = torch.stack(window).float().tolist()  # one host sync
+            first = step - len(values) + 1
+            for i, value in enumerate(values):
+                if not math.isfinite(value):
+                    raise NonFiniteLoss(f"loss became {value} at step {first + i}")
+            window_values.extend(values)
+            window = []
+        return window_values
 
     def run_eval(tag_epoch: int):
         nonlocal best_value, best_state, bad_epochs
+        read_window()
         t0 = time.perf_counter()
         predictions: dict = {}
         metrics = evaluate(
@@ -259,68 +279,70 @@ def train(
 
     forward.train()
     t_start = time.perf_counter()
-    while step < total:
-        epoch += 1
-        t0 = time.perf_counter()
-        batches = training_batches(cfg.batch_order, lengths, cfg.batch_size, generator)
-        t["data"] += time.perf_counter() - t0
-        for indices in batches:
-            raise_if_terminated()
+    try:
+        while step < total:
+            epoch += 1
             t0 = time.perf_counter()
-            # Each process takes every world-th example of the global batch: the mean of the processes'
-            # gradients (DDP) is the global batch's, so the batch size and steps are those asked for. A last
-            # batch smaller than the world repeats its first example on the idle processes.
-            mine = indices[rank::world] or indices[:1] if world > 1 else indices
-            batch = batch_for(prep, prep.train, mine, device)
-            tokens += int(lengths_np[indices].sum())  # from the host copy: no device sync
-            sync()
-            t1 = time.perf_counter()
-            with accelerator.autocast():
-                loss = forward(**batch).loss
-                extra = method.loss_term(model, method_cfg, step, total)
-            if extra is not None:  # a method's regulariser (Diff pruning's L0 penalty)
-                loss = loss + extra
-            loss_value = loss.item()  # one host sync per step, shared by the NaN check and the log
-            if not math.isfinite(loss_value):
-                raise NonFiniteLoss(f"loss became {loss_value} at step {step + 1}")
-            t2 = time.perf_counter()
-            accelerator.backward(loss)
-            sync()
-            t3 = time.perf_counter()
-            if cfg.max_grad_norm:
-                for params in clip_sets.values():
-                    accelerator.clip_grad_norm_(params, cfg.max_grad_norm)
-            optimizer.step()
-            scheduler.step()
-            method.after_step(
-                model, method_cfg, step + 1, total
-            )  # the step's gradients still there (AdaLoRA)
-            optimizer.zero_grad(set_to_none=True)
-            sync()
-            t4 = time.perf_counter()
-            step += 1
-            if step == 1:
-                res.first_step_seconds = time.perf_counter() - t_start
-            res.train_samples += len(indices)
-            running_loss += loss_value
-            running_n += 1
-            t["data"] += t1 - t0
-            t["forward"] += t2 - t1
-            t["backward"] += t3 - t2
-            t["optimizer"] += t4 - t3
-            bar.update(1)
-            if step % log_every == 0 or step >= total:
-                log({"train_loss": running_loss / running_n, "lr": scheduler.get_last_lr()[0]}, step)
-                bar.set_postfix(loss=f"{running_loss / running_n:.4f}")
-                running_loss, running_n = 0.0, 0
-            if cfg.eval_every_steps and step % cfg.eval_every_steps == 0 and step < total:
-                run_eval(epoch)
-            if step >= total:
+            batches = training_batches(cfg.batch_order, lengths, cfg.batch_size, generator)
+            t["data"] += time.perf_counter() - t0
+            for indices in batches:
+                raise_if_terminated()
+                t0 = time.perf_counter()
+                # Each process takes every world-th example of the global batch: the mean of the processes'
+                # gradients (DDP) is the global batch's, so the batch size and steps are those asked for. A
+                # last batch smaller than the world repeats its first example on the idle processes.
+                mine = indices[rank::world] or indices[:1] if world > 1 else indices
+                batch = batch_for(prep, prep.train, mine, device)
+                tokens += int(lengths_np[indices].sum())  # from the host copy: no device sync
+                sync()
+                t1 = time.perf_counter()
+                with accelerator.autocast():
+                    loss = forward(**batch).loss
+                    extra = method.loss_term(model, method_cfg, step, total)
+                if extra is not None:  # a method's regulariser (Diff pruning's L0 penalty)
+                    loss = loss + extra
+                window.append(loss.detach())
+                t2 = time.perf_counter()
+                accelerator.backward(loss)
+                sync()
+                t3 = time.perf_counter()
+                if cfg.max_grad_norm:
+                    for params in clip_sets.values():
+                        accelerator.clip_grad_norm_(params, cfg.max_grad_norm)
+                optimizer.step()
+                scheduler.step()
+                method.after_step(
+                    model, method_cfg, step + 1, total
+                )  # the step's gradients still there (AdaLoRA)
+                optimizer.zero_grad(set_to_none=True)
+                sync()
+                t4 = time.perf_counter()
+                step += 1
+                if step == 1:
+                    res.first_step_seconds = time.perf_counter() - t_start
+                res.train_samples += len(indices)
+                t["data"] += t1 - t0
+                t["forward"] += t2 - t1
+                t["backward"] += t3 - t2
+                t["optimizer"] += t4 - t3
+                bar.update(1)
+                if step % log_every == 0 or step >= total:
+                    losses = read_window()
+                    mean = sum(losses) / len(losses)
+                    log({"train_loss": mean, "lr": scheduler.get_last_lr()[0]}, step)
+                    bar.set_postfix(loss=f"{mean:.4f}")
+                    losses.clear()
+                if cfg.eval_every_steps and step % cfg.eval_every_steps == 0 and step < total:
+                    run_eval(epoch)
+                if step >= total:
+                    break
+            run_eval(epoch)
+            if cfg.patience and bad_epochs >= cfg.patience:
+                res.stopped = "patience"
                 break
-        run_eval(epoch)
-        if cfg.patience and bad_epochs >= cfg.patience:
-            res.stopped = "patience"
-            break
+    except Exception:  # a failure after a loss that was not finite is reported as that loss
+        read_window()
+        raise
     bar.close()
     res.steps, res.epochs_run = step, step / steps_per_epoch
     res.train_seconds = time.perf_counter() - t_start - t["eval"] - t["selection"]

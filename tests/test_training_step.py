@@ -275,3 +275,80 @@ def test_diff_pruning_groups_follow_its_reference(tiny_models, glue_dir):
     assert by_clip == {"model", "diff", "gates"}
     (gates,) = [g for g in groups if g["clip_group"] == "gates"]
     assert gates["schedule"] == "constant" and gates["lr"] == built.method_config.alpha_lr
+
+
+class LossAtStep:
+    """A method stand-in whose loss term is `value` at one step (1-based) and absent otherwise."""
+
+    def __init__(self, method, at: int, value: float):
+        self.method, self.at, self.value = method, at, value
+
+    def __getattr__(self, name):
+        return getattr(self.method, name)
+
+    def loss_term(self, model, cfg, step, total):
+        return torch.tensor(self.value) if step + 1 == self.at else None
+
+
+def run_logged(tiny_models, glue_dir, method_wrapper=None, logged=None, **options):
+    """Trains the tiny BERT with bench's loop; returns (what it logged, each step's loss as the model
+    returned it, read by a hook here)."""
+    cfg = build_config(
+        {"method": "bitfit", "model": tiny_models["bert"], "task": "rte", "data_dir": str(glue_dir)}
+        | OPTIONS
+        | options
+    )
+    task = get_task("rte")
+    built = build_model(cfg, task)
+    seen = []
+    built.model.register_forward_hook(
+        lambda m, a, out: seen.append(out.loss.item()) if m.training else None, with_kwargs=False
+    )
+    logged = [] if logged is None else logged
+    method = built.method if method_wrapper is None else method_wrapper(built.method)
+    train(
+        built.model,
+        build_prep := prepare_data(cfg, task, built),
+        cfg,
+        make_accelerator("fp32")[0],
+        built.stored_names,
+        lambda metrics, step: logged.append((step, metrics)),
+        progress=False,
+        method=method,
+        method_cfg=built.method_config,
+    )
+    del build_prep
+    return logged, seen
+
+
+def test_logged_loss_is_the_mean_of_each_window(tiny_models, glue_dir):
+    """The loop reads its losses once per log window: each logged train_loss must be the mean of the losses
+    the model returned over the steps since the previous log (windows of 4 steps, the last of 1; epochs of
+    6 steps, so evaluations fall inside windows)."""
+    logged, seen = run_logged(tiny_models, glue_dir, max_steps=41, log_every=4)
+    windows = [(step, m["train_loss"]) for step, m in logged if "train_loss" in m]
+    bounds = [*range(0, 41, 4), 41]
+    assert [s for s, _ in windows] == bounds[1:] and len(seen) == 41
+    for (step, value), lo, hi in zip(windows, bounds[:-1], bounds[1:], strict=True):
+        assert value == pytest.approx(sum(seen[lo:hi]) / (hi - lo), rel=1e-6), step
+
+
+@pytest.mark.parametrize("at", [5, 7])
+def test_non_finite_loss_names_its_own_step(tiny_models, glue_dir, at):
+    """A loss that is not finite ends training with its own step named, also inside a log window (the loop
+    reads losses once per 4-step window) and before an evaluation (after step 6, the end of an epoch)."""
+    from bench.errors import NonFiniteLoss
+
+    logged = []
+    with pytest.raises(NonFiniteLoss, match=rf"loss became nan at step {at}$"):
+        run_logged(
+            tiny_models,
+            glue_dir,
+            lambda m: LossAtStep(m, at, float("nan")),
+            logged=logged,
+            max_steps=40,
+            log_every=4,
+        )
+    evaluated = [step for step, m in logged if "epoch" in m]  # what an evaluation logs
+    assert all(step < at for step in evaluated)
+    assert (6 in evaluated) == (at == 7)  # the first epoch's evaluation ran only before the loss broke
