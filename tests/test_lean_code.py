@@ -1,13 +1,19 @@
 """Family.lean_code: DeBERTa-v2's position bias without per-example copies of the position vectors and
-without gathers keeping their inputs. The reference is transformers' own DisentangledSelfAttention code: the
-same model, a copy of it left as shipped, must give the same logits and gradients; the memory the autograd
-graph keeps must drop by what the shipped code's copies hold, counted here from the shapes."""
+without gathers keeping their inputs; ModernBERT's attention values copied out of the fused Wqkv output. The
+reference is transformers' own code: the same model, a copy of it left as shipped, must give the same logits
+and gradients; the memory the autograd graph keeps must drop by what the shipped code holds needlessly,
+counted here from the shapes."""
 
 import copy
 
 import pytest
 import torch
-from transformers import DebertaV2Config, DebertaV2ForSequenceClassification
+from transformers import (
+    DebertaV2Config,
+    DebertaV2ForSequenceClassification,
+    ModernBertConfig,
+    ModernBertForSequenceClassification,
+)
 
 from bench.families import families
 
@@ -111,3 +117,44 @@ def test_bench_models_get_lean_code_and_references_do_not(tiny_models):
     plain = [m for m in shipped.modules() if type(m).__name__ == "DisentangledSelfAttention"]
     assert attn and all("disentangled_attention_bias" in vars(m) for m in attn)
     assert plain and not any("disentangled_attention_bias" in vars(m) for m in plain)
+    lean, _ = load_model(tiny_models["modernbert"], task)
+    shipped, _ = load_model(tiny_models["modernbert"], task, lean=False)
+    assert (lean.config._attn_implementation, shipped.config._attn_implementation) == (
+        "bench_lean_sdpa",
+        "sdpa",
+    )
+
+
+def modernbert_models(layers=3):
+    config = ModernBertConfig(
+        vocab_size=100,
+        hidden_size=HIDDEN,
+        num_hidden_layers=layers,
+        num_attention_heads=HEADS,
+        intermediate_size=64,
+        max_position_embeddings=64,
+        global_attn_every_n_layers=2,
+        local_attention=8,
+        num_labels=3,
+        pad_token_id=0,
+        attn_implementation="sdpa",
+    )
+    torch.manual_seed(0)
+    shipped = ModernBertForSequenceClassification(config)
+    lean = copy.deepcopy(shipped)
+    families()["modernbert"].lean_code(lean)
+    return shipped, lean
+
+
+def test_modernbert_own_values_match_transformers():
+    shipped, lean = modernbert_models()
+    assert lean.config._attn_implementation != shipped.config._attn_implementation == "sdpa"
+    logits, grads, kept = step(shipped)
+    lean_logits, lean_grads, lean_kept = step(lean)
+    torch.testing.assert_close(lean_logits, logits, rtol=1e-5, atol=1e-6)
+    assert lean_grads.keys() == grads.keys()
+    for name in grads:
+        torch.testing.assert_close(lean_grads[name], grads[name], rtol=1e-4, atol=1e-6, msg=name)
+    # Per layer, the values kept as a view held the (B, T, 3, heads, d) Wqkv output; as a copy they hold
+    # (B, heads, T, d): two thirds of the buffer, the queries and keys before the rotary embedding, go.
+    assert kept - lean_kept == 3 * B * T * 2 * HIDDEN * 4
