@@ -28,26 +28,36 @@ VARIANTS = {  # the configurations DeBERTa-v2 and v3 checkpoints use, and the at
 }
 
 
-def models(variant):
-    config = DebertaV2Config(
+def shipped_and_lean(config_cls, model_cls, family: str, **config):
+    """A tiny model as transformers ships it and a copy with the family's lean code."""
+    config = config_cls(
         vocab_size=100,
         hidden_size=HIDDEN,
-        num_hidden_layers=LAYERS,
         num_attention_heads=HEADS,
         intermediate_size=64,
         max_position_embeddings=64,
+        num_labels=3,
+        **config,
+    )
+    torch.manual_seed(0)
+    shipped = model_cls(config)
+    lean = copy.deepcopy(shipped)
+    families()[family].lean_code(lean)
+    return shipped, lean, config
+
+
+def models(variant):
+    return shipped_and_lean(
+        DebertaV2Config,
+        DebertaV2ForSequenceClassification,
+        "deberta-v2",
+        num_hidden_layers=LAYERS,
         relative_attention=True,
         max_relative_positions=-1,
         norm_rel_ebd="layer_norm",
         position_biased_input=False,
-        num_labels=3,
         **VARIANTS[variant],
     )
-    torch.manual_seed(0)
-    shipped = DebertaV2ForSequenceClassification(config)
-    lean = copy.deepcopy(shipped)
-    families()["deberta-v2"].lean_code(lean)
-    return shipped, lean, config
 
 
 def step(model, seed=1):
@@ -73,15 +83,20 @@ def step(model, seed=1):
     return out.logits.detach(), grads, sum(kept.values())
 
 
-@pytest.mark.parametrize("variant", VARIANTS)
-def test_lean_position_bias_matches_transformers(variant):
-    shipped, lean, _ = models(variant)
-    logits, grads, _ = step(shipped)
-    lean_logits, lean_grads, _ = step(lean)
+def same_step(shipped, lean) -> tuple[int, int]:
+    """Asserts equal logits and gradients; returns the bytes each kept for the backward."""
+    logits, grads, kept = step(shipped)
+    lean_logits, lean_grads, lean_kept = step(lean)
     torch.testing.assert_close(lean_logits, logits, rtol=1e-5, atol=1e-6)
     assert lean_grads.keys() == grads.keys()
     for name in grads:
         torch.testing.assert_close(lean_grads[name], grads[name], rtol=1e-4, atol=1e-6, msg=name)
+    return kept, lean_kept
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_lean_position_bias_matches_transformers(variant):
+    same_step(*models(variant)[:2])
 
 
 @pytest.mark.parametrize("variant", VARIANTS)
@@ -125,36 +140,19 @@ def test_bench_models_get_lean_code_and_references_do_not(tiny_models):
     )
 
 
-def modernbert_models(layers=3):
-    config = ModernBertConfig(
-        vocab_size=100,
-        hidden_size=HIDDEN,
-        num_hidden_layers=layers,
-        num_attention_heads=HEADS,
-        intermediate_size=64,
-        max_position_embeddings=64,
+def test_modernbert_own_values_match_transformers():
+    shipped, lean, _ = shipped_and_lean(
+        ModernBertConfig,
+        ModernBertForSequenceClassification,
+        "modernbert",
+        num_hidden_layers=3,
         global_attn_every_n_layers=2,
         local_attention=8,
-        num_labels=3,
         pad_token_id=0,
         attn_implementation="sdpa",
     )
-    torch.manual_seed(0)
-    shipped = ModernBertForSequenceClassification(config)
-    lean = copy.deepcopy(shipped)
-    families()["modernbert"].lean_code(lean)
-    return shipped, lean
-
-
-def test_modernbert_own_values_match_transformers():
-    shipped, lean = modernbert_models()
     assert lean.config._attn_implementation != shipped.config._attn_implementation == "sdpa"
-    logits, grads, kept = step(shipped)
-    lean_logits, lean_grads, lean_kept = step(lean)
-    torch.testing.assert_close(lean_logits, logits, rtol=1e-5, atol=1e-6)
-    assert lean_grads.keys() == grads.keys()
-    for name in grads:
-        torch.testing.assert_close(lean_grads[name], grads[name], rtol=1e-4, atol=1e-6, msg=name)
+    kept, lean_kept = same_step(shipped, lean)
     # Per layer, the values kept as a view held the (B, T, 3, heads, d) Wqkv output; as a copy they hold
     # (B, heads, T, d): two thirds of the buffer, the queries and keys before the rotary embedding, go.
     assert kept - lean_kept == 3 * B * T * 2 * HIDDEN * 4
