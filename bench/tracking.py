@@ -515,6 +515,17 @@ def create_container(uri: str, experiment: str, name: str, tags: dict, params: d
     return run.info.run_id
 
 
+def set_shared_tag(uri: str, run_id: str, key: str, value: str) -> None:
+    """Set a tag that another process may set at the same moment (a sweep's parent run): MLflow's SQL store
+    inserts a tag it does not find, and two such inserts collide (IntegrityError, seen with two
+    `bench sweep finalize` ending together); the second try finds the row and updates it."""
+    c = client(uri)
+    try:
+        c.set_tag(run_id, key, value)
+    except Exception:  # noqa: BLE001 - MLflow wraps the SQL error in its own exception types
+        c.set_tag(run_id, key, value)
+
+
 def update_container(uri: str, run_id: str, metrics: dict, status: str | None = None) -> None:
     """Numeric progress of a parent run (sortable and chartable in the UI) and its state: RUNNING while its
     study works, FINISHED once the budget is done. Never fails the work for it."""

@@ -433,7 +433,7 @@ def finalize(
     }
 
     study.optuna.set_user_attr("final", {k: summary[k] for k in ("metric", "mean", "std", "n", "best_trial")})
-    tracking.client(study.tracking_uri).set_tag(study.parent_run_id, "final_metric", summary["metric"])
+    tracking.set_shared_tag(study.tracking_uri, study.parent_run_id, "final_metric", summary["metric"])
     update_container(
         study.tracking_uri,
         study.parent_run_id,

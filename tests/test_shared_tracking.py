@@ -171,3 +171,31 @@ def test_sweep_with_an_unreachable_server_creates_no_study(tmp_path, capsys):
     assert err.count("\n") == 1 and "is unreachable" in err and "secret" not in err
     assert main(["sweep", "ls", "--output-dir", str(tmp_path / "runs")]) == 0
     assert "no studies in" in capsys.readouterr().out
+
+
+def test_shared_tag_survives_a_concurrent_insert(tracking_uri, monkeypatch):
+    """Two processes setting one new tag at once: MLflow's SQL store inserts a tag it did not find, and the
+    later insert fails (IntegrityError). Here the other process's insert happens between our lookup and our
+    insert: the real store then holds the row, our first set_tag fails as it would, the retry updates it."""
+    import mlflow
+    from mlflow import MlflowClient
+
+    from bench import tracking
+
+    mlflow.set_tracking_uri(tracking_uri)
+    run_id = MlflowClient(tracking_uri).create_run("0").info.run_id
+    real = tracking.client(tracking_uri)
+    calls = []
+
+    class Racing:
+        def set_tag(self, rid, key, value):
+            calls.append(key)
+            if len(calls) == 1:  # the other process wins the insert; ours collides
+                real.set_tag(rid, key, "dev accuracy")
+                raise RuntimeError("(sqlite3.IntegrityError) UNIQUE constraint failed: tags.key")
+            real.set_tag(rid, key, value)
+
+    monkeypatch.setattr(tracking, "client", lambda uri: Racing())
+    tracking.set_shared_tag(tracking_uri, run_id, "final_metric", "dev accuracy")
+    assert calls == ["final_metric", "final_metric"]
+    assert MlflowClient(tracking_uri).get_run(run_id).data.tags["final_metric"] == "dev accuracy"
