@@ -12,7 +12,7 @@ from bench.families.base import BERT_PROJECTIONS, Family, FirstToken
 class _GatherKeepingIndex(torch.autograd.Function):
     """torch.gather along the last dimension whose backward keeps only the index: torch's gather keeps its
     whole input for the backward, only to read its shape, and here that input is a (batch x heads, T, 2k)
-    table of position scores per layer (30 MB at batch 16, T 60, k 256)."""
+    table of position scores per layer (30 MiB at batch 16, T 60, k 256)."""
 
     @staticmethod
     def forward(ctx, source, index):
@@ -44,7 +44,7 @@ def lean_disentangled_attention_bias(
     """transformers' DisentangledSelfAttention.disentangled_attention_bias, the same sums without its two
     memory costs: it repeats the position queries and keys once per example (two (batch x heads, 2k, d)
     copies per layer, kept for the backward) and its gathers keep their (batch x heads, T, 2k) inputs. At
-    DeBERTa-v3-large, batch 16, T 60: 124 MB per layer, 3 GB over 24 layers, for frozen and full training
+    DeBERTa-v3-large, batch 16, T 60: 124 MiB per layer, 2.9 GiB over 24 layers, for frozen and full training
     alike. Falls back to transformers' code for a per-example relative_pos, which it does not pass itself."""
     from transformers.models.deberta_v2.modeling_deberta_v2 import (  # lazy: transformers is slow to import
         build_relative_position,
