@@ -232,17 +232,17 @@ def train(
     # step (.item()) would make the host wait for each forward before queueing the backward, and a GPU would
     # idle while the host queues. A loss that is not finite is still reported at its own step, and before
     # any evaluation or the end of training.
-    window: list[torch.Tensor] = []
+    window: list[torch.Tensor] = []  # the losses of steps window_first, window_first + 1, ...
+    window_first = 1
     window_values: list[float] = []
 
     def read_window() -> list[float]:
         nonlocal window
         if window:
             values = torch.stack(window).float().tolist()  # one host sync
-            first = step - len(values) + 1
             for i, value in enumerate(values):
                 if not math.isfinite(value):
-                    raise NonFiniteLoss(f"loss became {value} at step {first + i}")
+                    raise NonFiniteLoss(f"loss became {value} at step {window_first + i}")
             window_values.extend(values)
             window = []
         return window_values
@@ -301,6 +301,8 @@ def train(
                     extra = method.loss_term(model, method_cfg, step, total)
                 if extra is not None:  # a method's regulariser (Diff pruning's L0 penalty)
                     loss = loss + extra
+                if not window:
+                    window_first = step + 1
                 window.append(loss.detach())
                 t2 = time.perf_counter()
                 accelerator.backward(loss)

@@ -352,3 +352,18 @@ def test_non_finite_loss_names_its_own_step(tiny_models, glue_dir, at):
     evaluated = [step for step, m in logged if "epoch" in m]  # what an evaluation logs
     assert all(step < at for step in evaluated)
     assert (6 in evaluated) == (at == 7)  # the first epoch's evaluation ran only before the loss broke
+
+
+class FailsAfter(LossAtStep):
+    """As LossAtStep, and the step's own update then fails (as a method's hook may on NaN gradients)."""
+
+    def after_step(self, model, cfg, step, total):
+        if step == self.at:
+            raise RuntimeError("hook failed on NaN gradients")
+
+
+def test_failure_after_a_non_finite_loss_is_reported_as_that_loss(tiny_models, glue_dir):
+    from bench.errors import NonFiniteLoss
+
+    with pytest.raises(NonFiniteLoss, match=r"loss became nan at step 3$"):
+        run_logged(tiny_models, glue_dir, lambda m: FailsAfter(m, 3, float("nan")), max_steps=40, log_every=4)
