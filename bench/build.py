@@ -53,8 +53,8 @@ def check_applies(cfg: RunConfig, task) -> None:
     method.check_supported(AttachContext(task=task, tokenizer=None, family=fam, config=conf), method_cfg)
 
 
-def build_model(cfg: RunConfig, task, plain_code: bool = False) -> Built:
-    """Pretrained model + head, backbone frozen, method attached, head trainable. plain_code: transformers'
+def build_model(cfg: RunConfig, task, lean: bool = True) -> Built:
+    """Pretrained model + head, backbone frozen, method attached, head trainable. lean=False: transformers'
     model code as shipped, without the family's memory-lean replacements (what `bench perf`'s references
     train)."""
     check_applies(cfg, task)
@@ -64,7 +64,7 @@ def build_model(cfg: RunConfig, task, plain_code: bool = False) -> Built:
     torch.manual_seed(
         cfg.seed
     )  # head and method initialisation follow the seed (and a random init's weights)
-    model, new_names = load_model(cfg.model, task, cfg.head, cfg.init, tokenizer, lean=not plain_code)
+    model, new_names = load_model(cfg.model, task, cfg.head, cfg.init, tokenizer, lean=lean)
     ctx = AttachContext(task=task, tokenizer=tokenizer, family=family(model), config=model.config)
     buffers_before = {n for n, _ in model.named_buffers()}
     model, backbone_numel = apply_method(model, method, method_cfg, ctx)

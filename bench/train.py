@@ -237,14 +237,13 @@ def train(
     window_values: list[float] = []
 
     def read_window() -> list[float]:
-        nonlocal window
         if window:
             values = torch.stack(window).float().tolist()  # one host sync
             for i, value in enumerate(values):
                 if not math.isfinite(value):
                     raise NonFiniteLoss(f"loss became {value} at step {window_first + i}")
             window_values.extend(values)
-            window = []
+            window.clear()
         return window_values
 
     def run_eval(tag_epoch: int):

@@ -68,8 +68,8 @@ def reference_model(ref: str, cfg, task):
     model (bench's head) with peft or a requires_grad mask applied as a user would; either way on
     transformers' model code as shipped (no Family.lean_code)."""
     if ref == "ours":
-        return build_model(cfg, task, plain_code=True)
-    plain = build_model(cfg.replace(method="full", method_options={}), task, plain_code=True)
+        return build_model(cfg, task, lean=False)
+    plain = build_model(cfg.replace(method="full", method_options={}), task, lean=False)
     model, options = plain.model, get_method(cfg.method).make_config(cfg.method_options)
     if ref == "masks":
         head = head_prefixes(model)

@@ -23,7 +23,7 @@ LORA_TARGETS = {"modernbert": ["Wqkv"], "deberta-v2": ["query_proj", "value_proj
 OPTIONS = {"pasta": {"init_std": 0.5}, "adapter": {"size": 3}, "lora": {"r": 2, "alpha": 4}}
 
 
-def build(tiny_models, glue_dir, method, family, plain_code=False):
+def build(tiny_models, glue_dir, method, family, lean=True):
     cfg = build_config(
         {
             "method": method,
@@ -36,7 +36,7 @@ def build(tiny_models, glue_dir, method, family, plain_code=False):
         }
     )
     task = get_task("rte")
-    built = build_model(cfg, task, plain_code=plain_code)
+    built = build_model(cfg, task, lean=lean)
     with torch.no_grad():  # LoRA's B and the adapters start at (near) zero: move them so they matter
         for name, p in built.model.named_parameters():
             if "lora_B" in name or ".adapter." in name:
@@ -45,7 +45,7 @@ def build(tiny_models, glue_dir, method, family, plain_code=False):
 
 
 def reference_model(tiny_models, glue_dir, family, ours):
-    plain, _, _ = build(tiny_models, glue_dir, "head", family, plain_code=True)  # transformers' code
+    plain, _, _ = build(tiny_models, glue_dir, "head", family, lean=False)  # transformers' code
     model = plain.model
     own = dict(model.named_parameters())
     with torch.no_grad():
