@@ -707,7 +707,10 @@ def methods_table(
 
 def refusals(cfg: RunConfig, task, methods: list[str]) -> dict[str, str]:
     """Each method that cannot apply to this model, task or options, with its one-line refusal (from the
-    model's config alone, before anything is measured); an unknown method name fails as bad input."""
+    model's config alone, before anything is measured). An unknown method name, and whatever the measured
+    configuration itself cannot take (an unknown model, a max_length too long for it), fail as bad input
+    instead: they are no method's refusal."""
+    check_applies(cfg, task)
     out = {}
     for name in methods:
         get_method(name)

@@ -130,7 +130,11 @@ def test_perf_runs_and_accounting_adds_up(tiny_models, glue_dir, tmp_path, capsy
 
 
 def test_perf_bad_input_is_one_line(capsys):
-    for argv, bad in ((["--eval-samples", "0"], "--eval-samples 0"), (["--steps", "1"], "--steps 1")):
+    for argv, bad in (
+        (["--eval-samples", "0"], "--eval-samples 0"),
+        (["--steps", "1"], "--steps 1"),
+        (["--model", "deberta-v9"], "unknown model 'deberta-v9'"),  # not each default method's refusal
+    ):
         assert main(["perf", *argv]) == 2
         err = capsys.readouterr().err.strip()
         assert len(err.splitlines()) == 1 and bad in err
