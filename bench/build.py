@@ -13,6 +13,7 @@ from bench.data import load_examples
 from bench.encoding import cached_encode, split_rows
 from bench.errors import BenchError
 from bench.families import find
+from bench.lean import use_lean_dropout
 from bench.models import family, load_model, load_tokenizer, model_config
 from bench.record import HOLDOUT
 from bench.train import Prepared
@@ -55,8 +56,8 @@ def check_applies(cfg: RunConfig, task) -> None:
 
 def build_model(cfg: RunConfig, task, lean: bool = True) -> Built:
     """Pretrained model + head, backbone frozen, method attached, head trainable. lean=False: transformers'
-    model code as shipped, without the family's memory-lean replacements (what `bench perf`'s references
-    train)."""
+    model code as shipped, without the family's memory-lean replacements and bench's bool-mask dropout (what
+    `bench perf`'s references train)."""
     check_applies(cfg, task)
     method = get_method(cfg.method)
     method_cfg = method.make_config(cfg.method_options)
@@ -68,6 +69,8 @@ def build_model(cfg: RunConfig, task, lean: bool = True) -> Built:
     ctx = AttachContext(task=task, tokenizer=tokenizer, family=family(model), config=model.config)
     buffers_before = {n for n, _ in model.named_buffers()}
     model, backbone_numel = apply_method(model, method, method_cfg, ctx)
+    if lean:
+        use_lean_dropout(model)  # the method's dropouts too
     init_tags = {}
     if cfg.init_from:  # a finished run's weights (its head replaced), e.g. the MNLI warm start
         init_tags = warm_start(model, cfg, model.bench_head_prefixes)

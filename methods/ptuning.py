@@ -14,6 +14,7 @@ import torch
 from torch import nn
 
 from bench.families.base import eager_attention
+from bench.lean import LEAN_SDPA, lean_sdpa_attention
 from methods import register
 from methods.base import Method, check_range
 
@@ -46,8 +47,10 @@ def _prefix_sdpa(module, query, key, value, attention_mask, **kwargs):
         sdpa_attention_forward,  # lazy: `bench methods` lists this module
     )
 
+    slot = getattr(module, "bench_prefix", None)
+    attention = lean_sdpa_attention if slot is not None and slot.lean else sdpa_attention_forward
     key, value, attention_mask, _ = with_prefix(module, query, key, value, attention_mask)
-    return sdpa_attention_forward(module, query, key, value, attention_mask, **kwargs)
+    return attention(module, query, key, value, attention_mask, **kwargs)
 
 
 def _prefix_eager(module, query, key, value, attention_mask, **kwargs):
@@ -111,10 +114,11 @@ class PrefixEncoder(nn.Module):
 
 class LayerSlot:
     """What one attention module holds: the shared encoder (not registered as its submodule, so the
-    encoder's parameters are owned and counted once) and the layer's index."""
+    encoder's parameters are owned and counted once), the layer's index, and whether the model was loaded
+    with bench's lean attention (bench/lean.py), which the prefixed attention then uses too."""
 
-    def __init__(self, encoder: PrefixEncoder, layer: int):
-        self.encoder, self.layer = encoder, layer
+    def __init__(self, encoder: PrefixEncoder, layer: int, lean: bool = False):
+        self.encoder, self.layer, self.lean = encoder, layer, lean
 
     def keys_values(self):
         current = self.encoder.current
@@ -218,7 +222,8 @@ class Ptuning(Method):
         model.register_forward_pre_hook(encoder.refresh, with_kwargs=True)
         if cfg.position_shift:
             model.register_forward_pre_hook(shift_positions(cfg.prefix_length), with_kwargs=True)
+        lean = model.config._attn_implementation == LEAN_SDPA
         for i, layer in enumerate(layers):
-            ctx.family.attention_module(layer).bench_prefix = LayerSlot(encoder, i)
+            ctx.family.attention_module(layer).bench_prefix = LayerSlot(encoder, i, lean)
         model.config._attn_implementation = ATTN_NAME
         return model

@@ -1,6 +1,7 @@
 """Family.lean_code: DeBERTa-v2's position bias without per-example copies of the position vectors and
-without gathers keeping their inputs; ModernBERT's attention values copied out of the fused Wqkv output. The
-reference is transformers' own code: the same model, a copy of it left as shipped, must give the same logits
+without gathers keeping their inputs; ModernBERT's attention values copied out of the fused Wqkv output; the
+BERT layout's SDPA attention and every dropout keeping bool masks (bench/lean.py). The reference is
+transformers' and torch's own code: the same model, a copy of it left as shipped, must give the same logits
 and gradients; the memory the autograd graph keeps must drop by what the shipped code holds needlessly,
 counted here from the shapes."""
 
@@ -8,14 +9,20 @@ import copy
 
 import pytest
 import torch
+from torch import nn
 from transformers import (
+    BertConfig,
+    BertForSequenceClassification,
     DebertaV2Config,
     DebertaV2ForSequenceClassification,
     ModernBertConfig,
     ModernBertForSequenceClassification,
+    RobertaConfig,
+    RobertaForSequenceClassification,
 )
 
 from bench.families import families
+from bench.lean import LeanDropout, lean_sdpa_attention, use_lean_dropout
 
 B, T, HIDDEN, HEADS, LAYERS = 4, 24, 32, 2, 2
 VARIANTS = {  # the configurations DeBERTa-v2 and v3 checkpoints use, and the attention types apart
@@ -60,7 +67,7 @@ def models(variant):
     )
 
 
-def step(model, seed=1):
+def step(model, seed=1, labels=(0, 1, 2, 1)):
     """Logits, every parameter's gradient and the bytes of the tensors autograd keeps for the backward
     (storages counted once, parameters not counted)."""
     kept = {}
@@ -75,9 +82,9 @@ def step(model, seed=1):
     mask = torch.ones(B, T, dtype=torch.long)
     mask[: B // 2, T - 5 :] = 0
     model.train()
-    torch.manual_seed(seed)  # the same dropout masks in both models: lean code draws no random numbers
+    torch.manual_seed(seed)  # the same dropout masks in both models: lean code draws as torch's dropout does
     with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
-        out = model(input_ids=ids, attention_mask=mask, labels=torch.tensor([0, 1, 2, 1]))
+        out = model(input_ids=ids, attention_mask=mask, labels=torch.tensor(labels))
     out.loss.backward()
     grads = {n: p.grad for n, p in model.named_parameters() if p.grad is not None}
     return out.logits.detach(), grads, sum(kept.values())
@@ -156,3 +163,115 @@ def test_modernbert_own_values_match_transformers():
     # Per layer, the values kept as a view held the (B, T, 3, heads, d) Wqkv output; as a copy they hold
     # (B, heads, T, d): two thirds of the buffer, the queries and keys before the rotary embedding, go.
     assert kept - lean_kept == 3 * B * T * 2 * HIDDEN * 4
+
+
+def bert_layout(config_cls, model_cls, family):
+    """A tiny BERT-layout model with transformers' default dropout (0.1 on attention and hidden states) as
+    shipped, and a copy with the family's lean code and bench's dropout."""
+    shipped, lean, config = shipped_and_lean(
+        config_cls, model_cls, family, num_hidden_layers=LAYERS, attn_implementation="sdpa"
+    )
+    use_lean_dropout(lean)
+    assert config.attention_probs_dropout_prob == config.hidden_dropout_prob == 0.1
+    return shipped, lean
+
+
+@pytest.mark.parametrize(
+    "family",
+    [
+        ("bert", BertConfig, BertForSequenceClassification),
+        ("roberta", RobertaConfig, RobertaForSequenceClassification),
+    ],
+    ids=lambda f: f[0],
+)
+def test_lean_attention_and_dropout_match_transformers(family):
+    name, config_cls, model_cls = family
+    shipped, lean = bert_layout(config_cls, model_cls, name)
+    assert lean.config._attn_implementation == "bench_lean_sdpa"
+    assert any(type(m) is LeanDropout for m in lean.modules())
+    same_step(shipped, lean)
+
+
+def test_lean_attention_and_dropout_keep_less():
+    """Per layer, SDPA's math path keeps three (B, heads, T, T) float32 tensors (probabilities, dropout noise,
+    dropped-out probabilities) where the lean attention keeps the probabilities and a bool mask: 7 bytes a
+    score less; and each of the layer's two hidden dropouts keeps a bool mask for a float one: 3 bytes an
+    element less. Outside the layers: the embeddings' dropout (B, T, hidden) and BERT's classifier dropout on
+    the pooled output (B, hidden)."""
+    shipped, lean = bert_layout(BertConfig, BertForSequenceClassification, "bert")
+    scores, hidden = B * HEADS * T * T, B * T * HIDDEN
+    expected = LAYERS * (7 * scores + 2 * 3 * hidden) + 3 * hidden + 3 * B * HIDDEN
+    assert step(shipped)[2] - step(lean)[2] == expected
+
+
+def test_lean_dropout_draws_torch_masks():
+    torch.manual_seed(3)
+    x = torch.randn(64, 33, requires_grad=True)
+    plain, lean = nn.Dropout(0.3), nn.Dropout(0.3)
+    use_lean_dropout(lean)
+    outs, grads = [], []
+    for module in (plain, lean):
+        torch.manual_seed(5)
+        out = module(x)
+        (g,) = torch.autograd.grad(out, x, torch.arange(out.numel(), dtype=out.dtype).view_as(out))
+        outs.append(out)
+        grads.append(g)
+    assert type(lean) is LeanDropout and (outs[0] == 0).any()
+    assert torch.equal(outs[0], outs[1]) and torch.equal(grads[0], grads[1])
+    lean.eval()
+    assert torch.equal(lean(x), x)
+
+
+def test_lean_attention_leaves_a_row_without_keys_to_sdpa():
+    """SDPA's safe softmax gives zeros where a bool mask leaves a query no key; a plain softmax gives NaN."""
+    q = torch.randn(2, 2, 5, 4, requires_grad=True)
+    mask = torch.ones(2, 1, 5, 5, dtype=torch.bool)
+    mask[0, 0, 1] = False
+    module = nn.Module()
+    torch.manual_seed(0)
+    out, _ = lean_sdpa_attention(module, q, q, q, mask, dropout=0.5, is_causal=False)
+    assert torch.isfinite(out).all() and (out[0, 1] == 0).all()
+
+
+@pytest.mark.parametrize("method", ["ptuning", "lora"])
+def test_bench_builds_lean_dropout_and_attention_into_methods(tiny_models, glue_dir, method):
+    """build_model's models train as transformers' code does: the same loss and gradients from the same seed
+    (P-tuning v2's prefixed attention through the lean attention, LoRA's dropout keeping bools); the
+    references (lean=False) keep torch's dropout."""
+    from bench.build import build_model, prepare_data
+    from bench.resolve import build_config
+    from bench.tasks import get_task
+    from bench.train import batch_for
+
+    task = get_task("rte")
+    options = {"ptuning": {"dropout": 0.2}, "lora": {"dropout": 0.2}}[method]
+    cfg = build_config(
+        {
+            "method": method,
+            "model": tiny_models["bert"],
+            "task": "rte",
+            "data_dir": str(glue_dir),
+            "method_options": options,
+            "max_length": 32,
+            "seed": 3,
+        }
+    )
+    results = []
+    for lean in (False, True):
+        built = build_model(cfg, task, lean=lean)
+        model = built.model.train()
+        dropouts = [n for n, m in model.named_modules() if type(m) in (nn.Dropout, LeanDropout)]
+        own = [n for n in dropouts if "prefix_encoder" in n or "lora_dropout" in n]
+        assert own and all(isinstance(model.get_submodule(n), LeanDropout) == lean for n in dropouts)
+        slots = [m.bench_prefix for m in model.modules() if hasattr(m, "bench_prefix")]
+        assert all(slot.lean == lean for slot in slots) and bool(slots) == (method == "ptuning")
+        prep = prepare_data(cfg, task, built)
+        batch = batch_for(prep, prep.train, list(range(8)), torch.device("cpu"))
+        torch.manual_seed(1)
+        loss = model(**batch).loss
+        loss.backward()
+        results.append((loss.detach(), {n: p.grad for n, p in model.named_parameters() if p.requires_grad}))
+    (loss, grads), (lean_loss, lean_grads) = results
+    torch.testing.assert_close(lean_loss, loss, rtol=1e-5, atol=1e-6)
+    for name in grads:
+        torch.testing.assert_close(lean_grads[name], grads[name], rtol=1e-4, atol=1e-6, msg=name)

@@ -10,6 +10,8 @@ from typing import ClassVar
 import torch
 from torch import nn
 
+from bench.lean import use_lean_attention
+
 # Projection roles (what methods ask for) -> module path inside one layer, for the BERT layout that most
 # encoders copied.
 BERT_PROJECTIONS = {
@@ -100,7 +102,9 @@ class Family:
     def lean_code(self, model) -> None:
         """Replace, in this loaded model only, transformers code that keeps more memory than its sums need,
         with code computing the same values (to float rounding); tests compare the two. The Trainer references
-        of `bench perf` train transformers' code as shipped."""
+        of `bench perf` train transformers' code as shipped. Every family on SDPA attention gets bench's
+        lean attention function (bench/lean.py)."""
+        use_lean_attention(model)
 
     def linear_head(self, model, task) -> list[str]:
         """head=linear: one linear layer on the first token's final state (each token's, for tagging) in place

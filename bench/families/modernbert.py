@@ -6,20 +6,6 @@ from torch import nn
 from bench.families import register
 from bench.families.base import Family
 
-LEAN_SDPA = "bench_lean_sdpa"
-
-
-def _sdpa_with_own_values(module, query, key, value, attention_mask, **kwargs):
-    """transformers' SDPA attention with the values copied out of the fused Wqkv output. As a view, the values
-    the attention keeps for the backward hold the whole (batch, T, 3, heads, d) buffer alive, the queries and
-    keys from before the rotary embedding included, which nothing needs: two thirds of it per layer."""
-    from transformers.integrations.sdpa_attention import (
-        sdpa_attention_forward,  # lazy: transformers is slow to import, and `bench methods` lists families
-    )
-
-    return sdpa_attention_forward(module, query, key, value.contiguous(), attention_mask, **kwargs)
-
-
 @register
 class ModernBert(Family):
     name = "modernbert"
@@ -53,16 +39,6 @@ class ModernBert(Family):
         "norm_bias": False,
     }
     tiny_tokenizer = "bpe-cls"
-
-    def lean_code(self, model) -> None:
-        if model.config._attn_implementation != "sdpa":
-            return
-        from transformers import AttentionInterface  # lazy: as above
-        from transformers.masking_utils import ALL_MASK_ATTENTION_FUNCTIONS, sdpa_mask
-
-        AttentionInterface.register(LEAN_SDPA, _sdpa_with_own_values)
-        ALL_MASK_ATTENTION_FUNCTIONS.register(LEAN_SDPA, sdpa_mask)
-        model.config._attn_implementation = LEAN_SDPA
 
     def hidden_dropout(self, config):
         return config.mlp_dropout  # dropout on a sub-layer's output before the residual add (0.0 as released)
