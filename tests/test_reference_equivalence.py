@@ -249,9 +249,15 @@ class Ref:
         return self.linear(pooled, "classifier")
 
 
-def close(a, b) -> bool:
-    """Equal to 1e-5 of the tensor's scale (float32 sums of values around 50 round at ~1e-5)."""
-    return bool((a - b).abs().max() <= 1e-5 * max(1.0, b.abs().max().item()))
+def close(a, b, tol: float = 1e-5) -> bool:
+    """Equal to `tol` of the tensor's scale (float32 sums of values around 50 round at ~1e-5)."""
+    return bool((a - b).abs().max() <= tol * max(1.0, b.abs().max().item()))
+
+
+# SAID/DID's coordinates: each of the d gradient entries sums a projection of every base parameter's gradient
+# (about 10^5 float32 terms on the tiny models), in an order that differs between the two computations and
+# between CPUs' kernels (1.5e-5 of the scale seen on an AMD EPYC, within 1e-5 on Intel hosts).
+SUMMED_OVER_THE_MODEL = {"subspace.theta": 5e-5}
 
 
 def loss_of(logits, batch, task):
@@ -285,7 +291,8 @@ def test_logits_and_gradients_match_the_equations(tiny_models, glue_dir, method,
         if g is None:  # e.g. BERT's pooler under token classification: no path to the loss
             assert mine is None or torch.count_nonzero(mine) == 0, name
             continue
-        assert mine is not None and close(mine, g), (name, (mine - g).abs().max())
+        tol = SUMMED_OVER_THE_MODEL.get(name, 1e-5)
+        assert mine is not None and close(mine, g, tol), (name, (mine - g).abs().max())
 
 
 @pytest.mark.parametrize("family", ["bert", "roberta"])

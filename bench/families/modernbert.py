@@ -6,6 +6,7 @@ from torch import nn
 from bench.families import register
 from bench.families.base import Family
 
+
 @register
 class ModernBert(Family):
     name = "modernbert"
