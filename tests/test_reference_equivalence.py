@@ -267,7 +267,11 @@ def loss_of(logits, batch, task):
     return F.cross_entropy(logits.reshape(-1, logits.shape[-1]), labels.reshape(-1), ignore_index=-100)
 
 
-@pytest.mark.parametrize("task_name", ["rte", "stsb", "conll2003"])
+# RTE (pairs) in the fast subset; regression and tagging heads in the full suite.
+@pytest.mark.parametrize(
+    "task_name",
+    ["rte", pytest.param("stsb", marks=pytest.mark.slow), pytest.param("conll2003", marks=pytest.mark.slow)],
+)
 @pytest.mark.parametrize("family", ["bert", "roberta"])
 @pytest.mark.parametrize(
     "method", ["pasta", "adapter", "lora", "ptuning", "bitfit", "full", "head", "diffprune", "said", "did"]

@@ -381,6 +381,7 @@ print(int(torch.count_nonzero(x * 1.0)))
 """
 
 
+@pytest.mark.slow  # two fresh interpreters importing bench
 @pytest.mark.skipif(platform.machine() not in ("x86_64", "AMD64"), reason="flush-to-zero is x86's (SSE3)")
 def test_denormals_are_flushed_in_every_thread_when_asked():
     """1e-39 * 1.0 is 1e-39 under IEEE arithmetic and 0 with denormals flushed, in the pool threads too."""

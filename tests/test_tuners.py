@@ -132,6 +132,7 @@ def penalty_by_peft(tuner, batch) -> torch.Tensor:
         return tuner(**batch).loss - tuner.model(**batch).loss
 
 
+@pytest.mark.slow  # peft's AdaLoRA over enough steps to reallocate ranks
 def test_adalora_penalty_and_rank_allocation_match_peft(tiny_models, glue_dir):
     b, prep = built(
         tiny_models, glue_dir, "adalora", init_r=4, target_r=2, orth_reg_weight=0.3, tinit=1, tfinal=2
