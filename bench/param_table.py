@@ -3,6 +3,7 @@ architectures' configs ship as data (bench/archs) and models are built on the me
 
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -52,11 +53,33 @@ def meta_counts(
 
 def attached(config, task, method, cfg, head: str, device: str):
     with torch.device(device):
-        m = model_class(task).from_config(config)
-        set_head(m, task, head)
+        if device == "meta":
+            m = new_model(config, task, head)
+        else:
+            m = copy.deepcopy(cpu_model(config, task, head))
         ctx = AttachContext(task=task, tokenizer=None, family=family(m), config=m.config)
         m, backbone_numel = apply_method(m, method, cfg, ctx)
     return m, backbone_numel, ctx
+
+
+def new_model(config, task, head: str):
+    m = model_class(task).from_config(config)
+    set_head(m, task, head)
+    return m
+
+
+_CPU_MODEL: dict = {}  # the latest CPU build, by (config, task, head)
+
+
+def cpu_model(config, task, head: str):
+    """One CPU build per architecture, task and head, which the methods counted on the CPU get a copy of: its
+    random init (torch's CPU generator, about 16 s at BERT-large) is what costs, not the copy. One kept at a
+    time (a large model is 1.3 GB)."""
+    key = (config.to_json_string(), task.name, head)
+    if key not in _CPU_MODEL:
+        _CPU_MODEL.clear()
+        _CPU_MODEL[key] = new_model(config, task, head)
+    return _CPU_MODEL[key]
 
 
 @dataclass(frozen=True)
