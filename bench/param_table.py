@@ -29,8 +29,16 @@ def arch_config(model: str, task):
 
 
 def meta_counts(
-    model: str, task, method_name: str, options: dict | None = None, head: str = "family"
+    model: str,
+    task,
+    method_name: str,
+    options: dict | None = None,
+    head: str = "family",
+    cpu_models: dict | None = None,
 ) -> dict:
+    """A method's counts on an architecture. `cpu_models`: a dict the caller keeps while it counts many
+    methods, holding the CPU build that the methods counted on the CPU each get a copy of (its random init,
+    torch's CPU generator, about 16 s at BERT-large, is what costs, not the copy)."""
     method = get_method(method_name)
     cfg = method.make_config(options or {})
     config = arch_config(model, task)
@@ -40,7 +48,7 @@ def meta_counts(
         # A method that reads the weights' values when it attaches (a peft tuner's SVD or sparse mask) cannot
         # on the meta device: count on the CPU instead (random weights; seconds for a large model). A method
         # that cannot attach at all fails here again, with its own message.
-        m, backbone_numel, ctx = attached(config, task, method, cfg, head, "cpu")
+        m, backbone_numel, ctx = attached(config, task, method, cfg, head, "cpu", cpu_models)
     stored = {n for n, p in m.named_parameters() if p.requires_grad}
     counts = {**count_parameters(m, backbone_numel, stored), **method.extra_counts(ctx)}
     final = method.final_params(m, cfg)
@@ -51,12 +59,16 @@ def meta_counts(
     return counts
 
 
-def attached(config, task, method, cfg, head: str, device: str):
+def attached(config, task, method, cfg, head: str, device: str, cpu_models: dict | None = None):
     with torch.device(device):
-        if device == "meta":
+        if cpu_models is None or device == "meta":
             m = new_model(config, task, head)
         else:
-            m = copy.deepcopy(cpu_model(config, task, head))
+            key = (config.to_json_string(), task.name, head)
+            if key not in cpu_models:
+                cpu_models.clear()  # one kept at a time: a large model is 1.3 GB
+                cpu_models[key] = new_model(config, task, head)
+            m = copy.deepcopy(cpu_models[key])
         ctx = AttachContext(task=task, tokenizer=None, family=family(m), config=m.config)
         m, backbone_numel = apply_method(m, method, cfg, ctx)
     return m, backbone_numel, ctx
@@ -66,20 +78,6 @@ def new_model(config, task, head: str):
     m = model_class(task).from_config(config)
     set_head(m, task, head)
     return m
-
-
-_CPU_MODEL: dict = {}  # the latest CPU build, by (config, task, head)
-
-
-def cpu_model(config, task, head: str):
-    """One CPU build per architecture, task and head, which the methods counted on the CPU get a copy of: its
-    random init (torch's CPU generator, about 16 s at BERT-large) is what costs, not the copy. One kept at a
-    time (a large model is 1.3 GB)."""
-    key = (config.to_json_string(), task.name, head)
-    if key not in _CPU_MODEL:
-        _CPU_MODEL.clear()
-        _CPU_MODEL[key] = new_model(config, task, head)
-    return _CPU_MODEL[key]
 
 
 @dataclass(frozen=True)
@@ -147,13 +145,13 @@ def method_rows(
 ) -> list[dict]:
     """One row per (model, method). A method that refuses the model's family is a row with the reason
     (`refused`) in the default list, and a one-line error when the user named it (`explicit`)."""
-    rows = []
+    rows, cpu_models = [], {}
     for model in models:
         if model not in arch_names() and model not in ALIASES and not Path(model).is_dir():
             raise choices_error("model", model, arch_names() + ["minilm", "<local dir>"])
         for name in methods:
             try:
-                c = meta_counts(model, task, name, head=head)
+                c = meta_counts(model, task, name, head=head, cpu_models=cpu_models)
             except BenchError as e:
                 if explicit or not str(e).startswith(f"{name}: "):
                     raise
