@@ -22,6 +22,7 @@ def test_every_value_has_a_source_and_every_preset_is_valid(tiny_models):
             build_config(e.values, {"method": e.method, "task": task})
 
 
+@pytest.mark.slow  # trains every preset's selection case
 def test_presets_select_the_best_epoch_on_the_metric_their_table_reports():
     """PASTA's Table 2 (BERT-large) reports MRPC/QQP F1 and STS-B Spearman, Table 3 (RoBERTa-large)
     MRPC/QQP accuracy and STS-B Pearson: each method of a table picks its best epoch on that metric."""

@@ -354,6 +354,7 @@ def test_work_with_worker_processes_packs_one_machine(tiny_models, glue_dir, tmp
     assert len([t for t in study.trials if t.state.name == "COMPLETE"]) == 3
 
 
+@pytest.mark.slow  # a sweep with final seeds, run twice
 def test_a_space_without_lr_reuses_finished_trials_and_final_seeds(tiny_models, glue_dir, tmp_path):
     # lr is neither searched nor fixed: every configuration resolves it to the method's default before it is
     # hashed, so the lookup of a finished run and the run's own tag use one hash.
