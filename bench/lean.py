@@ -128,8 +128,8 @@ def lean_sdpa_attention(module, query, key, value, attention_mask, dropout=0.0, 
 
 
 def _has_a_key_per_row(mask: torch.Tensor) -> bool:
-    """A float mask, or a bool one leaving every query a key: SDPA gives a row with none zeros (its safe
-    softmax), which a plain softmax would make NaN; such masks go to SDPA."""
+    """A float mask, or a bool one leaving every query a key. For a query with no key SDPA's safe softmax
+    gives zeros where a plain softmax gives NaN, so such masks go to SDPA."""
     return mask.dtype != torch.bool or bool(mask.any(-1).all())
 
 
