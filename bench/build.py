@@ -66,11 +66,14 @@ def build_model(cfg: RunConfig, task, lean: bool = True) -> Built:
         cfg.seed
     )  # head and method initialisation follow the seed (and a random init's weights)
     model, new_names = load_model(cfg.model, task, cfg.head, cfg.init, tokenizer, lean=lean)
-    ctx = AttachContext(task=task, tokenizer=tokenizer, family=family(model), config=model.config)
+    fam = family(model)
+    ctx = AttachContext(task=task, tokenizer=tokenizer, family=fam, config=model.config)
+    # the modules the attention function receives, found before a method wraps the model
+    attention = [fam.attention_module(layer) for layer in fam.layers(model)] if fam else []
     buffers_before = {n for n, _ in model.named_buffers()}
     model, backbone_numel = apply_method(model, method, method_cfg, ctx)
     if lean:
-        use_lean_dropout(model)  # the method's dropouts too
+        use_lean_dropout(model, cfg.dropout_draws, [m for m in attention if m is not None])  # methods' too
     init_tags = {}
     if cfg.init_from:  # a finished run's weights (its head replaced), e.g. the MNLI warm start
         init_tags = warm_start(model, cfg, model.bench_head_prefixes)

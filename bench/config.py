@@ -62,6 +62,9 @@ class RunConfig:
     gradient_checkpointing: bool = False  # recompute activations in backward: less memory, slower steps
     # CPU: float32 values below 1.2e-38 (denormals) computed as 0 (bench.device.flush_denormals: why)
     flush_denormal: bool = True
+    # CPU dropout masks: fast (16-bit lanes of torch's generator, p rounded to 1/65536) | torch (torch's
+    # bernoulli draws: the masks nn.Dropout gives for a seed); bench/lean.py says why. A GPU draws torch's.
+    dropout_draws: str = "fast"
     output_dir: str = "runs"
     tracking_uri: str | None = None  # None: MLFLOW_TRACKING_URI, else sqlite:///mlflow.db
     experiment: str | None = None  # None: one experiment per task, named bench-<task>
@@ -116,12 +119,14 @@ ADDED_FIELDS = {
     "batch_order": "length",
     "select_metric": None,
     "init_from": None,
+    "dropout_draws": "torch",
 }
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 INITS = ("pretrained", "random")  # what each means: the comment at bench.models.ARCH_DIR
 LR_SCHEDULES = ("linear", "constant")
 SELECT_ON = ("dev", "holdout")
 BATCH_ORDERS = ("length", "uniform", "buffer100")
+DROPOUT_DRAWS = ("fast", "torch")  # bench.lean.MaskDraws draws each
 
 
 def parse_value(text: str):

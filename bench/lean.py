@@ -7,7 +7,15 @@ tensors a head: the probabilities, the dropout mask and the dropped-out probabil
 as bools (1 byte) and the dropped-out probabilities are recomputed from the two in the backward: 5 bytes per
 attention score instead of 12. The masks come from the same `bernoulli_` draw on a tensor of the same shape
 and dtype, in the same order, so a seed gives the masks torch's dropout gives (tests/test_lean_code.py).
-No library offers this: torch's own CPU kernels are what keep the float masks."""
+No library offers this: torch's own CPU kernels are what keep the float masks.
+
+Drawing the masks is itself a large share of a CPU step: torch's CPU `bernoulli_` draws one double from its
+Mersenne Twister per element (about 7-12 ns an element measured on x86 CPUs). `draws="fast"` (the
+`dropout_draws` option's default) cuts four 16-bit lanes from each 64-bit draw of the same generator and
+keeps an element when its lane is at or above p x 65536, rounded (about 2.5 ns an element with the
+noise): the probability is p rounded to a multiple of 1/65536 (0.1 -> 0.100006; FlashAttention rounds it
+to 1/256), kept elements are scaled by the inverse of that rounded keep probability, so the expectation
+stays exact. A seed then gives other masks than torch's; `draws="torch"` keeps torch's exactly."""
 
 from __future__ import annotations
 
@@ -17,38 +25,55 @@ from torch import nn
 LEAN_SDPA = "bench_lean_sdpa"
 
 
-def _noise(like: torch.Tensor, p: float) -> torch.Tensor:
-    """torch's CPU dropout noise (at::native::_dropout_impl): bernoulli(1 - p) draws divided by 1 - p."""
-    return torch.empty_like(like).bernoulli_(1 - p).div_(1 - p)
+LEVELS = 1 << 16  # the fast draws' 16-bit lanes
 
 
-def _noise_from(keep: torch.Tensor, dtype: torch.dtype, p: float) -> torch.Tensor:
-    """The noise again from its bool mask: exactly the values `_noise` drew."""
-    return keep.to(dtype).div_(1 - p)
+class MaskDraws:
+    """The dropout masks of one probability p: which elements stay (a bool mask) and their scale."""
+
+    def __init__(self, p: float, draws: str):
+        self.cut = round(p * LEVELS)
+        # p within 2^-17 of 0 or 1 rounds to a cut that keeps all or nothing: torch's draws there
+        self.fast = draws == "fast" and 0 < self.cut < LEVELS
+        self.keep_probability = (LEVELS - self.cut) / LEVELS if self.fast else 1 - p
+
+    def keep(self, like: torch.Tensor) -> torch.Tensor:
+        if not self.fast:  # torch's CPU dropout noise (at::native::_dropout_impl), its bernoulli draws
+            return torch.empty_like(like).bernoulli_(self.keep_probability).bool()
+        n = like.numel()
+        words = torch.empty((n + 3) // 4, dtype=torch.int64).random_(torch.iinfo(torch.int64).min, None)
+        lanes = words.view(torch.int16)[:n]  # uniform over [-2^15, 2^15): lane + 2^15 < cut drops
+        return (lanes >= self.cut - LEVELS // 2).view(like.shape)
+
+    def noise(self, keep: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+        """What the input is multiplied by: 0 or 1 / keep probability (torch divides its draws by 1 - p)."""
+        return keep.to(dtype).div_(self.keep_probability)
 
 
 class _DropoutKeepingBools(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, x, p):
-        noise = _noise(x, p)
-        ctx.save_for_backward(noise.bool())
-        ctx.p = p
-        return x * noise
+    def forward(ctx, x, masks):
+        keep = masks.keep(x)
+        ctx.save_for_backward(keep)
+        ctx.masks = masks
+        return x * masks.noise(keep, x.dtype)
 
     @staticmethod
     def backward(ctx, grad):
         (keep,) = ctx.saved_tensors
-        return grad * _noise_from(keep, grad.dtype, ctx.p), None
+        return grad * ctx.masks.noise(keep, grad.dtype), None
 
 
 class LeanDropout(nn.Dropout):
-    """nn.Dropout whose CPU training forward keeps a bool mask; otherwise (eval, CUDA, in place, p 0 or 1,
-    no gradient wanted) torch's own."""
+    """nn.Dropout whose CPU training forward keeps a bool mask, drawn as `draws` says; otherwise (eval, CUDA,
+    in place, p 0 or 1, no gradient wanted) torch's own."""
+
+    draws = "torch"
 
     def forward(self, x):
         if self._torch_does_it(x):
             return super().forward(x)
-        return _DropoutKeepingBools.apply(x, self.p)
+        return _DropoutKeepingBools.apply(x, MaskDraws(self.p, self.draws))
 
     def _torch_does_it(self, x) -> bool:
         return (
@@ -60,12 +85,18 @@ class LeanDropout(nn.Dropout):
         )
 
 
-def use_lean_dropout(model: nn.Module) -> None:
-    """Every plain nn.Dropout in `model` (the method's own included) becomes a LeanDropout: the class is
-    swapped in place, so hooks, names and state dicts stay as they are (a dropout has no state)."""
+def use_lean_dropout(model: nn.Module, draws: str, attention_modules=()) -> None:
+    """Every plain nn.Dropout in `model` (the method's own included) becomes a LeanDropout drawing its masks
+    as `draws` says: the class is swapped in place, so hooks, names and state dicts stay as they are (a
+    dropout has no state). The lean attention draws as `draws` says in `attention_modules` (the modules
+    transformers' attention interface receives)."""
     for module in model.modules():
         if type(module) is nn.Dropout:
             module.__class__ = LeanDropout
+        if isinstance(module, LeanDropout):
+            module.draws = draws
+    for module in attention_modules:
+        module.bench_dropout_draws = draws
 
 
 class _AttentionKeepingBools(torch.autograd.Function):
@@ -73,7 +104,7 @@ class _AttentionKeepingBools(torch.autograd.Function):
     probabilities and a bool dropout mask."""
 
     @staticmethod
-    def forward(ctx, q, k, v, mask, p, scale):
+    def forward(ctx, q, k, v, mask, masks, scale):
         scores = torch.matmul(q, k.transpose(-2, -1)).mul_(scale)
         if mask is not None:
             scores = (
@@ -81,16 +112,16 @@ class _AttentionKeepingBools(torch.autograd.Function):
             )
         probs = torch.softmax(scores, -1)
         del scores
-        noise = _noise(probs, p)
-        out = torch.matmul(probs * noise, v)
-        ctx.save_for_backward(q, k, v, probs, noise.bool())
-        ctx.p, ctx.scale = p, scale
+        keep = masks.keep(probs)
+        out = torch.matmul(probs * masks.noise(keep, probs.dtype), v)
+        ctx.save_for_backward(q, k, v, probs, keep)
+        ctx.masks, ctx.scale = masks, scale
         return out
 
     @staticmethod
     def backward(ctx, grad):
         q, k, v, probs, keep = ctx.saved_tensors
-        noise = _noise_from(keep, probs.dtype, ctx.p)
+        noise = ctx.masks.noise(keep, probs.dtype)
         dv = torch.matmul((probs * noise).transpose(-2, -1), grad) if ctx.needs_input_grad[2] else None
         dprobs = torch.matmul(grad, v.transpose(-2, -1)).mul_(noise)
         del noise
@@ -102,7 +133,8 @@ class _AttentionKeepingBools(torch.autograd.Function):
 
 def lean_sdpa_attention(module, query, key, value, attention_mask, dropout=0.0, scaling=None, **kwargs):
     """transformers' SDPA attention function, except: with dropout on a CPU in training, the lean attention
-    above (SDPA would take its math path); and values that are a view of a larger buffer (ModernBERT's fused
+    above (SDPA would take its math path), its masks drawn as the module's `bench_dropout_draws` says (torch's
+    when unset); and values that are a view of a larger buffer (ModernBERT's fused
     Wqkv output) copied first, since the values kept for the backward would hold the whole buffer alive."""
     from transformers.integrations.sdpa_attention import (
         sdpa_attention_forward,  # lazy: transformers is slow to import, and `bench methods` lists families
@@ -123,7 +155,8 @@ def lean_sdpa_attention(module, query, key, value, attention_mask, dropout=0.0, 
             module, query, key, value, attention_mask, dropout=dropout, scaling=scaling, **kwargs
         )
     scale = query.shape[-1] ** -0.5 if scaling is None else scaling
-    out = _AttentionKeepingBools.apply(query, key, value, attention_mask, dropout, scale)
+    masks = MaskDraws(dropout, getattr(module, "bench_dropout_draws", "torch"))
+    out = _AttentionKeepingBools.apply(query, key, value, attention_mask, masks, scale)
     return out.transpose(1, 2).contiguous(), None
 
 

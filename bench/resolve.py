@@ -9,6 +9,7 @@ from dataclasses import fields
 
 from bench.config import (
     BATCH_ORDERS,
+    DROPOUT_DRAWS,
     FIELDS,
     INITS,
     LR_SCHEDULES,
@@ -57,6 +58,8 @@ def validate(cfg: RunConfig) -> RunConfig:
         raise choices_error("select_on", cfg.select_on, SELECT_ON)
     if cfg.batch_order not in BATCH_ORDERS:
         raise choices_error("batch_order", cfg.batch_order, BATCH_ORDERS)
+    if cfg.dropout_draws not in DROPOUT_DRAWS:
+        raise choices_error("dropout_draws", cfg.dropout_draws, DROPOUT_DRAWS)
     if cfg.select_metric is not None and cfg.select_metric not in task.metrics:
         raise choices_error(f"select_metric for task {task.name}:", cfg.select_metric, task.metrics)
     if not 0 < cfg.adam_eps < 1 or not 0 < cfg.adam_beta2 < 1:

@@ -171,7 +171,8 @@ def bert_layout(config_cls, model_cls, family):
     shipped, lean, config = shipped_and_lean(
         config_cls, model_cls, family, num_hidden_layers=LAYERS, attn_implementation="sdpa"
     )
-    use_lean_dropout(lean)
+    attention = [layer.attention.self for layer in lean.base_model.encoder.layer]
+    use_lean_dropout(lean, "torch", attention)
     assert config.attention_probs_dropout_prob == config.hidden_dropout_prob == 0.1
     return shipped, lean
 
@@ -208,7 +209,7 @@ def test_lean_dropout_draws_torch_masks():
     torch.manual_seed(3)
     x = torch.randn(64, 33, requires_grad=True)
     plain, lean = nn.Dropout(0.3), nn.Dropout(0.3)
-    use_lean_dropout(lean)
+    use_lean_dropout(lean, "torch")
     outs, grads = [], []
     for module in (plain, lean):
         torch.manual_seed(5)
@@ -254,6 +255,7 @@ def test_bench_builds_lean_dropout_and_attention_into_methods(tiny_models, glue_
             "method_options": options,
             "max_length": 32,
             "seed": 3,
+            "dropout_draws": "torch",
         }
     )
     results = []
@@ -263,6 +265,7 @@ def test_bench_builds_lean_dropout_and_attention_into_methods(tiny_models, glue_
         dropouts = [n for n, m in model.named_modules() if type(m) in (nn.Dropout, LeanDropout)]
         own = [n for n in dropouts if "prefix_encoder" in n or "lora_dropout" in n]
         assert own and all(isinstance(model.get_submodule(n), LeanDropout) == lean for n in dropouts)
+        assert not lean or all(model.get_submodule(n).draws == "torch" for n in dropouts)
         slots = [m.bench_prefix for m in model.modules() if hasattr(m, "bench_prefix")]
         assert all(slot.lean == lean for slot in slots) and bool(slots) == (method == "ptuning")
         prep = prepare_data(cfg, task, built)
@@ -275,3 +278,93 @@ def test_bench_builds_lean_dropout_and_attention_into_methods(tiny_models, glue_
     torch.testing.assert_close(lean_loss, loss, rtol=1e-5, atol=1e-6)
     for name in grads:
         torch.testing.assert_close(lean_grads[name], grads[name], rtol=1e-4, atol=1e-6, msg=name)
+
+
+N_DRAWS = 1 << 20
+
+
+def keep_rate_bounds(keep_probability: float, n: int = N_DRAWS) -> tuple[float, float]:
+    """Five binomial standard deviations either side of the keep probability."""
+    sd = (keep_probability * (1 - keep_probability) / n) ** 0.5
+    return keep_probability - 5 * sd, keep_probability + 5 * sd
+
+
+@pytest.mark.parametrize("p", [0.1, 0.25, 0.5, 0.9])
+def test_fast_draws_drop_at_p_rounded_to_16_bits_and_keep_the_expectation(p):
+    """draws="fast": an element stays with probability 1 - round(p * 2^16) / 2^16 and is scaled by its
+    inverse (closed forms written here); the backward multiplies by the same mask; neighbours (lanes of one
+    64-bit draw) are dropped independently; a seed gives the same masks, another seed others."""
+    keep_probability = 1 - round(p * 65536) / 65536
+    dropout = nn.Dropout(p)
+    use_lean_dropout(dropout, "fast")
+    x = torch.ones(N_DRAWS, requires_grad=True)
+    torch.manual_seed(7)
+    out = dropout(x)
+    (grad,) = torch.autograd.grad(out, x, torch.full_like(out, 2.0))
+    kept = out != 0
+    assert torch.equal(out[kept], torch.full_like(out[kept], 1 / keep_probability))
+    assert torch.equal(grad, 2 * out.detach())
+    low, high = keep_rate_bounds(keep_probability)
+    assert low < kept.double().mean() < high
+    pairs = kept[0::2] & kept[1::2]  # lanes 0/1 and 2/3 of each 64-bit word, and across words
+    low, high = keep_rate_bounds(keep_probability**2, N_DRAWS // 2)
+    assert low < pairs.double().mean() < high
+    torch.manual_seed(7)
+    assert torch.equal(dropout(x), out)
+    assert not torch.equal(dropout(x), out)
+
+
+def test_fast_draws_leave_p_at_the_ends_to_torch():
+    """p within 2^-17 of 0 or 1 would round to keeping all or nothing: torch's draws there."""
+    for p in (1e-6, 1 - 1e-6):
+        dropout = nn.Dropout(p)
+        use_lean_dropout(dropout, "fast")
+        torch.manual_seed(0)
+        x = torch.ones(1000, requires_grad=True)
+        torch.manual_seed(0)
+        expected = nn.Dropout(p)(x)
+        torch.manual_seed(0)
+        assert torch.equal(dropout(x), expected)
+
+
+def test_lean_attention_draws_as_its_module_says():
+    """The lean attention with the module's `bench_dropout_draws` = fast equals softmax(q k^T / sqrt(d) +
+    mask) times the fast mask's noise, times v (written out here), forward and backward."""
+    from bench.lean import MaskDraws
+
+    torch.manual_seed(0)
+    q, k, v = (torch.randn(2, 3, 6, 4, requires_grad=True) for _ in range(3))
+    mask = torch.zeros(2, 1, 6, 6)
+    mask[1, ..., 4:] = torch.finfo(torch.float32).min
+    module = nn.Module()
+    module.bench_dropout_draws = "fast"
+    torch.manual_seed(11)
+    out, _ = lean_sdpa_attention(module, q, k, v, mask, dropout=0.3)
+    torch.manual_seed(11)
+    draws = MaskDraws(0.3, "fast")
+    noise = draws.noise(draws.keep(torch.empty(2, 3, 6, 6)), torch.float32)
+    assert draws.fast and (noise == 0).any()
+    probs = torch.softmax(q @ k.transpose(-1, -2) / 2 + mask, -1)
+    expected = ((probs * noise) @ v).transpose(1, 2)
+    torch.testing.assert_close(out, expected)
+    weights = torch.randn_like(out)
+    grads = torch.autograd.grad((out * weights).sum(), (q, k, v))
+    expected_grads = torch.autograd.grad((expected * weights).sum(), (q, k, v))
+    for got, want in zip(grads, expected_grads, strict=True):
+        torch.testing.assert_close(got, want)
+
+
+def test_bench_builds_with_fast_draws_by_default(tiny_models, glue_dir):
+    """The default `dropout_draws` is fast: every dropout and the attention modules draw fast masks."""
+    from bench.build import build_model
+    from bench.resolve import build_config
+    from bench.tasks import get_task
+
+    cfg = build_config(
+        {"method": "lora", "model": tiny_models["bert"], "task": "rte", "data_dir": str(glue_dir)}
+    )
+    model = build_model(cfg, get_task("rte")).model
+    dropouts = [m for m in model.modules() if isinstance(m, nn.Dropout)]
+    attention = [m for m in model.modules() if type(m).__name__ == "BertSelfAttention"]
+    assert dropouts and all(type(m) is LeanDropout and m.draws == "fast" for m in dropouts)
+    assert attention and all(m.bench_dropout_draws == "fast" for m in attention)

@@ -169,6 +169,8 @@ def test_a_bad_selection_metric_is_one_line():
         build_config({"task": "mrpc", "select_metric": "mcc"})
     with pytest.raises(BenchError, match="unknown batch_order 'sorted'"):
         build_config({"batch_order": "sorted"})
+    with pytest.raises(BenchError, match="unknown dropout_draws 'philox'.*fast, torch"):
+        build_config({"dropout_draws": "philox"})
 
 
 def test_mnli_overall_accuracy_pools_both_dev_sets(tiny_models, glue_dir):
