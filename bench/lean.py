@@ -65,24 +65,20 @@ class _DropoutKeepingBools(torch.autograd.Function):
 
 
 class LeanDropout(nn.Dropout):
-    """nn.Dropout whose CPU training forward keeps a bool mask, drawn as `draws` says; otherwise (eval, CUDA,
-    in place, p 0 or 1, no gradient wanted) torch's own."""
+    """nn.Dropout whose CPU training forward draws its mask as `draws` says and keeps it as bools for the
+    backward; otherwise (eval, CUDA, in place, p 0 or 1) torch's own. Whether a gradient is wanted does not
+    change the draws: a layer recomputed under activation checkpointing (whose input may require a gradient
+    only then) must draw the masks its first forward drew."""
 
     draws = "torch"
 
     def forward(self, x):
-        if self._torch_does_it(x):
+        if not self.training or self.inplace or not 0 < self.p < 1 or x.device.type != "cpu":
             return super().forward(x)
-        return _DropoutKeepingBools.apply(x, MaskDraws(self.p, self.draws))
-
-    def _torch_does_it(self, x) -> bool:
-        return (
-            not self.training
-            or self.inplace
-            or not 0 < self.p < 1
-            or x.device.type != "cpu"
-            or not (torch.is_grad_enabled() and x.requires_grad)
-        )
+        masks = MaskDraws(self.p, self.draws)
+        if torch.is_grad_enabled() and x.requires_grad:
+            return _DropoutKeepingBools.apply(x, masks)
+        return x * masks.noise(masks.keep(x), x.dtype)
 
 
 def use_lean_dropout(model: nn.Module, draws: str, attention_modules=()) -> None:
@@ -146,7 +142,6 @@ def lean_sdpa_attention(module, query, key, value, attention_mask, dropout=0.0, 
         0 < dropout < 1
         and query.device.type == "cpu"
         and query.dtype == torch.float32  # SDPA computes half-precision inputs in float32 on a CPU
-        and torch.is_grad_enabled()
         and key.shape[1] == query.shape[1]  # no grouped-query attention in an encoder
         and (attention_mask is None or _has_a_key_per_row(attention_mask))
     )

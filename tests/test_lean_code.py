@@ -368,3 +368,22 @@ def test_bench_builds_with_fast_draws_by_default(tiny_models, glue_dir):
     attention = [m for m in model.modules() if type(m).__name__ == "BertSelfAttention"]
     assert dropouts and all(type(m) is LeanDropout and m.draws == "fast" for m in dropouts)
     assert attention and all(m.bench_dropout_draws == "fast" for m in attention)
+
+
+def test_fast_draws_do_not_depend_on_whether_a_gradient_is_wanted():
+    """A layer recomputed under activation checkpointing may see its input require a gradient only then: its
+    dropout and attention must draw the masks of its first forward either way."""
+    dropout = nn.Dropout(0.3)
+    use_lean_dropout(dropout, "fast")
+    module = nn.Module()
+    module.bench_dropout_draws = "fast"
+    x = torch.randn(2, 2, 7, 4)
+    outs = []
+    for grad in (False, True, None):  # None: under no_grad
+        torch.manual_seed(4)
+        y = x.clone().requires_grad_(bool(grad))
+        with torch.set_grad_enabled(grad is not None):
+            attended, _ = lean_sdpa_attention(module, y, y, y, None, dropout=0.3)
+            outs.append((dropout(y).detach(), attended.detach()))
+    for dropped, attended in outs[1:]:
+        assert torch.equal(dropped, outs[0][0]) and torch.equal(attended, outs[0][1])
