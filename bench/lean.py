@@ -5,8 +5,9 @@ torch's CPU dropout keeps its mask as a float tensor (4 bytes an element; its CU
 SDPA's CPU path with dropout (the math path: its flash kernel takes no dropout) keeps three (T x T) float
 tensors a head: the probabilities, the dropout mask and the dropped-out probabilities. Here the mask is kept
 as bools (1 byte) and the dropped-out probabilities are recomputed from the two in the backward: 5 bytes per
-attention score instead of 12. The masks come from the same `bernoulli_` draw on a tensor of the same shape
-and dtype, in the same order, so a seed gives the masks torch's dropout gives (tests/test_lean_code.py).
+attention score instead of 12. With `draws="torch"` the masks come from the same `bernoulli_` draw on a
+tensor of the same shape and dtype, in the same order, so a seed gives the masks torch's dropout gives
+(tests/test_lean_code.py).
 No library offers this: torch's own CPU kernels are what keep the float masks.
 
 Drawing the masks is itself a large share of a CPU step: torch's CPU `bernoulli_` draws one double from its
@@ -45,9 +46,13 @@ class MaskDraws:
         lanes = words.view(torch.int16)[:n]  # uniform over [-2^15, 2^15): lane + 2^15 < cut drops
         return (lanes >= self.cut - LEVELS // 2).view(like.shape)
 
-    def noise(self, keep: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
-        """What the input is multiplied by: 0 or 1 / keep probability (torch divides its draws by 1 - p)."""
-        return keep.to(dtype).div_(self.keep_probability)
+    def apply(self, x: torch.Tensor, keep: torch.Tensor) -> torch.Tensor:
+        """x dropped out: 0 where the mask drops, x / keep probability where it keeps. torch's draws multiply
+        by torch's noise (its draws divided by 1 - p: the same float values); the fast ones multiply by the
+        bool mask and then the scale, one pass fewer."""
+        if self.fast:
+            return (x * keep).mul_(1 / self.keep_probability)
+        return x * keep.to(x.dtype).div_(self.keep_probability)
 
 
 class _DropoutKeepingBools(torch.autograd.Function):
@@ -56,12 +61,12 @@ class _DropoutKeepingBools(torch.autograd.Function):
         keep = masks.keep(x)
         ctx.save_for_backward(keep)
         ctx.masks = masks
-        return x * masks.noise(keep, x.dtype)
+        return masks.apply(x, keep)
 
     @staticmethod
     def backward(ctx, grad):
         (keep,) = ctx.saved_tensors
-        return grad * ctx.masks.noise(keep, grad.dtype), None
+        return ctx.masks.apply(grad, keep), None
 
 
 class LeanDropout(nn.Dropout):
@@ -78,7 +83,7 @@ class LeanDropout(nn.Dropout):
         masks = MaskDraws(self.p, self.draws)
         if torch.is_grad_enabled() and x.requires_grad:
             return _DropoutKeepingBools.apply(x, masks)
-        return x * masks.noise(masks.keep(x), x.dtype)
+        return masks.apply(x, masks.keep(x))
 
 
 def use_lean_dropout(model: nn.Module, draws: str, attention_modules=()) -> None:
@@ -109,7 +114,7 @@ class _AttentionKeepingBools(torch.autograd.Function):
         probs = torch.softmax(scores, -1)
         del scores
         keep = masks.keep(probs)
-        out = torch.matmul(probs * masks.noise(keep, probs.dtype), v)
+        out = torch.matmul(masks.apply(probs, keep), v)
         ctx.save_for_backward(q, k, v, probs, keep)
         ctx.masks, ctx.scale = masks, scale
         return out
@@ -117,10 +122,13 @@ class _AttentionKeepingBools(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad):
         q, k, v, probs, keep = ctx.saved_tensors
-        noise = ctx.masks.noise(keep, probs.dtype)
-        dv = torch.matmul((probs * noise).transpose(-2, -1), grad) if ctx.needs_input_grad[2] else None
-        dprobs = torch.matmul(grad, v.transpose(-2, -1)).mul_(noise)
-        del noise
+        masks = ctx.masks
+        dv = (
+            torch.matmul(masks.apply(probs, keep).transpose(-2, -1), grad)
+            if ctx.needs_input_grad[2]
+            else None
+        )
+        dprobs = masks.apply(torch.matmul(grad, v.transpose(-2, -1)), keep)
         dscores = torch._softmax_backward_data(dprobs, probs, -1, probs.dtype).mul_(ctx.scale)
         dq = torch.matmul(dscores, k) if ctx.needs_input_grad[0] else None
         dk = torch.matmul(dscores.transpose(-2, -1), q) if ctx.needs_input_grad[1] else None
