@@ -70,10 +70,11 @@ def build_model(cfg: RunConfig, task, lean: bool = True) -> Built:
     ctx = AttachContext(task=task, tokenizer=tokenizer, family=fam, config=model.config)
     # the modules the attention function receives, found before a method wraps the model
     attention = [fam.attention_module(layer) for layer in fam.layers(model)] if fam else []
+    attention = [m for m in attention if m is not None]  # DeBERTa: its own attention code
     buffers_before = {n for n, _ in model.named_buffers()}
     model, backbone_numel = apply_method(model, method, method_cfg, ctx)
     if lean:
-        use_lean_dropout(model, cfg.dropout_draws, [m for m in attention if m is not None])  # methods' too
+        use_lean_dropout(model, cfg.dropout_draws, attention)  # the methods' dropouts too
     init_tags = {}
     if cfg.init_from:  # a finished run's weights (its head replaced), e.g. the MNLI warm start
         init_tags = warm_start(model, cfg, model.bench_head_prefixes)

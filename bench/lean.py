@@ -37,6 +37,13 @@ class MaskDraws:
         # p within 2^-17 of 0 or 1 rounds to a cut that keeps all or nothing: torch's draws there
         self.fast = draws == "fast" and 0 < self.cut < LEVELS
         self.keep_probability = (LEVELS - self.cut) / LEVELS if self.fast else 1 - p
+        # What a kept element is multiplied by. torch's noise holds 1 / (1 - p) as its float32 division
+        # computes it; that value times x is the product torch's dropout forms, bit for bit.
+        self.scale = (
+            1 / self.keep_probability
+            if self.fast
+            else torch.ones((), dtype=torch.float32).div_(self.keep_probability).item()
+        )
 
     def keep(self, like: torch.Tensor) -> torch.Tensor:
         if not self.fast:  # torch's CPU dropout noise (at::native::_dropout_impl), its bernoulli draws
@@ -47,12 +54,9 @@ class MaskDraws:
         return (lanes >= self.cut - LEVELS // 2).view(like.shape)
 
     def apply(self, x: torch.Tensor, keep: torch.Tensor) -> torch.Tensor:
-        """x dropped out: 0 where the mask drops, x / keep probability where it keeps. torch's draws multiply
-        by torch's noise (its draws divided by 1 - p: the same float values); the fast ones multiply by the
-        bool mask and then the scale, one pass fewer."""
-        if self.fast:
-            return (x * keep).mul_(1 / self.keep_probability)
-        return x * keep.to(x.dtype).div_(self.keep_probability)
+        """x dropped out: 0 where the mask drops, x times the scale where it keeps (two passes, no float noise
+        tensor)."""
+        return (x * keep).mul_(self.scale)
 
 
 class _DropoutKeepingBools(torch.autograd.Function):
@@ -137,9 +141,9 @@ class _AttentionKeepingBools(torch.autograd.Function):
 
 def lean_sdpa_attention(module, query, key, value, attention_mask, dropout=0.0, scaling=None, **kwargs):
     """transformers' SDPA attention function, except: with dropout on a CPU in training, the lean attention
-    above (SDPA would take its math path), its masks drawn as the module's `bench_dropout_draws` says (torch's
-    when unset); and values that are a view of a larger buffer (ModernBERT's fused
-    Wqkv output) copied first, since the values kept for the backward would hold the whole buffer alive."""
+    above (SDPA would take its math path), its masks drawn as the module's `bench_dropout_draws` says
+    (torch's when unset); and values that are a view of a larger buffer (ModernBERT's fused Wqkv output)
+    copied first, since the values kept for the backward would hold the whole buffer alive."""
     from transformers.integrations.sdpa_attention import (
         sdpa_attention_forward,  # lazy: transformers is slow to import, and `bench methods` lists families
     )
