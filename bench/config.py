@@ -65,6 +65,9 @@ class RunConfig:
     # CPU dropout masks: fast (16-bit lanes of torch's generator, p rounded to 1/65536) | torch (torch's
     # bernoulli draws: the masks nn.Dropout gives for a seed); bench/lean.py says why. A GPU draws torch's.
     dropout_draws: str = "fast"
+    # the last layer's tokens: head (only those a sequence head reads, where the family knows them: the first;
+    # bench/first_token.py) | all (every token, transformers' code)
+    last_layer_tokens: str = "head"
     output_dir: str = "runs"
     tracking_uri: str | None = None  # None: MLFLOW_TRACKING_URI, else sqlite:///mlflow.db
     experiment: str | None = None  # None: one experiment per task, named bench-<task>
@@ -120,6 +123,7 @@ ADDED_FIELDS = {
     "select_metric": None,
     "init_from": None,
     "dropout_draws": "torch",
+    "last_layer_tokens": "all",
 }
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 INITS = ("pretrained", "random")  # what each means: the comment at bench.models.ARCH_DIR
@@ -127,6 +131,7 @@ LR_SCHEDULES = ("linear", "constant")
 SELECT_ON = ("dev", "holdout")
 BATCH_ORDERS = ("length", "uniform", "buffer100")
 DROPOUT_DRAWS = ("fast", "torch")  # bench.lean.MaskDraws draws each
+LAST_LAYER_TOKENS = ("head", "all")
 
 
 def parse_value(text: str):

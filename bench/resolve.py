@@ -12,6 +12,7 @@ from bench.config import (
     DROPOUT_DRAWS,
     FIELDS,
     INITS,
+    LAST_LAYER_TOKENS,
     LR_SCHEDULES,
     PRECISIONS,
     SELECT_ON,
@@ -60,6 +61,8 @@ def validate(cfg: RunConfig) -> RunConfig:
         raise choices_error("batch_order", cfg.batch_order, BATCH_ORDERS)
     if cfg.dropout_draws not in DROPOUT_DRAWS:
         raise choices_error("dropout_draws", cfg.dropout_draws, DROPOUT_DRAWS)
+    if cfg.last_layer_tokens not in LAST_LAYER_TOKENS:
+        raise choices_error("last_layer_tokens", cfg.last_layer_tokens, LAST_LAYER_TOKENS)
     if cfg.select_metric is not None and cfg.select_metric not in task.metrics:
         raise choices_error(f"select_metric for task {task.name}:", cfg.select_metric, task.metrics)
     if not 0 < cfg.adam_eps < 1 or not 0 < cfg.adam_beta2 < 1:

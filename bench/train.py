@@ -159,6 +159,7 @@ def train(
     sync_timers: bool = False,
     method=None,
     method_cfg=None,
+    first_batches: list[list[int]] | None = None,
 ) -> TrainResult:
     """Trains `model` in place and leaves it holding the weights of the best evaluation.
 
@@ -166,7 +167,8 @@ def train(
     `on_eval(epoch, metrics)` may raise to stop (Optuna pruning). `sync_timers` synchronises CUDA around
     each timed phase (exact time split for `bench perf`, at some cost in speed). `method` (with its config)
     supplies the optimizer's parameter groups, an optional extra loss term and a hook after each optimizer
-    step (methods/base.py); without it, the base Method's defaults apply."""
+    step (methods/base.py); without it, the base Method's defaults apply. `first_batches`, if given, are the
+    first epoch's batches (row indices), instead of its draw: `bench perf` orders the batches it measures."""
     task = prep.task
     main_split = next(iter(prep.dev))
     device = accelerator.device
@@ -282,7 +284,10 @@ def train(
         while step < total:
             epoch += 1
             t0 = time.perf_counter()
-            batches = training_batches(cfg.batch_order, lengths, cfg.batch_size, generator)
+            if epoch == 1 and first_batches is not None:
+                batches = first_batches
+            else:
+                batches = training_batches(cfg.batch_order, lengths, cfg.batch_size, generator)
             t["data"] += time.perf_counter() - t0
             for indices in batches:
                 raise_if_terminated()

@@ -29,6 +29,7 @@ from bench.device import make_accelerator
 from bench.errors import BenchError
 from bench.families import of
 from bench.families.base import eager_attention
+from bench.first_token import use_all_tokens
 from bench.logs import quiet_libraries
 from bench.models import family
 from bench.reload import load_checkpoint
@@ -81,8 +82,10 @@ class HeadScores:
 
 def use_eager_attention(model) -> None:
     """Attention weights come only from an eager implementation. P-tuning v2 models keep their prefix and
-    report the weights on the input tokens only (the argmax is taken among the input tokens)."""
+    report the weights on the input tokens only (the argmax is taken among the input tokens). Every token
+    goes through the last layer: its weights are scored for every query."""
     model.config._attn_implementation = eager_implementation(model.config)
+    use_all_tokens(model)
 
 
 def score_heads(

@@ -6,11 +6,12 @@ import re
 import pytest
 import torch
 
+from bench.batching import training_batches
 from bench.cli import main
 from bench.resolve import build_config
 from bench.tasks import get_task
 from benchmarks.memory import live_heap, peak_memory
-from benchmarks.perf import refusals
+from benchmarks.perf import measured_batches, refusals
 
 
 def tables(text: str) -> dict[str, list[dict]]:
@@ -170,3 +171,18 @@ def test_training_memory_is_the_live_heap_rise():
     # other objects the process frees or allocates meanwhile (a test worker's garbage) move it by little
     assert abs(mem["rise"] - 64 * mib) < 2 * mib
     assert mem["peak"] > 0
+
+
+def test_measured_batches_are_the_first_of_the_draw_with_the_longest_last():
+    """The batches `bench perf` measures: the first `steps` of bench's draw for the seed, in its order, except
+    that the one with the longest row runs last (full FT's optimizer state exists by then)."""
+    lengths = [(7 * i) % 97 + 3 for i in range(400)]
+    cfg = build_config({"method": "bitfit", "model": "minilm", "task": "rte", "batch_size": 8})
+    draw = training_batches(cfg.batch_order, lengths, 8, torch.Generator().manual_seed(cfg.seed))
+    for steps in (1, 3, 8):
+        got = measured_batches(cfg, lengths, steps)
+        first = draw[:steps]
+        tallest = [max(lengths[i] for i in b) for b in first]
+        k = tallest.index(max(tallest))
+        assert got[-1] == first[k]
+        assert got[:-1] == first[:k] + first[k + 1 :]

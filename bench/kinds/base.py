@@ -17,6 +17,8 @@ IGNORE_INDEX = -100  # label of sub-tokens after the first and of special tokens
 class TaskKind:
     name: ClassVar[str]
     float_labels: ClassVar[bool] = False  # regression targets are floats
+    # the head reads the first token's final state only (a sequence head): bench/first_token.py
+    head_reads_first_token: ClassVar[bool] = True
 
     # --- model ---
     def model_class(self):
