@@ -32,7 +32,7 @@ def built(tiny_models, glue_dir, family, method, tokens, task="rte"):
 
 
 def tokens_seen(model, family):
-    """Runs of the last layer's feed-forward input length, recorded per forward."""
+    """The number of tokens the last layer's feed-forward block receives, one entry per forward."""
     layer = families()[family].layers(model)[-1]
     seen = []
     layer.intermediate.register_forward_hook(lambda m, a, o: seen.append(a[0].shape[1]))
