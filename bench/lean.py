@@ -110,6 +110,10 @@ class _AttentionKeepingBools(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, q, k, v, mask, masks, scale):
+        # Heads laid out contiguously once: the (batch, T, heads, d) projections' per-head views cannot be
+        # batched by a matrix product without a copy, and every product of the backward would copy them again
+        # (k^T transposed at that).
+        q, k, v = q.contiguous(), k.contiguous(), v.contiguous()
         scores = torch.matmul(q, k.transpose(-2, -1)).mul_(scale)
         if mask is not None:
             scores = (
@@ -127,6 +131,7 @@ class _AttentionKeepingBools(torch.autograd.Function):
     def backward(ctx, grad):
         q, k, v, probs, keep = ctx.saved_tensors
         masks = ctx.masks
+        grad = grad.contiguous()  # read by two products
         dv = (
             torch.matmul(masks.apply(probs, keep).transpose(-2, -1), grad)
             if ctx.needs_input_grad[2]
