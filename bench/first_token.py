@@ -32,6 +32,8 @@ def use_first_token_last_layer(layer: nn.Module) -> None:
         if (
             not getattr(self, FIRST_TOKEN_ONLY)
             or encoder_hidden_states is not None  # a decoder's cross-attention: not an encoder's layer
+            or kwargs.get("cache") is not None  # keys and values from a cache (a prefix given that way)
+            or kwargs.get("past_key_values") is not None  # its name before transformers 5.24
             or self.chunk_size_feed_forward  # chunked feed-forward: transformers' forward chunks it
         ):
             return full(hidden_states, attention_mask, encoder_hidden_states, *args, **kwargs)
@@ -49,7 +51,7 @@ def use_all_tokens(model: nn.Module) -> None:
             setattr(module, FIRST_TOKEN_ONLY, False)
 
 
-def first_token_forward(layer, hidden_states, attention_mask, cache=None, **kwargs):
+def first_token_forward(layer, hidden_states, attention_mask, cache=None, **kwargs):  # cache: None here
     """BertLayer.forward (transformers 5) with queries from the first token only: (batch, 1, hidden) out."""
     from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS  # lazy: transformers is slow to import
 
