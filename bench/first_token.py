@@ -5,8 +5,8 @@ first token's final state alone, and in the last layer no other token's state re
 keys and values of its attention. So that layer computes keys and values for every token and the query, the
 attention output, the feed-forward block and the norms for the first token only: the logits and every
 gradient are the full layer's (to float rounding; tests/test_first_token.py), for about five sixths less of
-that layer's matrix products and kept activations (one layer in 24 at BERT-large, one in 6 at MiniLM). No
-library does this for a transformers encoder; the full layer is transformers' code, unchanged.
+that layer's matrix products and kept activations (one layer in 24 at BERT-large, one in 6 at MiniLM).
+transformers has no option for it; the full layer is transformers' code, unchanged.
 
 Dropout in that layer draws masks for the first token only, so from a given seed the masks there are not
 those the full layer draws: `last_layer_tokens=all` keeps every token (and torch's masks, with
