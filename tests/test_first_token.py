@@ -14,7 +14,19 @@ from bench.tasks import get_task
 from bench.train import batch_for
 
 SHORT_FAMILIES = sorted(name for name, fam in families().items() if fam.first_token_last_layer)
-METHODS = ("head", "bitfit", "lora", "adapter", "pasta", "ptuning", "prompt_tuning", "diffprune", "said", "ia3", "vera")
+METHODS = (
+    "head",
+    "bitfit",
+    "lora",
+    "adapter",
+    "pasta",
+    "ptuning",
+    "prompt_tuning",
+    "diffprune",
+    "said",
+    "ia3",
+    "vera",
+)
 
 
 def built(tiny_models, glue_dir, family, method, tokens, task="rte"):
