@@ -11,6 +11,7 @@ from bench.kinds.base import TaskKind
 @register
 class Classification(TaskKind):
     name = "classification"
+    head_reads_first_token = True  # AutoModelForSequenceClassification
 
     def metrics(self, task, predictions, labels) -> dict[str, float]:
         from sklearn.metrics import (  # lazy: `bench tasks` loads the kinds

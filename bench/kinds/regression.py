@@ -14,6 +14,7 @@ from bench.kinds.base import TaskKind
 @register
 class Regression(TaskKind):
     name = "regression"
+    head_reads_first_token = True  # AutoModelForSequenceClassification with one output
     float_labels = True
 
     def head_kwargs(self, task) -> dict:

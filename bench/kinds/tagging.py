@@ -12,7 +12,6 @@ from bench.ragged import Ragged
 @register
 class Tagging(TaskKind):
     name = "tagging"
-    head_reads_first_token = False  # a label per token
 
     def model_class(self):
         from transformers import AutoModelForTokenClassification  # lazy: `bench tasks` loads the kinds
