@@ -17,7 +17,7 @@ import optuna
 import yaml
 
 from bench import degenerate, record, tracking
-from bench.config import NOT_TRAINING
+from bench.config import ADDED_FIELDS, NOT_TRAINING, RunConfig
 from bench.errors import BenchError, NonFiniteLoss, StopRun, first_line
 from bench.locks import file_lock
 from bench.logs import quiet_libraries
@@ -144,6 +144,9 @@ def create(
         "space": space,
         "space_hash": space_hash(space),
         "base": kept_base,
+        # the options added to bench over time, as a trial without them in `base` takes them now: a study
+        # resumed after a later default changed keeps training its trials alike
+        "defaults": {k: getattr(RunConfig(), k) for k in ADDED_FIELDS},
         "n_trials": trials,
         "seeds_final": seeds_final,
         "search_seed": search_seed,
@@ -187,7 +190,10 @@ def _short(value) -> str:
 def _run_config(study: Study, layer: dict, seed: int, phase: str, extra_tags: dict):
     a = study.attrs
     tags = {"study": study.name, "phase": phase, **extra_tags}
+    # A study created before its options' defaults were recorded trains at those options' earlier behaviour,
+    # as its runs count (bench.config.ADDED_FIELDS).
     return build_config(
+        a.get("defaults", ADDED_FIELDS),
         a["base"],
         {"method": a["method"], "model": a["model"], "task": a["task"]},
         layer,

@@ -6,6 +6,7 @@ import statistics
 import subprocess
 import sys
 import time
+import types
 
 import optuna
 import pytest
@@ -460,3 +461,26 @@ def test_two_finalize_commands_at_once_train_each_seed_once(tiny_models, glue_di
     finals = [r for r in child_runs(tmp_path, study) if r.data.tags["phase"] == "final"]
     assert sorted(r.data.tags["seed"] for r in finals) == ["1", "2"]  # not four
     assert sum(o[0].count("already finished") for o in outs) == 2
+
+
+def test_a_study_keeps_the_defaults_it_was_created_with(tiny_models, glue_dir, tmp_path):
+    """Options bench added over time (bench.config.ADDED_FIELDS) that a study's base leaves unset train at the
+    default of the day the study was created, whatever the defaults are when it resumes; a study made before
+    that was recorded trains at their earlier behaviour, as its runs count."""
+    name = make_study(tiny_models, glue_dir, tmp_path, None, 1, SPACE, max_steps=1)
+    study = sweep_study.Study(name, None, output_dir=str(tmp_path / "runs"))
+    assert (study.attrs["defaults"]["dropout_draws"], study.attrs["defaults"]["last_layer_tokens"]) == (
+        "fast",
+        "head",
+    )  # today's defaults, recorded
+    defaults = {**study.attrs["defaults"], "dropout_draws": "torch"}  # as if created when torch's was default
+    study.optuna.set_user_attr("defaults", defaults)
+    cfg = driver._run_config(study, {}, 1, "trial", {})
+    assert (cfg.dropout_draws, cfg.last_layer_tokens) == ("torch", "head")
+    old = types.SimpleNamespace(  # a study from before the record: no defaults among its attributes
+        name=name,
+        attrs={k: v for k, v in study.attrs.items() if k != "defaults"},
+        tracking_uri=study.tracking_uri,
+    )
+    cfg = driver._run_config(old, {}, 1, "trial", {})
+    assert (cfg.dropout_draws, cfg.last_layer_tokens) == ("torch", "all")
