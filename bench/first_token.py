@@ -37,7 +37,8 @@ def use_first_token_last_layer(layer: nn.Module) -> None:
             or self.chunk_size_feed_forward  # chunked feed-forward: transformers' forward chunks it
         ):
             return full(hidden_states, attention_mask, encoder_hidden_states, *args, **kwargs)
-        kwargs.pop("encoder_attention_mask", None)  # None here (no cross-attention); not the attention's
+        for name in ("encoder_attention_mask", "cache", "past_key_values"):  # None here; not the attention's
+            kwargs.pop(name, None)
         return first_token_forward(self, hidden_states, attention_mask, **kwargs)
 
     layer.forward = types.MethodType(forward, layer)
@@ -51,7 +52,7 @@ def use_all_tokens(model: nn.Module) -> None:
             setattr(module, FIRST_TOKEN_ONLY, False)
 
 
-def first_token_forward(layer, hidden_states, attention_mask, cache=None, **kwargs):  # cache: None here
+def first_token_forward(layer, hidden_states, attention_mask, **kwargs):
     """BertLayer.forward (transformers 5) with queries from the first token only: (batch, 1, hidden) out."""
     from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS  # lazy: transformers is slow to import
 

@@ -17,7 +17,7 @@ import optuna
 import yaml
 
 from bench import degenerate, record, tracking
-from bench.config import ADDED_FIELDS, NOT_TRAINING, RunConfig
+from bench.config import ADDED_FIELDS, FIELDS, NOT_TRAINING
 from bench.errors import BenchError, NonFiniteLoss, StopRun, first_line
 from bench.locks import file_lock
 from bench.logs import quiet_libraries
@@ -146,7 +146,7 @@ def create(
         "base": kept_base,
         # the options added to bench over time, as a trial without them in `base` takes them now: a study
         # resumed after a later default changed keeps training its trials alike
-        "defaults": {k: getattr(RunConfig(), k) for k in ADDED_FIELDS},
+        "defaults": {k: FIELDS[k].default for k in ADDED_FIELDS},
         "n_trials": trials,
         "seeds_final": seeds_final,
         "search_seed": search_seed,
