@@ -13,9 +13,9 @@ from bench.data import load_examples
 from bench.encoding import cached_encode, split_rows
 from bench.errors import BenchError
 from bench.families import find
-from bench.first_token import use_first_token_last_layer
 from bench.lean import use_lean_dropout
 from bench.models import family, load_model, load_tokenizer, model_config
+from bench.needed_tokens import use_needed_tokens
 from bench.record import HOLDOUT
 from bench.train import Prepared
 from bench.warm_start import warm_start
@@ -72,9 +72,11 @@ def build_model(cfg: RunConfig, task, lean: bool = True) -> Built:
     # the modules the attention function receives, found before a method wraps the model
     attention = [fam.attention_module(layer) for layer in fam.layers(model)] if fam else []
     attention = [m for m in attention if m is not None]  # DeBERTa: its own attention code
-    if lean and cfg.last_layer_tokens == "head" and fam and fam.first_token_last_layer:
-        if task.task_kind.head_reads_first_token:
-            use_first_token_last_layer(fam.layers(model)[-1])
+    if lean and fam and fam.bert_layers:
+        layers = fam.layers(model)
+        first = cfg.last_layer_tokens == "head" and task.task_kind.head_reads_first_token
+        for i, layer in enumerate(layers):
+            use_needed_tokens(layer, cfg.padding_tokens == "skip", first and i == len(layers) - 1)
     buffers_before = {n for n, _ in model.named_buffers()}
     model, backbone_numel = apply_method(model, method, method_cfg, ctx)
     if lean:

@@ -66,8 +66,11 @@ class RunConfig:
     # bernoulli draws: the masks nn.Dropout gives for a seed); bench/lean.py says why. A GPU draws torch's.
     dropout_draws: str = "fast"
     # the last layer's tokens: head (only those a sequence head reads, where the family knows them: the first;
-    # bench/first_token.py) | all (every token, transformers' code)
+    # bench/needed_tokens.py) | all (every token, transformers' code)
     last_layer_tokens: str = "head"
+    # padding positions: skip (each layer computes the real tokens only, where the family's layers allow it;
+    # bench/needed_tokens.py) | compute (the padded grid, transformers' code)
+    padding_tokens: str = "skip"
     output_dir: str = "runs"
     tracking_uri: str | None = None  # None: MLFLOW_TRACKING_URI, else sqlite:///mlflow.db
     experiment: str | None = None  # None: one experiment per task, named bench-<task>
@@ -124,6 +127,7 @@ ADDED_FIELDS = {
     "init_from": None,
     "dropout_draws": "torch",
     "last_layer_tokens": "all",
+    "padding_tokens": "compute",
 }
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 INITS = ("pretrained", "random")  # what each means: the comment at bench.models.ARCH_DIR
@@ -132,6 +136,7 @@ SELECT_ON = ("dev", "holdout")
 BATCH_ORDERS = ("length", "uniform", "buffer100")
 DROPOUT_DRAWS = ("fast", "torch")  # bench.lean.MaskDraws draws each
 LAST_LAYER_TOKENS = ("head", "all")
+PADDING_TOKENS = ("skip", "compute")
 
 
 def parse_value(text: str):

@@ -14,6 +14,7 @@ from bench.config import (
     INITS,
     LAST_LAYER_TOKENS,
     LR_SCHEDULES,
+    PADDING_TOKENS,
     PRECISIONS,
     SELECT_ON,
     RunConfig,
@@ -63,6 +64,8 @@ def validate(cfg: RunConfig) -> RunConfig:
         raise choices_error("dropout_draws", cfg.dropout_draws, DROPOUT_DRAWS)
     if cfg.last_layer_tokens not in LAST_LAYER_TOKENS:
         raise choices_error("last_layer_tokens", cfg.last_layer_tokens, LAST_LAYER_TOKENS)
+    if cfg.padding_tokens not in PADDING_TOKENS:
+        raise choices_error("padding_tokens", cfg.padding_tokens, PADDING_TOKENS)
     if cfg.select_metric is not None and cfg.select_metric not in task.metrics:
         raise choices_error(f"select_metric for task {task.name}:", cfg.select_metric, task.metrics)
     if not 0 < cfg.adam_eps < 1 or not 0 < cfg.adam_beta2 < 1:

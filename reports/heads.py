@@ -29,9 +29,9 @@ from bench.device import make_accelerator
 from bench.errors import BenchError
 from bench.families import of
 from bench.families.base import eager_attention
-from bench.first_token import use_all_tokens
 from bench.logs import quiet_libraries
 from bench.models import family
+from bench.needed_tokens import use_all_tokens
 from bench.reload import load_checkpoint
 from bench.resolve import build_config
 from bench.tasks import get_task

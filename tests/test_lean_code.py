@@ -256,7 +256,8 @@ def test_bench_builds_lean_dropout_and_attention_into_methods(tiny_models, glue_
             "max_length": 32,
             "seed": 3,
             "dropout_draws": "torch",
-            "last_layer_tokens": "all",  # torch's masks in every layer (the short last layer draws fewer)
+            "last_layer_tokens": "all",  # torch's masks at every token (the short layers draw fewer)
+            "padding_tokens": "compute",
         }
     )
     results = []

@@ -476,11 +476,11 @@ def test_a_study_keeps_the_defaults_it_was_created_with(tiny_models, glue_dir, t
     defaults = {**study.attrs["defaults"], "dropout_draws": "torch"}  # as if created when torch's was default
     study.optuna.set_user_attr("defaults", defaults)
     cfg = driver._run_config(study, {}, 1, "trial", {})
-    assert (cfg.dropout_draws, cfg.last_layer_tokens) == ("torch", "head")
+    assert (cfg.dropout_draws, cfg.last_layer_tokens, cfg.padding_tokens) == ("torch", "head", "skip")
     old = types.SimpleNamespace(  # a study from before the record: no defaults among its attributes
         name=name,
         attrs={k: v for k, v in study.attrs.items() if k != "defaults"},
         tracking_uri=study.tracking_uri,
     )
     cfg = driver._run_config(old, {}, 1, "trial", {})
-    assert (cfg.dropout_draws, cfg.last_layer_tokens) == ("torch", "all")
+    assert (cfg.dropout_draws, cfg.last_layer_tokens, cfg.padding_tokens) == ("torch", "all", "compute")

@@ -45,9 +45,9 @@ class Family:
     attention_note: ClassVar[str] = ""  # why a prefix cannot be read, when attention_path is None
     absolute_positions: ClassVar[bool] = True  # learned absolute positions (P-tuning v2's position_shift)
     pooler_in_backbone: ClassVar[bool] = False  # a pretrained pooler in the encoder (sequence head)
-    # the last layer may run for the first token only under a sequence head (bench/first_token.py: the BERT
-    # layer's code, for families whose layers are BERT's)
-    first_token_last_layer: ClassVar[bool] = False
+    # its layers are transformers' BertLayer code: they may compute only the tokens needed (the real ones; the
+    # first in the last layer under a sequence head: bench/needed_tokens.py)
+    bert_layers: ClassVar[bool] = False
     prefix_space_for_words: ClassVar[bool] = False  # byte-level BPE: pre-split words (NER) need a space
     # What a tiny test model of this family needs beyond width and depth, and its tokenizer's kind:
     # wordpiece ([CLS] a [SEP] b [SEP]), bpe-pair-sep (<s> a </s></s> b </s>), bpe-cls (BPE with [CLS]/[SEP]).

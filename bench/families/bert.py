@@ -15,7 +15,7 @@ class Bert(Family):
         "bert-large-uncased": "google-bert/bert-large-uncased",
     }
     pooler_in_backbone = True
-    first_token_last_layer = True
+    bert_layers = True
     tiny_config = {"max_position_embeddings": 160}
 
     def linear_sequence_head(self, model, task):

@@ -17,7 +17,7 @@ IGNORE_INDEX = -100  # label of sub-tokens after the first and of special tokens
 class TaskKind:
     name: ClassVar[str]
     float_labels: ClassVar[bool] = False  # regression targets are floats
-    # the head reads the first token's final state only (a sequence head): bench/first_token.py may then
+    # the head reads the first token's final state only (a sequence head): bench/needed_tokens.py may then
     # compute the last layer for that token alone; a kind opts in
     head_reads_first_token: ClassVar[bool] = False
 
