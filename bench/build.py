@@ -72,7 +72,7 @@ def build_model(cfg: RunConfig, task, lean: bool = True) -> Built:
     # the modules the attention function receives, found before a method wraps the model
     attention = [fam.attention_module(layer) for layer in fam.layers(model)] if fam else []
     attention = [m for m in attention if m is not None]  # DeBERTa: its own attention code
-    if lean and fam and fam.bert_layers:
+    if lean and fam and fam.computes_needed_tokens:
         layers = fam.layers(model)
         first = cfg.last_layer_tokens == "head" and task.task_kind.head_reads_first_token
         for i, layer in enumerate(layers):

@@ -23,8 +23,8 @@ Dropout then draws masks for the tokens computed only, so from a given seed its 
 padded layer draws: `padding_tokens=compute` and `last_layer_tokens=all` keep every token (and torch's masks,
 with `dropout_draws=torch`). transformers has no option for either on a CPU (its padding-free training
 needs FlashAttention's variable-length kernels); the padded layer, where it runs, is transformers' code.
-For the BERT layout (Family.bert_layers: BERT, RoBERTa, ELECTRA, XLM-R): layer.attention.{self,output},
-layer.intermediate, layer.output."""
+For the BERT layout (Family.computes_needed_tokens: BERT, RoBERTa, ELECTRA, XLM-R):
+layer.attention.{self,output}, layer.intermediate, layer.output."""
 
 from __future__ import annotations
 
@@ -39,6 +39,9 @@ FIRST_TOKEN_ONLY = "bench_first_token_only"  # on a layer: its queries come from
 SKIP_PADDING = "bench_skip_padding"  # on a layer: it computes the real tokens only
 MIN_PADDING = 0.05  # the share of a batch's (batch, T) grid below which the padded layer runs
 _NOT_FOR_THE_ATTENTION = ("encoder_attention_mask", "cache", "past_key_values")  # None on the short path
+# The mask last read and its real tokens: every layer of a forward receives the same mask object, and finding
+# the tokens (a nonzero) would make a GPU wait for its queue once a layer. Held, so its id is not reused.
+_last_read: tuple = (None, None)
 
 
 def use_needed_tokens(layer: nn.Module, skip_padding: bool, first_token_only: bool) -> None:
@@ -80,12 +83,18 @@ def real_tokens(mask: torch.Tensor | None) -> torch.Tensor | None:
     every token is one, or where padding is under MIN_PADDING of the grid. `mask`: the (batch, 1, queries,
     T) mask the layers receive, bool (True: attend) or additive float (0 or a bias: attend; the dtype's
     minimum or -inf: hidden)."""
+    global _last_read
     if mask is None or mask.dim() != 4:
         return None
+    last_mask, last_real = _last_read
+    if mask is last_mask:
+        return last_real
     attended = mask if mask.dtype == torch.bool else mask > torch.finfo(mask.dtype).min / 2
     keys = attended.any(2).any(1).reshape(-1)  # (batch x T): some query of some head sees it
     real = keys.nonzero().squeeze(1)
-    return real if real.numel() <= (1 - MIN_PADDING) * keys.numel() else None
+    real = real if real.numel() <= (1 - MIN_PADDING) * keys.numel() else None
+    _last_read = (mask, real)
+    return real
 
 
 def needed_tokens_forward(layer, hidden_states, attention_mask, real, first_token_only, **kwargs):

@@ -280,6 +280,7 @@ def run_trainer(
     }
 
 
+DRAWS = {"length": "length-grouped", "uniform": "plainly shuffled", "buffer100": "buffered"}  # batch_order
 KINDS = ("bench", "trainer_pad128", "trainer_dynamic")  # + "ref:<reference>" (benchmarks/references.py)
 
 
@@ -417,9 +418,10 @@ def compare(
     random = cfg.init == "random"
     n_eval = results["bench"][0]["eval_n"]
     metric_cols = [] if random else [f"dev {task.main_metric}"]
+    order = "" if cfg.batch_order == "length" else f" / {cfg.batch_order} batches"
     lines = [
-        f"## {cfg.method} / {cfg.model}{' (random init)' if random else ''} / {task.name}: bench vs the HF "
-        f"Trainer",
+        f"## {cfg.method} / {cfg.model}{' (random init)' if random else ''} / {task.name}{order}: bench vs "
+        "the HF Trainer",
         f"Machine: {device}; torch {torch.__version__}. Same model init, lr {cfg.lr:g}, batch "
         f"{cfg.batch_size}, "
         f"seed {cfg.seed}, {steps} optimizer steps per variant, {repeats} repetitions alternated; medians. "
@@ -428,8 +430,8 @@ def compare(
         f" row, + the first step) + steady step time x the other {steps_per_epoch - 1} steps ({n_train} "
         f"training "
         "examples); train samples/s = batch / steady step time. bench's batches: the first "
-        f"{steps} of its length-grouped draw for the seed, the longest of them last (it then meets the "
-        "optimizer state, as an epoch's longest batch does). "
+        f"{steps} of its {DRAWS[cfg.batch_order]} draw for the seed, the longest of them last (it then "
+        "meets the optimizer state, as an epoch's longest batch does). "
         + (
             random_init_note(cfg, tokenizer)
             if random
@@ -483,7 +485,7 @@ def compare(
         "load": f"{load:.2f}",
         "matmul_peak": f"{(peak if methods else max(peak, matmul_peak())) / 1e9:.0f} GFLOP/s",
     }
-    key = f"{cfg.model}{' (random init)' if random else ''} / {task.name} / batch {cfg.batch_size}" + (
+    key = f"{cfg.model}{' (random init)' if random else ''} / {task.name}{order} / batch {cfg.batch_size}" + (
         f" / methods {', '.join(methods)}" if methods else ""
     )
     return {"text": "\n".join(lines), "key": key, "targets": targets, "stamp": stamp}

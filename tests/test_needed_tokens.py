@@ -14,7 +14,7 @@ from bench.resolve import build_config
 from bench.tasks import get_task
 from bench.train import batch_for
 
-SHORT_FAMILIES = sorted(name for name, fam in families().items() if fam.bert_layers)
+SHORT_FAMILIES = sorted(name for name, fam in families().items() if fam.computes_needed_tokens)
 EVERY_TOKEN = {"padding_tokens": "compute", "last_layer_tokens": "all"}  # transformers' layers
 METHODS = (
     "head",

@@ -47,7 +47,7 @@ class Family:
     pooler_in_backbone: ClassVar[bool] = False  # a pretrained pooler in the encoder (sequence head)
     # its layers are transformers' BertLayer code: they may compute only the tokens needed (the real ones; the
     # first in the last layer under a sequence head: bench/needed_tokens.py)
-    bert_layers: ClassVar[bool] = False
+    computes_needed_tokens: ClassVar[bool] = False
     prefix_space_for_words: ClassVar[bool] = False  # byte-level BPE: pre-split words (NER) need a space
     # What a tiny test model of this family needs beyond width and depth, and its tokenizer's kind:
     # wordpiece ([CLS] a [SEP] b [SEP]), bpe-pair-sep (<s> a </s></s> b </s>), bpe-cls (BPE with [CLS]/[SEP]).

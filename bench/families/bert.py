@@ -15,7 +15,7 @@ class Bert(Family):
         "bert-large-uncased": "google-bert/bert-large-uncased",
     }
     pooler_in_backbone = True
-    bert_layers = True
+    computes_needed_tokens = True
     tiny_config = {"max_position_embeddings": 160}
 
     def linear_sequence_head(self, model, task):

@@ -12,7 +12,7 @@ class Roberta(Family):
     aliases = {"roberta-base": "FacebookAI/roberta-base", "roberta-large": "FacebookAI/roberta-large"}
     special_positions = (2, 4)
     prefix_space_for_words = True
-    bert_layers = True  # ELECTRA and XLM-R inherit it
+    computes_needed_tokens = True  # ELECTRA and XLM-R inherit it
     tiny_config = {"max_position_embeddings": 162, "type_vocab_size": 1}
     tiny_tokenizer = "bpe-pair-sep"
 
