@@ -6,10 +6,11 @@ feed-forward blocks see only the real tokens (and, in the last layer under a seq
 import pytest
 import torch
 
+from bench import needed_tokens
 from bench.build import build_model, prepare_data
 from bench.errors import BenchError
 from bench.families import families
-from bench.needed_tokens import FIRST_TOKEN_ONLY, MIN_PADDING, real_tokens, use_all_tokens
+from bench.needed_tokens import FIRST_TOKEN_ONLY, MIN_PADDING, token_layout, use_all_tokens
 from bench.resolve import build_config
 from bench.tasks import get_task
 from bench.train import batch_for
@@ -100,6 +101,7 @@ def test_every_method_trains_the_same_through_the_short_layers(tiny_models, glue
     short = logits_and_gradients(b, prep)
     assert_same(full, short)
     if method != "ptuning":  # its prefix reaches the layers as a cache: the padded layer runs (tested below)
+        assert len(needed_tokens._last_read[1].groups) == 4  # the attention ran by groups of rows
         assert seen[0] == [real_count(full[2]) + (20 * len(ROWS) if method == "prompt_tuning" else 0)]
         assert seen[len(seen) - 1] == [len(ROWS)]
 
@@ -134,18 +136,38 @@ def test_every_token_where_asked_or_the_layers_are_not_berts(tiny_models, glue_d
         assert not any(hasattr(m, FIRST_TOKEN_ONLY) for m in b.model.modules())
 
 
-def test_real_tokens_read_bool_and_additive_masks():
-    keys = torch.tensor([[1] * 10, [1] * 6 + [0] * 4])  # 4 of 20 cells padding
-    grid = keys[:, None, None, :].expand(2, 1, 10, 10)
-    expected = torch.tensor(list(range(10)) + list(range(10, 16)))
-    torch.testing.assert_close(real_tokens(grid.bool()), expected)
-    additive = torch.where(grid.bool(), 0.0, torch.finfo(torch.float32).min)
-    torch.testing.assert_close(real_tokens(additive), expected)
-    torch.testing.assert_close(real_tokens(torch.where(grid.bool(), 0.0, float("-inf"))), expected)
-    assert real_tokens(None) is None  # no mask: nothing padded
+def test_the_layout_reads_bool_and_additive_masks():
+    lengths = torch.tensor([10, 6, 9, 3, 7])  # 15 of 50 cells padding
+    keys = torch.arange(10) < lengths[:, None]
+    grid = keys[:, None, None, :].expand(5, 1, 10, 10)
+    expected = torch.cat([row * 10 + torch.arange(n) for row, n in enumerate(lengths.tolist())])
+    additive = torch.where(grid, 0.0, torch.finfo(torch.float32).min)
+    for mask in (grid, additive, torch.where(grid, 0.0, float("-inf")), keys[:, None, None, :]):
+        layout = token_layout(mask)
+        torch.testing.assert_close(layout.real, expected)
+        # the rows by length, in groups; each group's grid as long as its longest row, its real cells the
+        # rows' tokens in order, and concatenated they come back to the order of `real` through `inverse`
+        assert [g.rows for g in layout.groups] == [2, 1, 1, 1]
+        assert [g.length for g in layout.groups] == [10, 7, 6, 3]
+        assert all(
+            g.mask.dtype == mask.dtype and g.mask.shape == (g.rows, 1, 1, g.length) for g in layout.groups
+        )
+        starts = (lengths.cumsum(0) - lengths).tolist()
+        assert layout.groups[0].index.tolist() == [
+            *range(10),
+            *range(starts[2], starts[2] + 9),
+            35,
+        ]  # 35: padding
+        order = torch.cat([g.index[g.cells] for g in layout.groups])
+        torch.testing.assert_close(order[layout.inverse], torch.arange(35))
+    assert token_layout(None) is None  # no mask: nothing padded
     few = torch.ones(2, 1, 1, 40, dtype=torch.bool)
     few[1, ..., -1] = False  # 1 of 80 cells: under MIN_PADDING, the padded layer runs
-    assert real_tokens(few) is None
+    assert token_layout(few) is None
+    other = grid.clone()
+    other[0, 0, 2, 5] = False  # a real query that does not see a real key: not padding alone
+    layout = token_layout(other)
+    assert layout.groups == () and layout.real.tolist() == expected.tolist()  # attention on the whole grid
 
 
 def test_the_results_do_not_depend_on_the_batch_padding(tiny_models, glue_dir):
