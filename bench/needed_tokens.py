@@ -4,9 +4,11 @@ last layer under a sequence head, the first token.
 Padding (`padding_tokens=skip`): a batch is padded to its longest row, and a padding position is one no query
 attends to (the attention mask hides it as a key), so nothing it computes reaches a real token. Each layer
 then runs its per-token work (query, key and value projections, attention output, feed-forward, norms,
-dropout) on the real tokens alone, gathered out of the (batch, T) grid, and the attention on the padded
-grid (zeros at the padding, masked as before): every real token's state and every gradient is the padded
-layer's, to float rounding (tests/test_needed_tokens.py), and the states at the padding are zeros. The heads
+dropout) on the real tokens alone, gathered out of the (batch, T) grid, and the attention on each row's
+real tokens, the rows sorted by length and run in ATTENTION_GROUPS groups, each on a grid as long as its
+longest row (where the mask hides more than padding: on the whole grid, zeros at the padding, masked as
+before). Every real token's state and every gradient is the padded layer's, to float rounding
+(tests/test_needed_tokens.py), and the states at the padding are zeros. The heads
 read real tokens only (a sequence head the first; a token head's loss and predictions skip the padding).
 Length-grouped batches are a few percent padding; plainly shuffled ones (`batch_order=uniform`, the paper
 presets' order) about half, which is the work this skips. The padded layer runs where less than
