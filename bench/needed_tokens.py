@@ -162,7 +162,8 @@ def needed_tokens_forward(layer, hidden_states, attention_mask, layout, first_to
     from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS  # lazy: transformers is slow to import
 
     attention = layer.attention.self
-    batch, length, width = hidden_states.shape
+    batch, length, _ = hidden_states.shape
+    width = attention.all_head_size  # of the queries, keys, values and attention context
     real = None if layout is None else layout.real
 
     def gathered(x):  # (batch, T, d) -> (real tokens, d)
