@@ -173,7 +173,8 @@ def needed_tokens_forward(layer, hidden_states, attention_mask, layout, first_to
     def padded(x):  # (real tokens, d) -> (batch, T, d), zeros at the padding
         if real is None:
             return x.view(batch, length, -1)
-        return x.new_zeros(batch * length, x.shape[-1]).index_copy(0, real, x).view(batch, length, -1)
+        # index_put, not index_copy: index_copy's backward keeps its source alive (a token state a layer)
+        return x.new_zeros(batch * length, x.shape[-1]).index_put((real,), x).view(batch, length, -1)
 
     def heads(x):  # (batch, T, heads x d) -> (batch, heads, T, d), a view as transformers' layer has it
         return x.view(*x.shape[:2], -1, attention.attention_head_size).transpose(1, 2)
