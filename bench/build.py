@@ -74,9 +74,12 @@ def build_model(cfg: RunConfig, task, lean: bool = True) -> Built:
     attention = [m for m in attention if m is not None]  # DeBERTa: its own attention code
     if lean and fam and fam.computes_needed_tokens:
         layers = fam.layers(model)
+        skip = cfg.padding_tokens == "skip"
         first = cfg.last_layer_tokens == "head" and task.task_kind.head_reads_first_token
         for i, layer in enumerate(layers):
-            use_needed_tokens(layer, cfg.padding_tokens == "skip", first and i == len(layers) - 1)
+            short = first and i == len(layers) - 1
+            if skip or short:  # other layers keep transformers' forward untouched
+                use_needed_tokens(layer, skip, short)
     buffers_before = {n for n, _ in model.named_buffers()}
     model, backbone_numel = apply_method(model, method, method_cfg, ctx)
     if lean:

@@ -123,19 +123,19 @@ def token_layout(mask: torch.Tensor | None) -> Layout | None:
             mask.shape[1] == 1
             and ((attended[:, 0] == keys[:, None, :]) | ~keys[:, : attended.shape[2], None]).all().item()
         )
-        groups = _groups(keys, mask.dtype) if padding_only else ()
+        groups = _groups(keys, real.numel(), mask.dtype) if padding_only else ()
         order = torch.cat([g.index[g.cells] for g in groups]) if groups else None
         layout = Layout(real, groups, None if order is None else order.argsort())
     _last_read = (mask, layout)
     return layout
 
 
-def _groups(keys: torch.Tensor, dtype) -> tuple[Group, ...]:
+def _groups(keys: torch.Tensor, n: int, dtype) -> tuple[Group, ...]:
     """The rows sorted by length and cut into ATTENTION_GROUPS groups of about equal size (attention then
-    works on about the sum of each group's rows x its longest row squared, not batch x T squared)."""
+    works on about the sum of each group's rows x its longest row squared, not batch x T squared). `n`: the
+    number of real tokens."""
     lengths = keys.sum(1)
-    starts = lengths.cumsum(0) - lengths  # each row's first real token among the N
-    n = int(lengths.sum())
+    starts = lengths.cumsum(0) - lengths  # each row's first real token among the n
     by_length = lengths.argsort(descending=True, stable=True)
     groups = []
     for rows in by_length.tensor_split(min(ATTENTION_GROUPS, len(by_length))):
